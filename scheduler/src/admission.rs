@@ -1,0 +1,436 @@
+//! The mutating webhook's decision as a pure function (spec §3): a submitted pod object in, an
+//! RFC 6902 JSON Patch (or a denial with HAMi's message) out.
+//!
+//! For each init container, then each container:
+//! - `nvidia.com/gpumem-percentage` must be an integer in `[0, 100]`;
+//! - `nvidia.com/priority` in limits adds `CUDA_TASK_PRIORITY` to the environment;
+//! - a container with `gpumem`, `gpucores` or `gpumem-percentage` in limits but no `nvidia.com/gpu`
+//!   gets `nvidia.com/gpu: 1` (the default GPU count);
+//! - a GPU container without `gpucores` and without `gpumem` (or with percentage 100) gets
+//!   `nvidia.com/gpucores: 100`, so `nvidia.com/gpu: 1` alone is an exclusive whole GPU.
+//! Then a GPU pod with a privileged container is denied, and one with `nodeName` set is denied;
+//! otherwise its `schedulerName` becomes sliceguard's. Pods for another scheduler pass untouched.
+//!
+//! Deliberate differences from HAMi, each closing a way around the scheduler:
+//! - a percentage out of range is a **denial**; HAMi answers HTTP 500, which `failurePolicy: Ignore`
+//!   turns into an unscheduled-by-HAMi pod;
+//! - a GPU quantity that is not a usable integer (`gpumem: 16Gi`, `gpu: 0.5`) is denied with the
+//!   container and value named; HAMi lets it through as if it asked for no GPU;
+//! - the patch is computed against the submitted object, so fields this crate does not model survive.
+
+use crate::annotations::{
+    RESOURCE_GPU, RESOURCE_GPUCORES, RESOURCE_GPUMEM, RESOURCE_GPUMEM_PERCENTAGE, RESOURCE_PRIORITY,
+};
+use crate::quantity::parse_integer;
+use crate::request::{RequestDefaults, container_request};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{Value, json};
+
+/// Webhook settings (HAMi's scheduler flags and device config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// The scheduler name written into routed pods (`--scheduler-name`).
+    pub scheduler_name: String,
+    /// GPUs added when a container gives memory or cores but no count (HAMi `defaultGPUNum`).
+    pub default_gpu_num: u32,
+    /// Also route pods whose `schedulerName` is `default-scheduler`.
+    pub force_overwrite_default_scheduler: bool,
+    /// Request defaults, used to validate what the pod will ask for.
+    pub requests: RequestDefaults,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            scheduler_name: "sliceguard-scheduler".into(),
+            default_gpu_num: 1,
+            force_overwrite_default_scheduler: true,
+            requests: RequestDefaults::default(),
+        }
+    }
+}
+
+/// What the webhook answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Allowed, with a patch (possibly empty).
+    Allowed {
+        /// The JSON Patch from the submitted object to the mutated one.
+        patch: json_patch::Patch,
+        /// True when the pod is routed to sliceguard.
+        routed: bool,
+        /// Why, for logs and the response message.
+        message: String,
+    },
+    /// Denied, with HAMi's message.
+    Denied {
+        /// The message.
+        message: String,
+    },
+}
+
+/// The submitted object is not a pod (HAMi: `Errored(400)`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode the pod: {0}")]
+pub struct DecodeError(pub String);
+
+fn has(container: &Container, which: &str, resource: &str) -> bool {
+    container.resources.as_ref().is_some_and(|r| {
+        let map = if which == "limits" {
+            &r.limits
+        } else {
+            &r.requests
+        };
+        map.as_ref().is_some_and(|m| m.contains_key(resource))
+    })
+}
+
+fn quantity<'a>(container: &'a Container, resource: &str) -> Option<&'a str> {
+    crate::request::limit_or_request(container, resource).map(|q| q.0.as_str())
+}
+
+fn denied(message: impl Into<String>) -> Result<Admission, DecodeError> {
+    Ok(Admission::Denied {
+        message: message.into(),
+    })
+}
+
+/// Decides the webhook's answer for a submitted pod object.
+pub fn mutate(submitted: &Value, settings: &WebhookSettings) -> Result<Admission, DecodeError> {
+    let pod: Pod = serde_path_to_error::deserialize(submitted)
+        .map_err(|e| DecodeError(format!("at {}: {}", e.path(), e.inner())))?;
+    let Some(spec) = pod.spec.as_ref() else {
+        return denied("pod has no containers");
+    };
+    if spec.containers.is_empty() {
+        return denied("pod has no containers");
+    }
+    let current = spec.scheduler_name.as_deref().unwrap_or("");
+    if !current.is_empty()
+        && (current != "default-scheduler" || !settings.force_overwrite_default_scheduler)
+        && (settings.scheduler_name.is_empty() || current != settings.scheduler_name)
+    {
+        return Ok(Admission::Allowed {
+            patch: json_patch::Patch(vec![]),
+            routed: false,
+            message: "pod already has different scheduler assigned".into(),
+        });
+    }
+
+    let mut mutated = submitted.clone();
+    let mut has_resource = false;
+    let init_len = spec.init_containers.as_ref().map_or(0, Vec::len);
+    let all: Vec<(&str, usize, &Container)> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| ("initContainers", i, c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ("containers", i, c)),
+        )
+        .collect();
+    debug_assert_eq!(all.len(), init_len + spec.containers.len());
+
+    for &(list, index, container) in &all {
+        let name = &container.name;
+        if let Some(pct) = quantity(container, RESOURCE_GPUMEM_PERCENTAGE) {
+            let ok = parse_integer(pct).is_ok_and(|v| (0..=100).contains(&v));
+            if !ok {
+                return denied(format!(
+                    "invalid {RESOURCE_GPUMEM_PERCENTAGE} value {pct} in container {name}: must be an integer between 0 and 100"
+                ));
+            }
+        }
+        let target = &mut mutated["spec"][list][index];
+        if let Some(priority) = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get(RESOURCE_PRIORITY))
+        {
+            let env = &mut target["env"];
+            let already = env
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["name"] == "CUDA_TASK_PRIORITY"));
+            if !already {
+                if !env.is_array() {
+                    *env = json!([]);
+                }
+                if let Some(a) = env.as_array_mut() {
+                    a.push(json!({"name": "CUDA_TASK_PRIORITY", "value": priority.0}));
+                }
+            }
+        }
+        let mut gpu_in_limits = has(container, "limits", RESOURCE_GPU);
+        let mut container_has_resource = gpu_in_limits;
+        if !gpu_in_limits
+            && settings.default_gpu_num > 0
+            && [
+                RESOURCE_GPUCORES,
+                RESOURCE_GPUMEM,
+                RESOURCE_GPUMEM_PERCENTAGE,
+            ]
+            .iter()
+            .any(|r| has(container, "limits", r))
+        {
+            target["resources"]["limits"][RESOURCE_GPU] =
+                json!(settings.default_gpu_num.to_string());
+            gpu_in_limits = true;
+            container_has_resource = true;
+        }
+        let gpu_present = gpu_in_limits || has(container, "requests", RESOURCE_GPU);
+        let cores_absent = !has(container, "limits", RESOURCE_GPUCORES)
+            && !has(container, "requests", RESOURCE_GPUCORES);
+        let mem_absent = !has(container, "limits", RESOURCE_GPUMEM)
+            && !has(container, "requests", RESOURCE_GPUMEM);
+        let pct_is_100 = quantity(container, RESOURCE_GPUMEM_PERCENTAGE)
+            .and_then(|p| parse_integer(p).ok())
+            == Some(100);
+        if gpu_present && cores_absent && (pct_is_100 || mem_absent) {
+            target["resources"]["limits"][RESOURCE_GPUCORES] = json!("100");
+            container_has_resource = true;
+        }
+        if container_has_resource {
+            // Validate what the scheduler will read, on the mutated container.
+            let mutated_container: Container = serde_json::from_value(target.clone())
+                .map_err(|e| DecodeError(format!("container {name}: {e}")))?;
+            if let Err(e) = container_request(&mutated_container, settings.requests) {
+                return denied(e.to_string());
+            }
+        }
+        has_resource |= container_has_resource;
+    }
+
+    if !has_resource {
+        let patch = json_patch::diff(submitted, &mutated);
+        return Ok(Admission::Allowed {
+            patch,
+            routed: false,
+            message: "pod requests no GPU resources".into(),
+        });
+    }
+    for &(_, _, container) in &all {
+        if container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            == Some(true)
+        {
+            return denied(format!("container {} is privileged", container.name));
+        }
+    }
+    if !settings.scheduler_name.is_empty() {
+        mutated["spec"]["schedulerName"] = json!(settings.scheduler_name);
+    }
+    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return denied("pod has node assigned");
+    }
+    let patch = json_patch::diff(submitted, &mutated);
+    Ok(Admission::Allowed {
+        patch,
+        routed: true,
+        message: format!("routed to {}", settings.scheduler_name),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(containers: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": containers}})
+    }
+
+    fn apply(submitted: &Value, admission: &Admission) -> Value {
+        let Admission::Allowed { patch, .. } = admission else {
+            panic!("denied: {admission:?}")
+        };
+        let mut doc = submitted.clone();
+        json_patch::patch(&mut doc, patch).unwrap();
+        doc
+    }
+
+    fn run(submitted: &Value) -> Admission {
+        mutate(submitted, &WebhookSettings::default()).unwrap()
+    }
+
+    #[test]
+    fn fractional_pod_is_routed_and_keeps_its_resources() {
+        let p = pod(
+            json!([{"name": "c", "image": "pause", "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "3000", "nvidia.com/gpucores": "30"}}}]),
+        );
+        let a = run(&p);
+        let out = apply(&p, &a);
+        assert_eq!(out["spec"]["schedulerName"], "sliceguard-scheduler");
+        assert_eq!(
+            out["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpucores"],
+            "30"
+        );
+        assert!(matches!(a, Admission::Allowed { routed: true, .. }));
+    }
+
+    #[test]
+    fn gpu_alone_becomes_exclusive() {
+        let p = pod(json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]));
+        let out = apply(&p, &run(&p));
+        assert_eq!(
+            out["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpucores"],
+            "100"
+        );
+        let pct = pod(
+            json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "100"}}}]),
+        );
+        assert_eq!(
+            apply(&pct, &run(&pct))["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpucores"],
+            "100"
+        );
+        let mem = pod(
+            json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "1000"}}}]),
+        );
+        assert!(
+            apply(&mem, &run(&mem))["spec"]["containers"][0]["resources"]["limits"]
+                .get("nvidia.com/gpucores")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn default_gpu_count_is_added_with_parents() {
+        let p = pod(json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpumem": "1000"}}}]));
+        let out = apply(&p, &run(&p));
+        assert_eq!(
+            out["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+            "1"
+        );
+        let init = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+            "initContainers": [{"name": "i", "resources": {"limits": {"nvidia.com/gpucores": "20", "nvidia.com/gpumem": "10"}}}],
+            "containers": [{"name": "c"}]}});
+        let out = apply(&init, &run(&init));
+        assert_eq!(
+            out["spec"]["initContainers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+            "1"
+        );
+        assert_eq!(out["spec"]["schedulerName"], "sliceguard-scheduler");
+    }
+
+    #[test]
+    fn priority_becomes_an_environment_variable() {
+        let p = pod(
+            json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/priority": "1"}}}]),
+        );
+        let out = apply(&p, &run(&p));
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([{"name": "CUDA_TASK_PRIORITY", "value": "1"}])
+        );
+    }
+
+    #[test]
+    fn routing_rules() {
+        let plain = pod(json!([{"name": "c", "image": "nginx"}]));
+        match run(&plain) {
+            Admission::Allowed { patch, routed, .. } => assert!(patch.0.is_empty() && !routed),
+            other => panic!("{other:?}"),
+        }
+        let mut other =
+            pod(json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]));
+        other["spec"]["schedulerName"] = json!("volcano");
+        match run(&other) {
+            Admission::Allowed {
+                patch,
+                routed,
+                message,
+            } => {
+                assert!(patch.0.is_empty() && !routed);
+                assert_eq!(message, "pod already has different scheduler assigned");
+            }
+            o => panic!("{o:?}"),
+        }
+        let mut default = other.clone();
+        default["spec"]["schedulerName"] = json!("default-scheduler");
+        assert_eq!(
+            apply(&default, &run(&default))["spec"]["schedulerName"],
+            "sliceguard-scheduler"
+        );
+        let no_force = WebhookSettings {
+            force_overwrite_default_scheduler: false,
+            ..Default::default()
+        };
+        assert!(matches!(
+            mutate(&default, &no_force).unwrap(),
+            Admission::Allowed { routed: false, .. }
+        ));
+    }
+
+    #[test]
+    fn denials_use_hamis_messages() {
+        let cases = [
+            (json!({"kind": "Pod", "spec": {"containers": []}}), "pod has no containers".to_string()),
+            (json!({"kind": "Pod"}), "pod has no containers".to_string()),
+            (
+                pod(json!([{"name": "c", "securityContext": {"privileged": true}, "resources": {"limits": {"nvidia.com/gpu": "1"}}}])),
+                "container c is privileged".to_string(),
+            ),
+            (
+                pod(json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "150"}}}])),
+                "invalid nvidia.com/gpumem-percentage value 150 in container c: must be an integer between 0 and 100".to_string(),
+            ),
+        ];
+        for (submitted, message) in cases {
+            assert_eq!(
+                run(&submitted),
+                Admission::Denied { message },
+                "{submitted}"
+            );
+        }
+        let mut assigned =
+            pod(json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]));
+        assigned["spec"]["nodeName"] = json!("n1");
+        assert_eq!(
+            run(&assigned),
+            Admission::Denied {
+                message: "pod has node assigned".into()
+            }
+        );
+        // A privileged container in a pod without GPUs is not our business.
+        let privileged = pod(json!([{"name": "c", "securityContext": {"privileged": true}}]));
+        assert!(matches!(
+            run(&privileged),
+            Admission::Allowed { routed: false, .. }
+        ));
+    }
+
+    #[test]
+    fn unusable_quantities_are_denied_with_the_value_named() {
+        let p = pod(
+            json!([{"name": "trainer", "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "16Gi"}}}]),
+        );
+        match run(&p) {
+            Admission::Denied { message } => assert!(
+                message.contains("trainer") && message.contains("16Gi"),
+                "{message}"
+            ),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_survive_and_bad_objects_are_decode_errors() {
+        let mut p = pod(
+            json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "5"}}}]),
+        );
+        p["spec"]["someFutureField"] = json!({"x": 1});
+        let out = apply(&p, &run(&p));
+        assert_eq!(out["spec"]["someFutureField"], json!({"x": 1}));
+        let err = mutate(
+            &json!({"spec": {"containers": "nope"}}),
+            &WebhookSettings::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("spec.containers"), "{err}");
+    }
+}

@@ -1,0 +1,373 @@
+//! Whether a pod fits a node, and on which devices: HAMi's `calcScore`/`fitInDevices`/`Fit` (spec §4.3,
+//! §4.4), with its check order and reason strings.
+//!
+//! Per container, the node's NVIDIA devices are ordered by the GPU policy so that the preferred
+//! device is **last**, then visited from the last to the first; each device is refused for the first
+//! check it fails, in this order:
+//! `CardNotHealth`, `CardCordoned`, `CardTypeMismatch`, (numa-bind group switch, `NumaNotFit`),
+//! `CardUuidMismatch`, `CardTimeSlicingExhausted`, (mutex) `ExclusiveDeviceAllocateConflict`,
+//! `CardInsufficientMemory`, `CardInsufficientCore`, `ExclusiveDeviceAllocateConflict`,
+//! `CardComputeUnitsExhausted`, (MIG mode) `CardMigTopologyInfeasible`.
+//! A container that got some devices but not enough adds `AllocatedCardsInsufficientRequest`. The
+//! reasons of a failed container become `"<count>/<candidates> <Reason>"` entries sorted as strings.
+//!
+//! Init containers are fitted one at a time on fresh copies of the node (they run sequentially);
+//! regular containers accumulate on one copy. The node score comes from usage before the pod.
+//!
+//! Ordering is total and deterministic: among devices HAMi's order cannot tell apart, the device
+//! registered first is tried first (HAMi leaves this to Go's sort; see the README).
+
+use crate::annotations::BACKEND_NVIDIA;
+use crate::codec::reasons::ReasonList;
+use crate::model::{ContainerDevice, DeviceInfo, DeviceUsage, PodAllocation};
+use crate::policy::{GpuOrder, PodPreferences};
+use crate::request::{ContainerRequest, PodRequest};
+use crate::score::{device_score, node_score};
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// HAMi's per-device refusal reasons (`pkg/device/common/common.go`), spelled as on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FitReason {
+    /// The kubelet reports the device unhealthy.
+    CardNotHealth,
+    /// Listed in the node's `hami.io/device-cordon`.
+    CardCordoned,
+    /// Refused by `use-gputype`/`nouse-gputype` or `vgpu-mode`.
+    CardTypeMismatch,
+    /// Devices given up when a numa-bind container crossed NUMA nodes.
+    NumaNotFit,
+    /// Refused by `use-gpuuuid`/`nouse-gpuuuid`.
+    CardUuidMismatch,
+    /// The split count is used up.
+    CardTimeSlicingExhausted,
+    /// An exclusive request on a used device, or a mutex policy on a used device.
+    ExclusiveDeviceAllocateConflict,
+    /// Not enough free memory.
+    CardInsufficientMemory,
+    /// Not enough free cores.
+    CardInsufficientCore,
+    /// All cores taken and the request asks for none.
+    CardComputeUnitsExhausted,
+    /// A MIG-mode device (MIG profiles are not supported yet).
+    CardMigTopologyInfeasible,
+    /// The container got some devices but fewer than it asked for.
+    AllocatedCardsInsufficientRequest,
+}
+
+impl FitReason {
+    /// Every reason.
+    pub const ALL: [FitReason; 12] = [
+        FitReason::CardNotHealth,
+        FitReason::CardCordoned,
+        FitReason::CardTypeMismatch,
+        FitReason::NumaNotFit,
+        FitReason::CardUuidMismatch,
+        FitReason::CardTimeSlicingExhausted,
+        FitReason::ExclusiveDeviceAllocateConflict,
+        FitReason::CardInsufficientMemory,
+        FitReason::CardInsufficientCore,
+        FitReason::CardComputeUnitsExhausted,
+        FitReason::CardMigTopologyInfeasible,
+        FitReason::AllocatedCardsInsufficientRequest,
+    ];
+
+    /// The wire spelling (note `CardUuidMismatch`, as HAMi spells it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FitReason::CardNotHealth => "CardNotHealth",
+            FitReason::CardCordoned => "CardCordoned",
+            FitReason::CardTypeMismatch => "CardTypeMismatch",
+            FitReason::NumaNotFit => "NumaNotFit",
+            FitReason::CardUuidMismatch => "CardUuidMismatch",
+            FitReason::CardTimeSlicingExhausted => "CardTimeSlicingExhausted",
+            FitReason::ExclusiveDeviceAllocateConflict => "ExclusiveDeviceAllocateConflict",
+            FitReason::CardInsufficientMemory => "CardInsufficientMemory",
+            FitReason::CardInsufficientCore => "CardInsufficientCore",
+            FitReason::CardComputeUnitsExhausted => "CardComputeUnitsExhausted",
+            FitReason::CardMigTopologyInfeasible => "CardMigTopologyInfeasible",
+            FitReason::AllocatedCardsInsufficientRequest => "AllocatedCardsInsufficientRequest",
+        }
+    }
+}
+
+impl fmt::Display for FitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many candidate devices were refused for each reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ReasonCounts {
+    counts: [u32; 12],
+    /// Candidate devices (the denominator of every entry).
+    pub candidates: u32,
+}
+
+impl ReasonCounts {
+    fn bump(&mut self, reason: FitReason, by: u32) {
+        let slot = &mut self.counts[reason as usize];
+        *slot = slot.saturating_add(by);
+    }
+
+    fn set(&mut self, reason: FitReason, to: u32) {
+        self.counts[reason as usize] = to;
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: FitReason) -> u32 {
+        self.counts[reason as usize]
+    }
+
+    /// HAMi's `GenReason` list.
+    pub fn to_list(&self) -> ReasonList {
+        ReasonList::from_counts(
+            FitReason::ALL
+                .iter()
+                .filter(|r| self.get(**r) > 0)
+                .map(|r| (r.as_str(), self.get(*r))),
+            self.candidates,
+        )
+    }
+}
+
+/// Why a node cannot hold a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NodeRejection {
+    /// A container asks for more GPUs than the node has candidate devices (bare `NodeInsufficientDevice`).
+    NodeInsufficientDevice,
+    /// A container failed the per-device checks.
+    Devices(ReasonCounts),
+}
+
+impl fmt::Display for NodeRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeRejection::NodeInsufficientDevice => f.write_str("NodeInsufficientDevice"),
+            NodeRejection::Devices(counts) => write!(f, "{}", counts.to_list()),
+        }
+    }
+}
+
+/// A node that can hold the pod: its score and the devices each container gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFit {
+    /// Node score from usage before the pod.
+    pub score: f32,
+    /// Devices per container, init containers first.
+    pub allocation: PodAllocation,
+}
+
+/// The state of one node that the fit reads: devices in registration order, their usage, cordons.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    /// Registered devices, in registration order.
+    pub devices: &'a [DeviceInfo],
+    /// Usage of each device (same order).
+    pub usage: &'a [DeviceUsage],
+    /// Cordoned device ids (`hami.io/device-cordon`).
+    pub cordoned: &'a BTreeSet<String>,
+}
+
+/// Evaluates a pod against a node.
+pub fn evaluate_node(
+    node: NodeView<'_>,
+    request: &PodRequest,
+    prefs: &PodPreferences,
+) -> Result<NodeFit, NodeRejection> {
+    let base: Vec<DeviceUsage> = node.usage.to_vec();
+    let candidates: Vec<usize> = (0..node.devices.len())
+        .filter(|&i| {
+            node.devices[i]
+                .device_type
+                .to_lowercase()
+                .contains("nvidia")
+        })
+        .collect();
+
+    let mut init = Vec::new();
+    for slot in request.init() {
+        let devices = match &slot.request {
+            None => Vec::new(),
+            Some(r) => {
+                let mut scratch = base.clone();
+                fit_container(node, &mut scratch, &candidates, r, prefs)?
+            }
+        };
+        init.push(devices);
+    }
+
+    let score = node_score(node.devices.iter().zip(base.iter()));
+
+    let mut working = base;
+    let mut app = Vec::new();
+    for slot in request.app() {
+        let devices = match &slot.request {
+            None => Vec::new(),
+            Some(r) => fit_container(node, &mut working, &candidates, r, prefs)?,
+        };
+        app.push(devices);
+    }
+    Ok(NodeFit {
+        score,
+        allocation: PodAllocation { init, app },
+    })
+}
+
+/// Orders candidates so that the preferred device is last (HAMi's `Less`, made total).
+fn order_candidates(
+    node: NodeView<'_>,
+    usage: &[DeviceUsage],
+    candidates: &[usize],
+    request: &ContainerRequest,
+    prefs: &PodPreferences,
+) -> Vec<usize> {
+    let scores: Vec<f32> = (0..node.devices.len())
+        .map(|i| device_score(&node.devices[i], &usage[i], request, prefs.weights))
+        .collect();
+    let mut order = candidates.to_vec();
+    let order_kind = prefs.gpu_policy.order();
+    order.sort_by(|&a, &b| {
+        let (da, db) = (&node.devices[a], &node.devices[b]);
+        let by_policy = if order_kind == GpuOrder::Mutex {
+            usage[b]
+                .used
+                .cmp(&usage[a].used)
+                .then(da.numa.cmp(&db.numa))
+        } else if prefs.numa_bind {
+            if order_kind == GpuOrder::Binpack {
+                db.numa.cmp(&da.numa).then(scores[a].total_cmp(&scores[b]))
+            } else {
+                da.numa.cmp(&db.numa).then(scores[b].total_cmp(&scores[a]))
+            }
+        } else if order_kind == GpuOrder::Binpack {
+            scores[a].total_cmp(&scores[b]).then(da.numa.cmp(&db.numa))
+        } else {
+            scores[b].total_cmp(&scores[a]).then(da.numa.cmp(&db.numa))
+        };
+        // Registered first is tried first, so it sorts last.
+        by_policy.then(b.cmp(&a))
+    });
+    order
+}
+
+/// HAMi's `Fit` for one container; on success records the usage in `usage` and returns the devices.
+fn fit_container(
+    node: NodeView<'_>,
+    usage: &mut [DeviceUsage],
+    candidates: &[usize],
+    request: &ContainerRequest,
+    prefs: &PodPreferences,
+) -> Result<Vec<ContainerDevice>, NodeRejection> {
+    if request.nums as usize > candidates.len() {
+        return Err(NodeRejection::NodeInsufficientDevice);
+    }
+    let order = order_candidates(node, usage, candidates, request, prefs);
+    let mut counts = ReasonCounts {
+        candidates: candidates.len() as u32,
+        ..Default::default()
+    };
+    let original = request.nums;
+    let mut remaining = original;
+    let mut previous_numa: Option<u32> = None;
+    let mut chosen: Vec<(usize, u32, u32)> = Vec::new();
+    let is_mutex = prefs.gpu_policy.is_mutex();
+    let cores = request.cores_clamped();
+
+    for &i in order.iter().rev() {
+        let d = &node.devices[i];
+        let u = usage[i];
+        if !d.health {
+            counts.bump(FitReason::CardNotHealth, 1);
+            continue;
+        }
+        if node.cordoned.contains(&d.id) {
+            counts.bump(FitReason::CardCordoned, 1);
+            continue;
+        }
+        if !prefs.type_allowed(&d.device_type, &d.mode) {
+            counts.bump(FitReason::CardTypeMismatch, 1);
+            continue;
+        }
+        if prefs.numa_bind && previous_numa != Some(d.numa) {
+            if remaining != original {
+                counts.bump(FitReason::NumaNotFit, chosen.len() as u32);
+            }
+            remaining = original;
+            previous_numa = Some(d.numa);
+            chosen.clear();
+        }
+        if !prefs.uuid_allowed(&d.id) {
+            counts.bump(FitReason::CardUuidMismatch, 1);
+            continue;
+        }
+        if u64::from(d.count) <= u.used {
+            counts.bump(FitReason::CardTimeSlicingExhausted, 1);
+            continue;
+        }
+        if is_mutex && u.used > 0 {
+            counts.bump(FitReason::ExclusiveDeviceAllocateConflict, 1);
+            continue;
+        }
+        let memreq = request.memory_on(d.devmem);
+        // Signed, as HAMi's int32 arithmetic: an over-used device refuses even a zero request.
+        if i128::from(d.devmem) - i128::from(u.usedmem) < i128::from(memreq) {
+            counts.bump(FitReason::CardInsufficientMemory, 1);
+            continue;
+        }
+        if i128::from(d.devcore) - i128::from(u.usedcores) < i128::from(cores) {
+            counts.bump(FitReason::CardInsufficientCore, 1);
+            continue;
+        }
+        if d.devcore == 100 && cores == 100 && u.used > 0 {
+            counts.bump(FitReason::ExclusiveDeviceAllocateConflict, 1);
+            continue;
+        }
+        if d.devcore != 0 && u.usedcores == u64::from(d.devcore) && cores == 0 {
+            counts.bump(FitReason::CardComputeUnitsExhausted, 1);
+            continue;
+        }
+        if d.mode == "mig" {
+            counts.bump(FitReason::CardMigTopologyInfeasible, 1);
+            continue;
+        }
+        if remaining > 0 {
+            remaining -= 1;
+            // memreq ≤ devmem ≤ i32::MAX here, so it fits in u32.
+            chosen.push((i, u32::try_from(memreq).unwrap_or(u32::MAX), cores));
+        }
+        if remaining == 0 {
+            let mut devices = Vec::with_capacity(chosen.len());
+            for (i, mem, cores) in chosen {
+                let slot = &mut usage[i];
+                slot.used += 1;
+                slot.usedmem += u64::from(mem);
+                slot.usedcores += u64::from(cores);
+                devices.push(ContainerDevice {
+                    uuid: node.devices[i].id.clone(),
+                    backend: BACKEND_NVIDIA.to_string(),
+                    usedmem: mem,
+                    usedcores: cores,
+                });
+            }
+            return Ok(devices);
+        }
+    }
+    if !chosen.is_empty() {
+        counts.set(
+            FitReason::AllocatedCardsInsufficientRequest,
+            chosen.len() as u32,
+        );
+    }
+    Err(NodeRejection::Devices(counts))
+}
+
+/// Orders two node scores so that the better one for `policy` compares greater.
+pub fn node_preference(policy: crate::policy::NodePolicy, a: f32, b: f32) -> Ordering {
+    match policy {
+        crate::policy::NodePolicy::Binpack => a.total_cmp(&b),
+        crate::policy::NodePolicy::Spread => b.total_cmp(&a),
+    }
+}

@@ -1,0 +1,196 @@
+//! Node and device scores, in `float32` as HAMi computes them (spec §4.5).
+//!
+//! - Node score: `10*(ΣUsed/ΣCount + ΣUsedcores/ΣTotalcore + ΣUsedmem/ΣTotalmem)` over all devices of
+//!   the node, from usage **before** the pod; 0 when any total is 0.
+//! - Device score: `10*(Ws*(req+Used)/Count + Wc*(core+Usedcores)/Totalcore + Wm*(mem+Usedmem)/Totalmem)`,
+//!   where the request terms count only when the device's type is exactly the backend key `NVIDIA`
+//!   (in production the type is a model name, so they are 0; HAMi's tests use `NVIDIA`); 0 when any
+//!   total is 0.
+
+use crate::annotations::BACKEND_NVIDIA;
+use crate::model::{DeviceInfo, DeviceUsage};
+use crate::policy::ScoreWeights;
+use crate::request::{ContainerRequest, PERCENTAGE_UNSET};
+
+/// HAMi's score weight.
+const WEIGHT: f32 = 10.0;
+
+/// Running sums from which a node score is computed; kept per node so the score needs no device scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeTotals {
+    /// Σ tasks in use.
+    pub used: u64,
+    /// Σ split counts.
+    pub count: u64,
+    /// Σ cores in use.
+    pub usedcores: u64,
+    /// Σ device cores.
+    pub totalcore: u64,
+    /// Σ MiB in use.
+    pub usedmem: u64,
+    /// Σ device MiB.
+    pub totalmem: u64,
+}
+
+impl NodeTotals {
+    /// Adds one device.
+    pub fn add(&mut self, device: &DeviceInfo, usage: &DeviceUsage) {
+        self.used += usage.used;
+        self.count += u64::from(device.count);
+        self.usedcores += usage.usedcores;
+        self.totalcore += u64::from(device.devcore);
+        self.usedmem += usage.usedmem;
+        self.totalmem += u64::from(device.devmem);
+    }
+
+    /// The node score.
+    pub fn score(&self) -> f32 {
+        if self.count == 0 || self.totalcore == 0 || self.totalmem == 0 {
+            return 0.0;
+        }
+        WEIGHT
+            * (self.used as f32 / self.count as f32
+                + self.usedcores as f32 / self.totalcore as f32
+                + self.usedmem as f32 / self.totalmem as f32)
+    }
+}
+
+/// The node score over `(device, usage)` pairs.
+pub fn node_score<'a>(devices: impl IntoIterator<Item = (&'a DeviceInfo, &'a DeviceUsage)>) -> f32 {
+    let mut totals = NodeTotals::default();
+    for (d, u) in devices {
+        totals.add(d, u);
+    }
+    totals.score()
+}
+
+/// The device score for one container's request.
+pub fn device_score(
+    device: &DeviceInfo,
+    usage: &DeviceUsage,
+    request: &ContainerRequest,
+    weights: ScoreWeights,
+) -> f32 {
+    if device.count == 0 || device.devcore == 0 || device.devmem == 0 {
+        return 0.0;
+    }
+    let (req, core, mem) = if device.device_type == BACKEND_NVIDIA {
+        let mem = if request.mem_percentage != 0 && request.mem_percentage != PERCENTAGE_UNSET {
+            u64::from(device.devmem) * u64::from(request.mem_percentage) / 100
+        } else {
+            u64::from(request.memreq)
+        };
+        (1u64, u64::from(request.coresreq), mem)
+    } else {
+        (0, 0, 0)
+    };
+    WEIGHT
+        * (weights.slot as f32 * (req + usage.used) as f32 / device.count as f32
+            + weights.core as f32 * (core + usage.usedcores) as f32 / device.devcore as f32
+            + weights.memory as f32 * (mem + usage.usedmem) as f32 / device.devmem as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(id: &str, ty: &str) -> DeviceInfo {
+        DeviceInfo {
+            id: id.into(),
+            index: 0,
+            count: 10,
+            devmem: 8000,
+            devcore: 100,
+            device_type: ty.into(),
+            numa: 0,
+            mode: "hami-core".into(),
+            health: true,
+        }
+    }
+
+    fn used(used: u64, mem: u64, cores: u64) -> DeviceUsage {
+        DeviceUsage {
+            used,
+            usedmem: mem,
+            usedcores: cores,
+        }
+    }
+
+    #[test]
+    fn spec_section_9_node_scores() {
+        let (d1, d2) = (gpu("d1", "NVIDIA"), gpu("d2", "NVIDIA"));
+        let node1 = node_score([(&d1, &used(1, 2000, 25)), (&d2, &used(0, 0, 0))]);
+        let node2 = node_score([(&d1, &used(0, 0, 0)), (&d2, &used(1, 6000, 75))]);
+        assert_eq!(format!("{node1:.2}"), "3.00");
+        assert_eq!(format!("{node2:.2}"), "8.00");
+    }
+
+    #[test]
+    fn spec_section_9_device_scores() {
+        let r = ContainerRequest {
+            nums: 1,
+            memreq: 1000,
+            mem_percentage: PERCENTAGE_UNSET,
+            coresreq: 20,
+        };
+        let w = ScoreWeights::default();
+        let d = gpu("d", "NVIDIA");
+        assert_eq!(device_score(&d, &used(1, 2000, 25), &r, w), 10.25);
+        assert_eq!(device_score(&d, &used(0, 0, 0), &r, w), 4.25);
+        assert_eq!(device_score(&d, &used(1, 6000, 75), &r, w), 20.25);
+    }
+
+    #[test]
+    fn request_terms_count_only_for_the_backend_type() {
+        let r = ContainerRequest {
+            nums: 1,
+            memreq: 1000,
+            mem_percentage: PERCENTAGE_UNSET,
+            coresreq: 20,
+        };
+        let model = gpu("d", "NVIDIA-Tesla T4");
+        assert_eq!(
+            device_score(&model, &used(1, 2000, 25), &r, ScoreWeights::default()),
+            10.0 * (0.1 + 0.25 + 0.25)
+        );
+        let pct = ContainerRequest {
+            nums: 1,
+            memreq: 0,
+            mem_percentage: 50,
+            coresreq: 0,
+        };
+        assert_eq!(
+            device_score(
+                &gpu("d", "NVIDIA"),
+                &used(0, 0, 0),
+                &pct,
+                ScoreWeights::default()
+            ),
+            10.0 * (0.1 + 0.5)
+        );
+    }
+
+    #[test]
+    fn weights_and_zero_totals() {
+        let r = ContainerRequest {
+            nums: 1,
+            memreq: 0,
+            mem_percentage: 100,
+            coresreq: 0,
+        };
+        let w = ScoreWeights {
+            slot: 0,
+            core: 2,
+            memory: 0,
+        };
+        assert_eq!(device_score(&gpu("d", "X"), &used(1, 0, 50), &r, w), 10.0);
+        let mut empty = gpu("d", "X");
+        empty.devmem = 0;
+        assert_eq!(
+            device_score(&empty, &used(1, 0, 50), &r, ScoreWeights::default()),
+            0.0
+        );
+        assert_eq!(node_score([(&empty, &used(1, 0, 50))]), 0.0);
+        assert_eq!(node_score(std::iter::empty()), 0.0);
+    }
+}
