@@ -26,6 +26,7 @@
 //! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
 //! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
 //! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
+//! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
 //!
 //! The `cli` module (feature `cli`) is the `sliceguard` binary's shell around the core.
 
@@ -36,6 +37,7 @@ pub mod decision;
 pub mod fit;
 pub mod ledger;
 pub mod model;
+pub mod objects;
 pub mod policy;
 pub mod quantity;
 pub mod registry;
