@@ -8,6 +8,7 @@
 //!   gets `nvidia.com/gpu: 1` (the default GPU count);
 //! - a GPU container without `gpucores` and without `gpumem` (or with percentage 100) gets
 //!   `nvidia.com/gpucores: 100`, so `nvidia.com/gpu: 1` alone is an exclusive whole GPU.
+//!
 //! Then a GPU pod with a privileged container is denied, and one with `nodeName` set is denied;
 //! otherwise its `schedulerName` becomes sliceguard's. Pods for another scheduler pass untouched.
 //!

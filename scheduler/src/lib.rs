@@ -26,6 +26,7 @@
 //! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
 //! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
 //! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
+//! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
 //! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
 //!
 //! The `cli` module (feature `cli`) is the `sliceguard` binary's shell around the core.
@@ -34,6 +35,7 @@ pub mod admission;
 pub mod annotations;
 pub mod codec;
 pub mod decision;
+pub mod eligibility;
 pub mod fit;
 pub mod ledger;
 pub mod model;

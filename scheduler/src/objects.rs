@@ -3,7 +3,8 @@
 //! cluster, so every tier builds the same objects the same way.
 
 use crate::annotations::{
-    NODE_HANDSHAKE, NODE_REGISTER, RESOURCE_GPU, RESOURCE_GPUCORES, RESOURCE_GPUMEM, RESOURCE_GPUMEM_PERCENTAGE,
+    NODE_HANDSHAKE, NODE_REGISTER, RESOURCE_GPU, RESOURCE_GPUCORES, RESOURCE_GPUMEM,
+    RESOURCE_GPUMEM_PERCENTAGE,
 };
 use crate::codec::handshake::{self, Handshake};
 use crate::codec::register;
@@ -50,12 +51,20 @@ impl Default for FleetSpec {
 
 /// The model name as HAMi's device plugin registers it.
 pub fn plugin_type_name(model: &str) -> String {
-    if model.starts_with("NVIDIA") { model.to_string() } else { format!("NVIDIA-{model}") }
+    if model.starts_with("NVIDIA") {
+        model.to_string()
+    } else {
+        format!("NVIDIA-{model}")
+    }
 }
 
 /// The `i`-th node name (0-based), kind style: `P`, `P2`, `P3`, ...
 pub fn fleet_node_name(prefix: &str, i: usize) -> String {
-    if i == 0 { prefix.to_string() } else { format!("{prefix}{}", i + 1) }
+    if i == 0 {
+        prefix.to_string()
+    } else {
+        format!("{prefix}{}", i + 1)
+    }
 }
 
 /// The devices of one fleet node, as `register-hami.sh` writes them (`GPU-<node>-<i>`, no index).
@@ -88,7 +97,10 @@ pub fn gpu_node(name: &str, devices: &[DeviceInfo], now: jiff::Timestamp) -> Nod
     let labels = BTreeMap::from([
         ("gpu".to_string(), "on".to_string()),
         ("kubernetes.io/hostname".to_string(), name.to_string()),
-        ("run.ai/simulated-gpu-node-pool".to_string(), "default".to_string()),
+        (
+            "run.ai/simulated-gpu-node-pool".to_string(),
+            "default".to_string(),
+        ),
     ]);
     let resources: BTreeMap<String, Quantity> = BTreeMap::from([
         ("cpu".to_string(), Quantity("16".into())),
@@ -145,7 +157,12 @@ pub struct GpuAsk {
 impl GpuAsk {
     /// `gpu: 1, gpumem: mem, gpucores: cores`, the usual fractional request.
     pub fn fraction(memory_mib: u32, cores: u32) -> Self {
-        GpuAsk { gpus: Some(1), memory_mib: Some(memory_mib), memory_percent: None, cores: Some(cores) }
+        GpuAsk {
+            gpus: Some(1),
+            memory_mib: Some(memory_mib),
+            memory_percent: None,
+            cores: Some(cores),
+        }
     }
 
     fn container(&self, name: &str) -> Container {
@@ -162,7 +179,10 @@ impl GpuAsk {
         Container {
             name: name.to_string(),
             image: Some("registry.k8s.io/pause:3.9".into()),
-            resources: (!limits.is_empty()).then(|| ResourceRequirements { limits: Some(limits), ..Default::default() }),
+            resources: (!limits.is_empty()).then(|| ResourceRequirements {
+                limits: Some(limits),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -177,9 +197,17 @@ pub fn gpu_pod(name: &str, init: &[GpuAsk], containers: &[GpuAsk]) -> Pod {
             ..Default::default()
         },
         spec: Some(PodSpec {
-            init_containers: (!init.is_empty())
-                .then(|| init.iter().enumerate().map(|(i, a)| a.container(&format!("init-{i}"))).collect()),
-            containers: containers.iter().enumerate().map(|(i, a)| a.container(&format!("c-{i}"))).collect(),
+            init_containers: (!init.is_empty()).then(|| {
+                init.iter()
+                    .enumerate()
+                    .map(|(i, a)| a.container(&format!("init-{i}")))
+                    .collect()
+            }),
+            containers: containers
+                .iter()
+                .enumerate()
+                .map(|(i, a)| a.container(&format!("c-{i}")))
+                .collect(),
             restart_policy: Some("Never".into()),
             ..Default::default()
         }),
@@ -202,15 +230,30 @@ mod tests {
 
     #[test]
     fn fleet_matches_the_seed_register_script() {
-        let nodes = fleet(&FleetSpec::default(), "2026-07-27T18:22:36Z".parse().unwrap());
-        let names: Vec<_> = nodes.iter().map(|n| n.metadata.name.clone().unwrap()).collect();
-        assert_eq!(names, ["hami-sim-worker", "hami-sim-worker2", "hami-sim-worker3"]);
+        let nodes = fleet(
+            &FleetSpec::default(),
+            "2026-07-27T18:22:36Z".parse().unwrap(),
+        );
+        let names: Vec<_> = nodes
+            .iter()
+            .map(|n| n.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["hami-sim-worker", "hami-sim-worker2", "hami-sim-worker3"]
+        );
         let annos = nodes[0].metadata.annotations.as_ref().unwrap();
         let reg = &annos[NODE_REGISTER];
         assert!(reg.starts_with(r#"[{"id":"GPU-hami-sim-worker-0","count":10,"devmem":81920,"devcore":100,"type":"NVIDIA-H100-80GB-HBM3","mode":"hami-core","health":true},"#), "{reg}");
         assert_eq!(register::parse(reg).unwrap().len(), 8);
         assert_eq!(annos[NODE_HANDSHAKE], "Requesting_2026-07-27 18:22:36");
-        let alloc = nodes[0].status.as_ref().unwrap().allocatable.as_ref().unwrap();
+        let alloc = nodes[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .allocatable
+            .as_ref()
+            .unwrap();
         assert_eq!(alloc[RESOURCE_GPU].0, "80");
     }
 

@@ -98,22 +98,13 @@ impl PodRequest {
     }
 }
 
-/// Cluster-wide request defaults (HAMi's `nvidia:` device config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Cluster-wide request defaults (HAMi's `nvidia:` device config); both 0 by default, as in HAMi's chart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestDefaults {
     /// MiB used when a GPU container gives neither memory nor percentage (0: whole card).
     pub default_memory: u32,
     /// Cores used when a GPU container gives none.
     pub default_cores: u32,
-}
-
-impl Default for RequestDefaults {
-    fn default() -> Self {
-        RequestDefaults {
-            default_memory: 0,
-            default_cores: 0,
-        }
-    }
 }
 
 /// A resource value that cannot be used, with the container and resource named.

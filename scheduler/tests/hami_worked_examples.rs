@@ -2,7 +2,10 @@
 //! decision API: node scores 3.00 and 8.00, the device chosen under each of the four policy pairs,
 //! the init-container variant, and the failed-node reason strings.
 
-use sliceguard::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, GPU_SCHEDULER_POLICY, NODE_REGISTER, NODE_SCHEDULER_POLICY, VGPU_NODE, VGPU_TIME};
+use sliceguard::annotations::{
+    DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, GPU_SCHEDULER_POLICY, NODE_REGISTER,
+    NODE_SCHEDULER_POLICY, VGPU_NODE, VGPU_TIME,
+};
 use sliceguard::codec::register;
 use sliceguard::decision::{Outcome, SchedulerSettings, Verdict, filter};
 use sliceguard::ledger::Ledger;
@@ -37,7 +40,12 @@ fn registry(nodes: &[(&str, Vec<DeviceInfo>)]) -> Registry {
 fn used(uuid: &str, mem: u32, cores: u32) -> PodAllocation {
     PodAllocation {
         init: vec![],
-        app: vec![vec![ContainerDevice { uuid: uuid.into(), backend: "NVIDIA".into(), usedmem: mem, usedcores: cores }]],
+        app: vec![vec![ContainerDevice {
+            uuid: uuid.into(),
+            backend: "NVIDIA".into(),
+            usedmem: mem,
+            usedcores: cores,
+        }]],
     }
 }
 
@@ -45,8 +53,14 @@ fn used(uuid: &str, mem: u32, cores: u32) -> PodAllocation {
 /// pod2 uses device4 (6000 MiB, 75 cores) on node2.
 fn section_9_cluster() -> (Registry, Ledger) {
     let r = registry(&[
-        ("node1", vec![device("device1", 8000), device("device2", 8000)]),
-        ("node2", vec![device("device3", 8000), device("device4", 8000)]),
+        (
+            "node1",
+            vec![device("device1", 8000), device("device2", 8000)],
+        ),
+        (
+            "node2",
+            vec![device("device3", 8000), device("device4", 8000)],
+        ),
     ]);
     let mut l = Ledger::new();
     l.upsert("default/pod1", "node1", &used("device1", 2000, 25));
@@ -63,8 +77,18 @@ fn now() -> jiff::Timestamp {
 }
 
 fn chosen(outcome: &Outcome) -> (String, Vec<Vec<String>>) {
-    let Outcome::Scheduled { node, allocation, .. } = outcome else { panic!("not scheduled: {outcome:?}") };
-    let per_container = allocation.to_pod_devices().0.iter().map(|c| c.iter().map(|d| d.uuid.clone()).collect()).collect();
+    let Outcome::Scheduled {
+        node, allocation, ..
+    } = outcome
+    else {
+        panic!("not scheduled: {outcome:?}")
+    };
+    let per_container = allocation
+        .to_pod_devices()
+        .0
+        .iter()
+        .map(|c| c.iter().map(|d| d.uuid.clone()).collect())
+        .collect();
     (node.clone(), per_container)
 }
 
@@ -77,7 +101,10 @@ fn node_scores_are_3_and_8_and_the_success_message_is_hamis() {
     assert_eq!(d.verdicts["node2"], Verdict::Score(8.0));
     assert_eq!(d.events.len(), 1);
     assert_eq!(d.events[0].reason, "FilteringSucceed");
-    assert_eq!(d.events[0].message, "find fit node(node2), 0 nodes not fit, 2 nodes fit(node1:3.00,node2:8.00)");
+    assert_eq!(
+        d.events[0].message,
+        "find fit node(node2), 0 nodes not fit, 2 nodes fit(node1:3.00,node2:8.00)"
+    );
 }
 
 #[test]
@@ -91,10 +118,17 @@ fn the_four_policy_pairs_choose_hamis_devices() {
     ] {
         let pod = with_annotations(
             gpu_pod("newpod", &[], &[GpuAsk::fraction(1000, 20)]),
-            &[(NODE_SCHEDULER_POLICY, node_policy), (GPU_SCHEDULER_POLICY, gpu_policy)],
+            &[
+                (NODE_SCHEDULER_POLICY, node_policy),
+                (GPU_SCHEDULER_POLICY, gpu_policy),
+            ],
         );
         let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &nodes(), now());
-        assert_eq!(chosen(&d.outcome), (node.to_string(), vec![vec![device.to_string()]]), "{node_policy}/{gpu_policy}");
+        assert_eq!(
+            chosen(&d.outcome),
+            (node.to_string(), vec![vec![device.to_string()]]),
+            "{node_policy}/{gpu_policy}"
+        );
         let expected = format!("{device},NVIDIA,1000,20:;");
         assert_eq!(d.annotations[DEVICES_ALLOCATED], expected);
         assert_eq!(d.annotations[DEVICES_TO_ALLOCATE], expected);
@@ -107,39 +141,94 @@ fn the_four_policy_pairs_choose_hamis_devices() {
 #[test]
 fn the_spread_message_lists_nodes_best_last() {
     let (r, l) = section_9_cluster();
-    let pod = with_annotations(gpu_pod("p", &[], &[GpuAsk::fraction(1000, 20)]), &[(NODE_SCHEDULER_POLICY, "spread")]);
+    let pod = with_annotations(
+        gpu_pod("p", &[], &[GpuAsk::fraction(1000, 20)]),
+        &[(NODE_SCHEDULER_POLICY, "spread")],
+    );
     let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &nodes(), now());
-    assert_eq!(d.events[0].message, "find fit node(node1), 0 nodes not fit, 2 nodes fit(node2:8.00,node1:3.00)");
+    assert_eq!(
+        d.events[0].message,
+        "find fit node(node1), 0 nodes not fit, 2 nodes fit(node2:8.00,node1:3.00)"
+    );
 }
 
 #[test]
 fn init_container_variant_uses_device3_for_both_containers() {
     let (r, l) = section_9_cluster();
     let pod = with_annotations(
-        gpu_pod("newpod", &[GpuAsk::fraction(5000, 20)], &[GpuAsk::fraction(4000, 20)]),
-        &[(NODE_SCHEDULER_POLICY, "binpack"), (GPU_SCHEDULER_POLICY, "binpack")],
+        gpu_pod(
+            "newpod",
+            &[GpuAsk::fraction(5000, 20)],
+            &[GpuAsk::fraction(4000, 20)],
+        ),
+        &[
+            (NODE_SCHEDULER_POLICY, "binpack"),
+            (GPU_SCHEDULER_POLICY, "binpack"),
+        ],
     );
     let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &nodes(), now());
-    assert_eq!(chosen(&d.outcome), ("node2".to_string(), vec![vec!["device3".to_string()], vec!["device3".to_string()]]));
-    assert_eq!(d.annotations[DEVICES_ALLOCATED], "device3,NVIDIA,5000,20:;device3,NVIDIA,4000,20:;");
+    assert_eq!(
+        chosen(&d.outcome),
+        (
+            "node2".to_string(),
+            vec![vec!["device3".to_string()], vec!["device3".to_string()]]
+        )
+    );
+    assert_eq!(
+        d.annotations[DEVICES_ALLOCATED],
+        "device3,NVIDIA,5000,20:;device3,NVIDIA,4000,20:;"
+    );
 }
 
 #[test]
 fn failed_node_reason_strings() {
     let r = registry(&[("node1", vec![device("d", 50)])]);
     let pod = gpu_pod("p", &[], &[GpuAsk::fraction(1000, 0)]);
-    let d = filter(&r, &Ledger::new(), &SchedulerSettings::default(), &pod, &["node1".into()], now());
+    let d = filter(
+        &r,
+        &Ledger::new(),
+        &SchedulerSettings::default(),
+        &pod,
+        &["node1".into()],
+        now(),
+    );
     assert_eq!(d.outcome, Outcome::Unschedulable);
-    assert_eq!(d.verdicts["node1"], Verdict::Reasons("1/1 CardInsufficientMemory".into()));
+    assert_eq!(
+        d.verdicts["node1"],
+        Verdict::Reasons("1/1 CardInsufficientMemory".into())
+    );
     assert!(d.annotations.is_empty() && d.labels.is_empty());
 
     let r = registry(&[("node1", vec![device("a", 8000), device("b", 8000)])]);
     let mut l = Ledger::new();
     l.upsert("default/x", "node1", &used("a", 7500, 0));
     l.upsert("default/y", "node1", &used("b", 7500, 0));
-    let pod = gpu_pod("p", &[GpuAsk::fraction(4000, 0)], &[GpuAsk::fraction(100, 0)]);
-    let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &["node1".into()], now());
-    assert_eq!(d.failed_nodes(), BTreeMap::from([("node1".to_string(), "2/2 CardInsufficientMemory".to_string())]));
+    let pod = gpu_pod(
+        "p",
+        &[GpuAsk::fraction(4000, 0)],
+        &[GpuAsk::fraction(100, 0)],
+    );
+    let d = filter(
+        &r,
+        &l,
+        &SchedulerSettings::default(),
+        &pod,
+        &["node1".into()],
+        now(),
+    );
+    assert_eq!(
+        d.failed_nodes(),
+        BTreeMap::from([(
+            "node1".to_string(),
+            "2/2 CardInsufficientMemory".to_string()
+        )])
+    );
     let messages: Vec<_> = d.events.iter().map(|e| e.message.as_str()).collect();
-    assert_eq!(messages, ["1 nodes CardInsufficientMemory(node1)", "no available node, 1 nodes do not meet"]);
+    assert_eq!(
+        messages,
+        [
+            "1 nodes CardInsufficientMemory(node1)",
+            "no available node, 1 nodes do not meet"
+        ]
+    );
 }

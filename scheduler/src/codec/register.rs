@@ -289,7 +289,7 @@ mod tests {
             (d.index, d.numa, d.health, d.mode.as_str(), d.count),
             (0, 0, false, "", 0)
         );
-        assert_eq!(render_json(&[d.clone()]), r#"[{"id":"GPU-a"}]"#);
+        assert_eq!(render_json(std::slice::from_ref(d)), r#"[{"id":"GPU-a"}]"#);
         assert_eq!(parse("null").unwrap(), vec![]);
         assert_eq!(parse("[]").unwrap(), vec![]);
     }
