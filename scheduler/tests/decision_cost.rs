@@ -1,0 +1,99 @@
+//! The decision's cost does not depend on how many pods exist: `decision::filter` sees pods only
+//! through `UsageSource::device_usage`, and this test counts those reads. With 10 pods or 50,000 pods
+//! in the ledger, the decision reads exactly one usage per device of the offered nodes, and nothing
+//! for nodes that were not offered. (Timing belongs in `cargo bench`, not here.)
+
+use sliceguard::decision::{SchedulerSettings, filter};
+use sliceguard::ledger::{Ledger, UsageSource};
+use sliceguard::model::{ContainerDevice, DeviceUsage, PodAllocation};
+use sliceguard::objects::{FleetSpec, GpuAsk, fleet, fleet_node_name, gpu_pod};
+use sliceguard::registry::Registry;
+use std::cell::Cell;
+
+struct Counting<'a> {
+    inner: &'a Ledger,
+    reads: Cell<usize>,
+}
+
+impl UsageSource for Counting<'_> {
+    fn device_usage(&self, node: &str, uuid: &str) -> DeviceUsage {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.device_usage(node, uuid)
+    }
+}
+
+fn ledger_with(pods: usize, spec: &FleetSpec) -> Ledger {
+    let mut ledger = Ledger::new();
+    for i in 0..pods {
+        let node = fleet_node_name(&spec.name_prefix, i % spec.nodes);
+        let gpu = (i / spec.nodes) % spec.gpus_per_node;
+        let allocation = PodAllocation {
+            init: vec![],
+            app: vec![vec![ContainerDevice {
+                uuid: format!("GPU-{node}-{gpu}"),
+                backend: "NVIDIA".into(),
+                usedmem: 1,
+                usedcores: 0,
+            }]],
+        };
+        ledger.upsert(&format!("default/p{i}"), &node, &allocation);
+    }
+    ledger
+}
+
+#[test]
+fn decision_reads_one_usage_per_offered_device_whatever_the_pod_count() {
+    let spec = FleetSpec {
+        nodes: 20,
+        split: 1000,
+        ..FleetSpec::default()
+    };
+    let mut registry = Registry::new();
+    for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
+        registry.upsert_node(&node).unwrap();
+    }
+    let all: Vec<String> = (0..spec.nodes)
+        .map(|i| fleet_node_name(&spec.name_prefix, i))
+        .collect();
+    let pod = gpu_pod("p", &[], &[GpuAsk::fraction(1000, 10)]);
+    let settings = SchedulerSettings::default();
+
+    let mut reads = Vec::new();
+    for pods in [10, 50_000] {
+        let ledger = ledger_with(pods, &spec);
+        assert_eq!(ledger.pod_count(), pods);
+        let counting = Counting {
+            inner: &ledger,
+            reads: Cell::new(0),
+        };
+        let decision = filter(
+            &registry,
+            &counting,
+            &settings,
+            &pod,
+            &all,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert!(decision.node().is_some());
+        reads.push(counting.reads.get());
+
+        let counting = Counting {
+            inner: &ledger,
+            reads: Cell::new(0),
+        };
+        filter(
+            &registry,
+            &counting,
+            &settings,
+            &pod,
+            &all[..2],
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(
+            counting.reads.get(),
+            2 * spec.gpus_per_node,
+            "only offered nodes are read"
+        );
+    }
+    assert_eq!(reads, [spec.nodes * spec.gpus_per_node; 2]);
+}
