@@ -224,6 +224,34 @@ pub fn with_annotations(mut pod: Pod, annotations: &[(&str, &str)]) -> Pod {
     pod
 }
 
+/// Turns numbers inside quantity maps (`limits`, `requests`, `capacity`, `allocatable`, `overhead`,
+/// `hard`) into strings, as the API server canonicalizes them (kubectl POSTs `"nvidia.com/gpu": 1`).
+pub fn canonicalize_quantities(value: &mut serde_json::Value) {
+    stringify_quantities(value, false);
+}
+
+fn stringify_quantities(value: &mut serde_json::Value, in_quantity_map: bool) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let quantity_map = matches!(
+                    k.as_str(),
+                    "limits" | "requests" | "capacity" | "allocatable" | "overhead" | "hard"
+                );
+                if in_quantity_map && let serde_json::Value::Number(n) = v {
+                    *v = serde_json::Value::String(n.to_string());
+                    continue;
+                }
+                stringify_quantities(v, quantity_map && v.is_object());
+            }
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| stringify_quantities(v, false)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +283,24 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(alloc[RESOURCE_GPU].0, "80");
+    }
+
+    #[test]
+    fn numeric_quantities_become_strings_and_nothing_else_changes() {
+        let mut v = serde_json::json!({"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}],
+            "resources": {"limits": {"nvidia.com/gpu": 1, "cpu": 0.5}, "requests": {"memory": "1Gi"}}}]},
+            "status": {"capacity": {"pods": 110}}});
+        canonicalize_quantities(&mut v);
+        assert_eq!(
+            v["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+            "1"
+        );
+        assert_eq!(
+            v["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            "0.5"
+        );
+        assert_eq!(v["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+        assert_eq!(v["status"]["capacity"]["pods"], "110");
     }
 
     #[test]

@@ -172,7 +172,7 @@ fn collect(
         None => format!("{kind} {name} ({where_})"),
     };
     let mut value = value;
-    stringify_quantities(&mut value, false);
+    crate::objects::canonicalize_quantities(&mut value);
     out.push(RawObject { kind, label, value });
     Ok(())
 }
@@ -185,30 +185,6 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
-    }
-}
-
-/// Turns numbers inside quantity maps (`limits`, `requests`, `capacity`, `allocatable`, `overhead`,
-/// `hard`) into strings, as the API server's `Quantity` decoding accepts them.
-fn stringify_quantities(value: &mut Value, in_quantity_map: bool) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                let quantity_map = matches!(
-                    k.as_str(),
-                    "limits" | "requests" | "capacity" | "allocatable" | "overhead" | "hard"
-                );
-                if in_quantity_map && let Value::Number(n) = v {
-                    *v = Value::String(n.to_string());
-                    continue;
-                }
-                stringify_quantities(v, quantity_map && v.is_object());
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| stringify_quantities(v, false)),
-        _ => {}
     }
 }
 
