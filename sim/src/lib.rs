@@ -1,0 +1,12 @@
+//! # sliceguard-sim: a deterministic simulated Kubernetes control plane
+//!
+//! No Kubernetes cluster can start on the development machine, and a real cluster cannot explore
+//! thousands of interleavings of conflicts, lost responses and crashes anyway. This crate is the
+//! simulated world the harness runs sliceguard's real code in: an object store with Kubernetes
+//! semantics ([`store`]), and a REST façade over it that kube-rs and kubectl talk to (`http`, feature
+//! `http`). It is a test tier: it never passes itself off as Kubernetes.
+
+pub mod store;
+
+#[cfg(feature = "http")]
+pub mod http;
