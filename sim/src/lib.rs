@@ -7,6 +7,7 @@
 //! `http`). It is a test tier: it never passes itself off as Kubernetes.
 
 pub mod store;
+pub mod table;
 
 #[cfg(feature = "http")]
 pub mod http;

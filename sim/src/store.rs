@@ -37,7 +37,12 @@ pub enum Resource {
 
 impl Resource {
     /// Every resource.
-    pub const ALL: [Resource; 4] = [Resource::Namespaces, Resource::Nodes, Resource::Pods, Resource::Events];
+    pub const ALL: [Resource; 4] = [
+        Resource::Namespaces,
+        Resource::Nodes,
+        Resource::Pods,
+        Resource::Events,
+    ];
 
     /// The object kind.
     pub fn kind(self) -> &'static str {
@@ -149,7 +154,9 @@ impl ApiError {
             "reason": self.reason(),
             "code": self.code(),
         });
-        if let ApiError::NotFound { resource, name } | ApiError::AlreadyExists { resource, name } = self {
+        if let ApiError::NotFound { resource, name } | ApiError::AlreadyExists { resource, name } =
+            self
+        {
             status["details"] = json!({"name": name, "kind": resource.plural()});
         }
         status
@@ -248,14 +255,26 @@ impl Selector {
     pub fn parse(text: &str, labels: bool) -> Result<Selector, ApiError> {
         let mut requirements = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = || ApiError::BadRequest(format!("unable to parse requirement {part:?} in selector {text:?}"));
+            let bad = || {
+                ApiError::BadRequest(format!(
+                    "unable to parse requirement {part:?} in selector {text:?}"
+                ))
+            };
             if part.contains(" in ") || part.contains(" notin ") || part.contains('(') {
-                return Err(ApiError::BadRequest(format!("set-based selector {part:?} is not supported by the simulated API")));
+                return Err(ApiError::BadRequest(format!(
+                    "set-based selector {part:?} is not supported by the simulated API"
+                )));
             }
             let requirement = if let Some((k, v)) = part.split_once("!=") {
-                (k.trim().to_string(), Requirement::NotEquals(v.trim().to_string()))
+                (
+                    k.trim().to_string(),
+                    Requirement::NotEquals(v.trim().to_string()),
+                )
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-                (k.trim().to_string(), Requirement::Equals(v.trim().to_string()))
+                (
+                    k.trim().to_string(),
+                    Requirement::Equals(v.trim().to_string()),
+                )
             } else if labels && let Some(k) = part.strip_prefix('!') {
                 (k.trim().to_string(), Requirement::NotExists)
             } else if labels {
@@ -290,7 +309,11 @@ impl Selector {
 }
 
 /// The field paths a resource supports in field selectors.
-fn field_value(resource: Resource, object: &Value, field: &str) -> Result<Option<String>, ApiError> {
+fn field_value(
+    resource: Resource,
+    object: &Value,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
     let path: &[&str] = match (resource, field) {
         (_, "metadata.name") => &["metadata", "name"],
         (_, "metadata.namespace") => &["metadata", "namespace"],
@@ -304,7 +327,11 @@ fn field_value(resource: Resource, object: &Value, field: &str) -> Result<Option
         (Resource::Events, "reason") => &["reason"],
         (Resource::Events, "type") => &["type"],
         (Resource::Nodes, "spec.unschedulable") => &["spec", "unschedulable"],
-        _ => return Err(ApiError::BadRequest(format!("field label not supported: {field}"))),
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "field label not supported: {field}"
+            )));
+        }
     };
     let mut v = object;
     for key in path {
@@ -321,12 +348,22 @@ fn field_value(resource: Resource, object: &Value, field: &str) -> Result<Option
 }
 
 /// True when `object` of `resource` matches both selectors.
-pub fn selected(resource: Resource, object: &Value, fields: &Selector, labels: &Selector) -> Result<bool, ApiError> {
+pub fn selected(
+    resource: Resource,
+    object: &Value,
+    fields: &Selector,
+    labels: &Selector,
+) -> Result<bool, ApiError> {
     for (key, _) in &fields.requirements {
         field_value(resource, object, key)?;
     }
     let field_ok = fields.matches(|k| field_value(resource, object, k).ok().flatten());
-    let label_ok = labels.matches(|k| object["metadata"]["labels"].get(k).and_then(Value::as_str).map(String::from));
+    let label_ok = labels.matches(|k| {
+        object["metadata"]["labels"]
+            .get(k)
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
     Ok(field_ok && label_ok)
 }
 
@@ -362,7 +399,11 @@ impl Store {
         };
         for ns in ["default", "kube-system"] {
             store
-                .create(Resource::Namespaces, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+                .create(
+                    Resource::Namespaces,
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                )
                 .expect("fresh store accepts its namespaces");
         }
         store
@@ -384,18 +425,28 @@ impl Store {
     }
 
     fn key(resource: Resource, namespace: Option<&str>, name: &str) -> Key {
-        let ns = if resource.namespaced() { namespace.unwrap_or("default") } else { "" };
+        let ns = if resource.namespaced() {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
         (resource, ns.to_string(), name.to_string())
     }
 
     fn not_found(resource: Resource, name: &str) -> ApiError {
-        ApiError::NotFound { resource, name: name.to_string() }
+        ApiError::NotFound {
+            resource,
+            name: name.to_string(),
+        }
     }
 
     /// Validates `value` as `resource`'s type and returns it in canonical form.
     fn canonical(resource: Resource, mut value: Value) -> Result<Value, ApiError> {
         sliceguard::objects::canonicalize_quantities(&mut value);
-        fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(kind: &str, value: &Value) -> Result<Value, ApiError> {
+        fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+            kind: &str,
+            value: &Value,
+        ) -> Result<Value, ApiError> {
             let object: T = serde_path_to_error::deserialize(value).map_err(|e| {
                 ApiError::Invalid(format!("{kind} is invalid: {}: {}", e.path(), e.inner()))
             })?;
@@ -413,7 +464,12 @@ impl Store {
     }
 
     fn record(&mut self, event_type: EventType, resource: Resource, object: Value) {
-        self.log.push_back(WatchEvent { rv: self.last_rv, event_type, resource, object });
+        self.log.push_back(WatchEvent {
+            rv: self.last_rv,
+            event_type,
+            resource,
+            object,
+        });
         while self.log.len() > self.log_capacity {
             self.log.pop_front();
         }
@@ -425,28 +481,53 @@ impl Store {
     }
 
     fn timestamp(&self) -> String {
-        self.now.round(jiff::Unit::Second).unwrap_or(self.now).to_string()
+        self.now
+            .round(jiff::Unit::Second)
+            .unwrap_or(self.now)
+            .to_string()
     }
 
     /// Creates an object (`POST`). Fills `uid`, `creationTimestamp`, `resourceVersion`, the namespace,
     /// `generateName`, and a pod's defaults (`schedulerName: default-scheduler`, phase `Pending`).
-    pub fn create(&mut self, resource: Resource, namespace: Option<&str>, mut value: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        resource: Resource,
+        namespace: Option<&str>,
+        mut value: Value,
+    ) -> Result<Value, ApiError> {
         if !value.is_object() {
-            return Err(ApiError::BadRequest(format!("the body of a {} create must be an object", resource.kind())));
+            return Err(ApiError::BadRequest(format!(
+                "the body of a {} create must be an object",
+                resource.kind()
+            )));
         }
         let meta = &mut value["metadata"];
         if !meta.is_object() {
             *meta = json!({});
         }
-        let name = match meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        let name = match meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             Some(n) => n.to_string(),
             None => match meta.get("generateName").and_then(Value::as_str) {
-                Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", self.generated_suffix()),
-                _ => return Err(ApiError::Invalid(format!("{} is invalid: metadata.name: Required value", resource.kind()))),
+                Some(prefix) if !prefix.is_empty() => {
+                    format!("{prefix}{}", self.generated_suffix())
+                }
+                _ => {
+                    return Err(ApiError::Invalid(format!(
+                        "{} is invalid: metadata.name: Required value",
+                        resource.kind()
+                    )));
+                }
             },
         };
         if resource.namespaced() {
-            let body_ns = value["metadata"].get("namespace").and_then(Value::as_str).map(str::to_string);
+            let body_ns = value["metadata"]
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let ns = match (namespace, body_ns) {
                 (Some(url), Some(body)) if url != body => {
                     return Err(ApiError::BadRequest(format!(
@@ -467,14 +548,18 @@ impl Store {
         }
         self.uid_counter += 1;
         value["metadata"]["name"] = json!(name);
-        value["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{:012x}", self.uid_counter));
+        value["metadata"]["uid"] =
+            json!(format!("00000000-0000-4000-8000-{:012x}", self.uid_counter));
         value["metadata"]["creationTimestamp"] = json!(self.timestamp());
         if let Some(m) = value["metadata"].as_object_mut() {
             m.remove("resourceVersion");
             m.remove("deletionTimestamp");
         }
         if resource == Resource::Pods {
-            if value["spec"]["schedulerName"].as_str().is_none_or(str::is_empty) {
+            if value["spec"]["schedulerName"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
                 value["spec"]["schedulerName"] = json!("default-scheduler");
             }
             if value["status"]["phase"].as_str().is_none() {
@@ -503,8 +588,16 @@ impl Store {
     }
 
     /// Reads an object.
-    pub fn get(&self, resource: Resource, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
-        self.objects.get(&Store::key(resource, namespace, name)).cloned().ok_or_else(|| Store::not_found(resource, name))
+    pub fn get(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.objects
+            .get(&Store::key(resource, namespace, name))
+            .cloned()
+            .ok_or_else(|| Store::not_found(resource, name))
     }
 
     /// Lists objects (all namespaces when `namespace` is `None`), in name order, with the list's
@@ -518,7 +611,8 @@ impl Store {
     ) -> Result<(Vec<Value>, u64), ApiError> {
         let mut items = Vec::new();
         for ((r, ns, _), object) in &self.objects {
-            if *r != resource || (resource.namespaced() && namespace.is_some_and(|want| want != ns)) {
+            if *r != resource || (resource.namespaced() && namespace.is_some_and(|want| want != ns))
+            {
                 continue;
             }
             if selected(resource, object, fields, labels)? {
@@ -528,8 +622,15 @@ impl Store {
         Ok((items, self.last_rv))
     }
 
-    fn check_precondition(resource: Resource, name: &str, current: &Value, requested: Option<&str>) -> Result<(), ApiError> {
-        let stored = current["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    fn check_precondition(
+        resource: Resource,
+        name: &str,
+        current: &Value,
+        requested: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let stored = current["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("");
         match requested {
             Some(rv) if !rv.is_empty() && rv != stored => Err(ApiError::Conflict(format!(
                 "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
@@ -539,8 +640,20 @@ impl Store {
     }
 
     /// Stores `updated` over `current` (both canonical), keeping identity fields; a no-op if nothing changed.
-    fn commit(&mut self, resource: Resource, key: Key, current: &Value, mut updated: Value) -> Result<Value, ApiError> {
-        for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp"] {
+    fn commit(
+        &mut self,
+        resource: Resource,
+        key: Key,
+        current: &Value,
+        mut updated: Value,
+    ) -> Result<Value, ApiError> {
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+        ] {
             match current["metadata"].get(field) {
                 Some(v) => updated["metadata"][field] = v.clone(),
                 None => {
@@ -564,10 +677,26 @@ impl Store {
     }
 
     /// Replaces an object or its status (`PUT`), honouring a resourceVersion precondition.
-    pub fn replace(&mut self, resource: Resource, namespace: Option<&str>, name: &str, part: Part, body: Value) -> Result<Value, ApiError> {
+    pub fn replace(
+        &mut self,
+        resource: Resource,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        body: Value,
+    ) -> Result<Value, ApiError> {
         let key = Store::key(resource, namespace, name);
-        let current = self.objects.get(&key).cloned().ok_or_else(|| Store::not_found(resource, name))?;
-        Store::check_precondition(resource, name, &current, body["metadata"]["resourceVersion"].as_str())?;
+        let current = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Store::not_found(resource, name))?;
+        Store::check_precondition(
+            resource,
+            name,
+            &current,
+            body["metadata"]["resourceVersion"].as_str(),
+        )?;
         let updated = match part {
             Part::Main => body,
             Part::Status => {
@@ -590,14 +719,25 @@ impl Store {
         body: &Value,
     ) -> Result<Value, ApiError> {
         let key = Store::key(resource, namespace, name);
-        let current = self.objects.get(&key).cloned().ok_or_else(|| Store::not_found(resource, name))?;
+        let current = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Store::not_found(resource, name))?;
         let mut updated = current.clone();
         match patch_type {
             PatchType::Merge | PatchType::StrategicMerge => {
                 if !body.is_object() {
-                    return Err(ApiError::BadRequest("a merge patch body must be a JSON object".into()));
+                    return Err(ApiError::BadRequest(
+                        "a merge patch body must be a JSON object".into(),
+                    ));
                 }
-                Store::check_precondition(resource, name, &current, body["metadata"]["resourceVersion"].as_str())?;
+                Store::check_precondition(
+                    resource,
+                    name,
+                    &current,
+                    body["metadata"]["resourceVersion"].as_str(),
+                )?;
                 let body = match part {
                     Part::Main => body.clone(),
                     Part::Status => json!({"status": body["status"].clone()}),
@@ -607,8 +747,14 @@ impl Store {
             PatchType::Json => {
                 let ops: json_patch::Patch = serde_json::from_value(body.clone())
                     .map_err(|e| ApiError::BadRequest(format!("invalid JSON Patch: {e}")))?;
-                json_patch::patch(&mut updated, &ops).map_err(|e| ApiError::Invalid(format!("JSON Patch does not apply: {e}")))?;
-                Store::check_precondition(resource, name, &current, updated["metadata"]["resourceVersion"].as_str())?;
+                json_patch::patch(&mut updated, &ops)
+                    .map_err(|e| ApiError::Invalid(format!("JSON Patch does not apply: {e}")))?;
+                Store::check_precondition(
+                    resource,
+                    name,
+                    &current,
+                    updated["metadata"]["resourceVersion"].as_str(),
+                )?;
                 if part == Part::Status {
                     let status = updated["status"].clone();
                     updated = current.clone();
@@ -620,9 +766,19 @@ impl Store {
     }
 
     /// Binds a pod to a node (`POST pods/{name}/binding`); 409 if it is already bound.
-    pub fn bind(&mut self, namespace: &str, name: &str, node: &str, uid: Option<&str>) -> Result<Value, ApiError> {
+    pub fn bind(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+        uid: Option<&str>,
+    ) -> Result<Value, ApiError> {
         let key = Store::key(Resource::Pods, Some(namespace), name);
-        let current = self.objects.get(&key).cloned().ok_or_else(|| Store::not_found(Resource::Pods, name))?;
+        let current = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Store::not_found(Resource::Pods, name))?;
         if let Some(uid) = uid.filter(|u| !u.is_empty())
             && current["metadata"]["uid"].as_str() != Some(uid)
         {
@@ -631,27 +787,46 @@ impl Store {
                 current["metadata"]["uid"].as_str().unwrap_or("")
             )));
         }
-        if let Some(existing) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        if let Some(existing) = current["spec"]["nodeName"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+        {
             return Err(ApiError::Conflict(format!(
                 "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{existing}\""
             )));
         }
         if node.is_empty() {
-            return Err(ApiError::Invalid("Binding is invalid: target.name: Required value".into()));
+            return Err(ApiError::Invalid(
+                "Binding is invalid: target.name: Required value".into(),
+            ));
         }
         let mut updated = current.clone();
         updated["spec"]["nodeName"] = json!(node);
-        let conditions = updated["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        let conditions = updated["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
         conditions.push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": self.timestamp()}));
         updated["status"]["conditions"] = json!(conditions);
         self.commit(Resource::Pods, key, &current, updated)
     }
 
     /// Deletes an object immediately; returns it as it was.
-    pub fn delete(&mut self, resource: Resource, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        resource: Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let key = Store::key(resource, namespace, name);
-        let mut object = self.objects.remove(&key).ok_or_else(|| Store::not_found(resource, name))?;
+        let mut object = self
+            .objects
+            .remove(&key)
+            .ok_or_else(|| Store::not_found(resource, name))?;
         let rv = self.next_rv();
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.record(EventType::Deleted, resource, object.clone());
@@ -663,7 +838,10 @@ impl Store {
         if let Some(first) = self.log.front()
             && rv + 1 < first.rv
         {
-            return Err(ApiError::Gone(format!("too old resource version: {rv} ({})", first.rv - 1)));
+            return Err(ApiError::Gone(format!(
+                "too old resource version: {rv} ({})",
+                first.rv - 1
+            )));
         }
         Ok(self.log.iter().filter(move |e| e.rv > rv))
     }
@@ -680,7 +858,10 @@ impl Store {
 
     /// Number of stored objects of a resource.
     pub fn count(&self, resource: Resource) -> usize {
-        self.objects.keys().filter(|(r, _, _)| *r == resource).count()
+        self.objects
+            .keys()
+            .filter(|(r, _, _)| *r == resource)
+            .count()
     }
 }
 
@@ -704,34 +885,102 @@ mod tests {
         assert_eq!(p["metadata"]["namespace"], "default");
         assert_eq!(p["spec"]["schedulerName"], "default-scheduler");
         assert_eq!(p["status"]["phase"], "Pending");
-        assert_eq!(p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
+        assert_eq!(
+            p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+            "1"
+        );
         assert!(p["metadata"]["resourceVersion"].is_string());
-        assert!(p["metadata"]["uid"].as_str().unwrap().starts_with("00000000-0000-4000-8000-"));
-        assert_eq!(s.create(Resource::Pods, None, pod("p")).unwrap_err().code(), 409);
-        let err = s.create(Resource::Pods, None, json!({"kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": 5}})).unwrap_err();
+        assert!(
+            p["metadata"]["uid"]
+                .as_str()
+                .unwrap()
+                .starts_with("00000000-0000-4000-8000-")
+        );
+        assert_eq!(
+            s.create(Resource::Pods, None, pod("p")).unwrap_err().code(),
+            409
+        );
+        let err = s
+            .create(
+                Resource::Pods,
+                None,
+                json!({"kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": 5}}),
+            )
+            .unwrap_err();
         assert_eq!(err.code(), 422);
         assert!(err.to_string().contains("spec.containers"), "{err}");
         let generated = s.create(Resource::Pods, None, json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "c"}]}})).unwrap();
-        assert!(generated["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+        assert!(
+            generated["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("web-")
+        );
     }
 
     #[test]
     fn merge_patch_with_stale_resource_version_conflicts() {
         let mut s = Store::default();
         let n = s.create(Resource::Nodes, None, node("n1")).unwrap();
-        let rv = n["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let rv = n["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let lock = json!({"metadata": {"annotations": {"hami.io/mutex.lock": "x"}, "resourceVersion": rv}});
-        let n2 = s.patch(Resource::Nodes, None, "n1", Part::Main, PatchType::Merge, &lock).unwrap();
+        let n2 = s
+            .patch(
+                Resource::Nodes,
+                None,
+                "n1",
+                Part::Main,
+                PatchType::Merge,
+                &lock,
+            )
+            .unwrap();
         assert_eq!(n2["metadata"]["annotations"]["hami.io/mutex.lock"], "x");
-        assert_ne!(n2["metadata"]["resourceVersion"], n["metadata"]["resourceVersion"]);
-        let again = s.patch(Resource::Nodes, None, "n1", Part::Main, PatchType::Merge, &lock).unwrap_err();
+        assert_ne!(
+            n2["metadata"]["resourceVersion"],
+            n["metadata"]["resourceVersion"]
+        );
+        let again = s
+            .patch(
+                Resource::Nodes,
+                None,
+                "n1",
+                Part::Main,
+                PatchType::Merge,
+                &lock,
+            )
+            .unwrap_err();
         assert!(again.is_conflict());
         assert!(again.to_string().contains("the object has been modified"));
         let release = json!({"metadata": {"annotations": {"hami.io/mutex.lock": null}}});
-        let n3 = s.patch(Resource::Nodes, None, "n1", Part::Main, PatchType::StrategicMerge, &release).unwrap();
-        assert!(n3["metadata"]["annotations"].get("hami.io/mutex.lock").is_none());
+        let n3 = s
+            .patch(
+                Resource::Nodes,
+                None,
+                "n1",
+                Part::Main,
+                PatchType::StrategicMerge,
+                &release,
+            )
+            .unwrap();
+        assert!(
+            n3["metadata"]["annotations"]
+                .get("hami.io/mutex.lock")
+                .is_none()
+        );
         let ops = json!([{"op": "add", "path": "/metadata/labels", "value": {"gpu": "on"}}]);
-        let n4 = s.patch(Resource::Nodes, None, "n1", Part::Main, PatchType::Json, &ops).unwrap();
+        let n4 = s
+            .patch(
+                Resource::Nodes,
+                None,
+                "n1",
+                Part::Main,
+                PatchType::Json,
+                &ops,
+            )
+            .unwrap();
         assert_eq!(n4["metadata"]["labels"]["gpu"], "on");
     }
 
@@ -740,7 +989,15 @@ mod tests {
         let mut s = Store::default();
         s.create(Resource::Nodes, None, node("n1")).unwrap();
         let before = s.resource_version();
-        s.patch(Resource::Nodes, None, "n1", Part::Main, PatchType::Merge, &json!({"metadata": {"annotations": {"a": "1"}}})).unwrap();
+        s.patch(
+            Resource::Nodes,
+            None,
+            "n1",
+            Part::Main,
+            PatchType::Merge,
+            &json!({"metadata": {"annotations": {"a": "1"}}}),
+        )
+        .unwrap();
         assert_eq!(s.resource_version(), before);
     }
 
@@ -751,10 +1008,28 @@ mod tests {
         let bound = s.bind("default", "p", "n1", None).unwrap();
         assert_eq!(bound["spec"]["nodeName"], "n1");
         assert_eq!(s.bind("default", "p", "n2", None).unwrap_err().code(), 409);
-        assert_eq!(s.bind("default", "missing", "n2", None).unwrap_err().code(), 404);
+        assert_eq!(
+            s.bind("default", "missing", "n2", None).unwrap_err().code(),
+            404
+        );
         let status = json!({"status": {"phase": "Running"}, "spec": {"nodeName": "elsewhere"}});
-        let p = s.patch(Resource::Pods, Some("default"), "p", Part::Status, PatchType::Merge, &status).unwrap();
-        assert_eq!((p["status"]["phase"].as_str(), p["spec"]["nodeName"].as_str()), (Some("Running"), Some("n1")));
+        let p = s
+            .patch(
+                Resource::Pods,
+                Some("default"),
+                "p",
+                Part::Status,
+                PatchType::Merge,
+                &status,
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                p["status"]["phase"].as_str(),
+                p["spec"]["nodeName"].as_str()
+            ),
+            (Some("Running"), Some("n1"))
+        );
     }
 
     #[test]
@@ -765,13 +1040,46 @@ mod tests {
         s.create(Resource::Pods, Some("team"), pod("b")).unwrap();
         s.delete(Resource::Pods, Some("default"), "a").unwrap();
         let fields = Selector::parse("metadata.name=b", false).unwrap();
-        let (items, _) = s.list(Resource::Pods, None, &fields, &Selector::default()).unwrap();
+        let (items, _) = s
+            .list(Resource::Pods, None, &fields, &Selector::default())
+            .unwrap();
         assert_eq!(items.len(), 1);
-        let (items, _) = s.list(Resource::Pods, Some("default"), &Selector::default(), &Selector::default()).unwrap();
+        let (items, _) = s
+            .list(
+                Resource::Pods,
+                Some("default"),
+                &Selector::default(),
+                &Selector::default(),
+            )
+            .unwrap();
         assert!(items.is_empty());
-        assert!(s.list(Resource::Pods, None, &Selector::parse("spec.bogus=1", false).unwrap(), &Selector::default()).is_err());
-        let kinds: Vec<_> = s.events_after(start).unwrap().map(|e| (e.event_type, e.object["metadata"]["name"].as_str().unwrap().to_string())).collect();
-        assert_eq!(kinds, [(EventType::Added, "a".into()), (EventType::Added, "b".into()), (EventType::Deleted, "a".into())]);
+        assert!(
+            s.list(
+                Resource::Pods,
+                None,
+                &Selector::parse("spec.bogus=1", false).unwrap(),
+                &Selector::default()
+            )
+            .is_err()
+        );
+        let kinds: Vec<_> = s
+            .events_after(start)
+            .unwrap()
+            .map(|e| {
+                (
+                    e.event_type,
+                    e.object["metadata"]["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventType::Added, "a".into()),
+                (EventType::Added, "b".into()),
+                (EventType::Deleted, "a".into())
+            ]
+        );
         assert_eq!(s.get(Resource::Pods, None, "a").unwrap_err().code(), 404);
         let labels = Selector::parse("app=web,!canary,tier", true).unwrap();
         let obj = json!({"metadata": {"labels": {"app": "web", "tier": "x"}}});
