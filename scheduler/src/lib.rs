@@ -26,6 +26,7 @@
 //! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
 //! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
 //! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
+//! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
 //! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
 //!
@@ -33,6 +34,7 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod bind;
 pub mod codec;
 pub mod decision;
 pub mod eligibility;

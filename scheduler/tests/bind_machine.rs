@@ -1,0 +1,909 @@
+//! The bind state machine on every path, driven against an in-memory API with real resourceVersion
+//! semantics. Every test ends by asserting who holds the node lock.
+
+mod bind_support;
+
+use bind_support::{FakeCluster, FaultAction, settings, t};
+use jiff::SignedDuration;
+use sliceguard::annotations::{BIND_PHASE, BIND_TIME};
+use sliceguard::bind::{
+    BindError, BindSettings, Effect, LockFate, LockRule, ReleaseMode, ReleaseResult,
+};
+
+const NS: &str = "default";
+const FIVE_MIN: SignedDuration = SignedDuration::from_mins(5);
+
+fn cluster_with_pod() -> FakeCluster {
+    let mut c = FakeCluster::with_nodes(&["n1", "n2"]);
+    c.add_pod(NS, "p");
+    c
+}
+
+fn after_bind() -> BindSettings {
+    settings(ReleaseMode::AfterBind)
+}
+
+fn device_plugin() -> BindSettings {
+    settings(ReleaseMode::DevicePlugin)
+}
+
+/// A lock value held by `ns/name`, taken `ago` before the fake's clock.
+fn lock_of(c: &FakeCluster, ago: SignedDuration, ns: &str, name: &str) -> String {
+    let at = c.now - ago;
+    format!("{},{ns},{name}", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+fn error_text(outcome: &sliceguard::bind::BindOutcome) -> String {
+    outcome.result.as_ref().unwrap_err().to_string()
+}
+
+#[test]
+fn after_bind_success_locks_binds_marks_and_releases() {
+    let mut c = cluster_with_pod();
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert!(outcome.acquired);
+    assert_eq!(outcome.takeover, None);
+    let kinds: Vec<&str> = c.trace.iter().map(Effect::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "get-pod",
+            "get-node",
+            "write-lock",
+            "patch-pod",
+            "create-binding",
+            "patch-pod",
+            "clear-lock",
+            "emit-event"
+        ]
+    );
+    let pod = c.pod("default/p");
+    assert_eq!(pod.node_name.as_deref(), Some("n1"));
+    assert_eq!(pod.annotations[BIND_PHASE], "success");
+    let bind_time: i64 = pod.annotations[BIND_TIME].parse().unwrap();
+    assert!((bind_time - t(bind_support::T0).as_second()).abs() <= 1);
+    assert_eq!(
+        c.event_texts(),
+        ["BindingSucceed: Successfully binding node [n1] to default/p"]
+    );
+    // The lock was written with this pod as holder, and is gone now.
+    let Effect::WriteLock { value, .. } = &c.trace[2] else {
+        panic!()
+    };
+    assert!(value.ends_with(",default,p"), "{value}");
+    assert_eq!(c.lock("n1"), None);
+    assert_eq!(c.lock("n2"), None);
+}
+
+#[test]
+fn device_plugin_mode_holds_the_lock_until_the_phase_settles() {
+    let mut c = cluster_with_pod();
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &device_plugin());
+    assert_eq!(outcome.result, Ok(()));
+    let LockFate::HeldForDevicePlugin { value, expires_at } = &outcome.lock else {
+        panic!("{:?}", outcome.lock)
+    };
+    assert!(value.ends_with(",default,p"));
+    assert!(*expires_at > c.now + SignedDuration::from_secs(299));
+    assert_eq!(c.pod("default/p").annotations[BIND_PHASE], "allocating");
+    assert_eq!(c.count("clear-lock"), 0);
+    assert_eq!(c.lock("n1").as_deref(), Some(value.as_str()));
+
+    // The reaper keeps it while the device plugin has not answered...
+    assert_eq!(
+        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+        None
+    );
+    assert_eq!(c.lock("n1").as_deref(), Some(value.as_str()));
+    // ... and releases it once bind-phase settles.
+    c.pod_mut("default/p")
+        .annotations
+        .insert(BIND_PHASE.into(), "success".into());
+    assert_eq!(
+        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+        Some(ReleaseResult::Released)
+    );
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn device_plugin_lock_is_released_when_the_pod_fails_is_deleted_or_times_out() {
+    for ending in ["failed", "deleted", "terminal", "timeout"] {
+        let mut c = cluster_with_pod();
+        let request = c.request(NS, "p", "n1");
+        let outcome = c.bind(request, &device_plugin());
+        assert!(matches!(outcome.lock, LockFate::HeldForDevicePlugin { .. }));
+        match ending {
+            "failed" => {
+                c.pod_mut("default/p")
+                    .annotations
+                    .insert(BIND_PHASE.into(), "failed".into());
+            }
+            "deleted" => {
+                c.pods.remove("default/p");
+            }
+            "terminal" => c.pod_mut("default/p").phase = Some("Failed".into()),
+            _ => {
+                assert_eq!(
+                    c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+                    None
+                );
+                c.now += FIVE_MIN + SignedDuration::from_secs(1);
+            }
+        }
+        assert_eq!(
+            c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+            Some(ReleaseResult::Released),
+            "{ending}"
+        );
+        assert_eq!(c.lock("n1"), None, "{ending}");
+    }
+}
+
+#[test]
+fn contention_with_a_live_holder_gives_hamis_error_and_leaves_the_lock() {
+    let mut c = cluster_with_pod();
+    c.add_pod(NS, "holder");
+    let held = lock_of(&c, SignedDuration::from_secs(30), NS, "holder");
+    c.set_lock("n1", &held);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(
+        error_text(&outcome),
+        "node n1 has been locked within 5m0s: node lock contention"
+    );
+    assert!(outcome.result.as_ref().unwrap_err().is_contention());
+    assert_eq!(outcome.lock, LockFate::NotTaken);
+    assert_eq!(
+        c.event_texts(),
+        ["BindingFailed: node n1 has been locked within 5m0s: node lock contention"]
+    );
+    assert_eq!(c.pod("default/p").node_name, None);
+    assert_eq!(c.count("write-lock"), 0);
+    assert_eq!(c.lock("n1"), Some(held));
+}
+
+#[test]
+fn contention_text_formats_the_timeout_like_go() {
+    let mut c = cluster_with_pod();
+    c.add_pod(NS, "holder");
+    let held = lock_of(&c, SignedDuration::from_secs(1), NS, "holder");
+    c.set_lock("n1", &held);
+    let request = c.request(NS, "p", "n1");
+    let settings = BindSettings {
+        lock_timeout: SignedDuration::from_secs(90),
+        ..after_bind()
+    };
+    let outcome = c.bind(request, &settings);
+    assert_eq!(
+        error_text(&outcome),
+        "node n1 has been locked within 1m30s: node lock contention"
+    );
+    assert_eq!(c.lock("n1"), Some(held));
+}
+
+#[test]
+fn takeover_rules_each_free_the_lock_for_a_new_pod() {
+    struct Case {
+        name: &'static str,
+        mode: ReleaseMode,
+        prepare: fn(&mut FakeCluster) -> String,
+        rule: LockRule,
+    }
+    let cases = [
+        Case {
+            name: "expired",
+            mode: ReleaseMode::AfterBind,
+            prepare: |c| {
+                c.add_pod(NS, "holder");
+                lock_of(c, SignedDuration::from_secs(301), NS, "holder")
+            },
+            rule: LockRule::Expired,
+        },
+        Case {
+            name: "legacy expired",
+            mode: ReleaseMode::DevicePlugin,
+            prepare: |c| {
+                let at = c.now - SignedDuration::from_secs(301);
+                at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+            },
+            rule: LockRule::Expired,
+        },
+        Case {
+            name: "dangling",
+            mode: ReleaseMode::DevicePlugin,
+            prepare: |c| lock_of(c, SignedDuration::from_secs(10), NS, "deleted-pod"),
+            rule: LockRule::Dangling,
+        },
+        Case {
+            name: "holder finished",
+            mode: ReleaseMode::DevicePlugin,
+            prepare: |c| {
+                c.add_pod(NS, "holder");
+                c.pod_mut("default/holder").phase = Some("Succeeded".into());
+                lock_of(c, SignedDuration::from_secs(10), NS, "holder")
+            },
+            rule: LockRule::HolderFinished,
+        },
+        Case {
+            name: "holder deleting",
+            mode: ReleaseMode::AfterBind,
+            prepare: |c| {
+                c.add_pod(NS, "holder");
+                c.pod_mut("default/holder").deleting = true;
+                lock_of(c, SignedDuration::from_secs(10), NS, "holder")
+            },
+            rule: LockRule::HolderFinished,
+        },
+        Case {
+            name: "holder elsewhere",
+            mode: ReleaseMode::DevicePlugin,
+            prepare: |c| {
+                c.add_pod(NS, "holder");
+                c.pod_mut("default/holder").node_name = Some("n2".into());
+                lock_of(c, SignedDuration::from_secs(10), NS, "holder")
+            },
+            rule: LockRule::HolderElsewhere,
+        },
+        Case {
+            name: "holder bound here (after-bind crash)",
+            mode: ReleaseMode::AfterBind,
+            prepare: |c| {
+                c.add_pod(NS, "holder");
+                c.pod_mut("default/holder").node_name = Some("n1".into());
+                lock_of(c, SignedDuration::from_secs(10), NS, "holder")
+            },
+            rule: LockRule::HolderBound,
+        },
+        Case {
+            name: "phase settled",
+            mode: ReleaseMode::DevicePlugin,
+            prepare: |c| {
+                c.add_pod(NS, "holder");
+                let h = c.pod_mut("default/holder");
+                h.node_name = Some("n1".into());
+                h.annotations.insert(BIND_PHASE.into(), "success".into());
+                lock_of(c, SignedDuration::from_secs(10), NS, "holder")
+            },
+            rule: LockRule::PhaseSettled,
+        },
+    ];
+    for case in cases {
+        let mut c = cluster_with_pod();
+        let stale = (case.prepare)(&mut c);
+        c.set_lock("n1", &stale);
+        let request = c.request(NS, "p", "n1");
+        let outcome = c.bind(request, &settings(case.mode));
+        assert_eq!(outcome.result, Ok(()), "{}", case.name);
+        assert_eq!(outcome.takeover, Some(case.rule), "{}", case.name);
+        assert!(outcome.acquired, "{}", case.name);
+        // The takeover is one compare-and-swap on the version read with the stale value.
+        assert_eq!(c.count("write-lock"), 1, "{}", case.name);
+        match case.mode {
+            ReleaseMode::AfterBind => assert_eq!(c.lock("n1"), None, "{}", case.name),
+            ReleaseMode::DevicePlugin => {
+                let now_held = c.lock("n1").unwrap();
+                assert!(
+                    now_held.ends_with(",default,p"),
+                    "{}: {now_held}",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_holder_bound_here_keeps_the_lock_in_device_plugin_mode() {
+    let mut c = cluster_with_pod();
+    c.add_pod(NS, "holder");
+    c.pod_mut("default/holder").node_name = Some("n1".into());
+    let held = lock_of(&c, SignedDuration::from_secs(10), NS, "holder");
+    c.set_lock("n1", &held);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &device_plugin());
+    assert!(outcome.result.unwrap_err().is_contention());
+    assert_eq!(c.lock("n1"), Some(held));
+}
+
+#[test]
+fn the_pods_own_lock_is_reentrant() {
+    let mut c = cluster_with_pod();
+    let ours = lock_of(&c, SignedDuration::from_secs(20), NS, "p");
+    c.set_lock("n1", &ours);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.takeover, Some(LockRule::Reentrant));
+    assert!(!outcome.acquired);
+    assert_eq!(c.count("write-lock"), 0);
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_lost_answer_after_the_lock_write_finds_its_own_lock_and_continues() {
+    let mut c = cluster_with_pod();
+    c.fault("write-lock", 0, FaultAction::LostAfterApply);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    // The write landed: it counts as our acquisition, not a re-entry.
+    assert!(outcome.acquired);
+    assert_eq!(outcome.takeover, None);
+    let kinds: Vec<&str> = c.trace.iter().map(Effect::kind).collect();
+    assert_eq!(
+        &kinds[..4],
+        ["get-pod", "get-node", "write-lock", "get-node"]
+    );
+    assert_eq!(c.count("write-lock"), 1);
+    assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_lock_write_lost_before_it_applied_is_written_again() {
+    let mut c = cluster_with_pod();
+    c.fault("write-lock", 0, FaultAction::Unavailable);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(c.count("write-lock"), 2);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_409_on_the_lock_write_rereads_and_retries_with_the_new_version() {
+    let mut c = cluster_with_pod();
+    // Another writer (a kubelet status update) changes the node between our read and our write.
+    c.on_effect(|c, _, effect| {
+        if matches!(effect, Effect::WriteLock { .. }) && c.count("write-lock") == 1 {
+            c.touch_node("n1");
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    let versions: Vec<String> = c
+        .trace
+        .iter()
+        .filter_map(|e| match e {
+            Effect::WriteLock {
+                resource_version, ..
+            } => Some(resource_version.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versions.len(), 2);
+    assert_ne!(
+        versions[0], versions[1],
+        "the retry uses the new resourceVersion"
+    );
+    assert_eq!(c.count("get-node"), 2);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_409_that_reveals_a_new_holder_is_contention() {
+    let mut c = cluster_with_pod();
+    c.add_pod(NS, "racer");
+    c.on_effect(|c, _, effect| {
+        if matches!(effect, Effect::WriteLock { .. }) && c.count("write-lock") == 1 {
+            let racer = lock_of(c, SignedDuration::ZERO, NS, "racer");
+            c.set_lock("n1", &racer);
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert!(outcome.result.unwrap_err().is_contention());
+    assert_eq!(outcome.lock, LockFate::NotTaken);
+    assert!(c.lock("n1").unwrap().ends_with(",default,racer"));
+}
+
+#[test]
+fn endless_409s_give_up_after_the_attempt_budget_without_a_lock() {
+    let mut c = cluster_with_pod();
+    c.on_effect(|c, _, effect| {
+        if matches!(effect, Effect::WriteLock { .. }) {
+            c.touch_node("n1");
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    let err = error_text(&outcome);
+    assert!(
+        err.starts_with("failed to set node lock (node=n1, attempts=5): conflict:"),
+        "{err}"
+    );
+    assert_eq!(c.count("write-lock"), 5);
+    assert_eq!(outcome.lock, LockFate::NotTaken);
+    assert_eq!(c.event_texts(), [format!("BindingFailed: {err}")]);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_pod_gone_before_the_bind_takes_no_lock() {
+    let mut c = FakeCluster::with_nodes(&["n1"]);
+    let request = sliceguard::bind::BindRequest {
+        namespace: NS.into(),
+        name: "ghost".into(),
+        uid: "u".into(),
+        node: "n1".into(),
+    };
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(error_text(&outcome), "pod default/ghost not found");
+    assert_eq!(outcome.lock, LockFate::NotTaken);
+    assert_eq!(c.count("get-node"), 0);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_replaced_pod_is_not_bound() {
+    let mut c = cluster_with_pod();
+    let mut request = c.request(NS, "p", "n1");
+    request.uid = "uid-of-an-older-p".into();
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(
+        error_text(&outcome),
+        "pod default/p was replaced: uid uid-of-an-older-p is now uid-p"
+    );
+    assert_eq!(c.pod("default/p").node_name, None);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_pod_deleted_after_the_lock_was_taken_releases_it() {
+    for deleted_before in ["patch-pod", "create-binding"] {
+        let mut c = cluster_with_pod();
+        c.on_effect(move |c, _, effect| {
+            if effect.kind() == deleted_before {
+                c.pods.remove("default/p");
+            }
+        });
+        let request = c.request(NS, "p", "n1");
+        let outcome = c.bind(request, &after_bind());
+        assert_eq!(
+            error_text(&outcome),
+            "pod default/p not found",
+            "{deleted_before}"
+        );
+        assert_eq!(outcome.lock, LockFate::Released, "{deleted_before}");
+        assert_eq!(c.lock("n1"), None, "{deleted_before}");
+    }
+}
+
+#[test]
+fn a_missing_node_fails_with_hamis_text() {
+    let mut c = cluster_with_pod();
+    let request = c.request(NS, "p", "n9");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(error_text(&outcome), "failed to get node n9");
+    assert_eq!(c.event_texts(), ["BindingFailed: failed to get node n9"]);
+    assert_eq!(outcome.lock, LockFate::NotTaken);
+    assert_eq!(c.pod("default/p").node_name, None);
+}
+
+#[test]
+fn a_node_deleted_while_locked_needs_no_release() {
+    let mut c = cluster_with_pod();
+    c.on_effect(|c, _, effect| {
+        if effect.kind() == "create-binding" {
+            c.nodes.remove("n1");
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    // The Binding does not check the node; the release finds the node gone.
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.count("clear-lock"), 1);
+    assert_eq!(c.lock("n1"), None);
+    assert!(!c.nodes.contains_key("n1"));
+}
+
+#[test]
+fn a_node_deleted_between_read_and_lock_write_fails_cleanly() {
+    let mut c = cluster_with_pod();
+    c.on_effect(|c, _, effect| {
+        if effect.kind() == "write-lock" {
+            c.nodes.remove("n1");
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(error_text(&outcome), "failed to get node n1");
+    assert_eq!(outcome.lock, LockFate::NotTaken);
+    assert_eq!(c.pod("default/p").node_name, None);
+}
+
+#[test]
+fn a_pod_patch_error_releases_the_lock() {
+    let mut c = cluster_with_pod();
+    c.fault("patch-pod", 0, FaultAction::Rejected);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(
+        error_text(&outcome),
+        "failed to patch pod default/p annotations: rejected (400): injected 400"
+    );
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.count("create-binding"), 0);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_pod_patch_5xx_is_retried() {
+    let mut c = cluster_with_pod();
+    c.fault("patch-pod", 0, FaultAction::Unavailable);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    let patches: Vec<&Effect> = c.trace.iter().filter(|e| e.kind() == "patch-pod").collect();
+    assert_eq!(patches[0], patches[1], "the same bind-time is sent again");
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_binding_error_releases_the_lock_and_reports_it() {
+    let mut c = cluster_with_pod();
+    c.fault("create-binding", 0, FaultAction::Rejected);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    let err = error_text(&outcome);
+    assert_eq!(
+        err,
+        "failed to bind pod default/p to node n1: rejected (400): injected 400"
+    );
+    assert_eq!(c.event_texts(), [format!("BindingFailed: {err}")]);
+    assert_eq!(c.pod("default/p").node_name, None);
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_lost_binding_answer_is_resolved_by_reading_the_pod() {
+    // Applied, answer lost: the pod is bound, so the bind succeeded.
+    let mut c = cluster_with_pod();
+    c.fault("create-binding", 0, FaultAction::LostAfterApply);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(c.count("create-binding"), 1);
+    assert_eq!(c.bindings.len(), 1);
+    assert_eq!(c.lock("n1"), None);
+
+    // Not applied, no answer: the pod is unbound, so the Binding is sent again.
+    let mut c = cluster_with_pod();
+    c.fault("create-binding", 0, FaultAction::Unavailable);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(c.count("create-binding"), 2);
+    assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_binding_conflict_for_a_pod_bound_elsewhere_fails_and_releases() {
+    let mut c = cluster_with_pod();
+    c.on_effect(|c, _, effect| {
+        if effect.kind() == "create-binding" {
+            c.pod_mut("default/p").node_name = Some("n2".into());
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(
+        error_text(&outcome),
+        "pod default/p is already bound to node n2"
+    );
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_retry_of_a_pod_already_bound_here_succeeds_and_releases_its_lock() {
+    // An earlier attempt bound the pod, then its answer was lost and it never released.
+    let mut c = cluster_with_pod();
+    let ours = lock_of(&c, SignedDuration::from_secs(5), NS, "p");
+    c.set_lock("n1", &ours);
+    c.pod_mut("default/p").node_name = Some("n1".into());
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.count("create-binding"), 0);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_release_conflict_rereads_and_clears_with_the_new_version() {
+    let mut c = cluster_with_pod();
+    c.on_effect(|c, _, effect| {
+        if effect.kind() == "clear-lock" && c.count("clear-lock") == 1 {
+            c.touch_node("n1");
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.count("clear-lock"), 2);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_release_whose_answer_was_lost_rereads_and_finds_it_gone() {
+    let mut c = cluster_with_pod();
+    c.fault("clear-lock", 0, FaultAction::LostAfterApply);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.count("clear-lock"), 1);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn only_the_owner_releases_a_lock_someone_else_took_over_stays() {
+    let mut c = cluster_with_pod();
+    c.add_pod(NS, "other");
+    c.on_effect(move |c, _, effect| {
+        if effect.kind() == "clear-lock" && c.count("clear-lock") == 1 {
+            // An expiry takeover by another binder lands first.
+            let other_value = lock_of(c, SignedDuration::ZERO, NS, "other");
+            c.set_lock("n1", &other_value);
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    let LockFate::TakenByOther { value } = &outcome.lock else {
+        panic!("{:?}", outcome.lock)
+    };
+    assert!(value.ends_with(",default,other"));
+    assert_eq!(c.lock("n1").as_deref(), Some(value.as_str()));
+}
+
+#[test]
+fn a_release_that_keeps_failing_is_stranded_and_the_reaper_frees_it() {
+    let mut c = cluster_with_pod();
+    c.fault("clear-lock", 0, FaultAction::Rejected);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    let LockFate::Stranded {
+        value, expires_at, ..
+    } = &outcome.lock
+    else {
+        panic!("{:?}", outcome.lock)
+    };
+    assert_eq!(c.lock("n1").as_deref(), Some(value.as_str()));
+    assert!(*expires_at > c.now);
+    // The holder is bound here, so in after-bind mode the reaper frees it at once.
+    assert_eq!(
+        c.reap("n1", ReleaseMode::AfterBind, FIVE_MIN, None),
+        Some(ReleaseResult::Released)
+    );
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_failed_success_mark_is_a_warning_and_the_lock_is_still_released() {
+    let mut c = cluster_with_pod();
+    c.fault("patch-pod", 1, FaultAction::Rejected);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+    assert!(outcome.warnings[0].contains("hami.io/bind-phase=success"));
+    assert_eq!(c.pod("default/p").annotations[BIND_PHASE], "allocating");
+    assert_eq!(outcome.lock, LockFate::Released);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn transient_read_failures_are_retried_then_reported() {
+    let mut c = cluster_with_pod();
+    c.fault("get-node", 0, FaultAction::Unavailable);
+    c.fault("get-pod", 0, FaultAction::Unavailable);
+    let request = c.request(NS, "p", "n1");
+    assert_eq!(c.bind(request, &after_bind()).result, Ok(()));
+    assert_eq!(c.lock("n1"), None);
+
+    let mut c = cluster_with_pod();
+    for nth in 0..4 {
+        c.fault("get-node", nth, FaultAction::Unavailable);
+    }
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(
+        error_text(&outcome),
+        "failed to get node n1: no definite answer: injected 503 Service Unavailable"
+    );
+    assert_eq!(c.count("get-node"), 4);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_crash_after_the_lock_was_taken_is_recovered_by_the_retry_of_the_same_pod() {
+    let mut c = cluster_with_pod();
+    let request = c.request(NS, "p", "n1");
+    // get-pod, get-node, write-lock: the scheduler dies with the lock held.
+    let machine = c.bind_and_crash(request.clone(), &after_bind(), 3);
+    assert!(machine.holds_lock());
+    drop(machine);
+    assert!(c.lock("n1").unwrap().ends_with(",default,p"));
+
+    // The next scheduler instance gets kube-scheduler's retry of the same pod.
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.takeover, Some(LockRule::Reentrant));
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_crash_after_the_lock_was_taken_blocks_others_only_until_the_timeout() {
+    let mut c = cluster_with_pod();
+    c.add_pod(NS, "q");
+    let request = c.request(NS, "p", "n1");
+    drop(c.bind_and_crash(request, &after_bind(), 4));
+    let stale = c.lock("n1").unwrap();
+    assert!(stale.ends_with(",default,p"));
+
+    // Another pod is refused while the timeout runs; the reaper keeps it (p is pending) ...
+    let q = c.request(NS, "q", "n1");
+    let refused = c.bind(q.clone(), &after_bind());
+    assert!(refused.result.unwrap_err().is_contention());
+    assert_eq!(c.reap("n1", ReleaseMode::AfterBind, FIVE_MIN, None), None);
+    assert_eq!(c.lock("n1").as_deref(), Some(stale.as_str()));
+
+    // ... and once it has passed, the next bind takes it over by expiry.
+    c.now += FIVE_MIN + SignedDuration::from_secs(1);
+    let outcome = c.bind(q, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.takeover, Some(LockRule::Expired));
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_crash_after_the_binding_is_recovered_by_the_reaper_at_once() {
+    let mut c = cluster_with_pod();
+    let request = c.request(NS, "p", "n1");
+    // get-pod, get-node, write-lock, patch-pod, create-binding: bound, lock not yet released.
+    drop(c.bind_and_crash(request, &after_bind(), 5));
+    assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
+    assert!(c.lock("n1").unwrap().ends_with(",default,p"));
+    // The next instance's reaper sees the holder bound here: HolderBound frees it.
+    assert_eq!(
+        c.reap("n1", ReleaseMode::AfterBind, FIVE_MIN, None),
+        Some(ReleaseResult::Released)
+    );
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_crashed_device_plugin_mode_lock_times_out() {
+    let mut c = cluster_with_pod();
+    let request = c.request(NS, "p", "n1");
+    drop(c.bind_and_crash(request, &device_plugin(), 5));
+    let held = c.lock("n1").unwrap();
+    assert_eq!(
+        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+        None
+    );
+    c.now += SignedDuration::from_secs(299);
+    assert_eq!(
+        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+        None
+    );
+    assert_eq!(c.lock("n1"), Some(held));
+    c.now += SignedDuration::from_secs(2);
+    assert_eq!(
+        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+        Some(ReleaseResult::Released)
+    );
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_malformed_lock_is_reclaimed_after_the_timeout_from_its_first_sighting() {
+    let mut c = cluster_with_pod();
+    c.set_lock("n1", "lock");
+    let request = c.request(NS, "p", "n1");
+    let first = c.bind(request.clone(), &after_bind());
+    let err = error_text(&first);
+    assert!(
+        err.starts_with("node n1 has a malformed lock \"lock\" (invalid lock time field \"lock\""),
+        "{err}"
+    );
+    assert!(err.ends_with(": node lock contention"), "{err}");
+    let sighting = first.malformed.clone().expect("the sighting is reported");
+    assert_eq!(sighting.value, "lock");
+    assert_eq!(c.lock("n1").as_deref(), Some("lock"));
+
+    // Four minutes later, with the memory: still refused.
+    c.now += SignedDuration::from_mins(4);
+    let again = c.bind_with_memory(request.clone(), &after_bind(), Some(sighting.clone()));
+    assert!(again.result.unwrap_err().is_contention());
+    assert_eq!(again.malformed.as_ref(), Some(&sighting));
+    assert_eq!(c.lock("n1").as_deref(), Some("lock"));
+
+    // Past the timeout since the first sighting: reclaimed.
+    c.now += SignedDuration::from_mins(1) + SignedDuration::from_secs(1);
+    let outcome = c.bind_with_memory(request, &after_bind(), Some(sighting));
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.takeover, Some(LockRule::Malformed));
+    assert_eq!(outcome.malformed, None);
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_malformed_value_that_changes_restarts_its_clock() {
+    let mut c = cluster_with_pod();
+    c.set_lock("n1", "a,b");
+    let request = c.request(NS, "p", "n1");
+    let first = c.bind(request.clone(), &after_bind());
+    assert!(error_text(&first).contains("expected 3 parts, got 2"));
+    let sighting = first.malformed.unwrap();
+    c.set_lock("n1", "x,y");
+    c.now += SignedDuration::from_mins(6);
+    let outcome = c.bind_with_memory(request, &after_bind(), Some(sighting));
+    assert!(outcome.result.unwrap_err().is_contention());
+    assert_eq!(outcome.malformed.unwrap().value, "x,y");
+    assert_eq!(c.lock("n1").as_deref(), Some("x,y"));
+}
+
+#[test]
+fn a_fresh_legacy_lock_is_contention() {
+    let mut c = cluster_with_pod();
+    let legacy = (c.now - SignedDuration::from_secs(10))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    c.set_lock("n1", &legacy);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert!(outcome.result.unwrap_err().is_contention());
+    assert_eq!(c.lock("n1"), Some(legacy));
+}
+
+#[test]
+fn the_machine_repeats_its_outcome_and_never_panics_on_odd_observations() {
+    use sliceguard::bind::{BindMachine, Observation, Step};
+    let c = cluster_with_pod();
+    let request = c.request(NS, "p", "n1");
+    let mut machine = BindMachine::new(request, after_bind(), None);
+    let now = c.now;
+    // A driver that answers every effect with the wrong kind of observation.
+    let mut step = machine.start(now);
+    let mut n = 0;
+    while let Step::Do(_) = step {
+        n += 1;
+        assert!(n < 20);
+        step = machine.observe(
+            Observation::Written {
+                resource_version: None,
+            },
+            now,
+        );
+    }
+    let Step::Done(outcome) = step else { panic!() };
+    assert!(matches!(
+        outcome.result,
+        Err(BindError::PodUnreadable { .. })
+    ));
+    assert_eq!(
+        machine.observe(
+            Observation::Written {
+                resource_version: None
+            },
+            now
+        ),
+        Step::Done(outcome)
+    );
+    assert_eq!(c.lock("n1"), None);
+}
