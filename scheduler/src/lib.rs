@@ -30,7 +30,8 @@
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
 //! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
 //!
-//! The `cli` module (feature `cli`) is the `sliceguard` binary's shell around the core.
+//! The `cli` module (feature `cli`) is the `sliceguard` binary's shell around the core; the `server`
+//! module (feature `server`) is the I/O shell: kube-rs driver, watches, webhook, extender, metrics.
 
 pub mod admission;
 pub mod annotations;
@@ -47,6 +48,9 @@ pub mod quantity;
 pub mod registry;
 pub mod request;
 pub mod score;
+
+#[cfg(feature = "server")]
+pub mod server;
 
 #[cfg(feature = "cli")]
 pub mod cli;

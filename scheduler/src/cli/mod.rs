@@ -5,6 +5,8 @@
 //! | `fleet` | prints a fake GPU fleet as a Kubernetes `NodeList` |
 //! | `place` | decides where pods would go on given nodes, and why not elsewhere |
 //! | `decode` | parses one annotation value and prints it as JSON |
+//! | `serve` | runs the scheduler against a cluster: webhook (HTTPS), extender (filter, bind), metrics (feature `server`) |
+//! | `register` | writes fake GPU inventories onto a cluster's nodes (feature `server`) |
 //!
 //! Exit codes: 0 when a decision was made (Pending included), 2 for bad input or usage, 1 for
 //! anything else.
@@ -13,6 +15,10 @@ mod decode;
 mod fleet;
 pub mod input;
 mod place;
+#[cfg(feature = "server")]
+mod register;
+#[cfg(feature = "server")]
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +40,10 @@ enum Command {
     Fleet(fleet::FleetArgs),
     Place(place::PlaceArgs),
     Decode(decode::DecodeArgs),
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    #[cfg(feature = "server")]
+    Register(register::RegisterArgs),
 }
 
 /// A failure the CLI reports: the message and the exit code.
@@ -68,6 +78,10 @@ pub fn main() -> ExitCode {
         Command::Fleet(args) => fleet::run(&args),
         Command::Place(args) => place::run(&args),
         Command::Decode(args) => decode::run(&args),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(&args),
+        #[cfg(feature = "server")]
+        Command::Register(args) => register::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

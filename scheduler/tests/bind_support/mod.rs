@@ -55,7 +55,7 @@ pub struct Fault {
 
 /// A change to the cluster made by someone else right before the `index`-th effect (0-based,
 /// counted over the whole life of the fake).
-pub type Hook = Box<dyn FnMut(&mut FakeCluster, usize, &Effect)>;
+pub type Hook = Box<dyn FnMut(&mut FakeCluster, usize, &Effect) + Send>;
 
 /// The fake API.
 #[derive(Default)]
@@ -177,7 +177,10 @@ impl FakeCluster {
         }
     }
 
-    pub fn on_effect(&mut self, hook: impl FnMut(&mut FakeCluster, usize, &Effect) + 'static) {
+    pub fn on_effect(
+        &mut self,
+        hook: impl FnMut(&mut FakeCluster, usize, &Effect) + Send + 'static,
+    ) {
         self.hooks.push(Box::new(hook));
     }
 

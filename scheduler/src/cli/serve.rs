@@ -1,0 +1,266 @@
+//! `sliceguard serve`: the scheduler against a cluster (see [`crate::server`]).
+//!
+//! Flags carry HAMi's names where HAMi has one (spec §10): `--scheduler-name`,
+//! `--node-scheduler-policy`, `--gpu-scheduler-policy`, `--node-lock-timeout`,
+//! `--force-overwrite-default-scheduler`, `--http_bind` (here the extender's HTTP listener; HAMi
+//! serves the extender and the webhook on one), `--metrics-bind-address`, `--kube-timeout`.
+//! Durations use Go's syntax (`5m`, `30s`, `1h30m`); addresses may be Go's `:port`.
+
+use super::Failure;
+use crate::bind::{BindSettings, ReleaseMode, go_duration};
+use crate::decision::SchedulerSettings;
+use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
+use crate::server::{self, KubeSource, SchedulerConfig, ServeOptions};
+use clap::{ArgAction, Args, ValueEnum};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Run the scheduler: mutating webhook (HTTPS), scheduler extender (filter, bind), metrics.
+///
+/// Connects to the Kubernetes API (--kubeconfig, else $KUBECONFIG, ~/.kube/config, or the
+/// in-cluster service account), watches nodes and GPU pods, and serves:
+///   --webhook-bind-address   POST /webhook  (AdmissionReview v1/v1beta1; needs --tls-cert/--tls-key)
+///   --http_bind              POST /filter, POST /bind  (kube-scheduler extender v1)
+///   --metrics-bind-address   GET /metrics (Prometheus)
+/// and GET /healthz, /readyz on each. Exits 2 when the API cannot be reached or the
+/// configuration is unusable. On SIGTERM it stops accepting, lets binds in flight finish and
+/// release their node locks, and exits 0.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  sliceguard serve --tls-cert /tls/tls.crt --tls-key /tls/tls.key --scheduler-name sliceguard-scheduler"
+)]
+pub struct ServeArgs {
+    /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// kubeconfig context to use instead of the current one.
+    #[arg(long)]
+    context: Option<String>,
+    /// API connect timeout, and the bound on the start-up reachability check (Go duration).
+    #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
+    kube_timeout: Duration,
+    /// Scheduler name written into routed pods' spec.schedulerName; also the events' source.
+    #[arg(long, default_value = "sliceguard-scheduler")]
+    scheduler_name: String,
+    /// Default node policy: binpack (highest score wins), spread, or fragmentation; a pod's
+    /// hami.io/node-scheduler-policy overrides it.
+    #[arg(long, default_value = "binpack", value_parser = parse_node_policy)]
+    node_scheduler_policy: NodePolicy,
+    /// Default GPU policy: spread, binpack, mutex, topology-aware, or a comma chain; a pod's
+    /// hami.io/gpu-scheduler-policy overrides it.
+    #[arg(long, default_value = "spread", value_parser = parse_gpu_policy)]
+    gpu_scheduler_policy: GpuPolicy,
+    /// Node lock expiry: a hami.io/mutex.lock older than this is taken over (Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_lock_timeout)]
+    node_lock_timeout: jiff::SignedDuration,
+    /// Who releases the node lock after a successful bind: after-bind (this scheduler, right after
+    /// the Binding; for fake fleets and nodes without HAMi's device plugin) or device-plugin (HAMi's
+    /// device plugin after Allocate; this scheduler's reaper releases it once the pod's bind-phase
+    /// settles, the pod ends or is deleted, or the timeout passes).
+    #[arg(long, value_enum, default_value_t = LockRelease::AfterBind)]
+    lock_release: LockRelease,
+    /// Also route pods whose schedulerName is default-scheduler (true or false).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    force_overwrite_default_scheduler: bool,
+    /// Webhook listener (HTTPS), HOST:PORT or :PORT.
+    #[arg(long, visible_alias = "webhook-addr", default_value = "0.0.0.0:9443", value_parser = parse_address)]
+    webhook_bind_address: SocketAddr,
+    /// Webhook TLS certificate chain (PEM). Without --tls-cert and --tls-key the webhook is off.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Webhook TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Extender listener (HTTP), HOST:PORT or :PORT; point kube-scheduler's extender urlPrefix here.
+    #[arg(long = "http_bind", visible_aliases = ["http-bind", "extender-addr"], default_value = "127.0.0.1:8080", value_parser = parse_address)]
+    http_bind: SocketAddr,
+    /// Metrics listener (HTTP, /metrics), HOST:PORT or :PORT.
+    #[arg(long, visible_alias = "metrics-addr", default_value = ":9395", value_parser = parse_address)]
+    metrics_bind_address: SocketAddr,
+    /// How long /filter waits for the node and pod watches to sync before answering an error.
+    #[arg(long, default_value = "25s", value_parser = parse_std_duration)]
+    sync_timeout: Duration,
+    /// How long shutdown waits for requests and binds in flight (Go duration).
+    #[arg(long, default_value = "30s", value_parser = parse_std_duration)]
+    shutdown_grace: Duration,
+    /// Log filter: a level (info, debug, ...) or per-target directives like info,kube=warn.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--lock-release` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LockRelease {
+    /// Release right after the Binding.
+    AfterBind,
+    /// Hold for HAMi's device plugin.
+    DevicePlugin,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_node_policy(s: &str) -> Result<NodePolicy, String> {
+    s.parse()
+}
+
+fn parse_gpu_policy(s: &str) -> Result<GpuPolicy, String> {
+    s.parse()
+}
+
+fn parse_lock_timeout(s: &str) -> Result<jiff::SignedDuration, String> {
+    let d = go_duration::parse(s).map_err(|e| e.to_string())?;
+    if d <= jiff::SignedDuration::ZERO {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(d)
+}
+
+pub(crate) fn parse_std_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_lock_timeout(s)?;
+    Duration::try_from(d).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `HOST:PORT`, `[V6]:PORT`, or Go's `:PORT` (all interfaces).
+pub(crate) fn parse_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    if let Ok(addr) = full.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            format!("{s:?} is not HOST:PORT (e.g. 0.0.0.0:9443, 127.0.0.1:8080 or :9395)")
+        })
+}
+
+/// Installs the tracing subscriber writing to standard error.
+pub(crate) fn init_logging(filter: &str, json: bool) -> Result<(), Failure> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let targets: tracing_subscriber::filter::Targets = filter
+        .parse()
+        .map_err(|e| Failure::input(format!("--log-level {filter:?}: {e}")))?;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(targets);
+    // A second initialisation (tests running several commands in one process) is not an error.
+    let _ = if json {
+        registry.with(layer.json()).try_init()
+    } else {
+        registry.with(layer).try_init()
+    };
+    Ok(())
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            code: 1,
+            message: format!("cannot start the async runtime: {e}"),
+        })
+}
+
+pub fn run(args: &ServeArgs) -> Result<(), Failure> {
+    init_logging(&args.log_level, args.log_format == LogFormat::Json)?;
+    if args.scheduler_name.is_empty() {
+        return Err(Failure::input("--scheduler-name must not be empty"));
+    }
+    let release_mode = match args.lock_release {
+        LockRelease::AfterBind => ReleaseMode::AfterBind,
+        LockRelease::DevicePlugin => ReleaseMode::DevicePlugin,
+    };
+    let decision = SchedulerSettings {
+        policies: PolicyDefaults {
+            node: args.node_scheduler_policy,
+            gpu: args.gpu_scheduler_policy.clone(),
+        },
+        ..SchedulerSettings::default()
+    };
+    let config = SchedulerConfig {
+        scheduler_name: args.scheduler_name.clone(),
+        webhook: crate::admission::WebhookSettings {
+            scheduler_name: args.scheduler_name.clone(),
+            force_overwrite_default_scheduler: args.force_overwrite_default_scheduler,
+            requests: decision.requests,
+            ..Default::default()
+        },
+        decision,
+        bind: BindSettings {
+            lock_timeout: args.node_lock_timeout,
+            release_mode,
+            ..BindSettings::default()
+        },
+        sync_wait: args.sync_timeout,
+        ..SchedulerConfig::default()
+    };
+    let options = ServeOptions {
+        kube: KubeSource {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+            timeout: args.kube_timeout,
+        },
+        config,
+        webhook_addr: args.webhook_bind_address,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        extender_addr: args.http_bind,
+        metrics_addr: args.metrics_bind_address,
+        shutdown_grace: args.shutdown_grace,
+    };
+    runtime()?
+        .block_on(server::serve(options))
+        .map_err(|e| Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_accept_gos_port_only_form() {
+        assert_eq!(
+            parse_address(":9395").unwrap(),
+            "0.0.0.0:9395".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("[::1]:1").unwrap(),
+            "[::1]:1".parse().unwrap()
+        );
+        let err = parse_address("nonsense").unwrap_err();
+        assert!(err.contains("\"nonsense\" is not HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_go_durations() {
+        assert_eq!(parse_std_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(
+            parse_std_duration("0s")
+                .unwrap_err()
+                .contains("must be positive")
+        );
+        assert!(parse_std_duration("5 minutes").is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! The I/O shell (feature `server`): `sliceguard serve` and `sliceguard register` talk to a cluster
+//! through it.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cluster`] | the [`ClusterApi`] trait: what the service asks of the Kubernetes API |
+//! | [`kube_cluster`] | [`ClusterApi`] over kube-rs (merge patches with resourceVersion preconditions, `pods/binding`, core/v1 events) |
+//! | [`service`] | the HTTP-free service: extender filter and bind, webhook review, lock reaper, the watch feed |
+//! | [`state`] | the cluster view the watches maintain: registry, ledger, GPU pods, node locks, assumptions |
+//! | [`watch`] | the kube-rs node and pod watches |
+//! | [`extender`] | the kube-scheduler extender v1 wire format, decoded case-insensitively like Go |
+//! | [`review`] | AdmissionReview v1 and v1beta1 around [`crate::admission::mutate`] |
+//! | [`http`] | axum routers, body limits, timeouts, the TCP/TLS accept loop with graceful shutdown |
+//! | [`metrics`] | Prometheus metrics |
+//!
+//! [`serve`] connects to the API (a clear error naming the address when it cannot, which the CLI
+//! turns into exit code 2), loads the TLS certificate, binds the listeners, starts the watches, the
+//! lock reaper and the three HTTP servers, and on SIGTERM or SIGINT stops accepting, lets requests
+//! and binds in flight finish (each releasing its lock), and returns.
+
+pub mod cluster;
+pub mod extender;
+pub mod http;
+pub mod kube_cluster;
+pub mod metrics;
+pub mod review;
+pub mod service;
+pub mod state;
+pub mod watch;
+
+pub use cluster::ClusterApi;
+pub use service::{Scheduler, SchedulerConfig};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+/// Where the Kubernetes client configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct KubeSource {
+    /// A kubeconfig file; otherwise `KUBECONFIG`, `~/.kube/config`, or the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig other than its current one.
+    pub context: Option<String>,
+    /// Connect timeout, and the bound on the start-up reachability check.
+    pub timeout: Duration,
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The API client configuration.
+    pub kube: KubeSource,
+    /// Service settings.
+    pub config: SchedulerConfig,
+    /// Webhook listener (HTTPS).
+    pub webhook_addr: SocketAddr,
+    /// Certificate and key files (PEM) for the webhook; without them the webhook is not served.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Extender listener (HTTP).
+    pub extender_addr: SocketAddr,
+    /// Metrics listener (HTTP).
+    pub metrics_addr: SocketAddr,
+    /// How long shutdown waits for requests and binds in flight.
+    pub shutdown_grace: Duration,
+}
+
+/// Why `serve` (or `register`) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No usable client configuration.
+    #[error("cannot load the Kubernetes client configuration: {0}")]
+    KubeConfig(String),
+    /// The API server did not answer.
+    #[error("cannot reach the Kubernetes API at {address}: {detail}")]
+    ApiUnreachable {
+        /// The server URL.
+        address: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The certificate or key does not load.
+    #[error("cannot load TLS {what} from {path}: {detail}")]
+    Tls {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A listener cannot be bound.
+    #[error("cannot listen for the {what} on {address}: {detail}")]
+    Listen {
+        /// `extender`, `webhook` or `metrics`.
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// What went wrong.
+        detail: String,
+    },
+    /// An API request failed.
+    #[error("{0}")]
+    Api(String),
+}
+
+impl ServeError {
+    /// The process exit code: 2 for configuration and reachability problems, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::KubeConfig(_)
+            | ServeError::ApiUnreachable { .. }
+            | ServeError::Tls { .. } => 2,
+            ServeError::Listen { .. } | ServeError::Api(_) => 1,
+        }
+    }
+}
+
+/// How long one API request of the bind protocol may take before it counts as lost.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds a client and checks that the API server answers (`GET /version`) within the timeout.
+/// Returns the client (long read timeout, fit for watches) and its configuration.
+pub async fn connect(source: &KubeSource) -> Result<(Client, Config), ServeError> {
+    let options = KubeConfigOptions {
+        context: source.context.clone(),
+        ..Default::default()
+    };
+    let mut config = match &source.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| ServeError::KubeConfig(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| ServeError::KubeConfig(format!("{}: {e}", path.display())))?
+        }
+        None if source.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| ServeError::KubeConfig(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| ServeError::KubeConfig(e.to_string()))?,
+    };
+    config.connect_timeout = Some(source.timeout);
+    let address = config.cluster_url.to_string();
+    let client =
+        Client::try_from(config.clone()).map_err(|e| ServeError::KubeConfig(e.to_string()))?;
+    match tokio::time::timeout(source.timeout, client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            tracing::info!(%address, version = %version.git_version, "connected to the Kubernetes API");
+            Ok((client, config))
+        }
+        Ok(Err(e)) => Err(ServeError::ApiUnreachable {
+            address,
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(ServeError::ApiUnreachable {
+            address,
+            detail: format!("no answer within {:?}", source.timeout),
+        }),
+    }
+}
+
+/// A TLS acceptor (rustls with ring, HTTP/1.1) for the PEM certificate chain and key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
+    let cert_error = |detail: String| ServeError::Tls {
+        what: "certificate",
+        path: cert.to_path_buf(),
+        detail,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| cert_error(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_error(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(cert_error("no CERTIFICATE block".into()));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| ServeError::Tls {
+        what: "key",
+        path: key.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| cert_error(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|e| ServeError::Tls {
+            what: "key",
+            path: key.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn listen(what: &'static str, address: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| ServeError::Listen {
+            what,
+            address,
+            detail: e.to_string(),
+        })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the scheduler until SIGTERM or SIGINT.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let (client, config) = connect(&options.kube).await?;
+    // Requests of the bind protocol and the filter get a short read timeout (a lost answer is an
+    // indeterminate result the machine resolves); watches keep the client's long one.
+    let mut request_config = config;
+    request_config.read_timeout = Some(REQUEST_TIMEOUT);
+    let request_client =
+        Client::try_from(request_config).map_err(|e| ServeError::KubeConfig(e.to_string()))?;
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let extender_listener = listen("extender", options.extender_addr).await?;
+    let metrics_listener = listen("metrics", options.metrics_addr).await?;
+    let webhook_listener = match tls {
+        Some(_) => Some(listen("webhook", options.webhook_addr).await?),
+        None => None,
+    };
+    let instance = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "sliceguard".into());
+    let cluster = kube_cluster::KubeCluster::new(
+        request_client,
+        options.config.scheduler_name.clone(),
+        instance,
+    );
+    let svc = Arc::new(Scheduler::new(
+        cluster,
+        options.config.clone(),
+        service::system_clock(),
+    ));
+    let shutdown = CancellationToken::new();
+    let grace = options.shutdown_grace;
+
+    let background = [
+        tokio::spawn(watch::watch_nodes(
+            client.clone(),
+            svc.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(watch::watch_pods(client, svc.clone(), shutdown.clone())),
+        tokio::spawn(svc.clone().run_reaper(shutdown.clone())),
+    ];
+    let mut servers = vec![
+        tokio::spawn(http::serve(
+            extender_listener,
+            http::extender_router(svc.clone()),
+            None,
+            shutdown.clone(),
+            grace,
+        )),
+        tokio::spawn(http::serve(
+            metrics_listener,
+            http::metrics_router(svc.clone()),
+            None,
+            shutdown.clone(),
+            grace,
+        )),
+    ];
+    tracing::info!(address = %options.extender_addr, "extender listening (HTTP)");
+    tracing::info!(address = %options.metrics_addr, "metrics listening (HTTP)");
+    if let (Some(listener), Some(acceptor)) = (webhook_listener, tls) {
+        tracing::info!(address = %options.webhook_addr, "webhook listening (HTTPS)");
+        servers.push(tokio::spawn(http::serve(
+            listener,
+            http::webhook_router(svc.clone()),
+            Some(acceptor),
+            shutdown.clone(),
+            grace,
+        )));
+    } else {
+        tracing::warn!("no --tls-cert/--tls-key: the webhook is not served");
+    }
+
+    termination_signal().await;
+    tracing::info!(
+        binds_in_flight = svc.binds_in_flight(),
+        "shutting down: no new connections; requests and binds in flight finish"
+    );
+    shutdown.cancel();
+    for server in servers {
+        let _ = server.await;
+    }
+    if !svc.drain_binds(grace).await {
+        tracing::warn!("binds still running after the grace period; their locks expire by rule");
+    }
+    for task in background {
+        task.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,683 @@
+//! The scheduler service without HTTP: extender filter and bind, the webhook review, the lock reaper,
+//! and the feed from the watches. Generic over [`ClusterApi`], so it runs against kube-rs, the tests'
+//! in-memory API, or the simulated cluster.
+//!
+//! **Filter** (HAMi §4.2): no GPU request passes every node untouched; otherwise wait for the watches
+//! to sync, drop the pod's previous assumption, run [`decision::filter_prepared`] on the registry
+//! and ledger, record the assumption, merge-patch the annotations and the `hami.io/vgpu-node` label
+//! onto the pod, and emit HAMi's `FilteringSucceed` / `FilteringFailed` events. A failed patch undoes
+//! the assumption and returns the error. With `Nodes` instead of `NodeNames`, HAMi's simulation path
+//! runs: usage from the given nodes' annotations only, no writes, no events, `Nodes:[best]`.
+//!
+//! **Bind**: one task per request (it finishes even if kube-scheduler hangs up, and graceful
+//! shutdown waits for it), binds to one node serialised inside this process so that they never
+//! contend with each other, the [`BindMachine`] driven over [`ClusterApi::execute`].
+//!
+//! **Reaper**: woken by every watch event and at the next lock expiry (a watch, not a poll loop), it
+//! judges each node lock by [`judge_lock`] with the holder from the pod cache (or, when the cache
+//! has none, a live read), and releases the locks that a rule frees, by exact value and
+//! resourceVersion. Nodes with a bind in flight in this process are left to that bind.
+//!
+//! Deliberate differences from HAMi: the simulation path answers a pod without GPU requests with
+//! every given node (HAMi answers no node); binds to one node are queued in-process (HAMi lets them
+//! contend) for at most [`SchedulerConfig::bind_wait`].
+
+use super::cluster::ClusterApi;
+use super::extender::{
+    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult,
+};
+use super::metrics::Metrics;
+use super::review::{ReviewError, review};
+use super::state::ClusterView;
+use crate::admission::WebhookSettings;
+use crate::annotations::DEVICES_ALLOCATED;
+use crate::bind::{
+    ApiFailure, BindMachine, BindRequest, BindSettings, Effect, HolderState, LockFate,
+    LockJudgement, LockRelease, Observation, ObservedLock, PodRef, ReleaseOwner, ReleaseResult,
+    ReleaseStep, Step, go_duration, judge_lock,
+};
+use crate::codec::lock;
+use crate::decision::{self, EventRecord, EventType, Outcome, SchedulerSettings};
+use crate::ledger::{Ledger, pod_key};
+use crate::registry::Registry;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The service's settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// `--scheduler-name`: the routing target and the events' source.
+    pub scheduler_name: String,
+    /// Policies and request defaults.
+    pub decision: SchedulerSettings,
+    /// Webhook settings.
+    pub webhook: WebhookSettings,
+    /// Bind protocol settings.
+    pub bind: BindSettings,
+    /// How long `/filter` waits for the watches to sync (HAMi waits without a bound).
+    pub sync_wait: Duration,
+    /// How long a bind waits for another bind to the same node in this process.
+    pub bind_wait: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            scheduler_name: "sliceguard-scheduler".into(),
+            decision: SchedulerSettings::default(),
+            webhook: WebhookSettings::default(),
+            bind: BindSettings::default(),
+            sync_wait: Duration::from_secs(25),
+            bind_wait: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The clock the service reads (tests and the simulation pass a virtual one).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
+/// The scheduler service.
+pub struct Scheduler<C> {
+    cluster: C,
+    config: SchedulerConfig,
+    view: Mutex<ClusterView>,
+    synced: watch::Sender<bool>,
+    node_gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    binds: TaskTracker,
+    reaper_wake: Notify,
+    metrics: Metrics,
+    clock: Clock,
+}
+
+impl<C> std::fmt::Debug for Scheduler<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<C: ClusterApi> Scheduler<C> {
+    /// A service over `cluster`.
+    pub fn new(cluster: C, config: SchedulerConfig, clock: Clock) -> Self {
+        Scheduler {
+            cluster,
+            config,
+            view: Mutex::new(ClusterView::new()),
+            synced: watch::Sender::new(false),
+            node_gates: Mutex::new(HashMap::new()),
+            binds: TaskTracker::new(),
+            reaper_wake: Notify::new(),
+            metrics: Metrics::new(),
+            clock,
+        }
+    }
+
+    /// The cluster API.
+    pub fn cluster(&self) -> &C {
+        &self.cluster
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    fn view(&self) -> MutexGuard<'_, ClusterView> {
+        lock_ignoring_poison(&self.view)
+    }
+
+    /// Reads the cluster view (for diagnostics and tests).
+    pub fn with_view<R>(&self, f: impl FnOnce(&ClusterView) -> R) -> R {
+        f(&self.view())
+    }
+
+    // ---- the watch feed ----
+
+    fn after_change(&self, view: &ClusterView) {
+        self.metrics.locks_held.set(view.locks().len() as i64);
+        if view.is_synced() {
+            self.synced.send_replace(true);
+        }
+        self.reaper_wake.notify_one();
+    }
+
+    /// A node added or changed.
+    pub fn apply_node(&self, node: &Node) {
+        let now = self.now();
+        let mut view = self.view();
+        if let Err(problem) = view.apply_node(node, now) {
+            tracing::debug!(node = node.metadata.name.as_deref().unwrap_or(""), %problem, "node not registered");
+        }
+        self.after_change(&view);
+    }
+
+    /// A node deleted.
+    pub fn delete_node(&self, node: &Node) {
+        let mut view = self.view();
+        view.delete_node(node.metadata.name.as_deref().unwrap_or_default());
+        self.after_change(&view);
+    }
+
+    /// The node watch listed everything.
+    pub fn replace_nodes(&self, nodes: &[Node]) {
+        let now = self.now();
+        let mut view = self.view();
+        for (node, problem) in view.replace_nodes(nodes, now) {
+            tracing::debug!(%node, %problem, "node not registered");
+        }
+        tracing::info!(
+            nodes = nodes.len(),
+            registered = view.registry().len(),
+            "node list synced"
+        );
+        self.after_change(&view);
+    }
+
+    /// A pod added or changed.
+    pub fn apply_pod(&self, pod: &Pod) {
+        let mut view = self.view();
+        if let Err(e) = view.apply_pod(pod) {
+            tracing::warn!(error = %e, "pod allocation ignored");
+        }
+        self.after_change(&view);
+    }
+
+    /// A pod deleted.
+    pub fn delete_pod(&self, pod: &Pod) {
+        let mut view = self.view();
+        view.delete_pod(pod);
+        self.after_change(&view);
+    }
+
+    /// The pod watch listed everything.
+    pub fn replace_pods(&self, pods: &[Pod]) {
+        let mut view = self.view();
+        for e in view.replace_pods(pods) {
+            tracing::warn!(error = %e, "pod allocation ignored");
+        }
+        tracing::info!(
+            pods = pods.len(),
+            counted = view.ledger().pod_count(),
+            "pod list synced"
+        );
+        self.after_change(&view);
+    }
+
+    /// True once both watches have listed everything.
+    pub fn is_ready(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Which watches have synced: (nodes, pods).
+    pub fn sync_state(&self) -> (bool, bool) {
+        self.view().sync_state()
+    }
+
+    async fn wait_synced(&self) -> bool {
+        let mut rx = self.synced.subscribe();
+        tokio::time::timeout(self.config.sync_wait, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    // ---- webhook ----
+
+    /// Answers an AdmissionReview body.
+    pub fn admit(&self, body: &[u8]) -> Result<Value, ReviewError> {
+        match review(body, &self.config.webhook) {
+            Ok((answer, verdict)) => {
+                self.metrics.review(verdict.as_str());
+                Ok(answer)
+            }
+            Err(e) => {
+                self.metrics.review("malformed");
+                Err(e)
+            }
+        }
+    }
+
+    // ---- filter ----
+
+    /// The extender's filter.
+    pub async fn filter(&self, args: ExtenderArgs) -> ExtenderFilterResult {
+        let started = Instant::now();
+        let (result, outcome) = self.filter_inner(args).await;
+        self.metrics
+            .filter_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.decision(outcome);
+        result
+    }
+
+    async fn emit(&self, pod: &Pod, events: &[EventRecord]) {
+        let pod_ref = PodRef {
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        };
+        for event in events {
+            let effect = Effect::EmitEvent {
+                pod: pod_ref.clone(),
+                event: event.clone(),
+            };
+            if let Observation::Failed(e) = self.cluster.execute(&effect).await {
+                tracing::debug!(reason = event.reason, error = %e, "event not recorded");
+            }
+        }
+    }
+
+    async fn filter_inner(&self, args: ExtenderArgs) -> (ExtenderFilterResult, &'static str) {
+        let Some(pod) = args.pod else {
+            return (
+                ExtenderFilterResult::error("extender args missing pod"),
+                "error",
+            );
+        };
+        if let Some(nodes) = args.nodes {
+            return self.filter_simulation(&pod, nodes);
+        }
+        let node_names = args.node_names.unwrap_or_default();
+        let prepared = match decision::prepare(&pod, &self.config.decision) {
+            Ok(p) => p,
+            Err(message) => {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let event = EventRecord {
+                    event_type: EventType::Warning,
+                    reason: "FilteringFailed",
+                    message: format!("calcScore failed {message} for pod {name}"),
+                };
+                self.emit(&pod, &[event]).await;
+                return (ExtenderFilterResult::error(message), "invalid");
+            }
+        };
+        if !prepared.request.has_gpu_request() {
+            let result = ExtenderFilterResult {
+                node_names: Some(node_names),
+                ..Default::default()
+            };
+            return (result, "no_gpu_request");
+        }
+        if !self.wait_synced().await {
+            let (nodes, pods) = self.sync_state();
+            let message = format!(
+                "scheduler cache not synced after {}: nodes synced {nodes}, pods synced {pods}",
+                go_duration::format(
+                    jiff::SignedDuration::try_from(self.config.sync_wait).unwrap_or_default()
+                )
+            );
+            return (ExtenderFilterResult::error(message), "error");
+        }
+        let key = pod_key(&pod);
+        let now = self.now();
+        let decision = {
+            let mut view = self.view();
+            view.unassume(&key);
+            let (registry, ledger) = view.parts();
+            let decision = decision::filter_prepared(registry, ledger, &prepared, &node_names, now);
+            if let Outcome::Scheduled {
+                node, allocation, ..
+            } = &decision.outcome
+            {
+                let allocated = decision
+                    .annotations
+                    .get(DEVICES_ALLOCATED)
+                    .cloned()
+                    .unwrap_or_default();
+                view.assume(&key, node, allocation, &allocated);
+            }
+            decision
+        };
+        match &decision.outcome {
+            Outcome::Scheduled { node, .. } => {
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                if let Err(failure) = self
+                    .cluster
+                    .patch_pod_metadata(namespace, name, &decision.annotations, &decision.labels)
+                    .await
+                {
+                    self.view().unassume(&key);
+                    let message = format!("failed to patch pod {namespace}/{name}: {failure}");
+                    let event = EventRecord {
+                        event_type: EventType::Warning,
+                        reason: "FilteringFailed",
+                        message: message.clone(),
+                    };
+                    self.emit(&pod, &[event]).await;
+                    return (ExtenderFilterResult::error(message), "error");
+                }
+                self.emit(&pod, &decision.events).await;
+                let result = ExtenderFilterResult {
+                    node_names: Some(vec![node.clone()]),
+                    ..Default::default()
+                };
+                (result, "scheduled")
+            }
+            Outcome::Unschedulable => {
+                self.emit(&pod, &decision.events).await;
+                let result = ExtenderFilterResult {
+                    failed_nodes: Some(decision.failed_nodes()),
+                    ..Default::default()
+                };
+                (result, "unschedulable")
+            }
+            Outcome::Invalid(message) => {
+                self.emit(&pod, &decision.events).await;
+                (ExtenderFilterResult::error(message.clone()), "invalid")
+            }
+            Outcome::NoGpuRequest => (
+                ExtenderFilterResult {
+                    node_names: Some(node_names),
+                    ..Default::default()
+                },
+                "no_gpu_request",
+            ),
+        }
+    }
+
+    fn filter_simulation(
+        &self,
+        pod: &Pod,
+        nodes: Vec<Node>,
+    ) -> (ExtenderFilterResult, &'static str) {
+        let mut registry = Registry::new();
+        for node in &nodes {
+            // An unregistered node gets HAMi's `node unregistered` from the decision.
+            let _ = registry.upsert_node(node);
+        }
+        let names: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        let decision = decision::filter(
+            &registry,
+            &Ledger::new(),
+            &self.config.decision,
+            pod,
+            &names,
+            self.now(),
+        );
+        match &decision.outcome {
+            Outcome::Scheduled { node, .. } => {
+                let best: Vec<Node> = nodes
+                    .into_iter()
+                    .filter(|n| n.metadata.name.as_deref() == Some(node.as_str()))
+                    .take(1)
+                    .collect();
+                let failed = decision.failed_nodes();
+                let result = ExtenderFilterResult {
+                    nodes: Some(best),
+                    failed_nodes: (!failed.is_empty()).then_some(failed),
+                    ..Default::default()
+                };
+                (result, "scheduled")
+            }
+            Outcome::Unschedulable => (
+                ExtenderFilterResult {
+                    nodes: Some(Vec::new()),
+                    failed_nodes: Some(decision.failed_nodes()),
+                    ..Default::default()
+                },
+                "unschedulable",
+            ),
+            Outcome::Invalid(message) => (ExtenderFilterResult::error(message.clone()), "invalid"),
+            Outcome::NoGpuRequest => (
+                ExtenderFilterResult {
+                    nodes: Some(nodes),
+                    ..Default::default()
+                },
+                "no_gpu_request",
+            ),
+        }
+    }
+
+    // ---- bind ----
+
+    fn node_gate(&self, node: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock_ignoring_poison(&self.node_gates)
+            .entry(node.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The extender's bind. The bind runs in its own task, tracked for graceful shutdown.
+    pub async fn bind(self: &Arc<Self>, args: ExtenderBindingArgs) -> ExtenderBindingResult {
+        let this = Arc::clone(self);
+        let task = self.binds.spawn(async move { this.run_bind(args).await });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => ExtenderBindingResult {
+                error: format!("bind task failed: {e}"),
+            },
+        }
+    }
+
+    /// Stops accepting binds and waits up to `grace` for those in flight; true when all finished.
+    pub async fn drain_binds(&self, grace: Duration) -> bool {
+        self.binds.close();
+        tokio::time::timeout(grace, self.binds.wait()).await.is_ok()
+    }
+
+    /// Binds in flight.
+    pub fn binds_in_flight(&self) -> usize {
+        self.binds.len()
+    }
+
+    async fn drive(&self, machine: &mut BindMachine) -> crate::bind::BindOutcome {
+        let mut step = machine.start(self.now());
+        loop {
+            match step {
+                Step::Do(effect) => {
+                    let observation = self.cluster.execute(&effect).await;
+                    tracing::trace!(pod = %machine.request().pod_key(), effect = effect.kind(), ?observation, "bind step");
+                    step = machine.observe(observation, self.now());
+                }
+                Step::Done(outcome) => return outcome,
+            }
+        }
+    }
+
+    async fn run_bind(&self, args: ExtenderBindingArgs) -> ExtenderBindingResult {
+        let started = Instant::now();
+        let request = BindRequest {
+            namespace: args.pod_namespace,
+            name: args.pod_name,
+            uid: args.pod_uid,
+            node: args.node,
+        };
+        let gate = self.node_gate(&request.node);
+        let Ok(_turn) = tokio::time::timeout(self.config.bind_wait, gate.lock_owned()).await else {
+            self.metrics.bind_outcome("contention");
+            self.metrics.lock_contentions.inc();
+            return ExtenderBindingResult {
+                error: format!(
+                    "timed out after {} waiting for node {} to be unlocked: node lock contention",
+                    go_duration::format(
+                        jiff::SignedDuration::try_from(self.config.bind_wait).unwrap_or_default()
+                    ),
+                    request.node
+                ),
+            };
+        };
+        let memory = self.view().sighting(&request.node);
+        let mut machine = BindMachine::new(request.clone(), self.config.bind.clone(), memory);
+        let outcome = self.drive(&mut machine).await;
+
+        self.metrics
+            .bind_duration
+            .observe(started.elapsed().as_secs_f64());
+        if outcome.acquired {
+            self.metrics.lock_acquisitions.inc();
+        }
+        if let Some(rule) = outcome.takeover {
+            self.metrics.takeover(rule.as_str());
+        }
+        if outcome.lock == LockFate::Released {
+            self.metrics.release("binder");
+        }
+        if let Some(sighting) = &outcome.malformed {
+            self.view().note_sighting(sighting);
+        }
+        for warning in &outcome.warnings {
+            tracing::warn!(pod = %request.pod_key(), %warning, "bind");
+        }
+        match &outcome.result {
+            Ok(()) => {
+                self.metrics.bind_outcome("bound");
+                tracing::info!(pod = %request.pod_key(), node = %request.node, lock = %outcome.lock, "bound");
+                ExtenderBindingResult::default()
+            }
+            Err(error) => {
+                self.metrics.bind_outcome(error.kind());
+                if error.is_contention() {
+                    self.metrics.lock_contentions.inc();
+                }
+                if matches!(error.kind(), "pod_gone" | "node_error") {
+                    // HAMi drops the filter's assumption when the pod or the node cannot be read.
+                    self.view().unassume(&request.pod_key());
+                }
+                tracing::info!(pod = %request.pod_key(), node = %request.node, %error, lock = %outcome.lock, "bind failed");
+                ExtenderBindingResult {
+                    error: error.to_string(),
+                }
+            }
+        }
+    }
+
+    // ---- lock reaper ----
+
+    /// One pass over the node locks: releases those a rule frees; returns the next instant at which
+    /// a standing lock expires.
+    pub async fn reap_once(&self) -> Option<Timestamp> {
+        if !self.is_ready() {
+            return None;
+        }
+        let locks: Vec<(String, crate::server::state::SeenLock)> = self
+            .view()
+            .locks()
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let mut next: Option<Timestamp> = None;
+        for (node, seen) in locks {
+            let gate = self.node_gate(&node);
+            let Ok(_turn) = gate.try_lock_owned() else {
+                continue; // a bind in flight here decides this lock's fate
+            };
+            let now = self.now();
+            let mut holder = match lock::parse(&seen.raw).ok().and_then(|v| v.holder) {
+                Some(h) => self
+                    .view()
+                    .pod(&format!("{}/{}", h.namespace, h.name))
+                    .cloned()
+                    .map_or(HolderState::Unknown, HolderState::Present),
+                None => HolderState::Unknown,
+            };
+            let observed = ObservedLock {
+                node: &node,
+                raw: &seen.raw,
+                first_seen: seen.first_seen,
+            };
+            loop {
+                match judge_lock(
+                    &observed,
+                    &holder,
+                    self.config.bind.release_mode,
+                    self.config.bind.lock_timeout,
+                    now,
+                ) {
+                    LockJudgement::Stands { until } => {
+                        next = Some(next.map_or(until, |n| n.min(until)));
+                        break;
+                    }
+                    LockJudgement::NeedHolder(h) => {
+                        let effect = Effect::GetPod {
+                            namespace: h.namespace.clone(),
+                            name: h.name.clone(),
+                        };
+                        holder = match self.cluster.execute(&effect).await {
+                            Observation::Pod(p) => HolderState::Present(p),
+                            Observation::Failed(ApiFailure::NotFound) => HolderState::Gone,
+                            other => {
+                                tracing::debug!(%node, ?other, "lock holder unreadable; retry on the next event");
+                                break;
+                            }
+                        };
+                    }
+                    LockJudgement::Free(rule) => {
+                        let mut release = LockRelease::new(
+                            node.clone(),
+                            ReleaseOwner::Value(seen.raw.clone()),
+                            seen.resource_version.clone(),
+                            self.config.bind.max_retries,
+                        );
+                        let mut step = release.start();
+                        let result = loop {
+                            match step {
+                                ReleaseStep::Do(effect) => {
+                                    step = release.observe(self.cluster.execute(&effect).await)
+                                }
+                                ReleaseStep::Done(result) => break result,
+                            }
+                        };
+                        if result == ReleaseResult::Released {
+                            self.metrics.release("reaper");
+                        }
+                        tracing::info!(%node, lock = %seen.raw, rule = rule.as_str(), ?result, "lock reaper");
+                        break;
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    /// Runs the reaper until `shutdown`: a pass on every watch event and at the next expiry.
+    pub async fn run_reaper(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let next = self.reap_once().await;
+            let sleep = next
+                .map(|at| {
+                    let wait = at.duration_since(self.now());
+                    Duration::try_from(wait).unwrap_or(Duration::ZERO)
+                })
+                .unwrap_or(Duration::from_secs(3600))
+                .max(Duration::from_millis(100));
+            tokio::select! {
+                () = self.reaper_wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

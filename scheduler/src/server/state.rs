@@ -1,0 +1,407 @@
+//! The scheduler's picture of the cluster, fed by the pod and node watches: the node [`Registry`],
+//! the usage [`Ledger`], the pods that hold GPUs (for the lock reaper's holder rules), every node
+//! lock with the instant this process first saw its value, and the filter's assumptions. Pure and
+//! synchronous; the shell keeps it behind a mutex and never holds that across an await.
+//!
+//! **Assumptions** (HAMi §4.2 steps 3 and 9): the filter records the chosen allocation before it
+//! patches the pod, so a concurrent filter sees it. A watch event for that pod that does not yet
+//! carry the same `hami.io/vgpu-node` and `hami.io/vgpu-devices-allocated` (an event from before the
+//! patch) does not overwrite the assumption; the first event that carries them confirms it, and a
+//! terminal phase or a deletion ends it.
+//!
+//! **Resync**: a watch restart (`Init` … `InitDone`) replaces the node or pod set, so an object
+//! deleted while the watch was down is forgotten; a restarted process rebuilds everything from the
+//! annotations and loses no allocation.
+
+use crate::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
+use crate::bind::{MalformedSighting, NodeLockView, PodView};
+use crate::ledger::{Ledger, UndecodableAllocation, pod_key};
+use crate::model::PodAllocation;
+use crate::registry::{Registry, Unregistered};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A lock value seen on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenLock {
+    /// The raw value.
+    pub raw: String,
+    /// The node's resourceVersion when it was last seen (None when learnt from a bind, not a watch).
+    pub resource_version: Option<String>,
+    /// When this process first saw this exact value.
+    pub first_seen: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Assumption {
+    node: String,
+    allocated: String,
+}
+
+/// The cluster as the watches have shown it.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    registry: Registry,
+    ledger: Ledger,
+    nodes: BTreeSet<String>,
+    pods: HashMap<String, PodView>,
+    locks: BTreeMap<String, SeenLock>,
+    assumed: HashMap<String, Assumption>,
+    nodes_synced: bool,
+    pods_synced: bool,
+}
+
+impl ClusterView {
+    /// An empty view, not synced.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The node registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The usage ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The registry and ledger together (the filter reads both while the view is locked).
+    pub fn parts(&self) -> (&Registry, &Ledger) {
+        (&self.registry, &self.ledger)
+    }
+
+    /// True once both watches have listed everything.
+    pub fn is_synced(&self) -> bool {
+        self.nodes_synced && self.pods_synced
+    }
+
+    /// Which watches have listed everything: (nodes, pods).
+    pub fn sync_state(&self) -> (bool, bool) {
+        (self.nodes_synced, self.pods_synced)
+    }
+
+    /// A node added or changed. Returns why it is not registered, if it is not.
+    pub fn apply_node(&mut self, node: &Node, now: Timestamp) -> Result<(), Unregistered> {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        self.nodes.insert(name.clone());
+        let view = NodeLockView::from_node(node);
+        match view.lock {
+            None => {
+                self.locks.remove(&name);
+            }
+            Some(raw) => {
+                let first_seen = match self.locks.get(&name) {
+                    Some(seen) if seen.raw == raw => seen.first_seen,
+                    _ => now,
+                };
+                self.locks.insert(
+                    name,
+                    SeenLock {
+                        raw,
+                        resource_version: Some(view.resource_version),
+                        first_seen,
+                    },
+                );
+            }
+        }
+        self.registry.upsert_node(node)
+    }
+
+    /// A node deleted.
+    pub fn delete_node(&mut self, name: &str) {
+        self.nodes.remove(name);
+        self.locks.remove(name);
+        self.registry.remove(name);
+    }
+
+    /// The node watch (re)listed everything: replace the node set. Returns the unregistered nodes.
+    pub fn replace_nodes(&mut self, nodes: &[Node], now: Timestamp) -> Vec<(String, Unregistered)> {
+        let listed: BTreeSet<String> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        let gone: Vec<String> = self.nodes.difference(&listed).cloned().collect();
+        for name in gone {
+            self.delete_node(&name);
+        }
+        let mut problems = Vec::new();
+        for node in nodes {
+            if let Err(problem) = self.apply_node(node, now) {
+                problems.push((node.metadata.name.clone().unwrap_or_default(), problem));
+            }
+        }
+        self.nodes_synced = true;
+        problems
+    }
+
+    /// A pod added or changed.
+    pub fn apply_pod(&mut self, pod: &Pod) -> Result<(), UndecodableAllocation> {
+        let key = pod_key(pod);
+        let view = PodView::from_pod(pod);
+        let terminal = matches!(view.phase.as_deref(), Some("Succeeded" | "Failed"));
+        self.pods.insert(key.clone(), view);
+        if let Some(assumption) = self.assumed.get(&key) {
+            let annotations = pod.metadata.annotations.as_ref();
+            let carries = annotations.is_some_and(|a| {
+                a.get(VGPU_NODE) == Some(&assumption.node)
+                    && a.get(DEVICES_ALLOCATED) == Some(&assumption.allocated)
+            });
+            if !carries && !terminal {
+                // An event from before the filter's patch: keep the assumption.
+                return Ok(());
+            }
+            self.assumed.remove(&key);
+        }
+        self.ledger.observe(pod).map(|_| ())
+    }
+
+    /// A pod deleted.
+    pub fn delete_pod(&mut self, pod: &Pod) {
+        let key = pod_key(pod);
+        self.pods.remove(&key);
+        self.assumed.remove(&key);
+        self.ledger.remove(&key);
+    }
+
+    /// The pod watch (re)listed everything: replace the pod set. Returns the pods whose allocation
+    /// does not decode (left out of the ledger).
+    pub fn replace_pods(&mut self, pods: &[Pod]) -> Vec<UndecodableAllocation> {
+        let listed: BTreeSet<String> = pods.iter().map(pod_key).collect();
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .chain(self.ledger.entries().map(|(k, _)| k))
+            .chain(self.assumed.keys())
+            .filter(|k| !listed.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.pods.remove(&key);
+            self.assumed.remove(&key);
+            self.ledger.remove(&key);
+        }
+        let problems = pods
+            .iter()
+            .filter_map(|p| self.apply_pod(p).err())
+            .collect();
+        self.pods_synced = true;
+        problems
+    }
+
+    /// Drops whatever the pod contributes (HAMi's `TakeAndDeletePod` before a new filter).
+    pub fn unassume(&mut self, key: &str) {
+        self.assumed.remove(key);
+        self.ledger.remove(key);
+    }
+
+    /// Records the filter's choice before the pod is patched. `allocated` is the
+    /// `hami.io/vgpu-devices-allocated` value being written.
+    pub fn assume(&mut self, key: &str, node: &str, allocation: &PodAllocation, allocated: &str) {
+        self.ledger.upsert(key, node, allocation);
+        self.assumed.insert(
+            key.to_string(),
+            Assumption {
+                node: node.to_string(),
+                allocated: allocated.to_string(),
+            },
+        );
+    }
+
+    /// True while the filter's choice for this pod awaits its watch event.
+    pub fn is_assumed(&self, key: &str) -> bool {
+        self.assumed.contains_key(key)
+    }
+
+    /// A watched pod by `namespace/name`.
+    pub fn pod(&self, key: &str) -> Option<&PodView> {
+        self.pods.get(key)
+    }
+
+    /// Every node lock seen, by node.
+    pub fn locks(&self) -> &BTreeMap<String, SeenLock> {
+        &self.locks
+    }
+
+    /// What a binder should remember about the node's lock value (its first sighting).
+    pub fn sighting(&self, node: &str) -> Option<MalformedSighting> {
+        self.locks.get(node).map(|seen| MalformedSighting {
+            node: node.to_string(),
+            value: seen.raw.clone(),
+            first_seen: seen.first_seen,
+        })
+    }
+
+    /// A binder saw a (malformed) lock value: keep the earliest sighting of that value.
+    pub fn note_sighting(&mut self, sighting: &MalformedSighting) {
+        match self.locks.get_mut(&sighting.node) {
+            Some(seen) if seen.raw == sighting.value => {
+                seen.first_seen = seen.first_seen.min(sighting.first_seen);
+            }
+            Some(_) => {}
+            None => {
+                self.locks.insert(
+                    sighting.node.clone(),
+                    SeenLock {
+                        raw: sighting.value.clone(),
+                        resource_version: None,
+                        first_seen: sighting.first_seen,
+                    },
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::{NODE_LOCK, NODE_REGISTER};
+    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn node(name: &str, rv: &str, lock: Option<&str>) -> Node {
+        let mut annotations = BTreeMap::from([(
+            NODE_REGISTER.to_string(),
+            r#"[{"id":"GPU-0","count":10,"devmem":1000,"devcore":100,"type":"NVIDIA-X","health":true}]"#
+                .to_string(),
+        )]);
+        if let Some(l) = lock {
+            annotations.insert(NODE_LOCK.into(), l.into());
+        }
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                resource_version: Some(rv.into()),
+                annotations: Some(annotations),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn pod(name: &str, annos: &[(&str, &str)]) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                annotations: Some(
+                    annos
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lock_first_sighting_survives_updates_of_the_same_value() {
+        let mut v = ClusterView::new();
+        v.apply_node(&node("n1", "1", Some("lock")), t("2025-01-01T00:00:00Z"))
+            .unwrap();
+        v.apply_node(&node("n1", "2", Some("lock")), t("2025-01-01T00:03:00Z"))
+            .unwrap();
+        let seen = &v.locks()["n1"];
+        assert_eq!(seen.first_seen, t("2025-01-01T00:00:00Z"));
+        assert_eq!(seen.resource_version.as_deref(), Some("2"));
+        v.apply_node(&node("n1", "3", Some("other")), t("2025-01-01T00:04:00Z"))
+            .unwrap();
+        assert_eq!(v.locks()["n1"].first_seen, t("2025-01-01T00:04:00Z"));
+        v.apply_node(&node("n1", "4", None), t("2025-01-01T00:05:00Z"))
+            .unwrap();
+        assert!(v.locks().is_empty());
+        assert_eq!(v.registry().len(), 1);
+    }
+
+    #[test]
+    fn relists_forget_what_disappeared() {
+        let mut v = ClusterView::new();
+        let now = t("2025-01-01T00:00:00Z");
+        v.apply_node(&node("n1", "1", Some("lock")), now).unwrap();
+        v.apply_node(&node("n2", "1", None), now).unwrap();
+        let a = pod(
+            "a",
+            &[
+                (VGPU_NODE, "n1"),
+                (DEVICES_ALLOCATED, "GPU-0,NVIDIA,100,10:;"),
+            ],
+        );
+        v.apply_pod(&a).unwrap();
+        assert!(!v.is_synced());
+        v.replace_nodes(&[node("n2", "2", None)], now);
+        assert!(v.registry().get("n1").is_none() && v.locks().is_empty());
+        v.replace_pods(&[]);
+        assert!(v.is_synced());
+        assert_eq!(v.ledger().pod_count(), 0);
+        assert!(v.pod("ns/a").is_none());
+    }
+
+    #[test]
+    fn assumptions_survive_stale_events_and_end_on_confirmation_or_termination() {
+        let mut v = ClusterView::new();
+        let allocated = "GPU-0,NVIDIA,100,10:;";
+        let decoded = crate::codec::pod_devices::parse(allocated).unwrap();
+        let allocation = PodAllocation::from_pod_devices(decoded, 0);
+        v.assume("ns/a", "n1", &allocation, allocated);
+        assert_eq!(v.ledger().pod_count(), 1);
+        // An event from before the patch does not erase it.
+        v.apply_pod(&pod("a", &[])).unwrap();
+        assert!(v.is_assumed("ns/a"));
+        assert_eq!(v.ledger().pod_count(), 1);
+        // The patched pod confirms it.
+        let patched = pod("a", &[(VGPU_NODE, "n1"), (DEVICES_ALLOCATED, allocated)]);
+        v.apply_pod(&patched).unwrap();
+        assert!(!v.is_assumed("ns/a"));
+        assert_eq!(v.ledger().pod_count(), 1);
+
+        // A terminal pod ends an assumption even without the annotations.
+        v.assume("ns/b", "n1", &allocation, allocated);
+        let mut done = pod("b", &[]);
+        done.status = Some(PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        });
+        v.apply_pod(&done).unwrap();
+        assert!(!v.is_assumed("ns/b"));
+        assert!(v.ledger().entry("ns/b").is_none());
+
+        // A deletion ends it too; unassume drops the usage.
+        v.assume("ns/c", "n1", &allocation, allocated);
+        v.delete_pod(&pod("c", &[]));
+        assert!(v.ledger().entry("ns/c").is_none());
+        v.unassume("ns/a");
+        assert_eq!(v.ledger().pod_count(), 0);
+    }
+
+    #[test]
+    fn sightings_keep_the_earliest_time() {
+        let mut v = ClusterView::new();
+        let s = MalformedSighting {
+            node: "n1".into(),
+            value: "lock".into(),
+            first_seen: t("2025-01-01T00:02:00Z"),
+        };
+        v.note_sighting(&s);
+        v.apply_node(&node("n1", "5", Some("lock")), t("2025-01-01T00:03:00Z"))
+            .unwrap();
+        assert_eq!(v.sighting("n1").unwrap().first_seen, s.first_seen);
+        v.note_sighting(&MalformedSighting {
+            first_seen: t("2025-01-01T00:01:00Z"),
+            ..s.clone()
+        });
+        assert_eq!(
+            v.sighting("n1").unwrap().first_seen,
+            t("2025-01-01T00:01:00Z")
+        );
+        assert_eq!(v.locks()["n1"].resource_version.as_deref(), Some("5"));
+    }
+}

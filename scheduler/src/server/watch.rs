@@ -1,0 +1,73 @@
+//! The node and pod watches (kube-rs `watcher`, with its default backoff) that feed the service's
+//! cluster view. A (re)list is buffered from `Init` to `InitDone` and replaces the view's node or pod
+//! set at once; single changes apply as they come.
+//!
+//! Pods are watched with the label selector `hami.io/vgpu-node` (the label the filter writes next to
+//! the annotation, as HAMi does): those are the pods that hold or are assigned GPUs. A lock holder
+//! that the cache does not know is looked up live before it counts as gone.
+
+use super::cluster::ClusterApi;
+use super::service::Scheduler;
+use crate::annotations::VGPU_NODE;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Watches nodes until `shutdown`.
+pub async fn watch_nodes<C: ClusterApi>(
+    client: Client,
+    svc: Arc<Scheduler<C>>,
+    shutdown: CancellationToken,
+) {
+    let stream =
+        watcher::watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut listed: Vec<Node> = Vec::new();
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            () = shutdown.cancelled() => return,
+        };
+        match event {
+            None => return,
+            Some(Ok(Event::Init)) => listed.clear(),
+            Some(Ok(Event::InitApply(node))) => listed.push(node),
+            Some(Ok(Event::InitDone)) => svc.replace_nodes(&std::mem::take(&mut listed)),
+            Some(Ok(Event::Apply(node))) => svc.apply_node(&node),
+            Some(Ok(Event::Delete(node))) => svc.delete_node(&node),
+            Some(Err(e)) => tracing::warn!(error = %e, "node watch error; retrying"),
+        }
+    }
+}
+
+/// Watches GPU pods (label `hami.io/vgpu-node`) until `shutdown`.
+pub async fn watch_pods<C: ClusterApi>(
+    client: Client,
+    svc: Arc<Scheduler<C>>,
+    shutdown: CancellationToken,
+) {
+    let config = watcher::Config::default().labels(VGPU_NODE);
+    let stream = watcher::watcher(Api::<Pod>::all(client), config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut listed: Vec<Pod> = Vec::new();
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            () = shutdown.cancelled() => return,
+        };
+        match event {
+            None => return,
+            Some(Ok(Event::Init)) => listed.clear(),
+            Some(Ok(Event::InitApply(pod))) => listed.push(pod),
+            Some(Ok(Event::InitDone)) => svc.replace_pods(&std::mem::take(&mut listed)),
+            Some(Ok(Event::Apply(pod))) => svc.apply_pod(&pod),
+            Some(Ok(Event::Delete(pod))) => svc.delete_pod(&pod),
+            Some(Err(e)) => tracing::warn!(error = %e, "pod watch error; retrying"),
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The extender's HTTP handlers in-process (tower `oneshot`), with real ExtenderArgs and
+//! ExtenderBindingArgs JSON: casing, missing Pod, unknown fields, oversized and invalid bodies,
+//! the NodeNames and Nodes paths, binds, probes, metrics, the lock reaper, and graceful shutdown
+//! with a bind in flight on a loopback server.
+
+#![cfg(feature = "server")]
+
+mod bind_support;
+mod http_support;
+
+use axum::http::StatusCode;
+use http_support::{
+    MemCluster, call, call_json, fleet_nodes, gpu_pod, gpu_pod_json, synced_service,
+};
+use serde_json::{Value, json};
+use sliceguard::annotations::{BIND_PHASE, DEVICES_ALLOCATED, VGPU_NODE};
+use sliceguard::bind::{ApiFailure, BindSettings, ReleaseMode};
+use sliceguard::server::SchedulerConfig;
+use sliceguard::server::http::extender_router;
+use std::time::Duration;
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig::default()
+}
+
+fn filter_args(pod: Value) -> Value {
+    json!({"Pod": pod, "Nodes": null, "NodeNames": ["n1", "n2"]})
+}
+
+#[tokio::test]
+async fn filter_with_node_names_chooses_one_node_patches_the_pod_and_assumes_it() {
+    let (svc, cluster) = synced_service(config());
+    let router = extender_router(svc.clone());
+    let (status, body) = call_json(
+        &router,
+        "/filter",
+        &filter_args(gpu_pod_json("p", "1000", "20")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // HAMi answers the one best node, and nothing else.
+    assert_eq!(
+        body,
+        json!({"Nodes": null, "NodeNames": ["n1"], "FailedNodes": null,
+               "FailedAndUnresolvableNodes": null, "Error": ""})
+    );
+    let patches = cluster.pod_patches.lock().unwrap().clone();
+    assert_eq!(patches.len(), 1);
+    let (pod, annotations, labels) = &patches[0];
+    assert_eq!(pod, "default/p");
+    assert_eq!(annotations[VGPU_NODE], "n1");
+    assert_eq!(labels[VGPU_NODE], "n1");
+    assert!(annotations[DEVICES_ALLOCATED].starts_with("GPU-n1-"));
+    assert!(annotations[DEVICES_ALLOCATED].ends_with(",NVIDIA,1000,20:;"));
+    // The assumption is in the ledger before the watch sees the patched pod.
+    svc.with_view(|v| {
+        assert!(v.is_assumed("default/p"));
+        assert_eq!(v.ledger().entry("default/p").unwrap().node, "n1");
+    });
+    let events = cluster.with(|c| c.event_texts());
+    assert_eq!(
+        events,
+        ["FilteringSucceed: find fit node(n1), 0 nodes not fit, 2 nodes fit(n2:0.00,n1:0.00)"]
+    );
+}
+
+#[tokio::test]
+async fn a_second_filter_of_the_same_pod_replaces_its_assumption() {
+    let (svc, _cluster) = synced_service(config());
+    let router = extender_router(svc.clone());
+    for _ in 0..3 {
+        let (_, body) = call_json(
+            &router,
+            "/filter",
+            &filter_args(gpu_pod_json("p", "7000", "20")),
+        )
+        .await;
+        assert_eq!(body["Error"], "");
+    }
+    // 7000 of 8000 MiB three times would not fit on one GPU; each filter drops the previous one.
+    svc.with_view(|v| assert_eq!(v.ledger().pod_count(), 1));
+}
+
+#[tokio::test]
+async fn keys_are_decoded_case_insensitively_and_unknown_fields_ignored() {
+    let (svc, _) = synced_service(config());
+    let router = extender_router(svc);
+    let body = json!({"pod": gpu_pod_json("p", "1000", "20"), "NODENAMES": ["n2"],
+                      "Extra": {"anything": [1, 2]}, "nodes": null});
+    let (status, answer) = call_json(&router, "/filter", &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["NodeNames"], json!(["n2"]));
+    assert_eq!(answer["Error"], "");
+}
+
+#[tokio::test]
+async fn a_missing_pod_is_http_200_with_hamis_error() {
+    let (svc, _) = synced_service(config());
+    let router = extender_router(svc);
+    for body in [
+        json!({"NodeNames": ["n1"]}),
+        json!({"Pod": null}),
+        json!(null),
+    ] {
+        let (status, answer) = call_json(&router, "/filter", &body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(answer["Error"], "extender args missing pod", "{body}");
+        assert_eq!(answer["NodeNames"], Value::Null);
+    }
+}
+
+#[tokio::test]
+async fn invalid_json_and_wrong_types_are_http_200_errors_naming_the_field() {
+    let (svc, _) = synced_service(config());
+    let router = extender_router(svc);
+    let (status, body) = call(&router, "POST", "/filter", "{\"Pod\": ").await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        answer["Error"]
+            .as_str()
+            .unwrap()
+            .starts_with("ExtenderArgs is not valid JSON"),
+        "{answer}"
+    );
+    let (_, answer) = call_json(
+        &router,
+        "/filter",
+        &json!({"Pod": {"spec": {"containers": [{"name": 5}]}}}),
+    )
+    .await;
+    assert!(
+        answer["Error"]
+            .as_str()
+            .unwrap()
+            .starts_with("ExtenderArgs.Pod.spec.containers[0].name: "),
+        "{answer}"
+    );
+    let (_, answer) = call_json(&router, "/bind", &json!({"PodName": ["p"]})).await;
+    assert_eq!(
+        answer["Error"],
+        "ExtenderBindingArgs.PodName must be a string, got an array"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_body_is_400_and_a_2_mib_body_is_413() {
+    let (svc, _) = synced_service(config());
+    let router = extender_router(svc);
+    for path in ["/filter", "/bind"] {
+        let (status, body) = call(&router, "POST", path, "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body, b"Please send a request body\n");
+        let mut big = filter_args(gpu_pod_json("p", "1000", "20"));
+        big["Padding"] = json!("x".repeat(2 << 20));
+        let (status, _) = call(&router, "POST", path, big.to_string()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+    }
+    // Just under the limit is fine.
+    let mut fits = filter_args(gpu_pod_json("p", "1000", "20"));
+    fits["Padding"] = json!("x".repeat((1 << 20) - 2000));
+    let (status, _) = call(&router, "POST", "/filter", fits.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unschedulable_pods_get_failed_nodes_with_hamis_reasons_and_events() {
+    let (svc, cluster) = synced_service(config());
+    let router = extender_router(svc.clone());
+    let args =
+        json!({"Pod": gpu_pod_json("p", "999999", "20"), "NodeNames": ["n1", "n2", "ghost"]});
+    let (status, answer) = call_json(&router, "/filter", &args).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["NodeNames"], Value::Null);
+    assert_eq!(
+        answer["FailedNodes"],
+        json!({"n1": "2/2 CardInsufficientMemory", "n2": "2/2 CardInsufficientMemory",
+               "ghost": "node unregistered"})
+    );
+    assert_eq!(answer["Error"], "");
+    assert!(cluster.pod_patches.lock().unwrap().is_empty());
+    svc.with_view(|v| assert!(v.ledger().entry("default/p").is_none()));
+    assert_eq!(
+        cluster.with(|c| c.event_texts()),
+        [
+            "FilteringFailed: 2 nodes CardInsufficientMemory(n1,n2)",
+            "FilteringFailed: no available node, 3 nodes do not meet"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_nodes_path_simulates_without_writes_or_events() {
+    let (svc, cluster) = synced_service(config());
+    let router = extender_router(svc.clone());
+    let nodes: Vec<Value> = fleet_nodes(2)
+        .into_iter()
+        .map(|n| serde_json::to_value(n).unwrap())
+        .collect();
+    let args = json!({"Pod": gpu_pod_json("p", "1000", "20"), "Nodes": {"items": nodes}});
+    let (status, answer) = call_json(&router, "/filter", &args).await;
+    assert_eq!(status, StatusCode::OK);
+    let items = answer["Nodes"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["metadata"]["name"], "n1");
+    assert_eq!(answer["NodeNames"], Value::Null);
+    assert!(cluster.pod_patches.lock().unwrap().is_empty());
+    assert!(cluster.with(|c| c.events.is_empty()));
+    svc.with_view(|v| assert_eq!(v.ledger().pod_count(), 0));
+}
+
+#[tokio::test]
+async fn pods_without_gpu_requests_pass_every_node_untouched() {
+    let (svc, cluster) = synced_service(config());
+    let router = extender_router(svc);
+    let pod = json!({"metadata": {"name": "web", "namespace": "default"},
+                     "spec": {"containers": [{"name": "c"}]}});
+    let (_, answer) = call_json(&router, "/filter", &filter_args(pod)).await;
+    assert_eq!(answer["NodeNames"], json!(["n1", "n2"]));
+    assert!(cluster.pod_patches.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_pod_patch_undoes_the_assumption_and_returns_the_error() {
+    let (svc, cluster) = synced_service(config());
+    *cluster.fail_pod_patch.lock().unwrap() = Some(ApiFailure::Conflict("pod changed".into()));
+    let router = extender_router(svc.clone());
+    let (status, answer) = call_json(
+        &router,
+        "/filter",
+        &filter_args(gpu_pod_json("p", "1000", "20")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer["Error"],
+        "failed to patch pod default/p: conflict: pod changed"
+    );
+    assert_eq!(answer["NodeNames"], Value::Null);
+    svc.with_view(|v| {
+        assert!(!v.is_assumed("default/p"));
+        assert_eq!(v.ledger().pod_count(), 0);
+    });
+    assert_eq!(
+        cluster.with(|c| c.event_texts()),
+        ["FilteringFailed: failed to patch pod default/p: conflict: pod changed"]
+    );
+}
+
+#[tokio::test]
+async fn filter_waits_for_the_watches_then_reports_the_unsynced_cache() {
+    let cluster = MemCluster::new(bind_support::FakeCluster::with_nodes(&["n1"]));
+    let config = SchedulerConfig {
+        sync_wait: Duration::from_millis(200),
+        ..config()
+    };
+    let svc = std::sync::Arc::new(sliceguard::server::Scheduler::new(
+        cluster,
+        config,
+        sliceguard::server::service::system_clock(),
+    ));
+    let router = extender_router(svc.clone());
+    let (status, body) = call(&router, "GET", "/readyz", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "not ready: node watch synced false, pod watch synced false\n"
+    );
+    let started = std::time::Instant::now();
+    let (_, answer) = call_json(
+        &router,
+        "/filter",
+        &filter_args(gpu_pod_json("p", "1000", "20")),
+    )
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(190));
+    assert_eq!(
+        answer["Error"],
+        "scheduler cache not synced after 200ms: nodes synced false, pods synced false"
+    );
+    svc.replace_nodes(&fleet_nodes(1));
+    svc.replace_pods(&[]);
+    let (status, _) = call(&router, "GET", "/readyz", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&router, "GET", "/healthz", "").await;
+    assert_eq!((status, body), (StatusCode::OK, b"ok".to_vec()));
+}
+
+#[tokio::test]
+async fn filter_then_bind_binds_the_pod_and_releases_the_lock() {
+    let (svc, cluster) = synced_service(config());
+    let router = extender_router(svc.clone());
+    let (_, answer) = call_json(
+        &router,
+        "/filter",
+        &filter_args(gpu_pod_json("p", "1000", "20")),
+    )
+    .await;
+    let node = answer["NodeNames"][0].as_str().unwrap().to_string();
+    let bind = json!({"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": node});
+    let (status, answer) = call_json(&router, "/bind", &bind).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer, json!({"Error": ""}));
+    cluster.with(|c| {
+        let pod = c.pod("default/p");
+        assert_eq!(pod.node_name.as_deref(), Some(node.as_str()));
+        assert_eq!(pod.annotations[BIND_PHASE], "success");
+        assert_eq!(c.lock(&node), None);
+        assert_eq!(
+            c.event_texts().last().unwrap(),
+            &format!("BindingSucceed: Successfully binding node [{node}] to default/p")
+        );
+    });
+    let metrics = svc.metrics().encode();
+    for line in [
+        "sliceguard_bind_outcomes_total{outcome=\"bound\"} 1",
+        "sliceguard_lock_acquisitions_total 1",
+        "sliceguard_lock_releases_total{by=\"binder\"} 1",
+        "sliceguard_filter_decisions_total{outcome=\"scheduled\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn bind_keys_are_case_insensitive_and_contention_uses_hamis_text() {
+    let (svc, cluster) = synced_service(config());
+    cluster.with(|c| {
+        c.add_pod("default", "holder");
+        c.set_lock("n1", "2025-06-01T11:59:00Z,default,holder");
+    });
+    let router = extender_router(svc.clone());
+    let bind = json!({"podname": "p", "PODNAMESPACE": "default", "PodUid": "uid-p", "node": "n1"});
+    let (status, answer) = call_json(&router, "/bind", &bind).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer["Error"],
+        "node n1 has been locked within 5m0s: node lock contention"
+    );
+    assert_eq!(
+        cluster.with(|c| c.lock("n1")).as_deref(),
+        Some("2025-06-01T11:59:00Z,default,holder")
+    );
+    assert!(
+        svc.metrics()
+            .encode()
+            .contains("sliceguard_lock_contentions_total 1")
+    );
+    let (_, answer) = call_json(
+        &router,
+        "/bind",
+        &json!({"PodName": "p", "PodNamespace": "default"}),
+    )
+    .await;
+    assert_eq!(
+        answer["Error"],
+        "ExtenderBindingArgs.Node is missing or empty"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_binds_to_one_node_queue_instead_of_contending() {
+    let (svc, cluster) = synced_service(config());
+    cluster.with(|c| {
+        for i in 0..4 {
+            c.add_pod("default", &format!("q{i}"));
+        }
+    });
+    cluster
+        .delays
+        .lock()
+        .unwrap()
+        .insert("create-binding", Duration::from_millis(30));
+    let router = extender_router(svc.clone());
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let router = router.clone();
+        tasks.push(tokio::spawn(async move {
+            let bind = json!({"PodName": format!("q{i}"), "PodNamespace": "default",
+                              "PodUID": format!("uid-q{i}"), "Node": "n1"});
+            call_json(&router, "/bind", &bind).await.1
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), json!({"Error": ""}));
+    }
+    cluster.with(|c| {
+        assert_eq!(c.bindings.len(), 4);
+        assert_eq!(c.lock("n1"), None);
+    });
+}
+
+#[tokio::test]
+async fn the_reaper_releases_device_plugin_locks_when_the_phase_settles() {
+    let config = SchedulerConfig {
+        bind: BindSettings {
+            release_mode: ReleaseMode::DevicePlugin,
+            ..BindSettings::default()
+        },
+        ..config()
+    };
+    let (svc, cluster) = synced_service(config);
+    let router = extender_router(svc.clone());
+    let bind = json!({"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n1"});
+    assert_eq!(
+        call_json(&router, "/bind", &bind).await.1,
+        json!({"Error": ""})
+    );
+    let held = cluster
+        .with(|c| c.lock("n1"))
+        .expect("held for the device plugin");
+
+    // The watches deliver the node with the lock and the pod still allocating: it stands.
+    let mut node = fleet_nodes(2).remove(0);
+    let rv = cluster.with(|c| c.nodes["n1"].resource_version.to_string());
+    node.metadata.resource_version = Some(rv);
+    node.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("hami.io/mutex.lock".into(), held.clone());
+    svc.apply_node(&node);
+    let mut pod = gpu_pod("p", "1000", "20");
+    pod.spec.as_mut().unwrap().node_name = Some("n1".into());
+    pod.metadata.annotations = Some([(BIND_PHASE.to_string(), "allocating".to_string())].into());
+    svc.apply_pod(&pod);
+    let next = svc.reap_once().await;
+    assert_eq!(
+        next,
+        Some("2025-06-01T12:05:01Z".parse().unwrap()),
+        "wakes at the expiry"
+    );
+    assert_eq!(cluster.with(|c| c.lock("n1")), Some(held.clone()));
+
+    // HAMi's device plugin sets bind-phase=success: the next pass releases it.
+    pod.metadata.annotations = Some([(BIND_PHASE.to_string(), "success".to_string())].into());
+    svc.apply_pod(&pod);
+    assert_eq!(svc.reap_once().await, None);
+    assert_eq!(cluster.with(|c| c.lock("n1")), None);
+    assert!(
+        svc.metrics()
+            .encode()
+            .contains("sliceguard_lock_releases_total{by=\"reaper\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn the_reaper_confirms_a_holder_missing_from_the_cache_before_releasing() {
+    let (svc, cluster) = synced_service(config());
+    cluster.with(|c| c.set_lock("n2", "2025-06-01T11:59:30Z,default,gone"));
+    let mut node = fleet_nodes(2).remove(1);
+    node.metadata.resource_version =
+        Some(cluster.with(|c| c.nodes["n2"].resource_version.to_string()));
+    node.metadata.annotations.as_mut().unwrap().insert(
+        "hami.io/mutex.lock".into(),
+        "2025-06-01T11:59:30Z,default,gone".into(),
+    );
+    svc.apply_node(&node);
+    svc.reap_once().await;
+    cluster.with(|c| {
+        assert_eq!(c.lock("n2"), None);
+        assert_eq!(c.count("get-pod"), 1, "the holder was looked up live");
+    });
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_a_bind_in_flight_finish_and_release() {
+    let (svc, cluster) = synced_service(config());
+    cluster
+        .delays
+        .lock()
+        .unwrap()
+        .insert("create-binding", Duration::from_millis(400));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(sliceguard::server::http::serve(
+        listener,
+        extender_router(svc.clone()),
+        None,
+        shutdown.clone(),
+        Duration::from_secs(5),
+    ));
+    let body = json!({"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n1"})
+        .to_string();
+    let client = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "POST /bind HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    });
+    // Wait until the bind holds the lock, then ask the server to stop.
+    for _ in 0..100 {
+        if cluster.with(|c| c.lock("n1")).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cluster.with(|c| c.lock("n1")).is_some(), "bind in flight");
+    shutdown.cancel();
+    // New connections are refused once the accept loop stopped.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
+    let answer = client.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("{\"Error\":\"\"}"), "{answer}");
+    server.await.unwrap();
+    assert!(svc.drain_binds(Duration::from_secs(1)).await);
+    cluster.with(|c| {
+        assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
+        assert_eq!(c.lock("n1"), None);
+    });
+}
