@@ -489,6 +489,44 @@ fn serve_exits_2_naming_the_address_when_the_api_is_unreachable() {
     let _ = std::fs::remove_file(kubeconfig);
 }
 
+#[tokio::test]
+async fn serve_exits_2_naming_the_file_when_the_certificate_does_not_load() {
+    let stub = ApiStub::start(stub_state_with_fleet()).await;
+    let kubeconfig = write_kubeconfig(&stub, "tls.yaml");
+    let missing = temp_path("no-such.crt");
+    let out = run_cli(vec![
+        "serve".into(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--tls-cert".into(),
+        missing.display().to_string(),
+        "--tls-key".into(),
+        missing.display().to_string(),
+        "--log-level".into(),
+        "off".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: cannot load TLS certificate from {}",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    // --tls-cert without --tls-key is a usage error.
+    let out = run_cli(vec![
+        "serve".into(),
+        "--tls-cert".into(),
+        missing.display().to_string(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--tls-key"));
+    let _ = std::fs::remove_file(kubeconfig);
+}
+
 #[test]
 fn serve_help_documents_every_flag() {
     let out = Command::new(BIN)

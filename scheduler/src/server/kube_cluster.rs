@@ -8,6 +8,9 @@
 //! | `CreateBinding` | `POST .../pods/<name>/binding` with `metadata.uid` as precondition |
 //! | `EmitEvent` | `POST /api/v1/namespaces/<ns>/events`: a core/v1 Event with `source.component` and `reportingComponent` = the scheduler name, as client-go's recorder writes HAMi's |
 //!
+//! Deliberate difference from HAMi: each event is created once with `count: 1`; client-go's
+//! recorder, which HAMi uses, aggregates repeats into one event with a growing count.
+//!
 //! API errors map to [`ApiFailure`]: 404 → `NotFound`, 409 → `Conflict`, 429 and 5xx and every
 //! transport error (connect, reset, timeout, undecodable answer) → `Indeterminate`, any other
 //! status → `Rejected`.

@@ -17,6 +17,11 @@
 //! turns into exit code 2), loads the TLS certificate, binds the listeners, starts the watches, the
 //! lock reaper and the three HTTP servers, and on SIGTERM or SIGINT stops accepting, lets requests
 //! and binds in flight finish (each releasing its lock), and returns.
+//!
+//! Deliberate differences from HAMi: the webhook (HTTPS) and the extender (plain HTTP, meant for
+//! the kube-scheduler beside it on loopback) listen separately, where HAMi serves both on one TLS
+//! listener (`--http_bind`); `/filter` waits at most `--sync-timeout` for the watches, where HAMi
+//! waits without a bound; the metrics are sliceguard's own (see [`metrics`]), not HAMi's names.
 
 pub mod cluster;
 pub mod extender;

@@ -5,6 +5,9 @@
 //! Pods are watched with the label selector `hami.io/vgpu-node` (the label the filter writes next to
 //! the annotation, as HAMi does): those are the pods that hold or are assigned GPUs. A lock holder
 //! that the cache does not know is looked up live before it counts as gone.
+//!
+//! Deliberate difference from HAMi: HAMi's informer caches every pod in the cluster; sliceguard
+//! watches only pods labelled `hami.io/vgpu-node`, so memory and traffic scale with GPU pods.
 
 use super::cluster::ClusterApi;
 use super::service::Scheduler;
