@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sliceguard::annotations::{BIND_PHASE, DEVICES_ALLOCATED, VGPU_NODE};
 use sliceguard::bind::{ApiFailure, BindSettings, ReleaseMode};
 use sliceguard::server::SchedulerConfig;
-use sliceguard::server::http::extender_router;
+use sliceguard::server::http::{extender_router, extender_router_with_timeout};
 use std::time::Duration;
 
 fn config() -> SchedulerConfig {
@@ -512,6 +512,26 @@ async fn graceful_shutdown_lets_a_bind_in_flight_finish_and_release() {
     assert!(answer.ends_with("{\"Error\":\"\"}"), "{answer}");
     server.await.unwrap();
     assert!(svc.drain_binds(Duration::from_secs(1)).await);
+    cluster.with(|c| {
+        assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
+        assert_eq!(c.lock("n1"), None);
+    });
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_with_408_and_its_bind_still_finishes() {
+    let (svc, cluster) = synced_service(config());
+    cluster
+        .delays
+        .lock()
+        .unwrap()
+        .insert("create-binding", Duration::from_millis(300));
+    let router = extender_router_with_timeout(svc.clone(), Duration::from_millis(100));
+    let bind = json!({"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n1"});
+    let (status, _) = call(&router, "POST", "/bind", bind.to_string()).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    // The bind runs in its own task: it completes and releases the lock.
+    assert!(svc.drain_binds(Duration::from_secs(2)).await);
     cluster.with(|c| {
         assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
         assert_eq!(c.lock("n1"), None);

@@ -123,13 +123,21 @@ fn probes<C: ClusterApi>(router: Router<Arc<Scheduler<C>>>) -> Router<Arc<Schedu
 
 /// The extender: `/filter`, `/bind`, `/healthz`, `/readyz`.
 pub fn extender_router<C: ClusterApi>(svc: Arc<Scheduler<C>>) -> Router {
+    extender_router_with_timeout(svc, EXTENDER_TIMEOUT)
+}
+
+/// [`extender_router`] with another request timeout.
+pub fn extender_router_with_timeout<C: ClusterApi>(
+    svc: Arc<Scheduler<C>>,
+    timeout: Duration,
+) -> Router {
     probes(Router::new())
         .route("/filter", post(filter::<C>))
         .route("/bind", post(bind::<C>))
         .layer(DefaultBodyLimit::max(EXTENDER_BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            EXTENDER_TIMEOUT,
+            timeout,
         ))
         .with_state(svc)
 }
