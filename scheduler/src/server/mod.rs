@@ -165,13 +165,28 @@ pub async fn connect(source: &KubeSource) -> Result<(Client, Config), ServeError
         }
         Ok(Err(e)) => Err(ServeError::ApiUnreachable {
             address,
-            detail: e.to_string(),
+            detail: error_chain(&e),
         }),
         Err(_) => Err(ServeError::ApiUnreachable {
             address,
             detail: format!("no answer within {:?}", source.timeout),
         }),
     }
+}
+
+/// An error and its causes, `outer: inner: innermost` (kube-rs hides the cause of a failed connect).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A TLS acceptor (rustls with ring, HTTP/1.1) for the PEM certificate chain and key.
