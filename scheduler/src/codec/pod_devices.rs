@@ -57,8 +57,8 @@ pub fn parse(value: &str) -> Result<PodDevices, PodDevicesError> {
     Ok(PodDevices(containers))
 }
 
-/// Renders a pod device annotation. Fails when a UUID or backend holds `,`, `:` or `;`, which the
-/// format cannot carry.
+/// Renders a pod device annotation. Fails when a UUID or backend holds `,`, `:` or `;`, or when
+/// memory or cores exceed `i32::MAX`, which the format cannot carry (the parser would refuse them).
 pub fn render(devices: &PodDevices) -> Result<String, FieldError> {
     let mut out = String::new();
     for container in &devices.0 {
@@ -69,6 +69,15 @@ pub fn render(devices: &PodDevices) -> Result<String, FieldError> {
                         field,
                         value,
                         "contains ',', ':' or ';', which the format cannot carry",
+                    ));
+                }
+            }
+            for (field, value) in [("memory", d.usedmem), ("core", d.usedcores)] {
+                if value > i32::MAX as u32 {
+                    return Err(FieldError::new(
+                        field,
+                        &value.to_string(),
+                        "out of range (at most 2147483647)",
                     ));
                 }
             }
@@ -182,6 +191,19 @@ mod tests {
                 .to_string()
                 .contains("out of range")
         );
+    }
+
+    #[test]
+    fn render_refuses_numbers_the_parser_would_refuse() {
+        // Found by the harness's codec round-trip property (invariants/tests/codec_properties.rs):
+        // cores of 2147483648 rendered, then failed to parse.
+        let pd = PodDevices(vec![vec![dev("GPU-0", 0, i32::MAX as u32 + 1)]]);
+        let err = render(&pd).unwrap_err();
+        assert_eq!(err.field, "core");
+        let pd = PodDevices(vec![vec![dev("GPU-0", u32::MAX, 0)]]);
+        assert_eq!(render(&pd).unwrap_err().field, "memory");
+        let edge = PodDevices(vec![vec![dev("GPU-0", i32::MAX as u32, i32::MAX as u32)]]);
+        assert_eq!(parse(&render(&edge).unwrap()).unwrap(), edge);
     }
 
     #[test]

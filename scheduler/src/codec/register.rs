@@ -225,7 +225,13 @@ pub fn parse_text(value: &str) -> Result<Vec<DeviceInfo>, RegisterError> {
 }
 
 /// Renders the legacy text form (always the 9-field form, as HAMi's encoder does). Fails when a
-/// string field holds a separator (`,` or `:`), which the text form cannot carry.
+/// string field holds a separator (`,` or `:`) or a number exceeds `i32::MAX`, which the text form
+/// cannot carry (the parser would refuse them).
+///
+/// Two cases are written so that [`parse`] reads them back (`parse(render_text(x)) == x`): an empty
+/// list is `:` (HAMi's encoder writes an empty string, which its decoder rejects; `:` decodes to
+/// the empty list in both), and a value whose first id would make it look like JSON (it starts with
+/// `[` after blanks) gets a leading `:`, an empty segment that decoding skips.
 pub fn render_text(devices: &[DeviceInfo]) -> Result<String, FieldError> {
     let mut out = String::new();
     for d in devices {
@@ -238,10 +244,28 @@ pub fn render_text(devices: &[DeviceInfo]) -> Result<String, FieldError> {
                 ));
             }
         }
+        for (field, value) in [
+            ("count", d.count),
+            ("memory", d.devmem),
+            ("core", d.devcore),
+            ("numa", d.numa),
+            ("index", d.index),
+        ] {
+            if value > i32::MAX as u32 {
+                return Err(FieldError::new(
+                    field,
+                    &value.to_string(),
+                    "out of range (at most 2147483647)",
+                ));
+            }
+        }
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{}:",
             d.id, d.count, d.devmem, d.devcore, d.device_type, d.numa, d.health, d.index, d.mode
         ));
+    }
+    if out.is_empty() || out.trim_start().starts_with('[') {
+        out.insert(0, ':');
     }
     Ok(out)
 }
@@ -378,6 +402,29 @@ mod tests {
                 "{value}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn text_render_is_read_back_by_parse_for_empty_lists_and_bracketed_ids() {
+        // Found by the harness's codec round-trip property (invariants/tests/codec_properties.rs):
+        // `render_text(&[])` was "" (which `parse` rejects) and an id starting with '[' made the
+        // value parse as JSON.
+        assert_eq!(render_text(&[]).unwrap(), ":");
+        assert_eq!(parse(&render_text(&[]).unwrap()).unwrap(), vec![]);
+        let mut d = t4();
+        d.id = " [GPU-0".into();
+        let rendered = render_text(std::slice::from_ref(&d)).unwrap();
+        assert!(rendered.starts_with(':'), "{rendered}");
+        assert_eq!(parse(&rendered).unwrap(), vec![d]);
+    }
+
+    #[test]
+    fn text_render_refuses_numbers_beyond_int32() {
+        let mut d = t4();
+        d.devmem = i32::MAX as u32 + 1;
+        let err = render_text(&[d]).unwrap_err();
+        assert_eq!(err.field, "memory");
+        assert!(err.to_string().contains("2147483648"), "{err}");
     }
 
     #[test]
