@@ -1,0 +1,538 @@
+//! The invariant checkers. Each takes plain state (the registry, the live pods, the ledger, a
+//! decision) and returns every violation it finds, each naming the node, the device, the pods and
+//! the numbers.
+//!
+//! - [`check_capacity`]: per device, from the pods' annotations (and from the ledger when it says
+//!   otherwise): Σ memory ≤ devmem, Σ cores ≤ devcore, tasks ≤ split count, and a task holding 100
+//!   cores of a devcore-100 device holds it alone (alone among other pods, and alone among its own
+//!   pod's regular containers; its pod's init containers run before, so they may share).
+//! - [`check_agreement`]: the ledger equals the usage recomputed from scratch ([`crate::recount`]),
+//!   per pod and per device.
+//! - [`check_decision`]: one filter decision against the oracle and the protocol: verdicts for
+//!   exactly the offered nodes; `node unregistered` for nodes without a registration; a node passes
+//!   only if the oracle finds a packing there, and (for pods with at most one GPU-requesting regular
+//!   container) fails only if it finds none; a node whose first GPU container cannot be served
+//!   gives exactly HAMi's reason list; the chosen node is the best by the node policy (ties: the
+//!   smallest name); the annotations and labels name it and carry exactly the allocation, which the
+//!   oracle validates device by device; nothing is written when nothing is placed.
+
+use crate::oracle::{self, NodeState};
+use crate::pods::PodPlan;
+use crate::recount::{self, DeviceLoad, Entry, Recount, Sums};
+use crate::violation::{Invariant, Violation};
+use k8s_openapi::api::core::v1::Pod;
+use sliceguard::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, VGPU_TIME};
+use sliceguard::decision::{Decision, NODE_UNREGISTERED, Outcome, Verdict};
+use sliceguard::ledger::{Ledger, UsageSource};
+use sliceguard::model::DeviceUsage;
+use sliceguard::policy::NodePolicy;
+use sliceguard::registry::Registry;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn capacity_of(
+    node: &str,
+    device: &sliceguard::model::DeviceInfo,
+    view: &str,
+    sums: Sums,
+    load: &DeviceLoad,
+) -> Vec<Violation> {
+    let holders = load.describe_holders();
+    let pods: Vec<String> = load.holders.iter().map(|h| h.pod.clone()).collect();
+    let mut out = Vec::new();
+    let mut flag = |detail: String| {
+        out.push(
+            Violation::new(Invariant::Capacity, format!("{detail}; held by {holders}"))
+                .on_node(node)
+                .on_device(&device.id)
+                .with_pods(pods.iter().cloned()),
+        );
+    };
+    let Sums { tasks, mem, cores } = sums;
+    if mem > u64::from(device.devmem) {
+        flag(format!(
+            "{view}Σ memory {mem} MiB > devmem {} MiB by {} MiB",
+            device.devmem,
+            mem - u64::from(device.devmem)
+        ));
+    }
+    if cores > u64::from(device.devcore) {
+        flag(format!(
+            "{view}Σ cores {cores} > devcore {} by {}",
+            device.devcore,
+            cores - u64::from(device.devcore)
+        ));
+    }
+    if tasks > u64::from(device.count) {
+        flag(format!(
+            "{view}{tasks} tasks > split count {} by {}",
+            device.count,
+            tasks - u64::from(device.count)
+        ));
+    }
+    out
+}
+
+/// Capacity of every registered device, from the pods' annotations (recounted) and, where the
+/// ledger says something else, from the ledger too.
+pub fn check_capacity(registry: &Registry, pods: &[&Pod], ledger: &Ledger) -> Vec<Violation> {
+    let usage = recount::recount(pods.iter().copied());
+    let mut out = Vec::new();
+    for node in registry.nodes() {
+        for device in &node.devices {
+            let load = usage.load(&node.name, &device.id);
+            let holders = load.describe_holders();
+            let pods: Vec<String> = load.holders.iter().map(|h| h.pod.clone()).collect();
+            let recounted = Sums {
+                tasks: load.tasks,
+                mem: load.mem,
+                cores: load.cores,
+            };
+            out.extend(capacity_of(&node.name, device, "", recounted, &load));
+            let ledger_view = ledger.device_usage(&node.name, &device.id);
+            let ledger_sums = Sums {
+                tasks: ledger_view.used,
+                mem: ledger_view.usedmem,
+                cores: ledger_view.usedcores,
+            };
+            if ledger_sums != recounted {
+                out.extend(capacity_of(
+                    &node.name,
+                    device,
+                    "in the ledger, ",
+                    ledger_sums,
+                    &load,
+                ));
+            }
+            if device.devcore == 100 {
+                for h in load.holders.iter().filter(|h| h.exclusive_entry) {
+                    let others: Vec<&str> = load
+                        .holders
+                        .iter()
+                        .filter(|o| o.pod != h.pod)
+                        .map(|o| o.pod.as_str())
+                        .collect();
+                    if !others.is_empty() {
+                        out.push(
+                            Violation::new(
+                                Invariant::Capacity,
+                                format!(
+                                    "{} holds all 100 cores (exclusive) but shares the device with {}; held by {holders}",
+                                    h.pod,
+                                    others.join(", ")
+                                ),
+                            )
+                            .on_node(&node.name)
+                            .on_device(&device.id)
+                            .with_pods(pods.iter().cloned()),
+                        );
+                    }
+                    if h.exclusive_app_entry && h.app_entries > 1 {
+                        out.push(
+                            Violation::new(
+                                Invariant::Capacity,
+                                format!(
+                                    "{} has an exclusive (100-core) container and {} more of its containers on the device",
+                                    h.pod,
+                                    h.app_entries - 1
+                                ),
+                            )
+                            .on_node(&node.name)
+                            .on_device(&device.id)
+                            .with_pods([h.pod.clone()]),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn usage_text(u: DeviceUsage) -> String {
+    format!("{} tasks, {} MiB, {} cores", u.used, u.usedmem, u.usedcores)
+}
+
+/// The ledger against the usage recomputed from the pods' annotations, per pod and per device.
+pub fn check_agreement(pods: &[&Pod], ledger: &Ledger) -> Vec<Violation> {
+    let truth: Recount = recount::recount(pods.iter().copied());
+    let mut out = Vec::new();
+    for (key, counted) in &truth.pods {
+        let node = &counted.node;
+        let expected: Vec<(String, DeviceUsage)> = counted
+            .devices
+            .iter()
+            .map(|(uuid, sums)| {
+                (
+                    uuid.clone(),
+                    DeviceUsage {
+                        used: sums.tasks,
+                        usedmem: sums.mem,
+                        usedcores: sums.cores,
+                    },
+                )
+            })
+            .collect();
+        match ledger.entry(key) {
+            None => out.push(
+                Violation::new(
+                    Invariant::Agreement,
+                    format!("the ledger does not count the pod; its annotation gives {expected:?}"),
+                )
+                .on_node(node)
+                .with_pods([key.clone()]),
+            ),
+            Some(entry) => {
+                let mut recorded = entry.usage.clone();
+                recorded.sort_by(|a, b| a.0.cmp(&b.0));
+                if entry.node != *node || recorded != expected {
+                    out.push(
+                        Violation::new(
+                            Invariant::Agreement,
+                            format!(
+                                "the ledger records the pod on {} as {recorded:?}; its annotation gives {node}: {expected:?}",
+                                entry.node
+                            ),
+                        )
+                        .on_node(node)
+                        .with_pods([key.clone()]),
+                    );
+                }
+            }
+        }
+    }
+    let mut ledger_nodes = BTreeSet::new();
+    for (key, entry) in ledger.entries() {
+        ledger_nodes.insert(entry.node.clone());
+        if !truth.pods.contains_key(key) {
+            out.push(
+                Violation::new(
+                    Invariant::Agreement,
+                    format!(
+                        "the ledger counts the pod with {:?}, but no live pod annotation gives it any device",
+                        entry.usage
+                    ),
+                )
+                .on_node(&entry.node)
+                .with_pods([key.clone()]),
+            );
+        }
+    }
+    let mut devices: BTreeSet<(String, String)> = truth.devices.keys().cloned().collect();
+    for node in &ledger_nodes {
+        for (uuid, _) in ledger.node_devices(node) {
+            devices.insert((node.clone(), uuid.clone()));
+        }
+    }
+    for (node, uuid) in devices {
+        let load = truth.load(&node, &uuid);
+        let expected = DeviceUsage {
+            used: load.tasks,
+            usedmem: load.mem,
+            usedcores: load.cores,
+        };
+        let recorded = ledger.device_usage(&node, &uuid);
+        if recorded != expected {
+            out.push(
+                Violation::new(
+                    Invariant::Agreement,
+                    format!(
+                        "the ledger has {}; the live pods' annotations sum to {}{}",
+                        usage_text(recorded),
+                        usage_text(expected),
+                        if load.holders.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", held by {}", load.describe_holders())
+                        }
+                    ),
+                )
+                .on_node(&node)
+                .on_device(&uuid)
+                .with_pods(load.holders.iter().map(|h| h.pod.clone())),
+            );
+        }
+    }
+    if ledger.pod_count() != truth.pods.len() {
+        out.push(Violation::new(
+            Invariant::Agreement,
+            format!(
+                "the ledger counts {} pods; {} live pods hold devices",
+                ledger.pod_count(),
+                truth.pods.len()
+            ),
+        ));
+    }
+    out
+}
+
+/// What [`check_decision`] needs to know about the call.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionInput<'a> {
+    /// Registered nodes with the usage before the decision (from [`oracle::node_states`]).
+    pub nodes: &'a [NodeState],
+    /// The pod as planned.
+    pub plan: &'a PodPlan,
+    /// `namespace/name`.
+    pub pod: &'a str,
+    /// Node names offered to the filter.
+    pub offered: &'a [String],
+    /// The time passed to the filter.
+    pub now: jiff::Timestamp,
+}
+
+/// Checks one filter decision; see the module documentation for the rules.
+pub fn check_decision(input: DecisionInput<'_>, decision: &Decision) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let pod = input.pod;
+    let protocol = |detail: String| Violation::new(Invariant::Protocol, detail).with_pods([pod]);
+    let writes_nothing = decision.annotations.is_empty() && decision.labels.is_empty();
+
+    let reading = oracle::selectors(input.plan);
+    match (&reading, &decision.outcome) {
+        (Err(_), Outcome::Invalid(_)) => {
+            if !writes_nothing {
+                out.push(protocol("an invalid pod got annotations".into()));
+            }
+            return out;
+        }
+        (Err(why), other) => {
+            out.push(
+                Violation::new(
+                    Invariant::Oracle,
+                    format!("the pod is invalid ({why}) but the outcome is {other:?}"),
+                )
+                .with_pods([pod]),
+            );
+            return out;
+        }
+        (Ok(_), Outcome::Invalid(why)) if input.plan.has_gpu_request() => {
+            out.push(
+                Violation::new(
+                    Invariant::Oracle,
+                    format!("the scheduler calls a valid pod invalid: {why}"),
+                )
+                .with_pods([pod]),
+            );
+            return out;
+        }
+        _ => {}
+    }
+    if !input.plan.has_gpu_request() {
+        if decision.outcome != Outcome::NoGpuRequest || !writes_nothing {
+            out.push(protocol(format!(
+                "a pod without GPU requests must pass untouched, got {:?} writing {:?}",
+                decision.outcome, decision.annotations
+            )));
+        }
+        return out;
+    }
+
+    let offered: BTreeSet<&str> = input.offered.iter().map(String::as_str).collect();
+    let judged: BTreeSet<&str> = decision.verdicts.keys().map(String::as_str).collect();
+    if offered != judged {
+        out.push(protocol(format!(
+            "verdicts for {judged:?}, but the offered nodes are {offered:?}"
+        )));
+    }
+    let states: BTreeMap<&str, &NodeState> =
+        input.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let exact = input.plan.gpu_app_containers() <= 1;
+    for &name in &offered {
+        let Some(verdict) = decision.verdicts.get(name) else {
+            continue;
+        };
+        let Some(state) = states.get(name) else {
+            if *verdict != Verdict::Reasons(NODE_UNREGISTERED.into()) {
+                out.push(
+                    protocol(format!(
+                        "an unregistered node must fail with {NODE_UNREGISTERED:?}, got {verdict:?}"
+                    ))
+                    .on_node(name),
+                );
+            }
+            continue;
+        };
+        let answer = match oracle::can_hold(state, input.plan) {
+            Ok(answer) => answer,
+            Err(_) => continue,
+        };
+        match (verdict, &answer) {
+            (Verdict::Score(_), oracle::Answer::Cannot) => out.push(
+                Violation::new(
+                    Invariant::Oracle,
+                    format!(
+                        "the scheduler says the pod fits, the oracle finds no packing; devices before: {:?}",
+                        state.devices
+                    ),
+                )
+                .on_node(name)
+                .with_pods([pod]),
+            ),
+            (Verdict::Reasons(reasons), oracle::Answer::Fits(witness)) if exact => out.push(
+                Violation::new(
+                    Invariant::Oracle,
+                    format!(
+                        "the scheduler rejects the node ({reasons}) but the oracle packs the pod as {}",
+                        describe_witness(state, witness)
+                    ),
+                )
+                .on_node(name)
+                .with_pods([pod]),
+            ),
+            _ => {}
+        }
+        if let Some(expected) = oracle::first_container_rejection(state, input.plan) {
+            let wanted = Verdict::Reasons(expected.clone());
+            if *verdict != wanted {
+                out.push(
+                    Violation::new(
+                        Invariant::Rejection,
+                        format!(
+                            "the first GPU container cannot be served here; expected reason {expected:?}, got {verdict:?}"
+                        ),
+                    )
+                    .on_node(name)
+                    .with_pods([pod]),
+                );
+            }
+        }
+    }
+
+    let fitting: Vec<(&str, f32)> = decision
+        .verdicts
+        .iter()
+        .filter_map(|(n, v)| match v {
+            Verdict::Score(s) => Some((n.as_str(), *s)),
+            Verdict::Reasons(_) => None,
+        })
+        .collect();
+    match &decision.outcome {
+        Outcome::Scheduled {
+            node, allocation, ..
+        } => {
+            check_scheduled(&input, decision, node, allocation, &fitting, &mut out);
+        }
+        Outcome::Unschedulable => {
+            if !fitting.is_empty() {
+                out.push(protocol(format!(
+                    "unschedulable although nodes fit: {fitting:?}"
+                )));
+            }
+            if !writes_nothing {
+                out.push(protocol(format!(
+                    "an unschedulable pod got annotations {:?} and labels {:?}",
+                    decision.annotations, decision.labels
+                )));
+            }
+        }
+        other => out.push(protocol(format!(
+            "a valid GPU pod must be scheduled or unschedulable, got {other:?}"
+        ))),
+    }
+    out
+}
+
+fn describe_witness(state: &NodeState, witness: &oracle::Witness) -> String {
+    witness
+        .iter()
+        .map(|devices| {
+            let ids: Vec<&str> = devices
+                .iter()
+                .map(|&i| state.devices[i].plan.id.as_str())
+                .collect();
+            format!("[{}]", ids.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn check_scheduled(
+    input: &DecisionInput<'_>,
+    decision: &Decision,
+    node: &str,
+    allocation: &sliceguard::model::PodAllocation,
+    fitting: &[(&str, f32)],
+    out: &mut Vec<Violation>,
+) {
+    let pod = input.pod;
+    let protocol = |detail: String| {
+        Violation::new(Invariant::Protocol, detail)
+            .on_node(node)
+            .with_pods([pod])
+    };
+    let policy = match input
+        .plan
+        .annotations
+        .get(sliceguard::annotations::NODE_SCHEDULER_POLICY)
+    {
+        Some(p) if p == "spread" => NodePolicy::Spread,
+        _ => NodePolicy::Binpack,
+    };
+    let best = fitting.iter().copied().reduce(|best, candidate| {
+        let better = match policy {
+            NodePolicy::Binpack => candidate.1 > best.1,
+            NodePolicy::Spread => candidate.1 < best.1,
+        };
+        // `fitting` is in name order, so on equal scores the first (smallest name) stays.
+        if better { candidate } else { best }
+    });
+    if best.map(|b| b.0) != Some(node) {
+        out.push(protocol(format!(
+            "chose {node}, but by {policy} the best of {fitting:?} is {best:?}"
+        )));
+    }
+    let annotation = |key: &str| decision.annotations.get(key).map(String::as_str);
+    let expected_time = input.now.as_second().to_string();
+    if annotation(VGPU_NODE) != Some(node)
+        || decision.labels.get(VGPU_NODE).map(String::as_str) != Some(node)
+        || annotation(VGPU_TIME) != Some(expected_time.as_str())
+        || annotation(DEVICES_ALLOCATED) != annotation(DEVICES_TO_ALLOCATE)
+        || decision.annotations.len() != 4
+    {
+        out.push(protocol(format!(
+            "annotations {:?} / labels {:?} do not name {node} at {expected_time} with to-allocate == allocated",
+            decision.annotations, decision.labels
+        )));
+    }
+    let written = annotation(DEVICES_ALLOCATED).unwrap_or_default();
+    let Some(decoded) = recount::decode(written) else {
+        out.push(protocol(format!(
+            "the allocation annotation {written:?} does not decode"
+        )));
+        return;
+    };
+    let from_outcome: Vec<Vec<Entry>> = allocation
+        .to_pod_devices()
+        .0
+        .iter()
+        .map(|c| {
+            c.iter()
+                .map(|d| Entry {
+                    uuid: d.uuid.clone(),
+                    backend: d.backend.clone(),
+                    mem: u64::from(d.usedmem),
+                    cores: u64::from(d.usedcores),
+                })
+                .collect()
+        })
+        .collect();
+    if decoded != from_outcome {
+        out.push(protocol(format!(
+            "the annotation {written:?} is not the decided allocation {from_outcome:?}"
+        )));
+    }
+    let Some(state) = input.nodes.iter().find(|n| n.name == node) else {
+        out.push(protocol("placed on a node that is not registered".into()));
+        return;
+    };
+    if let Err(why) = oracle::validate(state, input.plan, &decoded) {
+        out.push(
+            Violation::new(
+                Invariant::Oracle,
+                format!("the allocation {written:?} breaks the rules: {why}"),
+            )
+            .on_node(node)
+            .with_pods([pod]),
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Tier 1 property tests of the placement path: generated fleets, existing allocations and
+//! sequences of placements, deletions and status changes, driven through
+//! `sliceguard::decision::filter` and the `Ledger` exactly as a driver would.
+//!
+//! | property | default sequences |
+//! |---|---|
+//! | capacity and agreement after every step | 3000 |
+//! | scheduler and oracle agree at every placement (plus reasons and protocol) | 3000 |
+//! | oversized requests rejected on every node with the exact reason, nothing written | 2500 |
+//! | same input, same decision (re-run, registry and ledger rebuilt in reverse order) | 1500 |
+//!
+//! 10,000 generated sequences in all by default; `PROPTEST_CASES=<n>` runs `n` per property.
+//! Failing seeds are saved in `proptest-regressions/<property>.txt` and replay first next time.
+
+use proptest::prelude::*;
+use sliceguard::decision::{Decision, Outcome, filter};
+use sliceguard::ledger::{Ledger, Observed};
+use sliceguard_invariants::checks::{
+    DecisionInput, check_agreement, check_capacity, check_decision,
+};
+use sliceguard_invariants::oracle;
+use sliceguard_invariants::pods::strategies::pod;
+use sliceguard_invariants::pods::{ContainerPlan, PodPlan, ResourceValue};
+use sliceguard_invariants::scenario::strategies::scenario;
+use sliceguard_invariants::scenario::{Scenario, Step, StepEffect, World, run, start_time};
+use sliceguard_invariants::violation::{Invariant, Violation};
+use sliceguard_invariants::{ensure, proptest_config, regression_file};
+
+fn run_checked(
+    scenario: &Scenario,
+    check: impl FnMut(&World, Option<&StepEffect>) -> Vec<Violation>,
+) -> Result<World, TestCaseError> {
+    run(scenario, check).map_err(|failure| TestCaseError::fail(failure.to_string()))
+}
+
+fn capacity_and_agreement(world: &World) -> Vec<Violation> {
+    let pods = world.live_pods();
+    let mut out = check_capacity(&world.registry, &pods, &world.ledger);
+    out.extend(check_agreement(&pods, &world.ledger));
+    out
+}
+
+proptest! {
+    #![proptest_config(proptest_config(3000, regression_file!("capacity_and_agreement")))]
+
+    /// Every capacity invariant holds and the ledger equals the annotations, after every step.
+    #[test]
+    fn capacity_and_agreement_hold_after_every_step(scenario in scenario(4, 12)) {
+        run_checked(&scenario, |world, _| capacity_and_agreement(world))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(3000, regression_file!("oracle_agreement")))]
+
+    /// At every placement: the scheduler places a pod on a node only where the oracle finds a
+    /// packing, and (for pods with at most one GPU-requesting regular container) rejects a node
+    /// only where the oracle finds none; exact reasons; the allocation is valid device by device.
+    #[test]
+    fn scheduler_and_oracle_agree_at_every_placement(scenario in scenario(4, 12)) {
+        run_checked(&scenario, |world, effect| match effect {
+            Some(StepEffect::Placed { pod, plan, before, decision, now }) => check_decision(
+                DecisionInput { nodes: before, plan, pod, offered: &world.offered, now: *now },
+                decision,
+            ),
+            _ => Vec::new(),
+        })?;
+    }
+}
+
+/// How the final pod of the rejection property exceeds the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Oversize {
+    /// Per-GPU memory above every device's free memory.
+    Memory,
+    /// More GPUs than any node has candidate devices.
+    Count,
+}
+
+fn oversized_pod(
+    world: &World,
+    kind: Oversize,
+    extra: u32,
+    first_is_init: bool,
+    template: &PodPlan,
+    first: &ContainerPlan,
+) -> PodPlan {
+    let states = world.node_states();
+    let mut big = first.clone();
+    match kind {
+        Oversize::Memory => {
+            let max_free = states
+                .iter()
+                .flat_map(|n| n.devices.iter())
+                .map(|d| u64::from(d.plan.devmem).saturating_sub(d.load.mem))
+                .max()
+                .unwrap_or(0);
+            let mem = (max_free + 1 + u64::from(extra % 100_000)).min(i32::MAX as u64) as u32;
+            big.mem = ResourceValue::limit(mem);
+            if big.gpu.effective().unwrap_or(0) == 0 {
+                big.gpu = ResourceValue::limit(1);
+            }
+        }
+        Oversize::Count => {
+            let max_candidates = states
+                .iter()
+                .map(|n| n.devices.iter().filter(|d| d.is_candidate()).count())
+                .max()
+                .unwrap_or(0) as u32;
+            big.gpu = ResourceValue::limit(max_candidates + 1 + extra % 3);
+        }
+    }
+    let mut plan = template.clone();
+    // Only valid annotations: this property is about capacity, not about invalid pods.
+    plan.annotations.retain(|k, v| {
+        use sliceguard::annotations::{DEVICE_SCORING_WEIGHTS, NUMA_BIND};
+        !matches!(
+            (k.as_str(), v.as_str()),
+            (NUMA_BIND, "yes") | (DEVICE_SCORING_WEIGHTS, "slot=1,core=2")
+        )
+    });
+    if first_is_init {
+        plan.init.insert(0, big);
+    } else {
+        plan.init.retain(|c| c.request().is_none());
+        plan.app.insert(0, big);
+    }
+    plan
+}
+
+proptest! {
+    #![proptest_config(proptest_config(2500, regression_file!("oversized_rejection")))]
+
+    /// A pod whose per-GPU memory exceeds every device's free memory, or whose GPU count exceeds
+    /// every node's candidate devices, is rejected on every node with exactly HAMi's reason, and
+    /// nothing is written or counted.
+    #[test]
+    fn oversized_requests_are_rejected_everywhere_with_the_exact_reason(
+        scenario in scenario(4, 8),
+        kind in prop_oneof![Just(Oversize::Memory), Just(Oversize::Count)],
+        extra in any::<u32>(),
+        first_is_init in prop::bool::weighted(0.3),
+        template in pod(),
+        first in sliceguard_invariants::pods::strategies::container(0.9),
+    ) {
+        let mut world = run_checked(&scenario, |_, _| Vec::new())?;
+        let plan = oversized_pod(&world, kind, extra, first_is_init, &template, &first);
+        prop_assert!(oracle::selectors(&plan).is_ok(), "the generator made an invalid pod: {:?}", plan);
+        let name = world.next_pod_name();
+        let pod = plan.to_pod(&name);
+        let states = world.node_states();
+        let now = start_time();
+        let decision = filter(&world.registry, &world.ledger, &world.settings, &pod, &world.offered, now);
+        let mut violations = Vec::new();
+        let fail = |detail: String| Violation::new(Invariant::Rejection, detail).with_pods([format!("default/{name}")]);
+        if decision.outcome != Outcome::Unschedulable {
+            violations.push(fail(format!("{kind:?}-oversized pod {plan:?}: outcome {:?}", decision.outcome)));
+        }
+        if !decision.annotations.is_empty() || !decision.labels.is_empty() {
+            violations.push(fail(format!("annotations {:?} / labels {:?} written for a rejected pod", decision.annotations, decision.labels)));
+        }
+        for state in &states {
+            let expected = oracle::first_container_rejection(state, &plan);
+            let got = decision.verdicts.get(&state.name);
+            match (&expected, got) {
+                (Some(reason), Some(sliceguard::decision::Verdict::Reasons(actual))) if actual == reason => {}
+                _ => violations.push(fail(format!(
+                    "{kind:?}: expected reason {expected:?}, got {got:?}; devices {:?}", state.devices
+                )).on_node(&state.name)),
+            }
+        }
+        let key = format!("default/{name}");
+        let mut written = pod.clone();
+        written.metadata.annotations.get_or_insert_with(Default::default).extend(decision.annotations.clone());
+        let counted_before = world.ledger.pod_count();
+        match world.ledger.observe(&written) {
+            Ok(Observed::NotCounted) if world.ledger.pod_count() == counted_before && world.ledger.entry(&key).is_none() => {}
+            other => violations.push(fail(format!("the ledger counted a rejected pod: {other:?}"))),
+        }
+        ensure(&violations)?;
+    }
+}
+
+fn rebuilt_ledger(world: &World) -> Ledger {
+    let mut ledger = Ledger::new();
+    for pod in world.pods.values().rev() {
+        let _ = ledger.observe(pod);
+    }
+    ledger
+}
+
+proptest! {
+    #![proptest_config(proptest_config(1500, regression_file!("determinism")))]
+
+    /// The same input gives the same decision: twice in a row, and with the registry and ledger
+    /// rebuilt in reverse order and the offered nodes reversed and repeated.
+    #[test]
+    fn the_same_input_gives_the_same_decision(scenario in scenario(3, 8)) {
+        let mut world = World::new(&scenario).map_err(TestCaseError::fail)?;
+        for (i, step) in scenario.steps.iter().enumerate() {
+            let now = start_time() + jiff::SignedDuration::from_secs(i as i64);
+            if let Step::Place(plan) = step {
+                let pod = plan.to_pod(&world.next_pod_name());
+                let decide = |registry, ledger: &Ledger, offered: &[String]| -> Decision {
+                    filter(registry, ledger, &world.settings, &pod, offered, now)
+                };
+                let first = decide(&world.registry, &world.ledger, &world.offered);
+                let again = decide(&world.registry, &world.ledger, &world.offered);
+                let registry = world.fleet.registry_in_order(world.fleet.nodes.iter().rev()).map_err(TestCaseError::fail)?;
+                let mut offered: Vec<String> = world.offered.iter().rev().cloned().collect();
+                offered.extend(world.offered.iter().cloned());
+                let rebuilt = decide(&registry, &rebuilt_ledger(&world), &offered);
+                prop_assert_eq!(&first, &again, "step {}: a second call decided differently", i);
+                prop_assert_eq!(&first, &rebuilt, "step {}: rebuilt registry/ledger decided differently", i);
+                let StepEffect::Placed { decision, .. } = world.apply(step, now).map_err(TestCaseError::fail)? else {
+                    return Err(TestCaseError::fail("a placement step did not place"));
+                };
+                prop_assert_eq!(&first, &*decision, "step {}: the world's own call decided differently", i);
+            } else {
+                world.apply(step, now).map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+}
