@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
+FUZZ_TARGET ?= annotation_parser
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := annotation_parser admission_webhook quantity_request
 
 .DEFAULT_GOAL := help
 
@@ -21,6 +24,18 @@ test: nextest ## Run every test (unit, property, corpus replay, integration) wit
 lint: ## cargo fmt --check and clippy with warnings denied
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: cargo-fuzz
+cargo-fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing cargo-fuzz"; $(CARGO) install cargo-fuzz --locked; }
+
+.PHONY: fuzz
+fuzz: cargo-fuzz ## Fuzz FUZZ_TARGET (annotation_parser) for FUZZ_SECONDS (60); prints the invocation it used
+	fuzz/run.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)
+
+.PHONY: fuzz-all
+fuzz-all: cargo-fuzz ## Fuzz every target for FUZZ_SECONDS each
+	@for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(FUZZ_SECONDS) || exit $$?; done
 
 .PHONY: build
 build: ## Build the sliceguard binary (release)
