@@ -485,6 +485,7 @@ fn a_missing_node_fails_with_hamis_text() {
     assert_eq!(c.event_texts(), ["BindingFailed: failed to get node n9"]);
     assert_eq!(outcome.lock, LockFate::NotTaken);
     assert_eq!(c.pod("default/p").node_name, None);
+    assert_eq!((c.lock("n1"), c.lock("n2")), (None, None));
 }
 
 #[test]
@@ -518,6 +519,8 @@ fn a_node_deleted_between_read_and_lock_write_fails_cleanly() {
     assert_eq!(error_text(&outcome), "failed to get node n1");
     assert_eq!(outcome.lock, LockFate::NotTaken);
     assert_eq!(c.pod("default/p").node_name, None);
+    assert!(!c.nodes.contains_key("n1"));
+    assert_eq!(c.lock("n2"), None);
 }
 
 #[test]
