@@ -164,6 +164,19 @@ impl Ledger {
         true
     }
 
+    /// Puts back a contribution taken with [`Ledger::entry`] (or removes the pod's, for `None`): a
+    /// filter whose write failed restores what the ledger had before it.
+    pub fn restore(&mut self, key: &str, previous: Option<LedgerEntry>) {
+        self.remove(key);
+        if let Some(entry) = previous {
+            let per_device = self.nodes.entry(entry.node.clone()).or_default();
+            for (uuid, u) in &entry.usage {
+                per_device.entry(uuid.clone()).or_default().add(*u);
+            }
+            self.pods.insert(key.to_string(), entry);
+        }
+    }
+
     /// Applies a pod added or updated in the cluster. An undecodable allocation leaves the pod
     /// uncounted and is returned as an error for the caller to report.
     pub fn observe(&mut self, pod: &Pod) -> Result<Observed, UndecodableAllocation> {
@@ -350,6 +363,28 @@ mod tests {
         );
         let err = l.observe(&bad).unwrap_err();
         assert!(err.to_string().contains("ns/c") && err.to_string().contains("\"x\""));
+        assert_eq!(l.pod_count(), 0);
+    }
+
+    #[test]
+    fn restore_puts_back_exactly_what_was_taken() {
+        let mut l = Ledger::new();
+        let a = pod(
+            "a",
+            &[
+                (VGPU_NODE, "n1"),
+                (DEVICES_ALLOCATED, "GPU-0,NVIDIA,3000,30:;"),
+            ],
+            0,
+        );
+        l.observe(&a).unwrap();
+        let taken = l.entry("ns/a").cloned();
+        l.remove("ns/a");
+        l.upsert("ns/a", "n1", &PodAllocation::default());
+        l.restore("ns/a", taken);
+        assert_eq!(l.device_usage("n1", "GPU-0"), usage(1, 3000, 30));
+        l.restore("ns/a", None);
+        assert_eq!(l.device_usage("n1", "GPU-0"), DeviceUsage::default());
         assert_eq!(l.pod_count(), 0);
     }
 

@@ -339,9 +339,9 @@ impl<C: ClusterApi> Scheduler<C> {
         }
         let key = pod_key(&pod);
         let now = self.now();
-        let decision = {
+        let (decision, taken) = {
             let mut view = self.view();
-            view.unassume(&key);
+            let taken = view.take(&key);
             let (registry, ledger) = view.parts();
             let decision = decision::filter_prepared(registry, ledger, &prepared, &node_names, now);
             if let Outcome::Scheduled {
@@ -354,8 +354,12 @@ impl<C: ClusterApi> Scheduler<C> {
                     .cloned()
                     .unwrap_or_default();
                 view.assume(&key, node, allocation, &allocated);
+                (decision, Some(taken))
+            } else {
+                // Not placed: the pod keeps whatever it held before (its annotations on the API).
+                view.restore(&key, taken);
+                (decision, None)
             }
-            decision
         };
         match &decision.outcome {
             Outcome::Scheduled { node, .. } => {
@@ -366,7 +370,24 @@ impl<C: ClusterApi> Scheduler<C> {
                     .patch_pod_metadata(namespace, name, &decision.annotations, &decision.labels)
                     .await
                 {
-                    self.view().unassume(&key);
+                    // The API keeps the pod's previous annotations (or, after a lost answer, the new
+                    // ones, which the watch then delivers): count the previous ones again.
+                    if let Some(taken) = taken {
+                        let mut view = self.view();
+                        view.restore(&key, taken);
+                        if let (
+                            ApiFailure::Indeterminate(_),
+                            Outcome::Scheduled { allocation, .. },
+                        ) = (&failure, &decision.outcome)
+                        {
+                            let allocated = decision
+                                .annotations
+                                .get(DEVICES_ALLOCATED)
+                                .cloned()
+                                .unwrap_or_default();
+                            view.note_unconfirmed(&key, node, allocation, &allocated);
+                        }
+                    }
                     let message = format!("failed to patch pod {namespace}/{name}: {failure}");
                     let event = EventRecord {
                         event_type: EventType::Warning,
@@ -562,8 +583,10 @@ impl<C: ClusterApi> Scheduler<C> {
                 if error.is_contention() {
                     self.metrics.lock_contentions.inc();
                 }
-                if matches!(error.kind(), "pod_gone" | "node_error") {
-                    // HAMi drops the filter's assumption when the pod or the node cannot be read.
+                if error.kind() == "pod_gone" {
+                    // The pod is gone: nothing of it counts any more. (HAMi also drops the assumption
+                    // when the node cannot be read; sliceguard keeps it, because the pod's annotations
+                    // stay on the API and count until the pod is filtered again or deleted.)
                     self.view().unassume(&request.pod_key());
                 }
                 tracing::info!(pod = %request.pod_key(), node = %request.node, %error, lock = %outcome.lock, "bind failed");

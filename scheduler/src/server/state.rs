@@ -33,6 +33,13 @@ pub struct SeenLock {
     pub first_seen: Timestamp,
 }
 
+/// What a pod contributed before a re-filter took it out ([`ClusterView::take`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    entry: Option<crate::ledger::LedgerEntry>,
+    assumption: Option<Assumption>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Assumption {
     node: String,
@@ -48,6 +55,9 @@ pub struct ClusterView {
     pods: HashMap<String, PodView>,
     locks: BTreeMap<String, SeenLock>,
     assumed: HashMap<String, Assumption>,
+    /// Filter writes whose answer was lost: counted (under `<key>#unconfirmed`) until the watch shows
+    /// the pod carrying them, the pod is filtered again or deleted, or the pods are re-listed.
+    unconfirmed: HashMap<String, String>,
     nodes_synced: bool,
     pods_synced: bool,
 }
@@ -143,6 +153,16 @@ impl ClusterView {
         let view = PodView::from_pod(pod);
         let terminal = matches!(view.phase.as_deref(), Some("Succeeded" | "Failed"));
         self.pods.insert(key.clone(), view);
+        if let Some(allocated) = self.unconfirmed.get(&key)
+            && pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEVICES_ALLOCATED))
+                == Some(allocated)
+        {
+            self.clear_unconfirmed(&key);
+        }
         if let Some(assumption) = self.assumed.get(&key) {
             let annotations = pod.metadata.annotations.as_ref();
             let carries = annotations.is_some_and(|a| {
@@ -164,6 +184,7 @@ impl ClusterView {
         self.pods.remove(&key);
         self.assumed.remove(&key);
         self.ledger.remove(&key);
+        self.clear_unconfirmed(&key);
     }
 
     /// The pod watch (re)listed everything: replace the pod set. Returns the pods whose allocation
@@ -183,12 +204,60 @@ impl ClusterView {
             self.assumed.remove(&key);
             self.ledger.remove(&key);
         }
+        for key in self.unconfirmed.keys().cloned().collect::<Vec<_>>() {
+            self.clear_unconfirmed(&key);
+        }
         let problems = pods
             .iter()
             .filter_map(|p| self.apply_pod(p).err())
             .collect();
         self.pods_synced = true;
         problems
+    }
+
+    /// Drops whatever the pod contributes before a new filter (HAMi's `TakeAndDeletePod`), and
+    /// returns it so that a filter whose annotation patch fails can put it back
+    /// ([`ClusterView::restore`]): the API still carries the pod's previous annotations then, and
+    /// dropping their usage would let another pod be placed on the same devices (found by the
+    /// simulated cluster's fault campaign: a 500 on the re-filter's patch).
+    pub fn take(&mut self, key: &str) -> Taken {
+        let taken = Taken {
+            entry: self.ledger.entry(key).cloned(),
+            assumption: self.assumed.get(key).cloned(),
+        };
+        self.unassume(key);
+        self.clear_unconfirmed(key);
+        taken
+    }
+
+    /// A filter write whose answer was lost may have landed: keep counting the allocation it wrote,
+    /// beside what the pod held before, until the watch settles it (see the `unconfirmed` field).
+    pub fn note_unconfirmed(
+        &mut self,
+        key: &str,
+        node: &str,
+        allocation: &PodAllocation,
+        allocated: &str,
+    ) {
+        self.ledger
+            .upsert(&format!("{key}#unconfirmed"), node, allocation);
+        self.unconfirmed
+            .insert(key.to_string(), allocated.to_string());
+    }
+
+    fn clear_unconfirmed(&mut self, key: &str) {
+        if self.unconfirmed.remove(key).is_some() {
+            self.ledger.remove(&format!("{key}#unconfirmed"));
+        }
+    }
+
+    /// Puts back what [`ClusterView::take`] returned, replacing any assumption made since.
+    pub fn restore(&mut self, key: &str, taken: Taken) {
+        self.unassume(key);
+        self.ledger.restore(key, taken.entry);
+        if let Some(assumption) = taken.assumption {
+            self.assumed.insert(key.to_string(), assumption);
+        }
     }
 
     /// Drops whatever the pod contributes (HAMi's `TakeAndDeletePod` before a new filter).
