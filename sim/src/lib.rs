@@ -6,8 +6,10 @@
 //! semantics ([`store`]), and a REST façade over it that kube-rs and kubectl talk to (`http`, feature
 //! `http`). It is a test tier: it never passes itself off as Kubernetes.
 
+pub mod campaign;
 pub mod store;
 pub mod table;
+pub mod world;
 
 #[cfg(feature = "http")]
 pub mod http;

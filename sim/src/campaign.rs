@@ -1,0 +1,457 @@
+//! Seeded simulation campaigns: random operation sequences run in a [`World`], checked after every
+//! step, with failures shrunk to a minimal operation sequence that a replay file reproduces exactly.
+//!
+//! An operation is what a person or the environment does (create or delete a pod, add or remove a
+//! node, crash the scheduler, wait); faults are drawn inside the world from the same seed. A run is
+//! a pure function of `(config, ops)`, so the replay of a saved file reproduces the failure byte for
+//! byte. Shrinking is delta debugging over the operation list: drop chunks, then single operations,
+//! then simplify what is left, keeping every change after which the same invariant still breaks.
+
+use crate::world::{Fault, Rng, SimConfig, World, WorldViolation};
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+use sliceguard::annotations::{GPU_SCHEDULER_POLICY, NODE_SCHEDULER_POLICY};
+use sliceguard::objects::{GpuAsk, gpu_pod, with_annotations};
+
+/// One operation of a campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Op {
+    /// Create a GPU pod (through the webhook).
+    CreatePod {
+        /// Pod name.
+        name: String,
+        /// GPUs per container.
+        gpus: u32,
+        /// MiB per GPU (`None`: a percentage or the whole card).
+        memory_mib: Option<u32>,
+        /// Percent of each GPU's memory.
+        memory_percent: Option<u32>,
+        /// Cores per GPU (`None`: the webhook's default).
+        cores: Option<u32>,
+        /// Regular containers asking for GPUs.
+        containers: u8,
+        /// Also an init container with the same ask.
+        init: bool,
+        /// `hami.io/node-scheduler-policy`.
+        node_policy: Option<String>,
+        /// `hami.io/gpu-scheduler-policy`.
+        gpu_policy: Option<String>,
+    },
+    /// Delete the `index`-th live pod (modulo the count).
+    DeletePod {
+        /// Which pod.
+        index: usize,
+    },
+    /// Add a node.
+    AddNode {
+        /// Node name.
+        name: String,
+        /// GPUs.
+        gpus: usize,
+        /// MiB per GPU.
+        memory_mib: u32,
+    },
+    /// Remove the `index`-th node (modulo the count; never the last one).
+    RemoveNode {
+        /// Which node.
+        index: usize,
+    },
+    /// Crash the scheduler between steps.
+    CrashScheduler,
+    /// Let time pass.
+    Wait {
+        /// Steps of one second each.
+        seconds: u32,
+    },
+}
+
+impl Op {
+    fn simpler(&self) -> Vec<Op> {
+        match self {
+            Op::CreatePod {
+                name,
+                gpus,
+                memory_mib,
+                memory_percent,
+                cores,
+                containers,
+                init,
+                node_policy,
+                gpu_policy,
+            } => {
+                let mut out = Vec::new();
+                let base = |f: &dyn Fn(&mut Op)| {
+                    let mut o = self.clone();
+                    f(&mut o);
+                    o
+                };
+                if *init {
+                    out.push(base(&|o| {
+                        if let Op::CreatePod { init, .. } = o {
+                            *init = false
+                        }
+                    }));
+                }
+                if *containers > 1 {
+                    out.push(base(&|o| {
+                        if let Op::CreatePod { containers, .. } = o {
+                            *containers = 1
+                        }
+                    }));
+                }
+                if *gpus > 1 {
+                    out.push(base(&|o| {
+                        if let Op::CreatePod { gpus, .. } = o {
+                            *gpus = 1
+                        }
+                    }));
+                }
+                if node_policy.is_some() || gpu_policy.is_some() {
+                    out.push(base(&|o| {
+                        if let Op::CreatePod {
+                            node_policy,
+                            gpu_policy,
+                            ..
+                        } = o
+                        {
+                            *node_policy = None;
+                            *gpu_policy = None;
+                        }
+                    }));
+                }
+                let _ = (name, memory_mib, memory_percent, cores);
+                out
+            }
+            Op::Wait { seconds } if *seconds > 1 => vec![Op::Wait {
+                seconds: seconds / 2,
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Generates `count` operations from `seed`.
+pub fn generate(seed: u64, count: usize) -> Vec<Op> {
+    let mut rng = Rng::new(seed ^ 0xc0ff_ee00);
+    let mut ops = Vec::with_capacity(count);
+    let mut pods = 0usize;
+    let mut nodes = 0usize;
+    for _ in 0..count {
+        let roll = rng.below(100);
+        let op = match roll {
+            0..=44 => {
+                pods += 1;
+                let memory = match rng.below(4) {
+                    0 => (None, Some(1 + rng.below(100) as u32)),
+                    1 => (None, None),
+                    _ => (Some(500 * (1 + rng.below(40) as u32)), None),
+                };
+                let cores = match rng.below(5) {
+                    0 => None,
+                    1 => Some(0),
+                    2 => Some(100),
+                    _ => Some(5 * (1 + rng.below(12) as u32)),
+                };
+                let pick = |rng: &mut Rng, options: &[&str]| -> Option<String> {
+                    let i = rng.below(options.len() as u64 + 2) as usize;
+                    options.get(i).map(|s| (*s).to_string())
+                };
+                Op::CreatePod {
+                    name: format!("p{pods}"),
+                    gpus: if rng.below(6) == 0 { 2 } else { 1 },
+                    memory_mib: memory.0,
+                    memory_percent: memory.1,
+                    cores,
+                    containers: if rng.below(8) == 0 { 2 } else { 1 },
+                    init: rng.below(8) == 0,
+                    node_policy: pick(&mut rng, &["binpack", "spread"]),
+                    gpu_policy: pick(&mut rng, &["binpack", "spread", "mutex"]),
+                }
+            }
+            45..=64 => Op::DeletePod {
+                index: rng.below(64) as usize,
+            },
+            65..=68 => {
+                nodes += 1;
+                Op::AddNode {
+                    name: format!("extra-{nodes}"),
+                    gpus: 1 + rng.below(4) as usize,
+                    memory_mib: 8192 * (1 + rng.below(10) as u32),
+                }
+            }
+            69..=70 => Op::RemoveNode {
+                index: rng.below(16) as usize,
+            },
+            71..=72 => Op::CrashScheduler,
+            _ => Op::Wait {
+                seconds: 1 + rng.below(30) as u32,
+            },
+        };
+        ops.push(op);
+    }
+    ops
+}
+
+/// The result of one run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Every violation seen, in order.
+    pub violations: Vec<WorldViolation>,
+    /// The world's trace.
+    pub trace: Vec<String>,
+    /// Steps executed.
+    pub steps: u64,
+}
+
+/// Applies one operation to the world.
+pub fn apply(world: &mut World, op: &Op) -> u32 {
+    match op {
+        Op::CreatePod {
+            name,
+            gpus,
+            memory_mib,
+            memory_percent,
+            cores,
+            containers,
+            init,
+            node_policy,
+            gpu_policy,
+        } => {
+            let ask = GpuAsk {
+                gpus: Some(*gpus),
+                memory_mib: *memory_mib,
+                memory_percent: *memory_percent,
+                cores: *cores,
+            };
+            let init_asks = if *init { vec![ask.clone()] } else { vec![] };
+            let app: Vec<GpuAsk> = (0..(*containers).max(1)).map(|_| ask.clone()).collect();
+            let mut annotations = Vec::new();
+            if let Some(p) = node_policy {
+                annotations.push((NODE_SCHEDULER_POLICY, p.as_str()));
+            }
+            if let Some(p) = gpu_policy {
+                annotations.push((GPU_SCHEDULER_POLICY, p.as_str()));
+            }
+            let pod = with_annotations(gpu_pod(name, &init_asks, &app), &annotations);
+            let _ = world.create_pod(&pod);
+            1
+        }
+        Op::DeletePod { index } => {
+            let keys = world.pod_keys();
+            if !keys.is_empty() {
+                let key = keys[index % keys.len()].clone();
+                world.delete_pod(&key);
+            }
+            1
+        }
+        Op::AddNode {
+            name,
+            gpus,
+            memory_mib,
+        } => {
+            world.add_node(name, *gpus, *memory_mib);
+            1
+        }
+        Op::RemoveNode { index } => {
+            let names = world.node_names();
+            if names.len() > 1 {
+                let name = names[index % names.len()].clone();
+                world.remove_node(&name);
+            }
+            1
+        }
+        Op::CrashScheduler => {
+            world.crash_scheduler();
+            1
+        }
+        Op::Wait { seconds } => *seconds,
+    }
+}
+
+/// Runs `ops` in a world built from `config`; with `liveness`, drains and checks liveness at the end.
+pub fn run(config: &SimConfig, ops: &[Op], liveness: bool) -> RunReport {
+    let mut world = World::new(config.clone());
+    let mut steps = 0u64;
+    for op in ops {
+        let n = apply(&mut world, op);
+        for _ in 0..n {
+            world.step();
+            steps += 1;
+        }
+        if !world.violations().is_empty() {
+            break;
+        }
+    }
+    if liveness && world.violations().is_empty() {
+        world.drain_and_check_liveness();
+    }
+    RunReport {
+        violations: world.violations().to_vec(),
+        trace: world.trace(),
+        steps,
+    }
+}
+
+/// Shrinks `ops` to a smaller sequence whose run still violates `invariant`.
+pub fn shrink(
+    config: &SimConfig,
+    ops: &[Op],
+    invariant: &str,
+    liveness: bool,
+    budget: usize,
+) -> Vec<Op> {
+    let fails = |candidate: &[Op]| {
+        run(config, candidate, liveness)
+            .violations
+            .iter()
+            .any(|v| v.invariant == invariant)
+    };
+    let mut current = ops.to_vec();
+    let mut runs = 0usize;
+    let mut chunk = current.len().div_ceil(2).max(1);
+    while chunk >= 1 && runs < budget {
+        let mut start = 0;
+        let mut changed = false;
+        while start < current.len() && runs < budget {
+            let end = (start + chunk).min(current.len());
+            let mut candidate = current.clone();
+            candidate.drain(start..end);
+            runs += 1;
+            if !candidate.is_empty() && fails(&candidate) {
+                current = candidate;
+                changed = true;
+            } else {
+                start = end;
+            }
+        }
+        if !changed {
+            if chunk == 1 {
+                break;
+            }
+            chunk /= 2;
+        }
+    }
+    // Simplify the remaining operations one by one.
+    let mut i = 0;
+    while i < current.len() && runs < budget {
+        let mut simplified = false;
+        for simpler in current[i].simpler() {
+            let mut candidate = current.clone();
+            candidate[i] = simpler;
+            runs += 1;
+            if fails(&candidate) {
+                current = candidate;
+                simplified = true;
+                break;
+            }
+        }
+        if !simplified {
+            i += 1;
+        }
+    }
+    current
+}
+
+/// A saved failing run: configuration and operations, replayable exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replay {
+    /// The seed.
+    pub seed: u64,
+    /// Nodes in the initial fleet.
+    pub nodes: usize,
+    /// GPUs per node.
+    pub gpus_per_node: usize,
+    /// MiB per GPU.
+    pub memory_mib: u32,
+    /// `none`, `hami` or `mock`.
+    pub device_plugin: String,
+    /// `after-bind` or `device-plugin`.
+    pub lock_release: String,
+    /// Enabled faults.
+    pub faults: Vec<String>,
+    /// Fault rate per opportunity, in thousandths.
+    pub fault_per_mille: u64,
+    /// Whether liveness is checked at the end.
+    pub liveness: bool,
+    /// The operations.
+    pub ops: Vec<Op>,
+}
+
+impl Replay {
+    /// Captures a configuration and operations.
+    pub fn new(config: &SimConfig, ops: Vec<Op>, liveness: bool) -> Self {
+        Replay {
+            seed: config.seed,
+            nodes: config.fleet.nodes,
+            gpus_per_node: config.fleet.gpus_per_node,
+            memory_mib: config.fleet.memory_mib,
+            device_plugin: config.device_plugin.as_str().into(),
+            lock_release: config.lock_release.as_str().into(),
+            faults: config
+                .faults
+                .iter()
+                .map(|f| f.as_str().to_string())
+                .collect(),
+            fault_per_mille: config.fault_per_mille,
+            liveness,
+            ops,
+        }
+    }
+
+    /// The configuration it was captured with.
+    pub fn config(&self) -> Result<SimConfig, String> {
+        let lock_release = match self.lock_release.as_str() {
+            "after-bind" => sliceguard::bind::ReleaseMode::AfterBind,
+            "device-plugin" => sliceguard::bind::ReleaseMode::DevicePlugin,
+            o => return Err(format!("unknown lock release {o:?}")),
+        };
+        Ok(SimConfig {
+            seed: self.seed,
+            fleet: sliceguard::objects::FleetSpec {
+                nodes: self.nodes,
+                gpus_per_node: self.gpus_per_node,
+                memory_mib: self.memory_mib,
+                ..SimConfig::default().fleet
+            },
+            device_plugin: crate::world::DevicePlugin::parse(&self.device_plugin)?,
+            lock_release,
+            lock_timeout: SignedDuration::from_mins(5),
+            faults: Fault::parse_list(&self.faults.join(","))?,
+            fault_per_mille: self.fault_per_mille,
+            scheduler_name: "sliceguard-scheduler".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_varied() {
+        let a = generate(7, 300);
+        assert_eq!(a, generate(7, 300));
+        assert_ne!(a, generate(8, 300));
+        let kinds: std::collections::BTreeSet<&str> = a
+            .iter()
+            .map(|o| match o {
+                Op::CreatePod { .. } => "create",
+                Op::DeletePod { .. } => "delete",
+                Op::AddNode { .. } => "add-node",
+                Op::RemoveNode { .. } => "remove-node",
+                Op::CrashScheduler => "crash",
+                Op::Wait { .. } => "wait",
+            })
+            .collect();
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+    }
+
+    #[test]
+    fn ops_round_trip_through_json() {
+        let ops = generate(3, 50);
+        let text = serde_json::to_string(&ops).unwrap();
+        let back: Vec<Op> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ops);
+    }
+}

@@ -1,0 +1,1721 @@
+//! The simulated world: sliceguard's real control plane (the `serve` service: webhook review,
+//! extender filter and bind, lock reaper, watch feed) running against the [`Store`], under a virtual
+//! clock and a seeded random source, with a kube-scheduler stand-in, a kubelet per node, device
+//! plugin emulation, and faults injected on purpose.
+//!
+//! ## One step
+//! 1. A crashed scheduler restarts: a new service instance re-lists nodes and pods (nothing else
+//!    survives a crash, as in a real restart).
+//! 2. Watch delivery: store changes since the last delivery feed the service's view (unless a watch
+//!    disconnect fault holds them back; the reconnect re-lists).
+//! 3. The kube-scheduler stand-in takes the next due pod of sliceguard's scheduler name: `/filter` with
+//!    the eligible node names, then `/bind` to the chosen node; failures back off 1 s, 2 s, 4 s ... up
+//!    to 10 s, like kube-scheduler. Pods of other schedulers get the first eligible node.
+//! 4. The service's lock reaper runs once.
+//! 5. Kubelets admit bound pods: the node's allocatable `nvidia.com/gpu` must cover them as the kubelet
+//!    counts extended resources, and the device plugin answers Allocate per [`DevicePlugin`].
+//! 6. The clock advances one second; every invariant is checked.
+//!
+//! Everything is ordered (`BTreeMap`s, name order) and every random choice comes from one seeded
+//! generator, so a seed and a configuration reproduce a run byte for byte ([`World::trace`]).
+//! The service's async functions run on a single-threaded Tokio runtime per scheduler instance; the
+//! simulated API answers immediately, so no real time passes inside a step. A crash makes the API
+//! call in progress never answer and drops the instance with its runtime, abandoning whatever it was
+//! doing between two effects.
+
+use crate::store::{ApiError, Part, PatchType, Resource, Selector, Store};
+use base64::Engine as _;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{Value, json};
+use sliceguard::annotations::{
+    BIND_PHASE, BIND_TIME, DEVICES_TO_ALLOCATE, NODE_LOCK, RESOURCE_GPU, VGPU_NODE, bind_phase,
+};
+use sliceguard::bind::{ApiFailure, Effect, NodeLockView, Observation, PodView, ReleaseMode};
+use sliceguard::codec::lock;
+use sliceguard::objects::FleetSpec;
+use sliceguard::registry::Registry;
+use sliceguard::server::extender::{ExtenderArgs, ExtenderBindingArgs};
+use sliceguard::server::{ClusterApi, Scheduler, SchedulerConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How a node's device plugin answers the kubelet's Allocate (spec §5.3, §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DevicePlugin {
+    /// A fake fleet: no HAMi plugin; the kubelet admits by count only.
+    None,
+    /// HAMi's plugin: finds the pending pod by the node lock (or its fallback), erases
+    /// `vgpu-devices-to-allocate`, sets `bind-phase`, releases the lock if it is that pod's.
+    Hami,
+    /// HAMi's mock plugin: answers Allocate and touches nothing (the lock stays).
+    Mock,
+}
+
+impl DevicePlugin {
+    /// Parses `none`, `hami` or `mock`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(DevicePlugin::None),
+            "hami" => Ok(DevicePlugin::Hami),
+            "mock" => Ok(DevicePlugin::Mock),
+            o => Err(format!(
+                "unknown device plugin {o:?}: expected none, hami or mock"
+            )),
+        }
+    }
+
+    /// Name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DevicePlugin::None => "none",
+            DevicePlugin::Hami => "hami",
+            DevicePlugin::Mock => "mock",
+        }
+    }
+}
+
+/// The faults the world can inject, each enabled by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// A write answered 409 Conflict without being applied.
+    Conflict,
+    /// A request answered 500 without being applied.
+    ServerError,
+    /// A write applied, but the caller told it failed.
+    LostResponse,
+    /// The scheduler crashes at an effect boundary and restarts on the next step.
+    Crash,
+    /// A node is deleted.
+    NodeDeletion,
+    /// The pod being bound is deleted between two bind effects.
+    PodDeletion,
+    /// A node's device plugin stops answering Allocate.
+    PluginSilent,
+    /// The scheduler's watches disconnect for a while, then re-list.
+    WatchDisconnect,
+    /// The clock jumps past the lock timeout.
+    ClockJump,
+}
+
+impl Fault {
+    /// Every fault.
+    pub const ALL: [Fault; 9] = [
+        Fault::Conflict,
+        Fault::ServerError,
+        Fault::LostResponse,
+        Fault::Crash,
+        Fault::NodeDeletion,
+        Fault::PodDeletion,
+        Fault::PluginSilent,
+        Fault::WatchDisconnect,
+        Fault::ClockJump,
+    ];
+
+    /// The fault's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Conflict => "conflict",
+            Fault::ServerError => "server-error",
+            Fault::LostResponse => "lost-response",
+            Fault::Crash => "crash",
+            Fault::NodeDeletion => "node-deletion",
+            Fault::PodDeletion => "pod-deletion",
+            Fault::PluginSilent => "plugin-silent",
+            Fault::WatchDisconnect => "watch-disconnect",
+            Fault::ClockJump => "clock-jump",
+        }
+    }
+
+    /// Parses a comma list of names, or `all`, or `none`.
+    pub fn parse_list(s: &str) -> Result<BTreeSet<Fault>, String> {
+        match s.trim() {
+            "all" => return Ok(Fault::ALL.into_iter().collect()),
+            "none" | "" => return Ok(BTreeSet::new()),
+            _ => {}
+        }
+        s.split(',')
+            .map(str::trim)
+            .map(|name| {
+                Fault::ALL
+                    .into_iter()
+                    .find(|f| f.as_str() == name)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = Fault::ALL.iter().map(|f| f.as_str()).collect();
+                        format!(
+                            "unknown fault {name:?}: expected all, none, or a comma list of {}",
+                            names.join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// SplitMix64: a small, well-known seeded generator; every random choice of a run comes from it.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// True with probability `p` (in thousandths, to stay integer).
+    pub fn chance_per_mille(&mut self, p: u64) -> bool {
+        self.below(1000) < p
+    }
+}
+
+/// The world's configuration.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// The initial fleet.
+    pub fleet: FleetSpec,
+    /// Device plugin emulation on every node.
+    pub device_plugin: DevicePlugin,
+    /// The binder's lock release mode.
+    pub lock_release: ReleaseMode,
+    /// `--node-lock-timeout`.
+    pub lock_timeout: SignedDuration,
+    /// Enabled faults.
+    pub faults: BTreeSet<Fault>,
+    /// Chance of each enabled fault at each opportunity, in thousandths.
+    pub fault_per_mille: u64,
+    /// sliceguard's scheduler name.
+    pub scheduler_name: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            fleet: FleetSpec {
+                nodes: 2,
+                gpus_per_node: 2,
+                ..FleetSpec::default()
+            },
+            device_plugin: DevicePlugin::None,
+            lock_release: ReleaseMode::AfterBind,
+            lock_timeout: SignedDuration::from_mins(5),
+            faults: BTreeSet::new(),
+            fault_per_mille: 30,
+            scheduler_name: "sliceguard-scheduler".into(),
+        }
+    }
+}
+
+/// A broken invariant seen by the world, with the step and time it was seen at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldViolation {
+    /// Step number.
+    pub step: u64,
+    /// Virtual time.
+    pub at: Timestamp,
+    /// Which invariant (`capacity`, `agreement`, `lock-safety`, `protocol`, `liveness`, `device-plugin`).
+    pub invariant: &'static str,
+    /// What exactly.
+    pub detail: String,
+}
+
+impl fmt::Display for WorldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} ({}): {} violated: {}",
+            self.step, self.at, self.invariant, self.detail
+        )
+    }
+}
+
+/// Who performs an API call, for the lock-safety check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Actor {
+    /// A bind of this pod (`namespace/name`).
+    Bind(String),
+    /// The lock reaper.
+    Reaper,
+    /// The filter.
+    Filter,
+    /// Nobody in particular.
+    Other,
+}
+
+/// The API state shared by the world and the service's [`SimCluster`].
+#[derive(Debug)]
+struct ApiCore {
+    store: Store,
+    rng: Rng,
+    faults: BTreeSet<Fault>,
+    fault_per_mille: u64,
+    faults_on: bool,
+    crashed: bool,
+    actor: Actor,
+    indeterminate_in_bind: bool,
+    trace: Vec<String>,
+    violations: Vec<(&'static str, String)>,
+    release_mode: ReleaseMode,
+    lock_timeout: SignedDuration,
+    malformed_seen: BTreeMap<(String, String), Timestamp>,
+    event_counter: u64,
+}
+
+impl ApiCore {
+    fn roll(&mut self, fault: Fault) -> bool {
+        self.faults_on
+            && self.faults.contains(&fault)
+            && self.rng.chance_per_mille(self.fault_per_mille)
+    }
+
+    fn log(&mut self, line: String) {
+        let at = self.store.now();
+        self.trace.push(format!("{at} {line}"));
+    }
+}
+
+fn lock_core(core: &Mutex<ApiCore>) -> MutexGuard<'_, ApiCore> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn failure(e: ApiError) -> ApiFailure {
+    match e {
+        ApiError::NotFound { .. } => ApiFailure::NotFound,
+        ApiError::Conflict(m) => ApiFailure::Conflict(m),
+        ApiError::AlreadyExists { resource, name } => {
+            ApiFailure::Conflict(format!("{resource} {name} already exists"))
+        }
+        ApiError::Internal(m) => ApiFailure::Indeterminate(m),
+        other => ApiFailure::Rejected {
+            code: other.code(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The service's view of the simulated API: executes effects against the store, injecting faults.
+#[derive(Debug, Clone)]
+pub struct SimCluster {
+    core: Arc<Mutex<ApiCore>>,
+}
+
+/// A future that never completes: the answer a crashed scheduler waits for.
+async fn never<T>() -> T {
+    std::future::pending::<T>().await
+}
+
+impl SimCluster {
+    fn is_write(effect: &Effect) -> bool {
+        matches!(
+            effect,
+            Effect::WriteLock { .. }
+                | Effect::ClearLock { .. }
+                | Effect::PatchPodAnnotations { .. }
+                | Effect::CreateBinding { .. }
+        )
+    }
+
+    /// Executes an effect synchronously; `None` means the scheduler crashed at this boundary.
+    fn execute_now(&self, effect: &Effect) -> Option<Observation> {
+        let mut core = lock_core(&self.core);
+        if core.crashed {
+            return None;
+        }
+        if !matches!(effect, Effect::EmitEvent { .. }) && core.roll(Fault::Crash) {
+            core.crashed = true;
+            let line = format!("fault crash: the scheduler stops before {}", effect.kind());
+            core.log(line);
+            return None;
+        }
+        if let Actor::Bind(key) = core.actor.clone()
+            && core.roll(Fault::PodDeletion)
+            && let Some((ns, name)) = key.split_once('/')
+            && core.store.delete(Resource::Pods, Some(ns), name).is_ok()
+        {
+            core.log(format!(
+                "fault pod-deletion: {key} deleted during its bind, before {}",
+                effect.kind()
+            ));
+        }
+        if Self::is_write(effect) && core.roll(Fault::Conflict) {
+            core.log(format!("fault conflict on {}", effect.kind()));
+            return Some(Observation::Failed(ApiFailure::Conflict(
+                "injected conflict".into(),
+            )));
+        }
+        if !matches!(effect, Effect::EmitEvent { .. }) && core.roll(Fault::ServerError) {
+            core.log(format!("fault server-error on {}", effect.kind()));
+            if matches!(core.actor, Actor::Bind(_)) {
+                core.indeterminate_in_bind = true;
+            }
+            return Some(Observation::Failed(ApiFailure::Indeterminate(
+                "injected 500 Internal Server Error".into(),
+            )));
+        }
+        let observation = apply_effect(&mut core, effect);
+        if Self::is_write(effect)
+            && matches!(observation, Observation::Written { .. })
+            && core.roll(Fault::LostResponse)
+        {
+            core.log(format!(
+                "fault lost-response on {} (applied)",
+                effect.kind()
+            ));
+            if matches!(core.actor, Actor::Bind(_)) {
+                core.indeterminate_in_bind = true;
+            }
+            return Some(Observation::Failed(ApiFailure::Indeterminate(
+                "injected lost response".into(),
+            )));
+        }
+        Some(observation)
+    }
+}
+
+/// The lock holder's state as the independent lock-safety check reads it from the store.
+fn free_by_rule(core: &ApiCore, node: &str, raw: &str, now: Timestamp) -> Option<&'static str> {
+    let Ok(value) = lock::parse(raw) else {
+        let first = core
+            .malformed_seen
+            .get(&(node.to_string(), raw.to_string()))
+            .copied()
+            .unwrap_or(now);
+        return (now.duration_since(first) > core.lock_timeout).then_some("malformed");
+    };
+    if value.is_expired(now, core.lock_timeout) {
+        return Some("expired");
+    }
+    let holder = value.holder?;
+    let Ok(pod) = core
+        .store
+        .get(Resource::Pods, Some(&holder.namespace), &holder.name)
+    else {
+        return Some("dangling");
+    };
+    let phase = pod["status"]["phase"].as_str().unwrap_or("");
+    if matches!(phase, "Succeeded" | "Failed") || pod["metadata"]["deletionTimestamp"].is_string() {
+        return Some("holder finished");
+    }
+    let bound = pod["spec"]["nodeName"].as_str().unwrap_or("");
+    if !bound.is_empty() && bound != node {
+        return Some("holder elsewhere");
+    }
+    if core.release_mode == ReleaseMode::AfterBind && bound == node {
+        return Some("holder bound");
+    }
+    let phase = pod["metadata"]["annotations"][BIND_PHASE]
+        .as_str()
+        .unwrap_or("");
+    if core.release_mode == ReleaseMode::DevicePlugin
+        && (phase == bind_phase::SUCCESS || phase == bind_phase::FAILED)
+    {
+        return Some("phase settled");
+    }
+    None
+}
+
+/// Applies one effect to the store (after fault decisions), checking lock safety on lock writes.
+fn apply_effect(core: &mut ApiCore, effect: &Effect) -> Observation {
+    let now = core.store.now();
+    let written = |r: Result<Value, ApiError>| match r {
+        Ok(v) => Observation::Written {
+            resource_version: v["metadata"]["resourceVersion"].as_str().map(String::from),
+        },
+        Err(e) => Observation::Failed(failure(e)),
+    };
+    match effect {
+        Effect::GetPod { namespace, name } => {
+            match core.store.get(Resource::Pods, Some(namespace), name) {
+                Ok(v) => match serde_json::from_value::<Pod>(v) {
+                    Ok(p) => Observation::Pod(PodView::from_pod(&p)),
+                    Err(e) => Observation::Failed(ApiFailure::Indeterminate(e.to_string())),
+                },
+                Err(e) => Observation::Failed(failure(e)),
+            }
+        }
+        Effect::GetNode { node } => match core.store.get(Resource::Nodes, None, node) {
+            Ok(v) => {
+                if let Some(raw) = v["metadata"]["annotations"][NODE_LOCK].as_str()
+                    && lock::parse(raw).is_err()
+                {
+                    core.malformed_seen
+                        .entry((node.clone(), raw.to_string()))
+                        .or_insert(now);
+                }
+                match serde_json::from_value::<Node>(v) {
+                    Ok(n) => Observation::Node(NodeLockView::from_node(&n)),
+                    Err(e) => Observation::Failed(ApiFailure::Indeterminate(e.to_string())),
+                }
+            }
+            Err(e) => Observation::Failed(failure(e)),
+        },
+        Effect::WriteLock { node, .. } | Effect::ClearLock { node, .. } => {
+            let before = core.store.get(Resource::Nodes, None, node).ok();
+            let old = before.as_ref().and_then(|n| {
+                n["metadata"]["annotations"][NODE_LOCK]
+                    .as_str()
+                    .map(String::from)
+            });
+            let patch = effect.merge_patch().unwrap_or(Value::Null);
+            let result = core.store.patch(
+                Resource::Nodes,
+                None,
+                node,
+                Part::Main,
+                PatchType::Merge,
+                &patch,
+            );
+            if result.is_ok()
+                && let Some(old) = old
+            {
+                let new = match effect {
+                    Effect::WriteLock { value, .. } => Some(value.clone()),
+                    _ => None,
+                };
+                if new.as_deref() != Some(old.as_str()) {
+                    check_lock_change(core, node, &old, new.as_deref(), now);
+                }
+            }
+            let text = match effect {
+                Effect::WriteLock { value, .. } => format!("lock {node} := {value}"),
+                _ => format!("lock {node} cleared"),
+            };
+            let ok = result.is_ok();
+            let observation = written(result);
+            core.log(format!("{text}{}", if ok { "" } else { " (refused)" }));
+            observation
+        }
+        Effect::PatchPodAnnotations {
+            namespace, name, ..
+        } => {
+            let patch = effect.merge_patch().unwrap_or(Value::Null);
+            written(core.store.patch(
+                Resource::Pods,
+                Some(namespace),
+                name,
+                Part::Main,
+                PatchType::Merge,
+                &patch,
+            ))
+        }
+        Effect::CreateBinding {
+            namespace,
+            name,
+            uid,
+            node,
+        } => {
+            let result = core.store.bind(namespace, name, node, Some(uid));
+            let ok = result.is_ok();
+            core.log(format!(
+                "binding {namespace}/{name} -> {node}{}",
+                if ok { "" } else { " (refused)" }
+            ));
+            written(result)
+        }
+        Effect::EmitEvent { pod, event } => {
+            core.event_counter += 1;
+            let object = json!({
+                "metadata": {"name": format!("{}.{:x}", pod.name, core.event_counter), "namespace": pod.namespace},
+                "involvedObject": {"kind": "Pod", "name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "apiVersion": "v1"},
+                "reason": event.reason,
+                "message": event.message,
+                "type": format!("{:?}", event.event_type),
+                "source": {"component": "sliceguard-scheduler"},
+                "count": 1,
+                "firstTimestamp": now.to_string(),
+                "lastTimestamp": now.to_string(),
+            });
+            core.log(format!(
+                "event {}/{} {}: {}",
+                pod.namespace, pod.name, event.reason, event.message
+            ));
+            written(
+                core.store
+                    .create(Resource::Events, Some(&pod.namespace), object),
+            )
+        }
+    }
+}
+
+/// Lock safety: a lock held by X may change hands only by X's own binder, or when a rule frees it.
+fn check_lock_change(core: &mut ApiCore, node: &str, old: &str, new: Option<&str>, now: Timestamp) {
+    let holder = lock::parse(old)
+        .ok()
+        .and_then(|v| v.holder)
+        .map(|h| format!("{}/{}", h.namespace, h.name));
+    let own = matches!((&core.actor, &holder), (Actor::Bind(key), Some(h)) if key == h);
+    if own {
+        return;
+    }
+    if free_by_rule(core, node, old, now).is_none() {
+        let who = match &core.actor {
+            Actor::Bind(k) => format!("the binder of {k}"),
+            Actor::Reaper => "the lock reaper".into(),
+            Actor::Filter => "the filter".into(),
+            Actor::Other => "someone".into(),
+        };
+        let what = match new {
+            Some(v) => format!("replaced it with {v:?}"),
+            None => "cleared it".into(),
+        };
+        core.violations.push((
+            "lock-safety",
+            format!(
+                "node {node}: lock {old:?} (held by {}) was still in force when {who} {what}",
+                holder.unwrap_or_else(|| "nobody named".into())
+            ),
+        ));
+    }
+}
+
+impl ClusterApi for SimCluster {
+    fn execute(&self, effect: &Effect) -> impl Future<Output = Observation> + Send {
+        let answer = self.execute_now(effect);
+        async move {
+            match answer {
+                Some(observation) => observation,
+                None => never().await,
+            }
+        }
+    }
+
+    fn patch_pod_metadata(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), ApiFailure>> + Send {
+        let answer = {
+            let mut core = lock_core(&self.core);
+            if core.crashed {
+                None
+            } else if core.roll(Fault::Crash) {
+                core.crashed = true;
+                core.log(
+                    "fault crash: the scheduler stops before patching the filter's annotations"
+                        .into(),
+                );
+                None
+            } else if core.roll(Fault::ServerError) {
+                core.log("fault server-error on the filter's annotation patch".into());
+                Some(Err(ApiFailure::Indeterminate(
+                    "injected 500 Internal Server Error".into(),
+                )))
+            } else {
+                let patch = json!({"metadata": {"annotations": annotations, "labels": labels}});
+                let result = core.store.patch(
+                    Resource::Pods,
+                    Some(namespace),
+                    name,
+                    Part::Main,
+                    PatchType::Merge,
+                    &patch,
+                );
+                match result {
+                    Ok(_) if core.roll(Fault::LostResponse) => {
+                        core.log(
+                            "fault lost-response on the filter's annotation patch (applied)".into(),
+                        );
+                        Some(Err(ApiFailure::Indeterminate(
+                            "injected lost response".into(),
+                        )))
+                    }
+                    Ok(_) => Some(Ok(())),
+                    Err(e) => Some(Err(failure(e))),
+                }
+            }
+        };
+        async move {
+            match answer {
+                Some(result) => result,
+                None => never().await,
+            }
+        }
+    }
+}
+
+/// A running scheduler instance: the service and the runtime its async functions run on.
+struct Instance {
+    runtime: tokio::runtime::Runtime,
+    service: Arc<Scheduler<SimCluster>>,
+}
+
+/// When a pod may next be tried, and how many tries it had.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    next: Timestamp,
+    attempts: u32,
+}
+
+/// The simulated world.
+pub struct World {
+    config: SimConfig,
+    core: Arc<Mutex<ApiCore>>,
+    rng: Rng,
+    scheduler: Option<Instance>,
+    queue: BTreeMap<String, Backoff>,
+    delivered: u64,
+    watch_down_until: Option<Timestamp>,
+    silent_plugins: BTreeSet<String>,
+    violations: Vec<WorldViolation>,
+    step: u64,
+    bound_at: Vec<(String, Timestamp)>,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("config", &self.config)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The time every world starts at.
+pub const EPOCH: &str = "2026-01-01T00:00:00Z";
+
+impl World {
+    /// A world with the configured fleet, no pods, and a scheduler about to start.
+    pub fn new(config: SimConfig) -> World {
+        let start: Timestamp = EPOCH.parse().expect("EPOCH is RFC 3339");
+        let mut store = Store::new(start);
+        for node in sliceguard::objects::fleet(&config.fleet, start) {
+            if let Ok(v) = serde_json::to_value(node) {
+                store
+                    .create(Resource::Nodes, None, v)
+                    .expect("a fresh fleet node is valid");
+            }
+        }
+        let core = ApiCore {
+            store,
+            rng: Rng::new(config.seed.wrapping_mul(31).wrapping_add(7)),
+            faults: config.faults.clone(),
+            fault_per_mille: config.fault_per_mille,
+            faults_on: true,
+            crashed: false,
+            actor: Actor::Other,
+            indeterminate_in_bind: false,
+            trace: Vec::new(),
+            violations: Vec::new(),
+            release_mode: config.lock_release,
+            lock_timeout: config.lock_timeout,
+            malformed_seen: BTreeMap::new(),
+            event_counter: 0,
+        };
+        World {
+            rng: Rng::new(config.seed),
+            config,
+            core: Arc::new(Mutex::new(core)),
+            scheduler: None,
+            queue: BTreeMap::new(),
+            delivered: 0,
+            watch_down_until: None,
+            silent_plugins: BTreeSet::new(),
+            violations: Vec::new(),
+            step: 0,
+            bound_at: Vec::new(),
+        }
+    }
+
+    fn core(&self) -> MutexGuard<'_, ApiCore> {
+        lock_core(&self.core)
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.core().store.now()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Runs `f` on the store.
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        f(&self.core().store)
+    }
+
+    /// Runs `f` on the store, mutably (the test driver acting as a person with kubectl).
+    pub fn with_store_mut<T>(&mut self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.core().store)
+    }
+
+    /// Everything that happened, one line per event, in order.
+    pub fn trace(&self) -> Vec<String> {
+        self.core().trace.clone()
+    }
+
+    /// The invariant violations seen so far.
+    pub fn violations(&self) -> &[WorldViolation] {
+        &self.violations
+    }
+
+    /// When each pod was bound, in order.
+    pub fn bound_at(&self) -> &[(String, Timestamp)] {
+        &self.bound_at
+    }
+
+    /// Turns fault injection on or off (liveness is checked with faults off).
+    pub fn set_faults(&mut self, on: bool) {
+        self.core().faults_on = on;
+        if !on {
+            self.silent_plugins.clear();
+            self.watch_down_until = None;
+        }
+    }
+
+    fn log(&self, line: String) {
+        self.core().log(line);
+    }
+
+    fn roll(&mut self, fault: Fault) -> bool {
+        let core = self.core();
+        let on = core.faults_on && core.faults.contains(&fault);
+        let rate = core.fault_per_mille;
+        drop(core);
+        on && self.rng.chance_per_mille(rate)
+    }
+
+    // ---- the person at the keyboard ----
+
+    /// Creates a pod through the webhook (sliceguard's AdmissionReview handler, in process).
+    pub fn create_pod(&mut self, pod: &Pod) -> Result<String, String> {
+        self.ensure_scheduler();
+        let mut object = serde_json::to_value(pod).map_err(|e| e.to_string())?;
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        object["metadata"]["namespace"] = json!(namespace);
+        if object["spec"]["schedulerName"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            object["spec"]["schedulerName"] = json!("default-scheduler");
+        }
+        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": format!("review-{}", self.step), "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": namespace,
+            "operation": "CREATE", "userInfo": {}, "object": object}});
+        let instance = self.scheduler.as_ref().ok_or("no scheduler")?;
+        let answer = instance
+            .service
+            .admit(review.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        let response = &answer["response"];
+        if response["allowed"] != true {
+            let message = response["status"]["message"]
+                .as_str()
+                .unwrap_or("denied")
+                .to_string();
+            self.log(format!(
+                "webhook denied {namespace}/{}: {message}",
+                object["metadata"]["name"].as_str().unwrap_or("")
+            ));
+            return Err(message);
+        }
+        if let Some(patch) = response["patch"].as_str() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(patch)
+                .map_err(|e| e.to_string())?;
+            let patch: json_patch::Patch =
+                serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            json_patch::patch(&mut object, &patch).map_err(|e| e.to_string())?;
+        }
+        let created = self
+            .core()
+            .store
+            .create(Resource::Pods, Some(&namespace), object)
+            .map_err(|e| e.to_string())?;
+        let key = format!(
+            "{namespace}/{}",
+            created["metadata"]["name"].as_str().unwrap_or("")
+        );
+        self.log(format!(
+            "created pod {key} (schedulerName {})",
+            created["spec"]["schedulerName"].as_str().unwrap_or("")
+        ));
+        let now = self.now();
+        self.queue.insert(
+            key.clone(),
+            Backoff {
+                next: now,
+                attempts: 0,
+            },
+        );
+        Ok(key)
+    }
+
+    /// Deletes a pod (immediately, as `kubectl delete --force` does).
+    pub fn delete_pod(&mut self, key: &str) -> bool {
+        let Some((ns, name)) = key.split_once('/') else {
+            return false;
+        };
+        let deleted = self
+            .core()
+            .store
+            .delete(Resource::Pods, Some(ns), name)
+            .is_ok();
+        if deleted {
+            self.log(format!("deleted pod {key}"));
+        }
+        deleted
+    }
+
+    /// Adds a node with `gpus` GPUs of `memory_mib`.
+    pub fn add_node(&mut self, name: &str, gpus: usize, memory_mib: u32) -> bool {
+        let spec = FleetSpec {
+            gpus_per_node: gpus,
+            memory_mib,
+            ..self.config.fleet.clone()
+        };
+        let devices = sliceguard::objects::fleet_devices(name, &spec);
+        let now = self.now();
+        let node = sliceguard::objects::gpu_node(name, &devices, now);
+        let Ok(value) = serde_json::to_value(node) else {
+            return false;
+        };
+        let ok = self
+            .core()
+            .store
+            .create(Resource::Nodes, None, value)
+            .is_ok();
+        if ok {
+            self.log(format!(
+                "added node {name} ({gpus} GPUs of {memory_mib} MiB)"
+            ));
+        }
+        ok
+    }
+
+    /// Deletes a node.
+    pub fn remove_node(&mut self, name: &str) -> bool {
+        let ok = self
+            .core()
+            .store
+            .delete(Resource::Nodes, None, name)
+            .is_ok();
+        if ok {
+            self.log(format!("removed node {name}"));
+        }
+        ok
+    }
+
+    /// Crashes the scheduler now; it restarts on the next step.
+    pub fn crash_scheduler(&mut self) {
+        if self.scheduler.take().is_some() {
+            self.log("scheduler crashed (operator)".into());
+        }
+    }
+
+    /// Advances the clock.
+    pub fn advance(&mut self, by: SignedDuration) {
+        let mut core = self.core();
+        let now = core.store.now() + by;
+        core.store.set_time(now);
+    }
+
+    /// Every node name, in order.
+    pub fn node_names(&self) -> Vec<String> {
+        self.core()
+            .store
+            .typed::<Node>(Resource::Nodes)
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect()
+    }
+
+    /// Every pod key, in order.
+    pub fn pod_keys(&self) -> Vec<String> {
+        self.core()
+            .store
+            .typed::<Pod>(Resource::Pods)
+            .into_iter()
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.unwrap_or_default(),
+                    p.metadata.name.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// A pod by key.
+    pub fn pod(&self, key: &str) -> Option<Pod> {
+        let (ns, name) = key.split_once('/')?;
+        let v = self.core().store.get(Resource::Pods, Some(ns), name).ok()?;
+        serde_json::from_value(v).ok()
+    }
+
+    /// The lock annotation of every node that has one.
+    pub fn locks(&self) -> BTreeMap<String, String> {
+        self.core()
+            .store
+            .typed::<Node>(Resource::Nodes)
+            .into_iter()
+            .filter_map(|n| {
+                let lock = n.metadata.annotations.as_ref()?.get(NODE_LOCK)?.clone();
+                Some((n.metadata.name?, lock))
+            })
+            .collect()
+    }
+
+    // ---- the step ----
+
+    fn ensure_scheduler(&mut self) {
+        if self.core().crashed {
+            self.core().crashed = false;
+            if self.scheduler.take().is_some() {
+                self.log("scheduler instance dropped after its crash".into());
+            }
+        }
+        if self.scheduler.is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        else {
+            return;
+        };
+        let core = Arc::clone(&self.core);
+        let clock: sliceguard::server::service::Clock =
+            Arc::new(move || lock_core(&core).store.now());
+        let mut config = SchedulerConfig {
+            scheduler_name: self.config.scheduler_name.clone(),
+            ..SchedulerConfig::default()
+        };
+        config.webhook.scheduler_name = self.config.scheduler_name.clone();
+        config.bind.release_mode = self.config.lock_release;
+        config.bind.lock_timeout = self.config.lock_timeout;
+        let service = Arc::new(Scheduler::new(
+            SimCluster {
+                core: Arc::clone(&self.core),
+            },
+            config,
+            clock,
+        ));
+        let (nodes, pods, rv) = {
+            let core = self.core();
+            (
+                core.store.typed::<Node>(Resource::Nodes),
+                core.store.typed::<Pod>(Resource::Pods),
+                core.store.resource_version(),
+            )
+        };
+        service.replace_nodes(&nodes);
+        service.replace_pods(&pods);
+        self.delivered = rv;
+        self.scheduler = Some(Instance { runtime, service });
+        self.log("scheduler started (re-listed nodes and pods)".into());
+    }
+
+    /// Runs a service call; `None` if the scheduler crashed during it (the instance is then dropped).
+    fn call<F, T>(
+        &mut self,
+        actor: Actor,
+        f: impl FnOnce(Arc<Scheduler<SimCluster>>) -> F,
+    ) -> Option<T>
+    where
+        F: Future<Output = T>,
+    {
+        let instance = self.scheduler.as_ref()?;
+        self.core().actor = actor;
+        let core = Arc::clone(&self.core);
+        let service = Arc::clone(&instance.service);
+        let result = instance.runtime.block_on(async move {
+            let call = f(service);
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    biased;
+                    out = &mut call => return Some(out),
+                    () = tokio::task::yield_now() => {
+                        if lock_core(&core).crashed {
+                            return None;
+                        }
+                    }
+                }
+            }
+        });
+        self.core().actor = Actor::Other;
+        if result.is_none() {
+            self.scheduler = None;
+            self.core().crashed = false;
+            self.log("scheduler crashed; it restarts on the next step".into());
+        }
+        result
+    }
+
+    fn deliver_watch_events(&mut self) {
+        let now = self.now();
+        if let Some(until) = self.watch_down_until {
+            if now < until {
+                return;
+            }
+            self.watch_down_until = None;
+            let (nodes, pods, rv) = {
+                let core = self.core();
+                (
+                    core.store.typed::<Node>(Resource::Nodes),
+                    core.store.typed::<Pod>(Resource::Pods),
+                    core.store.resource_version(),
+                )
+            };
+            if let Some(instance) = &self.scheduler {
+                instance.service.replace_nodes(&nodes);
+                instance.service.replace_pods(&pods);
+            }
+            self.delivered = rv;
+            self.log("watches reconnected (re-listed nodes and pods)".into());
+            return;
+        }
+        if self.roll(Fault::WatchDisconnect) {
+            self.watch_down_until =
+                Some(now + SignedDuration::from_secs(5 + self.rng.below(20) as i64));
+            self.log("fault watch-disconnect: the scheduler's watches drop".into());
+            return;
+        }
+        let events: Vec<_> = {
+            let core = self.core();
+            match core.store.events_after(self.delivered) {
+                Ok(events) => events.cloned().collect(),
+                Err(_) => Vec::new(),
+            }
+        };
+        let Some(instance) = &self.scheduler else {
+            return;
+        };
+        for event in &events {
+            self.delivered = event.rv;
+            match event.resource {
+                Resource::Nodes => {
+                    if let Ok(node) = serde_json::from_value::<Node>(event.object.clone()) {
+                        match event.event_type {
+                            crate::store::EventType::Deleted => instance.service.delete_node(&node),
+                            _ => instance.service.apply_node(&node),
+                        }
+                    }
+                }
+                Resource::Pods => {
+                    if let Ok(pod) = serde_json::from_value::<Pod>(event.object.clone()) {
+                        match event.event_type {
+                            crate::store::EventType::Deleted => instance.service.delete_pod(&pod),
+                            _ => instance.service.apply_pod(&pod),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(last) = events.last() {
+            self.delivered = last.rv;
+        }
+    }
+
+    fn eligible_nodes(&self, pod: &Pod) -> Vec<String> {
+        self.core()
+            .store
+            .typed::<Node>(Resource::Nodes)
+            .into_iter()
+            .filter(|n| sliceguard::eligibility::ineligibility(n, pod).is_none())
+            .filter_map(|n| n.metadata.name)
+            .collect()
+    }
+
+    fn schedule_one(&mut self) {
+        let now = self.now();
+        let due: Option<String> = self
+            .queue
+            .iter()
+            .filter(|(_, b)| b.next <= now)
+            .min_by_key(|(k, b)| (b.next, (*k).clone()))
+            .map(|(k, _)| k.clone());
+        let Some(key) = due else { return };
+        let Some(pod) = self.pod(&key) else {
+            self.queue.remove(&key);
+            return;
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+            self.queue.remove(&key);
+            return;
+        }
+        let nodes = self.eligible_nodes(&pod);
+        if spec.scheduler_name.as_deref() != Some(self.config.scheduler_name.as_str()) {
+            // A plain default placement: the first eligible node.
+            if let Some(node) = nodes.first() {
+                let (ns, name) = key.split_once('/').unwrap_or(("default", ""));
+                let _ = self.core().store.bind(ns, name, node, None);
+                self.log(format!("default-scheduler bound {key} -> {node}"));
+                self.queue.remove(&key);
+            } else {
+                self.back_off(&key);
+            }
+            return;
+        }
+        let args = ExtenderArgs {
+            pod: Some(pod.clone()),
+            nodes: None,
+            node_names: Some(nodes),
+        };
+        let Some(result) = self.call(
+            Actor::Filter,
+            move |svc| async move { svc.filter(args).await },
+        ) else {
+            self.back_off(&key);
+            return;
+        };
+        let chosen = result.node_names.as_ref().and_then(|n| n.first().cloned());
+        let Some(node) = chosen.filter(|_| result.error.is_empty()) else {
+            let why = if result.error.is_empty() {
+                format!("{:?}", result.failed_nodes.unwrap_or_default())
+            } else {
+                result.error
+            };
+            self.log(format!("filter {key}: unschedulable: {why}"));
+            self.back_off(&key);
+            return;
+        };
+        self.log(format!("filter {key} -> {node}"));
+        // kube-scheduler binds with the pod it scheduled; the annotations the filter wrote are on the API.
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let (ns, name) = key
+            .split_once('/')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_default();
+        let args = ExtenderBindingArgs {
+            pod_name: name,
+            pod_namespace: ns,
+            pod_uid: uid,
+            node: node.clone(),
+        };
+        self.core().indeterminate_in_bind = false;
+        let Some(result) = self.call(Actor::Bind(key.clone()), move |svc| async move {
+            svc.bind(args).await
+        }) else {
+            self.back_off(&key);
+            return;
+        };
+        let now = self.now();
+        let bound_here =
+            self.pod(&key).and_then(|p| p.spec?.node_name).as_deref() == Some(node.as_str());
+        let indeterminate = self.core().indeterminate_in_bind;
+        if result.error.is_empty() {
+            self.log(format!("bind {key} -> {node}: ok"));
+            if !bound_here && self.pod(&key).is_some() {
+                self.violation(
+                    "protocol",
+                    format!(
+                        "bind of {key} to {node} reported success but the pod is not bound there"
+                    ),
+                );
+            }
+            self.bound_at.push((key.clone(), now));
+            self.queue.remove(&key);
+        } else {
+            self.log(format!("bind {key} -> {node}: {}", result.error));
+            if bound_here && !indeterminate {
+                self.violation(
+                    "protocol",
+                    format!(
+                        "bind of {key} to {node} reported {:?} but the Binding exists",
+                        result.error
+                    ),
+                );
+            }
+            if bound_here {
+                self.bound_at.push((key.clone(), now));
+                self.queue.remove(&key);
+            } else {
+                self.back_off(&key);
+            }
+        }
+    }
+
+    fn back_off(&mut self, key: &str) {
+        let now = self.now();
+        let entry = self.queue.entry(key.to_string()).or_insert(Backoff {
+            next: now,
+            attempts: 0,
+        });
+        entry.attempts += 1;
+        let secs = 1i64 << entry.attempts.saturating_sub(1).min(4);
+        entry.next = now + SignedDuration::from_secs(secs.min(10));
+    }
+
+    fn violation(&mut self, invariant: &'static str, detail: String) {
+        let at = self.now();
+        self.log(format!("VIOLATION {invariant}: {detail}"));
+        self.violations.push(WorldViolation {
+            step: self.step,
+            at,
+            invariant,
+            detail,
+        });
+    }
+
+    fn reap(&mut self) {
+        let _ = self.call(Actor::Reaper, |svc| async move { svc.reap_once().await });
+    }
+
+    /// Kubelet admission and device plugin Allocate, for every bound pod that is not yet admitted.
+    fn kubelets(&mut self) {
+        let pods = self.core().store.typed::<Pod>(Resource::Pods);
+        let nodes: BTreeMap<String, Node> = self
+            .core()
+            .store
+            .typed::<Node>(Resource::Nodes)
+            .into_iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+            .collect();
+        for pod in &pods {
+            let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                continue;
+            };
+            if pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Pending") {
+                continue;
+            }
+            let key = format!(
+                "{}/{}",
+                pod.metadata.namespace.clone().unwrap_or_default(),
+                pod.metadata.name.clone().unwrap_or_default()
+            );
+            let Some(node) = nodes.get(&node_name) else {
+                self.set_phase(
+                    &key,
+                    "Failed",
+                    Some(("NodeLost", format!("node {node_name} is gone"))),
+                );
+                continue;
+            };
+            let wanted = gpu_request(pod);
+            if wanted > 0 {
+                let allocatable = node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.allocatable.as_ref())
+                    .and_then(|a| a.get(RESOURCE_GPU))
+                    .and_then(|q| sliceguard::quantity::parse_integer(&q.0).ok())
+                    .unwrap_or(0);
+                let in_use: i64 = pods
+                    .iter()
+                    .filter(|p| {
+                        p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                            == Some(node_name.as_str())
+                    })
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .map(gpu_request)
+                    .sum();
+                if in_use + wanted > allocatable {
+                    let message = format!(
+                        "Allocate failed due to requested number of devices unavailable for {RESOURCE_GPU}. Requested: {wanted}, Available: {}, which is unexpected",
+                        (allocatable - in_use).max(0)
+                    );
+                    self.set_phase(&key, "Failed", Some(("UnexpectedAdmissionError", message)));
+                    continue;
+                }
+                match self.config.device_plugin {
+                    DevicePlugin::None | DevicePlugin::Mock => {}
+                    DevicePlugin::Hami => {
+                        if self.silent_plugins.contains(&node_name) {
+                            continue;
+                        }
+                        if self.roll(Fault::PluginSilent) {
+                            self.silent_plugins.insert(node_name.clone());
+                            self.log(format!("fault plugin-silent: the device plugin on {node_name} stops answering"));
+                            continue;
+                        }
+                        if let Err(message) = self.hami_allocate(&node_name, &key) {
+                            self.set_phase(
+                                &key,
+                                "Failed",
+                                Some(("UnexpectedAdmissionError", message)),
+                            );
+                            continue;
+                        }
+                    }
+                }
+            }
+            self.set_phase(&key, "Running", None);
+        }
+    }
+
+    /// HAMi's device plugin Allocate (spec §5.3): the pod the lock names (or the fallback), erase,
+    /// bind-phase, owner-checked release. Allocating another pod's devices is recorded as a violation.
+    fn hami_allocate(&mut self, node: &str, admitting: &str) -> Result<(), String> {
+        let lock_value = self.locks().get(node).cloned();
+        let holder = lock_value
+            .as_deref()
+            .and_then(|v| lock::parse(v).ok())
+            .and_then(|v| v.holder)
+            .map(|h| format!("{}/{}", h.namespace, h.name));
+        let target = match holder {
+            Some(h) => h,
+            None => {
+                let fallback = self
+                    .core()
+                    .store
+                    .typed::<Pod>(Resource::Pods)
+                    .into_iter()
+                    .find(|p| {
+                        let annos = p.metadata.annotations.clone().unwrap_or_default();
+                        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+                            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
+                            && annos.contains_key(BIND_TIME)
+                            && matches!(
+                                annos.get(BIND_PHASE).map(String::as_str),
+                                Some("allocating" | "success")
+                            )
+                            && annos.get(VGPU_NODE).map(String::as_str) == Some(node)
+                    });
+                match fallback {
+                    Some(p) => format!(
+                        "{}/{}",
+                        p.metadata.namespace.unwrap_or_default(),
+                        p.metadata.name.unwrap_or_default()
+                    ),
+                    None => return Err(format!("no binding pod found on node {node}")),
+                }
+            }
+        };
+        if target != admitting {
+            self.violation(
+                "device-plugin",
+                format!("the device plugin on {node} handed pod {target}'s devices to pod {admitting} (HAMi #781: two pods mid-allocation on one node)"),
+            );
+        }
+        let Some(pod) = self.pod(&target) else {
+            return Err(format!("pod {target} named by the node lock not found"));
+        };
+        let annos = pod.metadata.annotations.clone().unwrap_or_default();
+        let (ns, name) = target.split_once('/').unwrap_or(("default", ""));
+        let containers = pod.spec.as_ref().map_or(0, |s| {
+            s.containers.len() + s.init_containers.as_ref().map_or(0, Vec::len)
+        });
+        let (phase, erased) = match annos.get(DEVICES_TO_ALLOCATE) {
+            Some(_) => (bind_phase::SUCCESS, ";".repeat(containers + 1)),
+            None => (bind_phase::FAILED, String::new()),
+        };
+        let mut patch = json!({"metadata": {"annotations": {BIND_PHASE: phase}}});
+        if !erased.is_empty() {
+            patch["metadata"]["annotations"][DEVICES_TO_ALLOCATE] = json!(erased);
+        }
+        let _ = self.core().store.patch(
+            Resource::Pods,
+            Some(ns),
+            name,
+            Part::Main,
+            PatchType::Merge,
+            &patch,
+        );
+        // Owner-checked release: only the lock naming this pod (a legacy lock is anyone's).
+        if let Some(value) = lock_value {
+            let ours = lock::parse(&value)
+                .map(|v| v.holder.is_none() || v.is_held_by(ns, name))
+                .unwrap_or(false);
+            if ours {
+                let clear = json!({"metadata": {"annotations": {NODE_LOCK: null}}});
+                let _ = self.core().store.patch(
+                    Resource::Nodes,
+                    None,
+                    node,
+                    Part::Main,
+                    PatchType::Merge,
+                    &clear,
+                );
+                self.log(format!("device plugin on {node} allocated {target}, set bind-phase={phase}, released the lock"));
+            }
+        }
+        if phase == bind_phase::FAILED {
+            return Err("device request not found".into());
+        }
+        Ok(())
+    }
+
+    fn set_phase(&mut self, key: &str, phase: &str, reason: Option<(&str, String)>) {
+        let Some((ns, name)) = key.split_once('/') else {
+            return;
+        };
+        let now = self.now().to_string();
+        let mut status = json!({"phase": phase});
+        match &reason {
+            Some((r, m)) => {
+                status["reason"] = json!(r);
+                status["message"] = json!(m);
+            }
+            None => {
+                let count = self
+                    .pod(key)
+                    .and_then(|p| p.spec)
+                    .map_or(1, |s| s.containers.len());
+                status["podIP"] = json!(format!(
+                    "10.244.{}.{}",
+                    self.step % 250,
+                    (self.step / 250) % 250 + 1
+                ));
+                status["startTime"] = json!(now);
+                status["conditions"] =
+                    json!([{"type": "Ready", "status": "True", "lastTransitionTime": now}]);
+                status["containerStatuses"] = json!((0..count).map(|i| json!({"name": format!("c{i}"), "ready": true, "restartCount": 0, "image": "pause", "imageID": "", "started": true, "state": {"running": {"startedAt": now}}})).collect::<Vec<_>>());
+            }
+        }
+        let _ = self.core().store.patch(
+            Resource::Pods,
+            Some(ns),
+            name,
+            Part::Status,
+            PatchType::Merge,
+            &json!({"status": status}),
+        );
+        let why = reason
+            .map(|(r, m)| format!(" ({r}: {m})"))
+            .unwrap_or_default();
+        self.log(format!("kubelet: {key} {phase}{why}"));
+    }
+
+    /// One step of the world (see the module documentation).
+    pub fn step(&mut self) {
+        self.step += 1;
+        self.ensure_scheduler();
+        self.deliver_watch_events();
+        if self.roll(Fault::NodeDeletion) {
+            let names = self.node_names();
+            if names.len() > 1 {
+                let victim = names[self.rng.below(names.len() as u64) as usize].clone();
+                self.log(format!("fault node-deletion: {victim}"));
+                self.remove_node(&victim);
+            }
+        }
+        // Pods created while no scheduler ran, or by the API directly, join the queue.
+        let unscheduled: Vec<String> = self
+            .core()
+            .store
+            .typed::<Pod>(Resource::Pods)
+            .into_iter()
+            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.unwrap_or_default(),
+                    p.metadata.name.unwrap_or_default()
+                )
+            })
+            .collect();
+        let now = self.now();
+        for key in unscheduled {
+            self.queue.entry(key).or_insert(Backoff {
+                next: now,
+                attempts: 0,
+            });
+        }
+        self.schedule_one();
+        self.ensure_scheduler();
+        self.reap();
+        self.kubelets();
+        let jump = if self.roll(Fault::ClockJump) {
+            self.log("fault clock-jump past the lock timeout".into());
+            self.config.lock_timeout + SignedDuration::from_secs(1)
+        } else {
+            SignedDuration::from_secs(1)
+        };
+        self.advance(jump);
+        self.check();
+    }
+
+    /// Checks every safety invariant now.
+    pub fn check(&mut self) {
+        let lock_violations: Vec<(&'static str, String)> =
+            std::mem::take(&mut self.core().violations);
+        for (invariant, detail) in lock_violations {
+            self.violation(invariant, detail);
+        }
+        let (nodes, pods) = {
+            let core = self.core();
+            (
+                core.store.typed::<Node>(Resource::Nodes),
+                core.store.typed::<Pod>(Resource::Pods),
+            )
+        };
+        let mut registry = Registry::new();
+        for node in &nodes {
+            let _ = registry.upsert_node(node);
+        }
+        let live: Vec<&Pod> = pods.iter().collect();
+        let mut truth = sliceguard::ledger::Ledger::new();
+        for pod in &live {
+            let _ = truth.observe(pod);
+        }
+        for v in sliceguard_invariants::checks::check_capacity(&registry, &live, &truth) {
+            self.violation("capacity", v.to_string());
+        }
+        // Agreement: only when the scheduler's view has caught up with the store.
+        let caught_up = self.watch_down_until.is_none()
+            && self.delivered == self.core().store.resource_version();
+        if caught_up && let Some(instance) = &self.scheduler {
+            let found: Vec<String> = instance.service.with_view(|view| {
+                // The service deliberately keeps counting a filter write whose answer was lost
+                // (`<pod>#unconfirmed`) until the watch settles it: conservative, so left out here.
+                let mut settled = sliceguard::ledger::Ledger::new();
+                for (key, entry) in view
+                    .ledger()
+                    .entries()
+                    .filter(|(k, _)| !k.ends_with("#unconfirmed"))
+                {
+                    settled.restore(key, Some(entry.clone()));
+                }
+                sliceguard_invariants::checks::check_agreement(&live, &settled)
+                    .into_iter()
+                    .map(|v| v.to_string())
+                    .collect()
+            });
+            for v in found {
+                self.violation("agreement", v);
+            }
+        }
+    }
+
+    /// Turns faults off and runs until the world is quiet (past the lock timeout and every backoff),
+    /// then checks liveness: no lock held, no pod of sliceguard's Pending that some node could hold.
+    pub fn drain_and_check_liveness(&mut self) {
+        self.set_faults(false);
+        let limit = (self.config.lock_timeout.as_secs() + 120).max(300);
+        for _ in 0..limit {
+            self.step();
+        }
+        for (node, value) in self.locks() {
+            self.violation(
+                "liveness",
+                format!("node {node} still holds lock {value:?} after the queue drained"),
+            );
+        }
+        // A pending pod that a fresh decision over the store could place is stuck.
+        let (nodes, pods) = {
+            let core = self.core();
+            (
+                core.store.typed::<Node>(Resource::Nodes),
+                core.store.typed::<Pod>(Resource::Pods),
+            )
+        };
+        let mut registry = Registry::new();
+        for n in &nodes {
+            let _ = registry.upsert_node(n);
+        }
+        let mut ledger = sliceguard::ledger::Ledger::new();
+        for p in &pods {
+            let _ = ledger.observe(p);
+        }
+        for pod in &pods {
+            let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref())
+                == Some(self.config.scheduler_name.as_str());
+            let pending = pod.spec.as_ref().is_some_and(|s| s.node_name.is_none());
+            if !(ours && pending)
+                || pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(VGPU_NODE))
+            {
+                continue;
+            }
+            let names: Vec<String> = nodes
+                .iter()
+                .filter(|n| sliceguard::eligibility::ineligibility(n, pod).is_none())
+                .filter_map(|n| n.metadata.name.clone())
+                .collect();
+            let decision = sliceguard::decision::filter(
+                &registry,
+                &ledger,
+                &Default::default(),
+                pod,
+                &names,
+                self.now(),
+            );
+            if let Some(node) = decision.node() {
+                let key = format!(
+                    "{}/{}",
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.metadata.name.clone().unwrap_or_default()
+                );
+                self.violation(
+                    "liveness",
+                    format!("pod {key} is still Pending although node {node} can hold it"),
+                );
+            }
+        }
+    }
+
+    /// Pods by phase (`Pending` unbound pods count as `Pending`).
+    pub fn phases(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for pod in self.core().store.typed::<Pod>(Resource::Pods) {
+            let phase = pod
+                .status
+                .and_then(|s| s.phase)
+                .unwrap_or_else(|| "Pending".into());
+            *out.entry(phase).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Lists pods matching a field selector (convenience for tests).
+    pub fn pods_where(&self, field_selector: &str) -> Vec<Value> {
+        let fields = Selector::parse(field_selector, false).unwrap_or_default();
+        self.core()
+            .store
+            .list(Resource::Pods, None, &fields, &Selector::default())
+            .map(|(items, _)| items)
+            .unwrap_or_default()
+    }
+}
+
+/// `nvidia.com/gpu` as the kubelet counts it: the larger of the largest init container and the sum
+/// over regular containers.
+pub fn gpu_request(pod: &Pod) -> i64 {
+    let count = |c: &k8s_openapi::api::core::v1::Container| {
+        sliceguard::request::limit_or_request(c, RESOURCE_GPU)
+            .and_then(|q| sliceguard::quantity::parse_integer(&q.0).ok())
+            .unwrap_or(0)
+    };
+    let Some(spec) = pod.spec.as_ref() else {
+        return 0;
+    };
+    let app: i64 = spec.containers.iter().map(count).sum();
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(count)
+        .max()
+        .unwrap_or(0);
+    app.max(init)
+}

@@ -1,0 +1,213 @@
+//! The simulated world end to end: the seed lab's finding reproduced (HAMi's lock on a fake fleet
+//! binds one pod per node per lock timeout) and fixed (sliceguard's `after-bind` release lets ten
+//! pods share one GPU, all Running, no lock left), determinism, and a fault campaign.
+
+use jiff::SignedDuration;
+use sliceguard::bind::ReleaseMode;
+use sliceguard::objects::{FleetSpec, GpuAsk, gpu_pod};
+use sliceguard_sim::campaign::{self, Op};
+use sliceguard_sim::world::{DevicePlugin, Fault, SimConfig, World};
+
+fn one_node(gpus: usize) -> FleetSpec {
+    FleetSpec {
+        nodes: 1,
+        gpus_per_node: gpus,
+        memory_mib: 81920,
+        ..FleetSpec::default()
+    }
+}
+
+#[test]
+fn hami_on_a_fake_fleet_binds_one_pod_per_lock_timeout() {
+    let config = SimConfig {
+        fleet: one_node(8),
+        device_plugin: DevicePlugin::Mock,
+        lock_release: ReleaseMode::DevicePlugin,
+        ..SimConfig::default()
+    };
+    let mut world = World::new(config);
+    for i in 0..10 {
+        world
+            .create_pod(&gpu_pod(
+                &format!("frac-{i}"),
+                &[],
+                &[GpuAsk::fraction(3000, 30)],
+            ))
+            .unwrap();
+    }
+    // 47 minutes: room for exactly ten binds at one per five minutes.
+    for _ in 0..(47 * 60) {
+        world.step();
+    }
+    let times: Vec<i64> = world
+        .bound_at()
+        .iter()
+        .map(|(_, t)| t.as_second())
+        .collect();
+    assert_eq!(times.len(), 10, "bound: {:?}", world.bound_at());
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (300..=330).contains(&gap),
+            "binds {gap} s apart, expected one per 5 min lock timeout: {times:?}"
+        );
+    }
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+    // The mock plugin never releases: the last pod's lock is still there.
+    assert_eq!(world.locks().len(), 1);
+}
+
+#[test]
+fn sliceguard_after_bind_lets_ten_pods_share_one_gpu() {
+    let config = SimConfig {
+        fleet: one_node(1),
+        ..SimConfig::default()
+    };
+    let mut world = World::new(config);
+    for i in 0..10 {
+        world
+            .create_pod(&gpu_pod(
+                &format!("share-{i}"),
+                &[],
+                &[GpuAsk::fraction(8000, 10)],
+            ))
+            .unwrap();
+    }
+    for _ in 0..40 {
+        world.step();
+    }
+    assert_eq!(
+        world.phases().get("Running"),
+        Some(&10),
+        "{:?}\n{}",
+        world.phases(),
+        world.trace().join("\n")
+    );
+    assert!(world.locks().is_empty(), "locks left: {:?}", world.locks());
+    let eleventh = world
+        .create_pod(&gpu_pod("share-10", &[], &[GpuAsk::fraction(8000, 10)]))
+        .unwrap();
+    for _ in 0..20 {
+        world.step();
+    }
+    let pod = world.pod(&eleventh).unwrap();
+    assert!(
+        pod.spec.unwrap().node_name.is_none(),
+        "the eleventh pod must stay Pending"
+    );
+    assert!(
+        world
+            .trace()
+            .iter()
+            .any(|l| l.contains("filter default/share-10: unschedulable")
+                && l.contains("CardTimeSlicingExhausted"))
+    );
+    world.drain_and_check_liveness();
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+}
+
+#[test]
+fn hami_device_plugin_releases_the_lock_after_allocate() {
+    let config = SimConfig {
+        fleet: one_node(2),
+        device_plugin: DevicePlugin::Hami,
+        lock_release: ReleaseMode::DevicePlugin,
+        ..SimConfig::default()
+    };
+    let mut world = World::new(config);
+    for i in 0..6 {
+        world
+            .create_pod(&gpu_pod(
+                &format!("p{i}"),
+                &[],
+                &[GpuAsk::fraction(4000, 10)],
+            ))
+            .unwrap();
+    }
+    for _ in 0..60 {
+        world.step();
+    }
+    assert_eq!(
+        world.phases().get("Running"),
+        Some(&6),
+        "{}",
+        world.trace().join("\n")
+    );
+    assert!(world.locks().is_empty());
+    for key in world.pod_keys() {
+        let annos = world.pod(&key).unwrap().metadata.annotations.unwrap();
+        assert_eq!(annos["hami.io/bind-phase"], "success", "{key}");
+        assert!(
+            annos["hami.io/vgpu-devices-to-allocate"]
+                .chars()
+                .all(|c| c == ';'),
+            "{key}: erased"
+        );
+    }
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+}
+
+fn fault_config(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        fleet: FleetSpec {
+            nodes: 3,
+            gpus_per_node: 2,
+            memory_mib: 16384,
+            ..FleetSpec::default()
+        },
+        faults: Fault::ALL.into_iter().collect(),
+        fault_per_mille: 60,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace_byte_for_byte() {
+    let ops = campaign::generate(11, 120);
+    let a = campaign::run(&fault_config(11), &ops, false);
+    let b = campaign::run(&fault_config(11), &ops, false);
+    assert_eq!(a.trace, b.trace);
+    assert!(a.trace.len() > 100, "a busy run: {} lines", a.trace.len());
+    assert!(
+        a.trace.iter().any(|l| l.contains("fault ")),
+        "faults were injected"
+    );
+    let c = campaign::run(&fault_config(12), &ops, false);
+    assert_ne!(a.trace, c.trace, "another seed draws other faults");
+}
+
+#[test]
+fn a_small_fault_campaign_finds_no_violation() {
+    for seed in 0..6u64 {
+        let ops = campaign::generate(seed, 150);
+        let report = campaign::run(&fault_config(seed), &ops, true);
+        assert!(
+            report.violations.is_empty(),
+            "seed {seed}: {:?}",
+            report.violations
+        );
+    }
+}
+
+#[test]
+fn operations_reach_the_interesting_cases() {
+    let ops = campaign::generate(5, 400);
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::CreatePod { gpus: 2, .. }))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::CreatePod { init: true, .. }))
+    );
+    assert!(ops.iter().any(|o| matches!(
+        o,
+        Op::CreatePod {
+            cores: Some(100),
+            ..
+        }
+    )));
+    assert!(ops.iter().any(|o| matches!(o, Op::CrashScheduler)));
+    let _ = SignedDuration::ZERO;
+}
