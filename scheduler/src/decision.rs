@@ -6,17 +6,20 @@
 //! `FilteringFailed` events in HAMi's formats. It performs no I/O; the caller writes the annotations,
 //! records the allocation in the ledger, and emits the events.
 //!
-//! Nodes are ranked by the node policy (binpack: highest score; spread: lowest). HAMi leaves ties to
+//! Nodes are ranked by the node policy (binpack: highest score; spread: lowest), or, for a pod under
+//! sliceguard's `fragmentation` GPU policy, by its fragmentation score (highest wins; see
+//! [`crate::fragmentation`] and [`filter_prepared_with`]). HAMi leaves ties to
 //! goroutine timing; sliceguard breaks them by node name (the smallest name wins), and devices by
 //! registration order (see [`crate::fit`]).
 
 use crate::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, VGPU_TIME};
 use crate::codec::pod_devices;
 use crate::codec::reasons;
-use crate::fit::{NodeView, evaluate_node, node_preference};
+use crate::fit::{NodeView, evaluate_node_with, node_preference};
+use crate::fragmentation::{self, FragmentationInputs, NodeInputs, TypicalWorkload};
 use crate::ledger::UsageSource;
 use crate::model::{DeviceUsage, PodAllocation};
-use crate::policy::{PodPreferences, PolicyDefaults};
+use crate::policy::{NodePolicy, PodPreferences, PolicyDefaults};
 use crate::registry::Registry;
 use crate::request::{PodRequest, RequestDefaults, pod_request};
 use k8s_openapi::api::core::v1::Pod;
@@ -183,6 +186,34 @@ pub fn filter_prepared(
     node_names: &[String],
     now: jiff::Timestamp,
 ) -> Decision {
+    filter_prepared_with(
+        registry,
+        usage,
+        pod,
+        node_names,
+        now,
+        FragmentationInputs::default(),
+    )
+}
+
+/// [`filter_prepared`], with what sliceguard's `fragmentation` policy scores against: the typical
+/// workload and the nodes' CPU (see [`crate::fragmentation`]). Other policies ignore it.
+pub fn filter_prepared_with(
+    registry: &Registry,
+    usage: &impl UsageSource,
+    pod: &PreparedPod,
+    node_names: &[String],
+    now: jiff::Timestamp,
+    fragmentation: FragmentationInputs<'_>,
+) -> Decision {
+    let typical = fragmentation::applies(&pod.preferences).then(|| {
+        TypicalWorkload::resolve(
+            fragmentation.profile,
+            &pod.request,
+            &pod.preferences,
+            fragmentation.pod_cpu_milli,
+        )
+    });
     let mut decision = Decision {
         outcome: Outcome::Unschedulable,
         verdicts: BTreeMap::new(),
@@ -212,7 +243,15 @@ pub fn filter_prepared(
             usage: &usage_buffer,
             cordoned: &node.cordoned,
         };
-        match evaluate_node(view, &pod.request, &pod.preferences) {
+        let inputs = typical.as_deref().map(|typical| NodeInputs {
+            typical,
+            cpu_free: fragmentation
+                .hosts
+                .and_then(|h| h.host(name))
+                .map(|h| h.cpu_free()),
+            pod_cpu_milli: fragmentation.pod_cpu_milli,
+        });
+        match evaluate_node_with(view, &pod.request, &pod.preferences, inputs) {
             Ok(fit) => {
                 decision
                     .verdicts
@@ -233,7 +272,11 @@ pub fn filter_prepared(
         return decision;
     }
     // Sorted so that the chosen node is last: by policy preference, then by name descending.
-    let policy = pod.preferences.node_policy;
+    // The fragmentation score (higher is better) ranks as binpack's does.
+    let policy = match typical {
+        Some(_) => NodePolicy::Binpack,
+        None => pod.preferences.node_policy,
+    };
     fits.sort_by(|a, b| node_preference(policy, a.1, b.1).then_with(|| b.0.cmp(a.0)));
     let listed: Vec<String> = fits.iter().map(|(n, s, _)| format!("{n}:{s:.2}")).collect();
     let (node, score, allocation) = fits.pop().expect("fits is not empty");

@@ -16,9 +16,14 @@
 //!
 //! Ordering is total and deterministic: among devices HAMi's order cannot tell apart, the device
 //! registered first is tried first (HAMi leaves this to Go's sort; see the README).
+//!
+//! sliceguard's `fragmentation` GPU policy ([`crate::fragmentation`]) hooks in twice: devices are
+//! ordered by the growth of the node's expected fragmentation each would cause (least growth is
+//! preferred), and the node score becomes the growth the whole pod causes (lower is better).
 
 use crate::annotations::BACKEND_NVIDIA;
 use crate::codec::reasons::ReasonList;
+use crate::fragmentation::{self, NodeInputs, NodeScorer, TypicalWorkload};
 use crate::model::{ContainerDevice, DeviceInfo, DeviceUsage, PodAllocation};
 use crate::policy::{GpuOrder, PodPreferences};
 use crate::request::{ContainerRequest, PodRequest};
@@ -177,6 +182,31 @@ pub fn evaluate_node(
     request: &PodRequest,
     prefs: &PodPreferences,
 ) -> Result<NodeFit, NodeRejection> {
+    evaluate_node_with(node, request, prefs, None)
+}
+
+/// [`evaluate_node`], with what the `fragmentation` policy scores against (typical workload, the
+/// node's free CPU, the pod's CPU); without it, the pod's own containers are the typical workload and
+/// CPU is ignored. Other policies ignore it.
+pub fn evaluate_node_with(
+    node: NodeView<'_>,
+    request: &PodRequest,
+    prefs: &PodPreferences,
+    fragmentation: Option<NodeInputs<'_>>,
+) -> Result<NodeFit, NodeRejection> {
+    let own;
+    let fragmentation = match fragmentation {
+        _ if !fragmentation::applies(prefs) => None,
+        Some(inputs) => Some(inputs),
+        None => {
+            own = TypicalWorkload::of_pod(request, prefs, 0);
+            Some(NodeInputs {
+                typical: &own,
+                cpu_free: None,
+                pod_cpu_milli: 0,
+            })
+        }
+    };
     let base: Vec<DeviceUsage> = node.usage.to_vec();
     let candidates: Vec<usize> = (0..node.devices.len())
         .filter(|&i| {
@@ -186,6 +216,7 @@ pub fn evaluate_node(
                 .contains("nvidia")
         })
         .collect();
+    let scorer = fragmentation.map(|inputs| NodeScorer::new(node, &base, &candidates, inputs));
 
     let mut init = Vec::new();
     for slot in request.init() {
@@ -193,22 +224,25 @@ pub fn evaluate_node(
             None => Vec::new(),
             Some(r) => {
                 let mut scratch = base.clone();
-                fit_container(node, &mut scratch, &candidates, r, prefs)?
+                fit_container(node, &mut scratch, &candidates, r, prefs, scorer.as_ref())?
             }
         };
         init.push(devices);
     }
 
-    let score = node_score(node.devices.iter().zip(base.iter()));
+    let mut score = node_score(node.devices.iter().zip(base.iter()));
 
     let mut working = base;
     let mut app = Vec::new();
     for slot in request.app() {
         let devices = match &slot.request {
             None => Vec::new(),
-            Some(r) => fit_container(node, &mut working, &candidates, r, prefs)?,
+            Some(r) => fit_container(node, &mut working, &candidates, r, prefs, scorer.as_ref())?,
         };
         app.push(devices);
+    }
+    if let Some(scorer) = &scorer {
+        score = fragmentation::score(scorer.growth(node, &candidates, &working));
     }
     Ok(NodeFit {
         score,
@@ -223,18 +257,34 @@ fn order_candidates(
     candidates: &[usize],
     request: &ContainerRequest,
     prefs: &PodPreferences,
+    fragmentation: Option<&NodeScorer<'_>>,
 ) -> Vec<usize> {
     let scores: Vec<f32> = (0..node.devices.len())
         .map(|i| device_score(&node.devices[i], &usage[i], request, prefs.weights))
         .collect();
     let mut order = candidates.to_vec();
     let order_kind = prefs.gpu_policy.order();
+    let growth = match fragmentation {
+        Some(scorer) => scorer.device_keys(node, usage, candidates, request),
+        None => Vec::new(),
+    };
     order.sort_by(|&a, &b| {
         let (da, db) = (&node.devices[a], &node.devices[b]);
         let by_policy = if order_kind == GpuOrder::Mutex {
             usage[b]
                 .used
                 .cmp(&usage[a].used)
+                .then(da.numa.cmp(&db.numa))
+        } else if !growth.is_empty() {
+            // Least growth sorts last (preferred); equal growth falls back to binpack. With
+            // numa-bind, devices stay grouped by NUMA node as the fit requires.
+            let numa = if prefs.numa_bind {
+                da.numa.cmp(&db.numa)
+            } else {
+                Ordering::Equal
+            };
+            numa.then(growth[b].total_cmp(&growth[a]))
+                .then(scores[a].total_cmp(&scores[b]))
                 .then(da.numa.cmp(&db.numa))
         } else if prefs.numa_bind {
             if order_kind == GpuOrder::Binpack {
@@ -260,11 +310,12 @@ fn fit_container(
     candidates: &[usize],
     request: &ContainerRequest,
     prefs: &PodPreferences,
+    fragmentation: Option<&NodeScorer<'_>>,
 ) -> Result<Vec<ContainerDevice>, NodeRejection> {
     if request.nums as usize > candidates.len() {
         return Err(NodeRejection::NodeInsufficientDevice);
     }
-    let order = order_candidates(node, usage, candidates, request, prefs);
+    let order = order_candidates(node, usage, candidates, request, prefs, fragmentation);
     let mut counts = ReasonCounts {
         candidates: candidates.len() as u32,
         ..Default::default()

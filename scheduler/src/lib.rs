@@ -23,6 +23,7 @@
 //! | [`policy`] | node and GPU policies, per-pod selectors and scoring weights |
 //! | [`score`] | node and device scores (float32, as HAMi computes them) |
 //! | [`fit`] | HAMi's per-device checks in HAMi's order, with HAMi's reason strings |
+//! | [`fragmentation`] | sliceguard's `fragmentation` GPU policy: expected fragmentation of a typical workload |
 //! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
 //! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
 //! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
@@ -40,6 +41,7 @@ pub mod codec;
 pub mod decision;
 pub mod eligibility;
 pub mod fit;
+pub mod fragmentation;
 pub mod ledger;
 pub mod model;
 pub mod objects;

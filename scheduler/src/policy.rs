@@ -5,6 +5,9 @@
 //!   `spread` behaves as binpack, as in HAMi.
 //! - GPU policy: `binpack`, `spread` (HAMi's default), `mutex`; any other single value orders devices
 //!   as spread, as in HAMi. A policy containing `mutex` also refuses devices that are in use.
+//!   sliceguard adds `fragmentation`, a combined policy: it picks the node *and* the devices by the
+//!   least growth of the node's expected fragmentation (see [`crate::fragmentation`]); the node
+//!   policy does not apply to such pods.
 //! - Selectors: `nvidia.com/use-gputype`/`nouse-gputype` (case-insensitive substring, as HAMi;
 //!   entries are trimmed and empty entries skipped, where HAMi lets an empty entry match every type),
 //!   `nvidia.com/use-gpuuuid`/`nouse-gpuuuid` (exact), `nvidia.com/numa-bind`, `nvidia.com/vgpu-mode`.
@@ -76,6 +79,9 @@ pub enum GpuOrder {
     Spread,
     /// Idle devices first, by task count.
     Mutex,
+    /// The device whose use fragments the node least first; nodes ranked the same way
+    /// (sliceguard's combined `fragmentation` policy).
+    Fragmentation,
 }
 
 /// A GPU policy as written (`binpack`, `spread`, `mutex`, ...).
@@ -97,6 +103,7 @@ impl GpuPolicy {
             .find(|t| matches!(*t, "binpack" | "spread" | "mutex"));
         match (self.0.as_str(), first) {
             ("mutex", _) => GpuOrder::Mutex,
+            ("fragmentation", _) => GpuOrder::Fragmentation,
             ("binpack", _) => GpuOrder::Binpack,
             (p, Some("binpack")) if p.contains(',') => GpuOrder::Binpack,
             _ => GpuOrder::Spread,
@@ -113,9 +120,9 @@ impl FromStr for GpuPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "binpack" | "spread" | "mutex" => Ok(GpuPolicy(s.into())),
+            "binpack" | "spread" | "mutex" | "fragmentation" => Ok(GpuPolicy(s.into())),
             other => Err(format!(
-                "unknown GPU policy {other:?}: expected binpack, spread or mutex"
+                "unknown GPU policy {other:?}: expected binpack, spread, mutex or fragmentation"
             )),
         }
     }
@@ -342,6 +349,11 @@ mod tests {
         assert_eq!(GpuPolicy("binpack".into()).order(), GpuOrder::Binpack);
         assert_eq!(GpuPolicy("spread".into()).order(), GpuOrder::Spread);
         assert_eq!(GpuPolicy("mutex".into()).order(), GpuOrder::Mutex);
+        assert_eq!(
+            GpuPolicy("fragmentation".into()).order(),
+            GpuOrder::Fragmentation
+        );
+        assert!("fragmentation".parse::<GpuPolicy>().is_ok());
         assert_eq!(GpuPolicy("topology-aware".into()).order(), GpuOrder::Spread);
         assert_eq!(GpuPolicy("binpack,numa".into()).order(), GpuOrder::Binpack);
         assert!(GpuPolicy("binpack,mutex".into()).is_mutex());
