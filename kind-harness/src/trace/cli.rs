@@ -1,0 +1,334 @@
+//! The `kind-harness trace` subcommand: arguments, running the (policy × seed) jobs with a progress
+//! bar, and printing the results.
+
+use super::cluster::CpuPlacement;
+use super::input::{read_nodes, read_pods};
+use super::placer::{PolicySpec, ProfileSource, SpecMatch};
+use super::quality;
+use super::replay::{ReplayConfig, Trace, replay};
+use super::summary::{PolicySummary, RunSummary, csv, table};
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+/// Where the trace lives relative to the repository root (a sibling checkout of `shared/`).
+pub const DEFAULT_DATA_DIR: &str = "../shared/data/alibaba-openb";
+/// The paper's fleet file.
+pub const DEFAULT_NODES: &str = "openb_node_list_gpu_node.csv";
+/// The paper's default trace.
+pub const DEFAULT_PODS: &str = "openb_pod_list_default.csv";
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A readable table.
+    Table,
+    /// Everything, as JSON (summaries, per-seed curves).
+    Json,
+    /// One row per trace, policy, seed and arrived percentage.
+    Csv,
+}
+
+/// Replay a production GPU trace through sliceguard's scheduler and measure placement quality.
+///
+/// Follows the FGD paper's recipe (USENIX ATC '23, "Beware of Fragmentation"; the data is Alibaba's
+/// cluster-trace-gpu-v2023, research/study use, cite the paper): per seed, the pods are shuffled,
+/// resampled to --tune × GPU capacity, and submitted once each in order, with no retries and no
+/// deletions. GPU pods are decided by sliceguard's core (the same fit, scores and decision as
+/// `sliceguard place` and the extender); CPU-only pods by kube-scheduler's scoring. Capacity
+/// invariants are checked after every placement; a violation fails the run.
+///
+/// Reports the unallocated GPU share at 100 % arrived workload (mean ± sd and median over the seeds),
+/// fragmentation amount and rate, failed pods, time per seed and decisions per second.
+///
+/// Examples:
+///   kind-harness trace                                  # HAMi's four pairs and fragmentation, seeds 42..51
+///   kind-harness trace --policy binpack/spread --seeds 42
+///   kind-harness trace --pods ../shared/data/alibaba-openb/openb_pod_list_gpushare40.csv -o json
+///   kind-harness trace --quality-report bench/QUALITY.md --variants   # what `make quality` runs
+#[derive(Debug, Clone, Args)]
+#[command(verbatim_doc_comment)]
+pub struct TraceArgs {
+    /// Folder holding the trace's CSV files.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Node list (default: DATA/openb_node_list_gpu_node.csv, the paper's 1,213 GPU nodes).
+    #[arg(long)]
+    pub nodes: Option<PathBuf>,
+    /// Pod list (default: DATA/openb_pod_list_default.csv).
+    #[arg(long)]
+    pub pods: Option<PathBuf>,
+    /// Policies to replay, repeatable: NODE/GPU for sliceguard's core (node: binpack, spread,
+    /// fragmentation; GPU: binpack, spread, fragmentation), or a paper baseline re-implemented
+    /// for calibration: paper-bestfit, paper-fgd, paper-random. Default: HAMi's four pairs and
+    /// fragmentation/fragmentation.
+    #[arg(long = "policy", value_name = "POLICY")]
+    pub policies: Vec<PolicySpec>,
+    /// Seeds: a range `A..B` (inclusive) or a comma list.
+    #[arg(long, default_value = "42..51", value_parser = parse_seeds)]
+    pub seeds: Seeds,
+    /// Resample each trace to this multiple of the fleet's GPU capacity (the paper: 1.3).
+    #[arg(long, default_value_t = 1.3, value_parser = parse_tune)]
+    pub tune: f64,
+    /// Split count per GPU. 20 never binds before cores or memory on this trace (the smallest
+    /// share is 50 milli = 5 % cores); runs still count how often HAMi's default of 10 would bind.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub split: u32,
+    /// Pods a node accepts (kube's NodeResourcesFit pod count; the paper: 1001).
+    #[arg(long, default_value_t = 1001)]
+    pub max_pods: u32,
+    /// How a task's gpu_spec restricts GPU models: exact model names (node affinity), or HAMi's
+    /// nvidia.com/use-gputype, a case-insensitive substring match (A10 also matches A100).
+    #[arg(long, value_enum, default_value_t = SpecMatch::Exact)]
+    pub gpu_spec_match: SpecMatch,
+    /// Who places CPU-only pods: kube-scheduler's default profile (spreads), its MostAllocated
+    /// strategy (packs), or the policy itself (the paper's setting; sliceguard's fragmentation
+    /// policy can, HAMi's pairs cannot). Default: kube-default for HAMi's pairs, policy for
+    /// fragmentation and the paper baselines.
+    #[arg(long, value_enum)]
+    pub cpu_pods: Option<CpuPlacement>,
+    /// Where the fragmentation policy's typical workload comes from: learned online from the GPU
+    /// pods seen so far, or counted from the whole trace in advance (the paper's FGD; comparison only).
+    #[arg(long, value_enum, default_value_t = ProfileSource::Learned)]
+    pub profile: ProfileSource,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Runs in parallel (each run is single-threaded).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Offer the scheduler every node that passes kube-scheduler's filters, instead of only those
+    /// where the pod's GPU part fits (same decisions, much slower: every rejected node gets its
+    /// HAMi reason list).
+    #[arg(long)]
+    pub no_fast_path: bool,
+    /// Run the whole benchmark and write this Markdown report (plus SVG plots beside it). Uses
+    /// --data, --seeds, --tune, --split, --jobs; ignores --nodes, --pods, --policy, --cpu-pods.
+    #[arg(long, value_name = "FILE")]
+    pub quality_report: Option<PathBuf>,
+    /// With --quality-report: also replay every trace variant in --data (gpushare*, multigpu*,
+    /// gpuspec*) with HAMi's pairs and fragmentation.
+    #[arg(long)]
+    pub variants: bool,
+}
+
+/// A list of seeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seeds(pub Vec<u64>);
+
+/// Parses `A..B` (inclusive) or `a,b,c`.
+pub fn parse_seeds(s: &str) -> Result<Seeds, String> {
+    let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
+        let a: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{a:?} is not a seed"))?;
+        let b: u64 = b
+            .trim()
+            .trim_start_matches('=')
+            .parse()
+            .map_err(|_| format!("{b:?} is not a seed"))?;
+        if b < a {
+            return Err(format!("empty seed range {s:?}"));
+        }
+        if b - a >= 10_000 {
+            return Err(format!("{s:?}: at most 10,000 seeds"));
+        }
+        RangeInclusive::new(a, b).collect()
+    } else {
+        s.split(',')
+            .map(|x| x.trim().parse().map_err(|_| format!("{x:?} is not a seed")))
+            .collect::<Result<_, _>>()?
+    };
+    if seeds.is_empty() {
+        return Err("no seed".into());
+    }
+    Ok(Seeds(seeds))
+}
+
+fn parse_tune(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t <= 10.0 => Ok(t),
+        _ => Err(format!("{s:?}: expected a number in (0, 10]")),
+    }
+}
+
+/// One unit of work: a trace, a configuration, a seed.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    /// The trace.
+    pub trace: &'a Trace,
+    /// The configuration.
+    pub config: ReplayConfig,
+    /// The seed.
+    pub seed: u64,
+}
+
+/// Runs `jobs` on `threads` threads with one progress bar; returns one summary per (trace, config),
+/// in first-appearance order.
+pub fn run_jobs(jobs: &[Job<'_>], threads: u32, quiet: bool) -> anyhow::Result<Vec<PolicySummary>> {
+    let total: u64 = jobs
+        .iter()
+        .map(|j| {
+            super::arrival::arrival_sequence(
+                &j.trace.pods,
+                j.trace.capacity_milli(),
+                j.config.tune,
+                j.seed,
+            )
+            .len() as u64
+        })
+        .sum();
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} pods ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{} runs", jobs.len()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads as usize)
+        .build()
+        .context("cannot start the worker threads")?;
+    let results: Vec<anyhow::Result<RunSummary>> = pool.install(|| {
+        jobs.par_iter()
+            .map(|job| {
+                let bar = bar.clone();
+                let mut tick = move || bar.inc(1);
+                let run =
+                    replay(job.trace, &job.config, job.seed, &mut tick).with_context(|| {
+                        format!(
+                            "trace {}, policy {}, seed {}",
+                            job.trace.label, job.config.policy, job.seed
+                        )
+                    })?;
+                Ok(RunSummary::of(&run, job.trace.capacity_milli()))
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let mut groups: Vec<(&str, ReplayConfig, Vec<RunSummary>)> = Vec::new();
+    for (job, result) in jobs.iter().zip(results) {
+        let run = result?;
+        match groups
+            .iter_mut()
+            .find(|(t, c, _)| *t == job.trace.label && *c == job.config)
+        {
+            Some((_, _, runs)) => runs.push(run),
+            None => groups.push((&job.trace.label, job.config.clone(), vec![run])),
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(trace, config, runs)| PolicySummary::of(trace, &config, runs))
+        .collect())
+}
+
+/// Reads a trace from its two files; the label is the pod file's stem.
+pub fn load_trace(nodes: &Path, pods: &Path) -> anyhow::Result<Trace> {
+    let node_rows = read_nodes(nodes)?;
+    let pod_rows = read_pods(pods)?;
+    let label = pods
+        .file_stem()
+        .map(|s| {
+            s.to_string_lossy()
+                .trim_start_matches("openb_pod_list_")
+                .to_string()
+        })
+        .unwrap_or_else(|| "trace".into());
+    if node_rows.iter().all(|n| n.gpus == 0) {
+        bail!("{}: no node has a GPU", nodes.display());
+    }
+    Ok(Trace::new(label, node_rows, pod_rows))
+}
+
+/// The configuration of `policy` under the command's settings.
+pub fn config_for(args: &TraceArgs, policy: PolicySpec) -> ReplayConfig {
+    let cpu_pods = args.cpu_pods.unwrap_or(match policy {
+        PolicySpec::Reference { .. } => CpuPlacement::Policy,
+        PolicySpec::Core { .. } if policy.is_fragmentation() => CpuPlacement::Policy,
+        PolicySpec::Core { .. } => CpuPlacement::KubeDefault,
+    });
+    let profile = args.profile;
+    ReplayConfig {
+        policy,
+        tune: args.tune,
+        split: args.split,
+        max_pods: args.max_pods,
+        spec_match: args.gpu_spec_match,
+        cpu_pods,
+        profile,
+        fast_path: !args.no_fast_path,
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
+    if let Some(report) = &args.quality_report {
+        return quality::write_report(args, report);
+    }
+    let nodes = args
+        .nodes
+        .clone()
+        .unwrap_or_else(|| args.data.join(DEFAULT_NODES));
+    let pods = args
+        .pods
+        .clone()
+        .unwrap_or_else(|| args.data.join(DEFAULT_PODS));
+    let trace = load_trace(&nodes, &pods)?;
+    let policies = if args.policies.is_empty() {
+        let mut p = PolicySpec::hami_pairs();
+        p.push(PolicySpec::fragmentation());
+        p
+    } else {
+        args.policies.clone()
+    };
+    let jobs: Vec<Job<'_>> = policies
+        .iter()
+        .flat_map(|p| {
+            let config = config_for(args, p.clone());
+            let trace = &trace;
+            args.seeds.0.iter().map(move |&seed| Job {
+                trace,
+                config: config.clone(),
+                seed,
+            })
+        })
+        .collect();
+    let summaries = run_jobs(&jobs, args.jobs, args.quiet)?;
+    match args.output {
+        Format::Table => print!("{}", table(&summaries)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&summaries)?),
+        Format::Csv => print!("{}", csv(&summaries)),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds() {
+        assert_eq!(parse_seeds("42..44").unwrap().0, [42, 43, 44]);
+        assert_eq!(parse_seeds("42..=43").unwrap().0, [42, 43]);
+        assert_eq!(parse_seeds("7, 9").unwrap().0, [7, 9]);
+        assert!(parse_seeds("5..4").is_err());
+        assert!(parse_seeds("x").is_err());
+        assert!(parse_seeds("0..100000").is_err());
+        assert!(
+            parse_tune("0").is_err() && parse_tune("nan").is_err() && parse_tune("1.3").is_ok()
+        );
+    }
+}
