@@ -7,6 +7,9 @@ SIM_STEPS ?= 300
 FUZZ_TARGET ?= annotation_parser
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := annotation_parser admission_webhook quantity_request
+QUALITY_DATA ?= ../shared/data/alibaba-openb
+QUALITY_SEEDS ?= 42..51
+QUALITY_JOBS ?= 2
 
 .DEFAULT_GOAL := help
 
@@ -51,3 +54,7 @@ sim: ## Simulation campaigns with every fault: SIM_SEEDS (20) seeds x SIM_STEPS 
 conformance: sim ## The conformance job on the embedded simulated cluster (scenario suite: see README)
 	@echo "make conformance: the simulated cluster's campaigns passed (above)."
 	@echo "The scenario suite (fractional, pending, placement, sharing, ...) with evidence reports is the next issue; see README."
+
+.PHONY: quality
+quality: ## Placement quality on the Alibaba trace: regenerate bench/QUALITY.md (QUALITY_DATA, QUALITY_SEEDS, QUALITY_JOBS)
+	$(CARGO) run --release -q -p sliceguard-kind-harness -- trace --data $(QUALITY_DATA) --seeds $(QUALITY_SEEDS) --jobs $(QUALITY_JOBS) --variants --quality-report bench/QUALITY.md
