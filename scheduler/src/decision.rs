@@ -250,6 +250,7 @@ pub fn filter_prepared_with(
                 .and_then(|h| h.host(name))
                 .map(|h| h.cpu_free()),
             pod_cpu_milli: fragmentation.pod_cpu_milli,
+            score_scale_gpus: fragmentation.score_scale_gpus,
         });
         match evaluate_node_with(view, &pod.request, &pod.preferences, inputs) {
             Ok(fit) => {

@@ -204,6 +204,7 @@ pub fn evaluate_node_with(
                 typical: &own,
                 cpu_free: None,
                 pod_cpu_milli: 0,
+                score_scale_gpus: fragmentation::SCORE_SCALE_GPUS,
             })
         }
     };
@@ -242,7 +243,7 @@ pub fn evaluate_node_with(
         app.push(devices);
     }
     if let Some(scorer) = &scorer {
-        score = fragmentation::score(scorer.growth(node, &candidates, &working));
+        score = scorer.score(node, &candidates, &working);
     }
     Ok(NodeFit {
         score,

@@ -120,10 +120,19 @@ pub const SCORE_SCALE_GPUS: f64 = 4.0;
 /// resolve, and ties pack onto the same nodes. On the Alibaba trace (tuning seeds 1–6, not the
 /// reported 42–51) this beat both exact comparison of the growth and FGD's 1-GPU scale.
 pub fn score(growth_gpus: f64) -> f32 {
+    score_with_scale(growth_gpus, SCORE_SCALE_GPUS)
+}
+
+/// [`score`] with another scale (FGD's is 1 GPU); a non-positive or non-finite scale compares the
+/// growth exactly (the score is then `−growth`, unbounded).
+pub fn score_with_scale(growth_gpus: f64, scale_gpus: f64) -> f32 {
     if growth_gpus.is_nan() {
         return 0.0;
     }
-    (100.0 / (1.0 + (growth_gpus / SCORE_SCALE_GPUS).exp())).floor() as f32
+    if !(scale_gpus > 0.0 && scale_gpus.is_finite()) {
+        return -growth_gpus as f32;
+    }
+    (100.0 / (1.0 + (growth_gpus / scale_gpus).exp())).floor() as f32
 }
 
 /// The shapes of a pod's GPU containers; the pod's CPU is split evenly between them.
@@ -272,12 +281,23 @@ impl TypicalWorkload {
     }
 }
 
+/// How the typical shapes are weighted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Weighting {
+    /// Frequency × the GPUs a shape takes ([`TaskShape::gpu_demand`]); sliceguard's default.
+    #[default]
+    Demand,
+    /// Frequency alone, as FGD weights them.
+    Count,
+}
+
 /// The typical workload learned from the GPU pods the scheduler has seen, or configured.
 #[derive(Debug, Clone)]
 pub struct WorkloadProfile {
     counts: HashMap<TaskShape, u64>,
     observed: u64,
     coverage: f64,
+    weighting: Weighting,
     typical: TypicalWorkload,
 }
 
@@ -299,8 +319,16 @@ impl WorkloadProfile {
             counts: HashMap::new(),
             observed: 0,
             coverage,
+            weighting: Weighting::Demand,
             typical: TypicalWorkload::default(),
         }
+    }
+
+    /// The same profile with shapes weighted by `weighting`.
+    pub fn weighted(mut self, weighting: Weighting) -> Self {
+        self.weighting = weighting;
+        self.refresh();
+        self
     }
 
     /// A profile from counts (configured, e.g. from last week's workload); `observe` adds to it.
@@ -352,7 +380,11 @@ impl WorkloadProfile {
                 break;
             }
             covered += n;
-            chosen.push((shape.clone(), n as f64 * shape.gpu_demand()));
+            let weight = match self.weighting {
+                Weighting::Demand => n as f64 * shape.gpu_demand(),
+                Weighting::Count => n as f64,
+            };
+            chosen.push((shape.clone(), weight));
         }
         self.typical = TypicalWorkload::from_weights(chosen);
     }
@@ -383,7 +415,7 @@ pub trait HostSource: Debug {
 }
 
 /// What the fragmentation policy knows beyond GPUs, for one decision.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct FragmentationInputs<'a> {
     /// The typical workload (the pod's own containers when `None` or empty).
     pub profile: Option<&'a WorkloadProfile>,
@@ -391,6 +423,19 @@ pub struct FragmentationInputs<'a> {
     pub hosts: Option<&'a dyn HostSource>,
     /// The pod's CPU request (millicores; see [`pod_cpu_request_milli`]).
     pub pod_cpu_milli: u64,
+    /// The scale of the node score ([`SCORE_SCALE_GPUS`] by default; see [`score_with_scale`]).
+    pub score_scale_gpus: f64,
+}
+
+impl Default for FragmentationInputs<'_> {
+    fn default() -> Self {
+        FragmentationInputs {
+            profile: None,
+            hosts: None,
+            pod_cpu_milli: 0,
+            score_scale_gpus: SCORE_SCALE_GPUS,
+        }
+    }
 }
 
 /// What the fit needs to score one node.
@@ -402,6 +447,8 @@ pub struct NodeInputs<'a> {
     pub cpu_free: Option<u64>,
     /// The pod's CPU request.
     pub pod_cpu_milli: u64,
+    /// The scale of the node score.
+    pub score_scale_gpus: f64,
 }
 
 impl NodeInputs<'_> {
@@ -780,6 +827,14 @@ impl<'a> NodeScorer<'a> {
         keys
     }
 
+    /// The node score of the pod moving the node's usage from the base to `after`.
+    pub fn score(&self, node: NodeView<'_>, candidates: &[usize], after: &[DeviceUsage]) -> f32 {
+        score_with_scale(
+            self.growth(node, candidates, after),
+            self.inputs.score_scale_gpus,
+        )
+    }
+
     /// How much the node's expected fragmentation grows (in GPUs; negative when it shrinks) when
     /// the pod moves its usage from the base to `after` and takes its CPU.
     pub fn growth(&self, node: NodeView<'_>, candidates: &[usize], after: &[DeviceUsage]) -> f64 {
@@ -909,6 +964,7 @@ mod tests {
             typical,
             cpu_free: None,
             pod_cpu_milli: 0,
+            score_scale_gpus: SCORE_SCALE_GPUS,
         }
     }
 
@@ -988,6 +1044,7 @@ mod tests {
                 typical: &typical,
                 cpu_free: Some(10_000),
                 pod_cpu_milli: 3000,
+                score_scale_gpus: SCORE_SCALE_GPUS,
             },
         );
         let g = scorer.growth(view, &[0, 1], &usage);
@@ -1140,6 +1197,8 @@ mod tests {
         assert_eq!(score(-0.1), 50.0);
         assert_eq!(score(100.0), 0.0);
         assert_eq!(score(f64::NAN), 0.0);
+        assert_eq!(score_with_scale(0.3, 1.0), 42.0, "FGD's scale");
+        assert_eq!(score_with_scale(0.3, 0.0), -0.3, "exact");
         assert_eq!(shape(2, 100).gpu_demand(), 2.0);
         assert_eq!(shape(1, 30).gpu_demand(), 0.3);
         let memory_only = TaskShape {
