@@ -3,7 +3,7 @@
 
 use super::cluster::CpuPlacement;
 use super::input::{read_nodes, read_pods};
-use super::placer::{PolicySpec, ProfileSource, SpecMatch};
+use super::placer::{FragmentationTuning, PolicySpec, ProfileSource, SpecMatch};
 use super::quality;
 use super::replay::{ReplayConfig, Trace, replay};
 use super::summary::{PolicySummary, RunSummary, csv, table};
@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
+use sliceguard::fragmentation::Weighting;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
@@ -94,6 +95,14 @@ pub struct TraceArgs {
     /// pods seen so far, or counted from the whole trace in advance (the paper's FGD; comparison only).
     #[arg(long, value_enum, default_value_t = ProfileSource::Learned)]
     pub profile: ProfileSource,
+    /// Ablation: the fragmentation policy's score scale in GPUs (sliceguard: 4; FGD's: 1; 0
+    /// compares the growth exactly).
+    #[arg(long, default_value_t = sliceguard::fragmentation::SCORE_SCALE_GPUS, value_parser = parse_scale)]
+    pub fragmentation_scale: f64,
+    /// Ablation: weight the fragmentation policy's typical shapes by frequency alone (FGD's way)
+    /// instead of by GPU demand.
+    #[arg(long)]
+    pub count_weighted: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -116,6 +125,10 @@ pub struct TraceArgs {
     /// gpuspec*) with HAMi's pairs and fragmentation.
     #[arg(long)]
     pub variants: bool,
+    /// With --quality-report: seeds never used while designing the policy, on which
+    /// fragmentation and the re-implemented FGD are also compared.
+    #[arg(long, default_value = "100..109", value_parser = parse_seeds)]
+    pub holdout_seeds: Seeds,
 }
 
 /// A list of seeds.
@@ -150,6 +163,13 @@ pub fn parse_seeds(s: &str) -> Result<Seeds, String> {
         return Err("no seed".into());
     }
     Ok(Seeds(seeds))
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && (0.0..=1000.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s:?}: expected a number of GPUs in [0, 1000]")),
+    }
 }
 
 fn parse_tune(s: &str) -> Result<f64, String> {
@@ -269,6 +289,14 @@ pub fn config_for(args: &TraceArgs, policy: PolicySpec) -> ReplayConfig {
         spec_match: args.gpu_spec_match,
         cpu_pods,
         profile,
+        tuning: FragmentationTuning {
+            score_scale_gpus: args.fragmentation_scale,
+            weighting: if args.count_weighted {
+                Weighting::Count
+            } else {
+                Weighting::Demand
+            },
+        },
         fast_path: !args.no_fast_path,
     }
 }

@@ -175,6 +175,7 @@ impl LatencyFixture {
                 profile: Some(&self.profile),
                 hosts: Some(&self.hosts),
                 pod_cpu_milli: cpu,
+                ..FragmentationInputs::default()
             },
         )
     }

@@ -26,7 +26,7 @@ use sliceguard::annotations::{NODE_REGISTER, USE_GPUTYPE};
 use sliceguard::codec::register;
 use sliceguard::decision::{self, Outcome, SchedulerSettings};
 use sliceguard::fragmentation::{
-    self, FragmentationInputs, HostResources, HostSource, TaskShape, TypicalWorkload,
+    self, FragmentationInputs, HostResources, HostSource, TaskShape, TypicalWorkload, Weighting,
     WorkloadProfile, pod_cpu_request_milli,
 };
 use sliceguard::ledger::{Ledger, UsageSource};
@@ -250,6 +250,32 @@ impl fmt::Display for ProfileSource {
     }
 }
 
+/// The fragmentation policy's knobs, for ablations (the defaults are sliceguard's).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct FragmentationTuning {
+    /// The node score's scale in GPUs (0: compare the growth exactly).
+    pub score_scale_gpus: f64,
+    /// How typical shapes are weighted.
+    #[serde(serialize_with = "weighting_name")]
+    pub weighting: Weighting,
+}
+
+impl Default for FragmentationTuning {
+    fn default() -> Self {
+        FragmentationTuning {
+            score_scale_gpus: fragmentation::SCORE_SCALE_GPUS,
+            weighting: Weighting::Demand,
+        }
+    }
+}
+
+fn weighting_name<S: serde::Serializer>(w: &Weighting, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match w {
+        Weighting::Demand => "demand",
+        Weighting::Count => "count",
+    })
+}
+
 /// The cluster mirror's CPU accounting as the core's [`HostSource`] (in production: Node
 /// allocatable and the requests of the pods bound there).
 #[derive(Debug)]
@@ -279,6 +305,8 @@ pub struct CorePlacer {
     profile: Option<WorkloadProfile>,
     /// Whether `profile` learns from the pods as they arrive.
     learning: bool,
+    /// The fragmentation policy's knobs.
+    tuning: FragmentationTuning,
     /// Node index by scheduler name.
     index: HashMap<String, usize>,
     decisions: u64,
@@ -320,6 +348,7 @@ impl CorePlacer {
         gpu: &str,
         spec_match: SpecMatch,
         profile: Option<WorkloadProfile>,
+        tuning: FragmentationTuning,
     ) -> Result<Self, String> {
         let node_policy = NodePolicy::from_str(node)?;
         let gpu_policy = GpuPolicy::from_str(gpu)?;
@@ -358,11 +387,12 @@ impl CorePlacer {
             },
             spec_match,
             profile: if fragmentation {
-                Some(profile.unwrap_or_default())
+                Some(profile.unwrap_or_default().weighted(tuning.weighting))
             } else {
                 None
             },
             learning,
+            tuning,
             index: cluster
                 .nodes
                 .iter()
@@ -455,6 +485,7 @@ impl Placer for CorePlacer {
             profile: self.profile.as_ref(),
             hosts: Some(&hosts),
             pod_cpu_milli,
+            score_scale_gpus: self.tuning.score_scale_gpus,
         };
         let started = Instant::now();
         let decided = decision::filter_prepared_with(

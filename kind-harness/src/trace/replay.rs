@@ -20,7 +20,8 @@ use super::cluster::{Cluster, CpuPlacement, Violation};
 use super::input::{NodeRow, PodRow};
 use super::metrics::{Event, TypicalTask, node_frag, typical_tasks};
 use super::placer::{
-    CorePlacer, Placer, PlacerError, PolicySpec, ProfileSource, SpecMatch, trace_profile,
+    CorePlacer, FragmentationTuning, Placer, PlacerError, PolicySpec, ProfileSource, SpecMatch,
+    trace_profile,
 };
 use super::reference::ReferencePlacer;
 use serde::Serialize;
@@ -86,6 +87,8 @@ pub struct ReplayConfig {
     pub cpu_pods: CpuPlacement,
     /// Where the fragmentation policy's typical workload comes from.
     pub profile: ProfileSource,
+    /// The fragmentation policy's knobs (ablations only).
+    pub tuning: FragmentationTuning,
     /// Offer the placer only the nodes where the pod's GPU part fits ([`Cluster::gpu_fits`]). The
     /// decision is the same (a node the fit rejects is never chosen, and no node's verdict depends
     /// on another's); only the rejected nodes' verdicts are not computed. `tests/replay.rs`
@@ -105,6 +108,7 @@ impl ReplayConfig {
             spec_match: SpecMatch::Exact,
             cpu_pods: CpuPlacement::KubeDefault,
             profile: ProfileSource::Learned,
+            tuning: FragmentationTuning::default(),
             fast_path: true,
         }
     }
@@ -220,8 +224,15 @@ pub fn replay(
                 ),
             };
             Box::new(
-                CorePlacer::new(&cluster, node, gpu, config.spec_match, profile)
-                    .map_err(ReplayError::Setup)?,
+                CorePlacer::new(
+                    &cluster,
+                    node,
+                    gpu,
+                    config.spec_match,
+                    profile,
+                    config.tuning,
+                )
+                .map_err(ReplayError::Setup)?,
             )
         }
         PolicySpec::Reference { policy } => {

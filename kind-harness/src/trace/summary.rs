@@ -150,7 +150,7 @@ impl PolicySummary {
         let curves: Vec<&Curve> = runs.iter().map(|r| &r.unallocated).collect();
         PolicySummary {
             trace: trace.to_string(),
-            policy: config.policy.to_string(),
+            policy: config_label(config),
             config: config.clone(),
             unallocated_100: at(&|r| r.unallocated[SATURATION_X]),
             frag_amount_100: at(&|r| r.frag_amount[SATURATION_X]),
@@ -167,6 +167,32 @@ impl PolicySummary {
             runs,
         }
     }
+}
+
+/// The policy with what sets the run apart from the defaults, e.g. `fragmentation (scale 1 GPU)`.
+pub fn config_label(config: &ReplayConfig) -> String {
+    let mut label = config.policy.to_string();
+    if config.policy.is_fragmentation() {
+        let defaults = super::placer::FragmentationTuning::default();
+        let mut notes = Vec::new();
+        if config.profile != super::placer::ProfileSource::Learned {
+            notes.push(format!("profile {}", config.profile));
+        }
+        if config.tuning.score_scale_gpus != defaults.score_scale_gpus {
+            notes.push(if config.tuning.score_scale_gpus > 0.0 {
+                format!("scale {} GPU", config.tuning.score_scale_gpus)
+            } else {
+                "exact growth".to_string()
+            });
+        }
+        if config.tuning.weighting != defaults.weighting {
+            notes.push("count-weighted".to_string());
+        }
+        if !notes.is_empty() {
+            label = format!("{label} ({})", notes.join(", "));
+        }
+    }
+    label
 }
 
 /// `mean ± sd` with two decimals, or `–`.
