@@ -15,6 +15,27 @@ use sliceguard::fragmentation::Weighting;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+/// The subcommand's long help: what it does, examples, the data's terms.
+const AFTER_HELP: &str = "\
+Follows the FGD paper's recipe (USENIX ATC '23, \"Beware of Fragmentation\"): per seed, the tasks are
+shuffled, resampled to --tune x the fleet's GPU capacity and submitted once each, in order, with no
+retries and no deletions. GPU pods are decided by sliceguard's core (the same fit, scores and
+decision as `sliceguard place` and the extender); CPU-only pods by kube-scheduler's scoring (or by
+the policy, see --cpu-pods). Capacity invariants are checked after every placement; a violation
+fails the run. Reports the unallocated GPU share at 100 % arrived workload (mean +- sd and median
+over the seeds), fragmentation amount and rate, failed pods, time per seed and decisions per second.
+
+Examples:
+  kind-harness trace                               # HAMi's four pairs and fragmentation, seeds 42..51
+  kind-harness trace --policy binpack/spread --seeds 42
+  kind-harness trace --policy fragmentation --policy paper-fgd --seeds 1..6 --jobs 2
+  kind-harness trace --pods ../shared/data/alibaba-openb/openb_pod_list_gpushare40.csv -o json
+  kind-harness trace --quality-report bench/QUALITY.md --variants   # what `make quality` runs
+
+Data: Alibaba cluster-trace-gpu-v2023 (github.com/alibaba/clusterdata), for research and study
+use; cite Weng et al., \"Beware of Fragmentation: Scheduling GPU-Sharing Workloads with
+Fragmentation Gradient Descent\", USENIX ATC '23.";
+
 /// Where the trace lives relative to the repository root (a sibling checkout of `shared/`).
 pub const DEFAULT_DATA_DIR: &str = "../shared/data/alibaba-openb";
 /// The paper's fleet file.
@@ -34,24 +55,8 @@ pub enum Format {
 }
 
 /// Replay a production GPU trace through sliceguard's scheduler and measure placement quality.
-///
-/// Follows the FGD paper's recipe (USENIX ATC '23, "Beware of Fragmentation"; the data is Alibaba's
-/// cluster-trace-gpu-v2023, research/study use, cite the paper): per seed, the pods are shuffled,
-/// resampled to --tune × GPU capacity, and submitted once each in order, with no retries and no
-/// deletions. GPU pods are decided by sliceguard's core (the same fit, scores and decision as
-/// `sliceguard place` and the extender); CPU-only pods by kube-scheduler's scoring. Capacity
-/// invariants are checked after every placement; a violation fails the run.
-///
-/// Reports the unallocated GPU share at 100 % arrived workload (mean ± sd and median over the seeds),
-/// fragmentation amount and rate, failed pods, time per seed and decisions per second.
-///
-/// Examples:
-///   kind-harness trace                                  # HAMi's four pairs and fragmentation, seeds 42..51
-///   kind-harness trace --policy binpack/spread --seeds 42
-///   kind-harness trace --pods ../shared/data/alibaba-openb/openb_pod_list_gpushare40.csv -o json
-///   kind-harness trace --quality-report bench/QUALITY.md --variants   # what `make quality` runs
 #[derive(Debug, Clone, Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = AFTER_HELP)]
 pub struct TraceArgs {
     /// Folder holding the trace's CSV files.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
@@ -62,10 +67,10 @@ pub struct TraceArgs {
     /// Pod list (default: DATA/openb_pod_list_default.csv).
     #[arg(long)]
     pub pods: Option<PathBuf>,
-    /// Policies to replay, repeatable: NODE/GPU for sliceguard's core (node: binpack, spread,
-    /// fragmentation; GPU: binpack, spread, fragmentation), or a paper baseline re-implemented
-    /// for calibration: paper-bestfit, paper-fgd, paper-random. Default: HAMi's four pairs and
-    /// fragmentation/fragmentation.
+    /// Policies to replay, repeatable: NODE/GPU for HAMi's pairs through sliceguard's core (node:
+    /// binpack or spread; GPU: binpack, spread or mutex), `fragmentation` for sliceguard's
+    /// fragmentation-aware policy, or a paper baseline re-implemented for calibration:
+    /// paper-bestfit, paper-fgd, paper-random. Default: HAMi's four pairs and fragmentation.
     #[arg(long = "policy", value_name = "POLICY")]
     pub policies: Vec<PolicySpec>,
     /// Seeds: a range `A..B` (inclusive) or a comma list.

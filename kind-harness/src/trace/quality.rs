@@ -322,7 +322,7 @@ pub fn write_report(args: &TraceArgs, report: &Path) -> anyhow::Result<()> {
     let csv_name = "quality-runs.csv";
     std::fs::write(
         dir.join(svg_name),
-        render(&curve_chart(&default, &entries, &summaries)),
+        render(&curve_chart(&default, &entries, &summaries, seeds.len())),
     )
     .with_context(|| format!("cannot write {}", dir.join(svg_name).display()))?;
     std::fs::write(dir.join(csv_name), runs_csv(&summaries))
@@ -374,7 +374,12 @@ fn yes(met: bool) -> &'static str {
     if met { "**met**" } else { "**missed**" }
 }
 
-fn curve_chart(default: &Trace, entries: &[Entry], summaries: &[PolicySummary]) -> Chart {
+fn curve_chart(
+    default: &Trace,
+    entries: &[Entry],
+    summaries: &[PolicySummary],
+    seeds: usize,
+) -> Chart {
     let xs = 75..=120usize;
     let mut series = vec![Series {
         label: "ideal".into(),
@@ -429,9 +434,9 @@ fn curve_chart(default: &Trace, entries: &[Entry], summaries: &[PolicySummary]) 
         });
     }
     Chart {
-        title:
-            "Unallocated GPU vs arrived workload, Alibaba openb default trace (median of 10 seeds)"
-                .into(),
+        title: format!(
+            "Unallocated GPU vs arrived workload, Alibaba openb default trace (median of {seeds} seeds)"
+        ),
         x_label: "arrived GPU workload (% of cluster GPU capacity)".into(),
         y_label: "unallocated GPU (%)".into(),
         x_range: (75.0, 120.0),

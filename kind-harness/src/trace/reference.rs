@@ -95,7 +95,8 @@ impl ReferencePlacer {
                     let fitting: Vec<usize> = (0..cluster.nodes[node].gpus.len())
                         .filter(|&g| cluster.nodes[node].gpus[g].milli_left() >= pod.gpu_milli)
                         .collect();
-                    Some((node, vec![fitting[self.rng.below(fitting.len())]]))
+                    let pick = fitting.get(self.rng.below(fitting.len())).copied();
+                    Some((node, pick.map_or(best, |g| vec![g])))
                 } else {
                     Some((node, best))
                 }
