@@ -186,6 +186,31 @@ pub fn filter_prepared(
     node_names: &[String],
     now: jiff::Timestamp,
 ) -> Decision {
+    if node_names.len() >= crate::index::INDEX_MIN_OFFERED
+        && let Some(index) = usage.placement_index()
+        && let Some(decision) = index.decide(registry, pod, node_names, now)
+    {
+        return decision;
+    }
+    filter_prepared_with(
+        registry,
+        usage,
+        pod,
+        node_names,
+        now,
+        FragmentationInputs::default(),
+    )
+}
+
+/// [`filter_prepared`] by the plain scan of every offered node (HAMi's approach), whatever `usage`
+/// offers: the reference the placement index ([`crate::index`]) must agree with.
+pub fn filter_scan(
+    registry: &Registry,
+    usage: &impl UsageSource,
+    pod: &PreparedPod,
+    node_names: &[String],
+    now: jiff::Timestamp,
+) -> Decision {
     filter_prepared_with(
         registry,
         usage,
@@ -282,6 +307,33 @@ pub fn filter_prepared_with(
     let listed: Vec<String> = fits.iter().map(|(n, s, _)| format!("{n}:{s:.2}")).collect();
     let (node, score, allocation) = fits.pop().expect("fits is not empty");
 
+    let message = format!(
+        "find fit node({node}), {} nodes not fit, {} nodes fit({})",
+        total - listed.len(),
+        listed.len(),
+        listed.join(",")
+    );
+    placed(decision.verdicts, node, score, allocation, now, message)
+}
+
+/// The decision that places the pod on `node` with `allocation`: the annotations, the label and the
+/// `FilteringSucceed` event with `message`, and the verdicts given. An allocation that cannot be
+/// encoded is `Invalid`.
+pub(crate) fn placed(
+    verdicts: BTreeMap<String, Verdict>,
+    node: &str,
+    score: f32,
+    allocation: PodAllocation,
+    now: jiff::Timestamp,
+    message: String,
+) -> Decision {
+    let mut decision = Decision {
+        outcome: Outcome::Unschedulable,
+        verdicts,
+        annotations: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        events: Vec::new(),
+    };
     let encoded = match pod_devices::render(&allocation.to_pod_devices()) {
         Ok(encoded) => encoded,
         Err(e) => {
@@ -306,12 +358,7 @@ pub fn filter_prepared_with(
     decision.events.push(EventRecord {
         event_type: EventType::Normal,
         reason: "FilteringSucceed",
-        message: format!(
-            "find fit node({node}), {} nodes not fit, {} nodes fit({})",
-            total - listed.len(),
-            listed.len(),
-            listed.join(",")
-        ),
+        message,
     });
     decision.outcome = Outcome::Scheduled {
         node: node.to_string(),
@@ -323,15 +370,42 @@ pub fn filter_prepared_with(
 
 /// HAMi's `FilteringFailed` events: one per counted reason with the nodes that gave it, then the summary.
 fn failure_events(verdicts: &BTreeMap<String, Verdict>, total: usize) -> Vec<EventRecord> {
-    let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    // Identical reason texts (the common case across a fleet) are parsed once.
+    let mut parsed: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
+    let mut rows: Vec<(&str, &str)> = Vec::with_capacity(verdicts.len());
     for (node, verdict) in verdicts {
-        if let Verdict::Reasons(text) = verdict
-            && let Ok(list) = reasons::parse(text)
-        {
-            let distinct: BTreeSet<&str> = list.counted_reasons().collect();
-            for reason in distinct {
-                by_reason.entry(reason.to_string()).or_default().push(node);
-            }
+        if let Verdict::Reasons(text) = verdict {
+            parsed
+                .entry(text.as_str())
+                .or_insert_with(|| match reasons::parse(text) {
+                    Ok(list) => list
+                        .counted_reasons()
+                        .collect::<BTreeSet<&str>>()
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
+                    Err(_) => Vec::new(),
+                });
+            rows.push((node.as_str(), text.as_str()));
+        }
+    }
+    failure_events_from(
+        rows.iter()
+            .map(|(node, text)| (*node, parsed[text].as_slice())),
+        total,
+    )
+}
+
+/// [`failure_events`] from each rejected node (in name order) with the distinct counted reasons of
+/// its text (empty when HAMi's `ParseReason` reads none, as for `NodeInsufficientDevice`).
+pub(crate) fn failure_events_from<'a>(
+    rows: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    total: usize,
+) -> Vec<EventRecord> {
+    let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (node, counted) in rows {
+        for reason in counted {
+            by_reason.entry(reason.as_str()).or_default().push(node);
         }
     }
     let mut events: Vec<EventRecord> = by_reason

@@ -26,6 +26,7 @@
 //! | [`fragmentation`] | sliceguard's `fragmentation` GPU policy: expected fragmentation of a typical workload |
 //! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
 //! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
+//! | [`index`] | the placement index: nodes ordered by score with device summaries, same decision as the scan |
 //! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
 //! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
@@ -42,6 +43,7 @@ pub mod decision;
 pub mod eligibility;
 pub mod fit;
 pub mod fragmentation;
+pub mod index;
 pub mod ledger;
 pub mod model;
 pub mod objects;

@@ -15,6 +15,7 @@
 
 use crate::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
 use crate::bind::{MalformedSighting, NodeLockView, PodView};
+use crate::index::{IndexedLedger, PlacementIndex};
 use crate::ledger::{Ledger, UndecodableAllocation, pod_key};
 use crate::model::PodAllocation;
 use crate::registry::{Registry, Unregistered};
@@ -50,7 +51,9 @@ struct Assumption {
 #[derive(Debug, Default)]
 pub struct ClusterView {
     registry: Registry,
-    ledger: Ledger,
+    /// The usage ledger and the placement index over it and the registry, refreshed for a node on
+    /// every change of its registration or usage.
+    usage: IndexedLedger,
     nodes: BTreeSet<String>,
     pods: HashMap<String, PodView>,
     locks: BTreeMap<String, SeenLock>,
@@ -75,12 +78,45 @@ impl ClusterView {
 
     /// The usage ledger.
     pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+        &self.usage.ledger
     }
 
-    /// The registry and ledger together (the filter reads both while the view is locked).
-    pub fn parts(&self) -> (&Registry, &Ledger) {
-        (&self.registry, &self.ledger)
+    /// The registry and the ledger with its placement index (the filter reads both while the view is
+    /// locked, and decides through the index).
+    pub fn parts(&self) -> (&Registry, &IndexedLedger) {
+        (&self.registry, &self.usage)
+    }
+
+    /// The placement index over the registry and the ledger.
+    pub fn index(&self) -> &PlacementIndex {
+        &self.usage.index
+    }
+
+    /// Changes the ledger through `change` and refreshes the index for every node that the pods
+    /// `keys` were counted on, before or after.
+    fn change_ledger<R>(&mut self, keys: &[&str], change: impl FnOnce(&mut Ledger) -> R) -> R {
+        let nodes_of = |ledger: &Ledger| -> Vec<String> {
+            keys.iter()
+                .filter_map(|k| ledger.entry(k).map(|e| e.node.clone()))
+                .collect()
+        };
+        let mut touched = nodes_of(&self.usage.ledger);
+        let result = change(&mut self.usage.ledger);
+        touched.extend(nodes_of(&self.usage.ledger));
+        touched.sort_unstable();
+        touched.dedup();
+        for node in touched {
+            self.usage
+                .index
+                .refresh(&node, &self.registry, &self.usage.ledger);
+        }
+        result
+    }
+
+    fn refresh_node(&mut self, name: &str) {
+        self.usage
+            .index
+            .refresh(name, &self.registry, &self.usage.ledger);
     }
 
     /// True once both watches have listed everything.
@@ -108,7 +144,7 @@ impl ClusterView {
                     _ => now,
                 };
                 self.locks.insert(
-                    name,
+                    name.clone(),
                     SeenLock {
                         raw,
                         resource_version: Some(view.resource_version),
@@ -117,7 +153,9 @@ impl ClusterView {
                 );
             }
         }
-        self.registry.upsert_node(node)
+        let registered = self.registry.upsert_node(node);
+        self.refresh_node(&name);
+        registered
     }
 
     /// A node deleted.
@@ -125,6 +163,7 @@ impl ClusterView {
         self.nodes.remove(name);
         self.locks.remove(name);
         self.registry.remove(name);
+        self.refresh_node(name);
     }
 
     /// The node watch (re)listed everything: replace the node set. Returns the unregistered nodes.
@@ -175,7 +214,7 @@ impl ClusterView {
             }
             self.assumed.remove(&key);
         }
-        self.ledger.observe(pod).map(|_| ())
+        self.change_ledger(&[&key], |ledger| ledger.observe(pod).map(|_| ()))
     }
 
     /// A pod deleted.
@@ -183,7 +222,7 @@ impl ClusterView {
         let key = pod_key(pod);
         self.pods.remove(&key);
         self.assumed.remove(&key);
-        self.ledger.remove(&key);
+        self.change_ledger(&[&key], |ledger| ledger.remove(&key));
         self.clear_unconfirmed(&key);
     }
 
@@ -194,7 +233,7 @@ impl ClusterView {
         let gone: Vec<String> = self
             .pods
             .keys()
-            .chain(self.ledger.entries().map(|(k, _)| k))
+            .chain(self.usage.ledger.entries().map(|(k, _)| k))
             .chain(self.assumed.keys())
             .filter(|k| !listed.contains(*k))
             .cloned()
@@ -202,7 +241,7 @@ impl ClusterView {
         for key in gone {
             self.pods.remove(&key);
             self.assumed.remove(&key);
-            self.ledger.remove(&key);
+            self.change_ledger(&[&key], |ledger| ledger.remove(&key));
         }
         for key in self.unconfirmed.keys().cloned().collect::<Vec<_>>() {
             self.clear_unconfirmed(&key);
@@ -222,7 +261,7 @@ impl ClusterView {
     /// simulated cluster's fault campaign: a 500 on the re-filter's patch).
     pub fn take(&mut self, key: &str) -> Taken {
         let taken = Taken {
-            entry: self.ledger.entry(key).cloned(),
+            entry: self.usage.ledger.entry(key).cloned(),
             assumption: self.assumed.get(key).cloned(),
         };
         self.unassume(key);
@@ -239,22 +278,25 @@ impl ClusterView {
         allocation: &PodAllocation,
         allocated: &str,
     ) {
-        self.ledger
-            .upsert(&format!("{key}#unconfirmed"), node, allocation);
+        let unconfirmed = format!("{key}#unconfirmed");
+        self.change_ledger(&[&unconfirmed], |ledger| {
+            ledger.upsert(&unconfirmed, node, allocation)
+        });
         self.unconfirmed
             .insert(key.to_string(), allocated.to_string());
     }
 
     fn clear_unconfirmed(&mut self, key: &str) {
         if self.unconfirmed.remove(key).is_some() {
-            self.ledger.remove(&format!("{key}#unconfirmed"));
+            let unconfirmed = format!("{key}#unconfirmed");
+            self.change_ledger(&[&unconfirmed], |ledger| ledger.remove(&unconfirmed));
         }
     }
 
     /// Puts back what [`ClusterView::take`] returned, replacing any assumption made since.
     pub fn restore(&mut self, key: &str, taken: Taken) {
         self.unassume(key);
-        self.ledger.restore(key, taken.entry);
+        self.change_ledger(&[key], |ledger| ledger.restore(key, taken.entry));
         if let Some(assumption) = taken.assumption {
             self.assumed.insert(key.to_string(), assumption);
         }
@@ -263,13 +305,13 @@ impl ClusterView {
     /// Drops whatever the pod contributes (HAMi's `TakeAndDeletePod` before a new filter).
     pub fn unassume(&mut self, key: &str) {
         self.assumed.remove(key);
-        self.ledger.remove(key);
+        self.change_ledger(&[key], |ledger| ledger.remove(key));
     }
 
     /// Records the filter's choice before the pod is patched. `allocated` is the
     /// `hami.io/vgpu-devices-allocated` value being written.
     pub fn assume(&mut self, key: &str, node: &str, allocation: &PodAllocation, allocated: &str) {
-        self.ledger.upsert(key, node, allocation);
+        self.change_ledger(&[key], |ledger| ledger.upsert(key, node, allocation));
         self.assumed.insert(
             key.to_string(),
             Assumption {

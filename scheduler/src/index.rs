@@ -1,0 +1,623 @@
+//! The placement index: a sublinear path to the same decision as the plain scan of
+//! [`crate::decision::filter_prepared`].
+//!
+//! Under HAMi's node policies a node's score depends only on its usage **before** the pod (spec
+//! §4.5), so the index keeps every registered node ordered by that score (binpack: highest first;
+//! spread: lowest first; ties by the smallest name, as the scan breaks them). A decision walks that
+//! order and stops at the first offered node that fits: that node is exactly the one the scan picks,
+//! with the same devices and score, because the scan picks the best-ranked node among those that fit.
+//!
+//! Each node also carries a summary of its devices (eligible devices, idle devices, largest free
+//! memory and cores, smallest memory) that rejects it for a request without looking at its
+//! devices. The summary only states necessary conditions, so it never rejects a node the fit would
+//! accept; a node it lets through is evaluated by [`crate::fit::evaluate_node_with`] itself.
+//!
+//! When no offered node fits, the extender must return a reason for every node. The index computes
+//! them from its compact per-device copy, without formatting a string per node: reasons are interned
+//! (identical reasons share one rendered text) and the `FilteringFailed` events parse each distinct
+//! text once. Pods whose reasons depend on device order (several GPU containers, init containers with
+//! GPUs, `numa-bind`, type or UUID selectors) get their reasons from the exact per-node evaluation.
+//!
+//! The index is kept current by its owner: [`PlacementIndex::refresh`] after every registry or
+//! ledger change of a node (see `server::state::ClusterView`). Pods under sliceguard's
+//! `fragmentation` policy, whose node score depends on the pod, are decided by the scan
+//! ([`applies`] is false for them).
+//!
+//! Deliberate difference from HAMi, only on the indexed path: the `FilteringSucceed` message lists
+//! the chosen node and counts the nodes examined, since listing every fitting node would need every
+//! node evaluated (`find fit node(<n>), <k> nodes not fit, 1 nodes fit(<n>:<score>), <m> nodes not
+//! examined`). The service takes this path only from [`INDEX_MIN_OFFERED`] offered nodes up; below
+//! that, the scan answers with HAMi's message.
+
+use crate::codec::reasons::{self, ReasonList};
+use crate::decision::{self, Decision, NODE_UNREGISTERED, Outcome, PreparedPod, Verdict};
+use crate::fit::{FitReason, NodeView, evaluate_node_with};
+use crate::fragmentation;
+use crate::ledger::{Ledger, UsageSource};
+use crate::model::{DeviceUsage, PodAllocation};
+use crate::policy::NodePolicy;
+use crate::registry::Registry;
+use crate::request::{ContainerRequest, PERCENTAGE_UNSET};
+use crate::score::node_score;
+use foldhash::fast::FixedState;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// From this many offered nodes up the service decides through the index (below, the plain scan
+/// answers, with HAMi's full `FilteringSucceed` message).
+pub const INDEX_MIN_OFFERED: usize = 64;
+
+const CANDIDATE: u8 = 1;
+const HEALTHY: u8 = 2;
+const CORDONED: u8 = 4;
+const MIG: u8 = 8;
+
+/// One device's capacity and usage, as the index keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dev {
+    count: u32,
+    devmem: u32,
+    devcore: u32,
+    flags: u8,
+    used: u64,
+    usedmem: u64,
+    usedcores: u64,
+}
+
+impl Dev {
+    fn usage(&self) -> DeviceUsage {
+        DeviceUsage {
+            used: self.used,
+            usedmem: self.usedmem,
+            usedcores: self.usedcores,
+        }
+    }
+
+    /// Not refused before the usage checks, for any pod (ignores type and UUID selectors).
+    fn open(&self) -> bool {
+        self.flags & (CANDIDATE | HEALTHY | CORDONED | MIG) == CANDIDATE | HEALTHY
+            && u64::from(self.count) > self.used
+    }
+}
+
+/// What rejects a node without looking at its devices: necessary conditions only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Summary {
+    /// NVIDIA devices (the fit's candidates).
+    candidates: u32,
+    /// Candidates that are healthy, not cordoned, not MIG and have a free slot.
+    open: u32,
+    /// Open devices with no task.
+    idle: u32,
+    /// Open devices an exclusive (100-core) request may take: idle, or `devcore` other than 100.
+    exclusive_ok: u32,
+    /// Largest free MiB over open devices (signed, as the fit compares).
+    max_free_mem: i64,
+    /// Largest free cores over open devices.
+    max_free_cores: i64,
+    /// Smallest device MiB over open devices (bounds a percentage request from below).
+    min_devmem: u32,
+}
+
+impl Summary {
+    fn of(devices: &[Dev]) -> Self {
+        let mut s = Summary {
+            max_free_mem: i64::MIN,
+            max_free_cores: i64::MIN,
+            min_devmem: u32::MAX,
+            ..Default::default()
+        };
+        for d in devices {
+            if d.flags & CANDIDATE != 0 {
+                s.candidates += 1;
+            }
+            if !d.open() {
+                continue;
+            }
+            s.open += 1;
+            if d.used == 0 {
+                s.idle += 1;
+            }
+            if d.used == 0 || d.devcore != 100 {
+                s.exclusive_ok += 1;
+            }
+            s.max_free_mem = s
+                .max_free_mem
+                .max(i64::from(d.devmem) - d.usedmem.min(i64::MAX as u64) as i64);
+            s.max_free_cores = s
+                .max_free_cores
+                .max(i64::from(d.devcore) - d.usedcores.min(i64::MAX as u64) as i64);
+            s.min_devmem = s.min_devmem.min(d.devmem);
+        }
+        s
+    }
+
+    /// True when no set of this node's devices can hold `r` (at usage before the pod; usage only
+    /// grows while a pod is fitted, so this holds for every container of the pod).
+    fn rejects(&self, r: &ContainerRequest, mutex: bool) -> bool {
+        let nums = r.nums;
+        if nums > self.candidates || nums > self.open {
+            return true;
+        }
+        if mutex && nums > self.idle {
+            return true;
+        }
+        let cores = r.cores_clamped();
+        if cores == 100 && nums > self.exclusive_ok {
+            return true;
+        }
+        if self.max_free_cores < i64::from(cores) {
+            return true;
+        }
+        let need = if r.memreq > 0 {
+            u64::from(r.memreq)
+        } else if r.mem_percentage != PERCENTAGE_UNSET {
+            u64::from(self.min_devmem) * u64::from(r.mem_percentage) / 100
+        } else {
+            0
+        };
+        i128::from(self.max_free_mem) < i128::from(need)
+    }
+}
+
+/// One registered node in the index.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: u32,
+    devices: Box<[Dev]>,
+    summary: Summary,
+}
+
+/// Maps an `f32` to a `u32` that orders as [`f32::total_cmp`].
+fn score_key(score: f32) -> u32 {
+    let bits = score.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// Every registered node ordered by its node score, with per-node device summaries.
+#[derive(Debug, Clone)]
+pub struct PlacementIndex {
+    entries: HashMap<Arc<str>, Entry, FixedState>,
+    order: BTreeSet<(u32, Arc<str>)>,
+    empty: Arc<str>,
+}
+
+impl Default for PlacementIndex {
+    fn default() -> Self {
+        PlacementIndex {
+            entries: HashMap::default(),
+            order: BTreeSet::new(),
+            empty: Arc::from(""),
+        }
+    }
+}
+
+/// True when the index decides this pod: it asks for a GPU and its node score does not depend on
+/// the pod (every policy but `fragmentation`).
+pub fn applies(pod: &PreparedPod) -> bool {
+    pod.request.has_gpu_request() && !fragmentation::applies(&pod.preferences)
+}
+
+impl PlacementIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An index of every registered node with the usage `usage` reports.
+    pub fn build(registry: &Registry, usage: &impl UsageSource) -> Self {
+        let mut index = Self::new();
+        for node in registry.nodes() {
+            index.refresh(&node.name, registry, usage);
+        }
+        index
+    }
+
+    /// Number of indexed nodes.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no node is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Re-reads one node from the registry and its usage; removes it when it is not registered.
+    /// Call after every change of the node's registration or of usage on it.
+    pub fn refresh(&mut self, name: &str, registry: &Registry, usage: &impl UsageSource) {
+        let Some(node) = registry.get(name) else {
+            if let Some((name, entry)) = self.entries.remove_entry(name) {
+                self.order.remove(&(entry.key, name));
+            }
+            return;
+        };
+        let usages: Vec<DeviceUsage> = node
+            .devices
+            .iter()
+            .map(|d| usage.device_usage(name, &d.id))
+            .collect();
+        let devices: Box<[Dev]> = node
+            .devices
+            .iter()
+            .zip(&usages)
+            .map(|(d, u)| {
+                let mut flags = 0;
+                if d.device_type.to_lowercase().contains("nvidia") {
+                    flags |= CANDIDATE;
+                }
+                if d.health {
+                    flags |= HEALTHY;
+                }
+                if node.cordoned.contains(&d.id) {
+                    flags |= CORDONED;
+                }
+                if d.mode == "mig" {
+                    flags |= MIG;
+                }
+                Dev {
+                    count: d.count,
+                    devmem: d.devmem,
+                    devcore: d.devcore,
+                    flags,
+                    used: u.used,
+                    usedmem: u.usedmem,
+                    usedcores: u.usedcores,
+                }
+            })
+            .collect();
+        let key = score_key(node_score(node.devices.iter().zip(usages.iter())));
+        let summary = Summary::of(&devices);
+        let stored: Arc<str> = match self.entries.get_key_value(name) {
+            Some((stored, entry)) => {
+                let (stored, old) = (stored.clone(), entry.key);
+                if old != key {
+                    self.order.remove(&(old, stored.clone()));
+                    self.order.insert((key, stored.clone()));
+                }
+                stored
+            }
+            None => {
+                let stored: Arc<str> = Arc::from(name);
+                self.order.insert((key, stored.clone()));
+                stored
+            }
+        };
+        self.entries.insert(
+            stored,
+            Entry {
+                key,
+                devices,
+                summary,
+            },
+        );
+    }
+
+    /// Visits nodes best first for `policy` until `visit` returns true.
+    fn walk(&self, policy: NodePolicy, mut visit: impl FnMut(&Arc<str>, &Entry) -> bool) {
+        let mut call = |name: &Arc<str>| visit(name, &self.entries[name]);
+        match policy {
+            NodePolicy::Spread => {
+                for (_, name) in &self.order {
+                    if call(name) {
+                        return;
+                    }
+                }
+            }
+            NodePolicy::Binpack => {
+                // Highest score first; within one score, smallest name first.
+                let mut upper: Option<u32> = None;
+                loop {
+                    let last = match upper {
+                        None => self.order.iter().next_back(),
+                        Some(k) => self.order.range(..(k, self.empty.clone())).next_back(),
+                    };
+                    let Some(&(key, _)) = last else { return };
+                    for (k, name) in self.order.range((key, self.empty.clone())..) {
+                        if *k != key {
+                            break;
+                        }
+                        if call(name) {
+                            return;
+                        }
+                    }
+                    upper = Some(key);
+                }
+            }
+        }
+    }
+
+    /// The decision [`crate::decision::filter_prepared`] returns, found through the index. `None`
+    /// when the index does not apply to the pod ([`applies`]) or disagrees with the registry (a
+    /// node changed without [`PlacementIndex::refresh`]); the caller then scans.
+    pub fn decide(
+        &self,
+        registry: &Registry,
+        pod: &PreparedPod,
+        node_names: &[String],
+        now: jiff::Timestamp,
+    ) -> Option<Decision> {
+        if !applies(pod) {
+            return None;
+        }
+        let offered: HashSet<&str, FixedState> = node_names.iter().map(String::as_str).collect();
+        let total = offered.len();
+        let requests: Vec<ContainerRequest> = pod
+            .request
+            .containers
+            .iter()
+            .filter_map(|c| c.request)
+            .collect();
+        let mutex = pod.preferences.gpu_policy.is_mutex();
+        let mut examined = 0usize;
+        let mut stale = false;
+        let mut usage_buffer: Vec<DeviceUsage> = Vec::new();
+        let mut winner: Option<(Arc<str>, f32, PodAllocation)> = None;
+        self.walk(pod.preferences.node_policy, |name, entry| {
+            if !offered.contains(&**name) {
+                return false;
+            }
+            examined += 1;
+            if requests.iter().any(|r| entry.summary.rejects(r, mutex)) {
+                return false;
+            }
+            let Some(node) = registry.get(name) else {
+                stale = true;
+                return true;
+            };
+            if node.devices.len() != entry.devices.len() {
+                stale = true;
+                return true;
+            }
+            usage_buffer.clear();
+            usage_buffer.extend(entry.devices.iter().map(Dev::usage));
+            let view = NodeView {
+                devices: &node.devices,
+                usage: &usage_buffer,
+                cordoned: &node.cordoned,
+            };
+            match evaluate_node_with(view, &pod.request, &pod.preferences, None) {
+                Ok(fit) => {
+                    winner = Some((name.clone(), fit.score, fit.allocation));
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+        if stale {
+            return None;
+        }
+        match winner {
+            Some((node, score, allocation)) => {
+                let message = format!(
+                    "find fit node({node}), {} nodes not fit, 1 nodes fit({node}:{score:.2}), {} nodes not examined",
+                    examined - 1,
+                    total - examined,
+                );
+                Some(decision::placed(
+                    BTreeMap::from([(node.to_string(), Verdict::Score(score))]),
+                    &node,
+                    score,
+                    allocation,
+                    now,
+                    message,
+                ))
+            }
+            None => self.all_rejected(registry, pod, &offered, &requests),
+        }
+    }
+
+    /// Every offered node's reasons, interned, when none fits.
+    fn all_rejected(
+        &self,
+        registry: &Registry,
+        pod: &PreparedPod,
+        offered: &HashSet<&str, FixedState>,
+        requests: &[ContainerRequest],
+    ) -> Option<Decision> {
+        let prefs = &pod.preferences;
+        let simple = {
+            let mut with_gpu = pod
+                .request
+                .containers
+                .iter()
+                .filter(|c| c.request.is_some());
+            let first = with_gpu.next();
+            first.is_some_and(|c| !c.init)
+                && with_gpu.next().is_none()
+                && prefs.use_types.is_empty()
+                && prefs.nouse_types.is_empty()
+                && prefs.use_uuids.is_empty()
+                && prefs.nouse_uuids.is_empty()
+                && prefs.vgpu_mode.is_none()
+                && !prefs.numa_bind
+        };
+        let mutex = prefs.gpu_policy.is_mutex();
+        let mut interned: HashMap<Rejection, usize, FixedState> = HashMap::default();
+        let mut texts: Vec<String> = Vec::new();
+        let mut intern = |rejection: Rejection| -> usize {
+            *interned.entry(rejection).or_insert_with_key(|r| {
+                texts.push(r.render());
+                texts.len() - 1
+            })
+        };
+        let mut rows: Vec<(&str, usize)> = Vec::with_capacity(offered.len());
+        let mut usage_buffer: Vec<DeviceUsage> = Vec::new();
+        for node in registry.nodes() {
+            if !offered.contains(node.name.as_str()) {
+                continue;
+            }
+            let entry = self.entries.get(node.name.as_str())?;
+            if entry.devices.len() != node.devices.len() {
+                return None;
+            }
+            let rejection = if simple {
+                quick_rejection(&entry.devices, &requests[0], mutex)?
+            } else {
+                usage_buffer.clear();
+                usage_buffer.extend(entry.devices.iter().map(Dev::usage));
+                let view = NodeView {
+                    devices: &node.devices,
+                    usage: &usage_buffer,
+                    cordoned: &node.cordoned,
+                };
+                match evaluate_node_with(view, &pod.request, prefs, None) {
+                    Ok(_) => return None,
+                    Err(rejection) => Rejection::Text(rejection.to_string()),
+                }
+            };
+            rows.push((node.name.as_str(), intern(rejection)));
+        }
+        if rows.len() < offered.len() {
+            let unregistered = intern(Rejection::Text(NODE_UNREGISTERED.to_string()));
+            let mut missing: Vec<&str> = offered
+                .iter()
+                .copied()
+                .filter(|n| registry.get(n).is_none())
+                .collect();
+            missing.sort_unstable();
+            rows.extend(missing.into_iter().map(|n| (n, unregistered)));
+            rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        let verdicts: BTreeMap<String, Verdict> = rows
+            .iter()
+            .map(|&(n, id)| (n.to_string(), Verdict::Reasons(texts[id].clone())))
+            .collect();
+        // Counted reasons per distinct text, parsed once (HAMi's ParseReason ignores bare strings).
+        let counted: Vec<Vec<String>> = texts
+            .iter()
+            .map(|t| match reasons::parse(t) {
+                Ok(list) => list
+                    .counted_reasons()
+                    .collect::<BTreeSet<&str>>()
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                Err(_) => Vec::new(),
+            })
+            .collect();
+        let events = decision::failure_events_from(
+            rows.iter().map(|&(n, id)| (n, counted[id].as_slice())),
+            offered.len(),
+        );
+        Some(Decision {
+            outcome: Outcome::Unschedulable,
+            verdicts,
+            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            events,
+        })
+    }
+}
+
+/// A node's reason, before rendering.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Rejection {
+    /// Per-reason device counts in [`FitReason::ALL`] order, and the candidates.
+    Counts([u32; 12], u32),
+    /// A reason already rendered.
+    Text(String),
+}
+
+impl Rejection {
+    fn render(&self) -> String {
+        match self {
+            Rejection::Counts(counts, candidates) => ReasonList::from_counts(
+                FitReason::ALL
+                    .iter()
+                    .zip(counts)
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(r, n)| (r.as_str(), *n)),
+                *candidates,
+            )
+            .to_string(),
+            Rejection::Text(text) => text.clone(),
+        }
+    }
+}
+
+/// The fit's reasons for a pod with one GPU container (a regular one), no selectors and no
+/// `numa-bind`: then every device is refused for its first failed check whatever the order, and the
+/// devices that pass are all taken, so the counts need no ordering. `None` when the node fits.
+fn quick_rejection(devices: &[Dev], r: &ContainerRequest, mutex: bool) -> Option<Rejection> {
+    let candidates = devices.iter().filter(|d| d.flags & CANDIDATE != 0).count();
+    if r.nums as usize > candidates {
+        return Some(Rejection::Text("NodeInsufficientDevice".to_string()));
+    }
+    let cores = r.cores_clamped();
+    let mut counts = [0u32; 12];
+    let mut passing = 0u32;
+    for d in devices.iter().filter(|d| d.flags & CANDIDATE != 0) {
+        let reason = if d.flags & HEALTHY == 0 {
+            Some(FitReason::CardNotHealth)
+        } else if d.flags & CORDONED != 0 {
+            Some(FitReason::CardCordoned)
+        } else if u64::from(d.count) <= d.used {
+            Some(FitReason::CardTimeSlicingExhausted)
+        } else if mutex && d.used > 0 {
+            Some(FitReason::ExclusiveDeviceAllocateConflict)
+        } else if i128::from(d.devmem) - i128::from(d.usedmem) < i128::from(r.memory_on(d.devmem)) {
+            Some(FitReason::CardInsufficientMemory)
+        } else if i128::from(d.devcore) - i128::from(d.usedcores) < i128::from(cores) {
+            Some(FitReason::CardInsufficientCore)
+        } else if d.devcore == 100 && cores == 100 && d.used > 0 {
+            Some(FitReason::ExclusiveDeviceAllocateConflict)
+        } else if d.devcore != 0 && d.usedcores == u64::from(d.devcore) && cores == 0 {
+            Some(FitReason::CardComputeUnitsExhausted)
+        } else if d.flags & MIG != 0 {
+            Some(FitReason::CardMigTopologyInfeasible)
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => counts[reason as usize] += 1,
+            None => passing += 1,
+        }
+    }
+    if passing >= r.nums {
+        return None;
+    }
+    if passing > 0 {
+        counts[FitReason::AllocatedCardsInsufficientRequest as usize] = passing;
+    }
+    Some(Rejection::Counts(counts, candidates as u32))
+}
+
+/// The usage ledger with its placement index, kept together so that a decision reading the ledger
+/// can find the index ([`UsageSource::placement_index`]).
+#[derive(Debug, Clone, Default)]
+pub struct IndexedLedger {
+    /// The usage ledger.
+    pub ledger: Ledger,
+    /// The index over the registry and this ledger.
+    pub index: PlacementIndex,
+}
+
+impl UsageSource for IndexedLedger {
+    fn device_usage(&self, node: &str, uuid: &str) -> DeviceUsage {
+        self.ledger.device_usage(node, uuid)
+    }
+
+    fn placement_index(&self) -> Option<&PlacementIndex> {
+        Some(&self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_keys_order_as_total_cmp() {
+        let values = [-1.5f32, -0.0, 0.0, 0.25, 3.0, 29.99, 30.0];
+        for a in values {
+            for b in values {
+                assert_eq!(score_key(a).cmp(&score_key(b)), a.total_cmp(&b), "{a} {b}");
+            }
+        }
+    }
+}
