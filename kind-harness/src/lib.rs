@@ -7,8 +7,14 @@
 //! |---|---|---|
 //! | [`trace`] | `kind-harness trace` | replays a production trace (Alibaba openb, ATC'23 FGD paper) through the core and measures placement quality |
 //! | [`sim`] | `kind-harness sim` | seeded simulation campaigns with fault injection in the simulated cluster, and `sim serve` |
-//!
-//! (`conformance` and `audit` arrive as sibling modules.)
+//! | [`conformance`] | `kind-harness conformance` | the seed's exercises and GPU sharing as scenarios checked by code, on sim, kind or any cluster ([`driver`]), with evidence ([`evidence`]) |
+//! | [`kind`] | `kind-harness up` / `down` | a kind cluster with sliceguard deployed (preflight, image, certificates, manifests, fake fleet) |
+//! | [`audit`] | `kind-harness audit` | over-committed GPUs, stuck locks and bad annotations on a live cluster |
 
+pub mod audit;
+pub mod conformance;
+pub mod driver;
+pub mod evidence;
+pub mod kind;
 pub mod sim;
 pub mod trace;

@@ -22,6 +22,14 @@ enum Command {
     Trace(Box<kind_harness::trace::cli::TraceArgs>),
     /// Run simulation campaigns with fault injection, or serve the simulated cluster.
     Sim(Box<kind_harness::sim::SimArgs>),
+    /// Run the conformance scenarios (seed exercises, sharing, ...) on sim, kind or any cluster, with evidence.
+    Conformance(Box<kind_harness::conformance::ConformanceArgs>),
+    /// Create a kind cluster and deploy sliceguard on it (needs docker, kind, kubectl).
+    Up(Box<kind_harness::kind::UpArgs>),
+    /// Delete the kind cluster.
+    Down(kind_harness::kind::DownArgs),
+    /// Audit a live cluster: over-committed GPUs, stuck locks, undecodable annotations (exit 1 if any).
+    Audit(Box<kind_harness::audit::AuditArgs>),
 }
 
 fn main() -> ExitCode {
@@ -35,12 +43,28 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        Command::Conformance(args) => {
+            return ExitCode::from(kind_harness::conformance::run(&args));
+        }
+        Command::Audit(args) => return ExitCode::from(kind_harness::audit::run(&args)),
+        Command::Up(args) => return kind_exit(kind_harness::kind::up(&args)),
+        Command::Down(args) => return kind_exit(kind_harness::kind::down(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn kind_exit(result: Result<(), kind_harness::kind::KindError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.code)
         }
     }
 }

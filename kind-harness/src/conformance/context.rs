@@ -1,0 +1,398 @@
+//! One scenario's run: its namespace, the pods it created, its checks (each with what was
+//! expected and what was seen), the waits it does, and the cleanup and lock check that end it.
+
+use super::observe::{self, Inventory};
+use crate::driver::Driver;
+use crate::evidence::{Check, PodRow};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::Value;
+use std::time::Instant;
+
+/// A scenario's working state.
+pub struct Ctx<'d> {
+    /// The cluster.
+    pub driver: &'d Driver,
+    /// The scenario's own namespace.
+    pub namespace: String,
+    /// Checks so far.
+    pub checks: Vec<Check>,
+    /// Pods created, in creation order.
+    pub created: Vec<String>,
+    /// Pod rows captured before cleanup (for the report).
+    pub rows: Vec<PodRow>,
+    /// Pods and events of the namespace captured before cleanup (for the snapshots).
+    pub snapshot: Option<(Vec<Value>, Vec<Value>)>,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("namespace", &self.namespace)
+            .field("checks", &self.checks)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An API failure as text.
+pub fn api_error(what: &str, e: kube::Error) -> String {
+    format!("{what}: {e}")
+}
+
+impl<'d> Ctx<'d> {
+    /// A context with namespace `namespace` (created by [`Ctx::setup`]).
+    pub fn new(driver: &'d Driver, namespace: String) -> Ctx<'d> {
+        Ctx {
+            driver,
+            namespace,
+            checks: Vec::new(),
+            created: Vec::new(),
+            rows: Vec::new(),
+            snapshot: None,
+        }
+    }
+
+    /// Pods of the scenario's namespace.
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.driver.client.clone(), &self.namespace)
+    }
+
+    fn events_api(&self) -> Api<Event> {
+        Api::namespaced(self.driver.client.clone(), &self.namespace)
+    }
+
+    /// Creates the namespace (an existing one is fine).
+    pub async fn setup(&self) -> Result<(), String> {
+        let namespaces: Api<Namespace> = Api::all(self.driver.client.clone());
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(api_error(
+                &format!("creating namespace {}", self.namespace),
+                e,
+            )),
+        }
+    }
+
+    /// Records a check.
+    pub fn check(
+        &mut self,
+        what: impl Into<String>,
+        passed: bool,
+        expected: impl Into<String>,
+        seen: impl Into<String>,
+    ) -> bool {
+        self.checks.push(Check {
+            what: what.into(),
+            passed,
+            expected: expected.into(),
+            seen: seen.into(),
+        });
+        passed
+    }
+
+    /// Reads the GPU inventory.
+    pub async fn inventory(&self) -> Result<Inventory, String> {
+        Ok(Inventory::from_nodes(&self.nodes().await?))
+    }
+
+    /// Every node.
+    pub async fn nodes(&self) -> Result<Vec<Node>, String> {
+        let nodes: Api<Node> = Api::all(self.driver.client.clone());
+        nodes
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| api_error("listing nodes", e))
+    }
+
+    /// Creates a pod in the scenario's namespace.
+    pub async fn create(&mut self, mut pod: Pod) -> Result<Pod, String> {
+        pod.metadata.namespace = Some(self.namespace.clone());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let created = self
+            .pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .map_err(|e| api_error(&format!("creating pod {}/{name}", self.namespace), e))?;
+        self.created.push(name);
+        Ok(created)
+    }
+
+    /// Reads a pod.
+    pub async fn pod(&self, name: &str) -> Result<Pod, String> {
+        self.pods()
+            .get(name)
+            .await
+            .map_err(|e| api_error(&format!("reading pod {}/{name}", self.namespace), e))
+    }
+
+    /// Events of the namespace.
+    pub async fn events(&self) -> Result<Vec<Event>, String> {
+        self.events_api()
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| api_error(&format!("listing events in {}", self.namespace), e))
+    }
+
+    /// A one-line account of a pod: phase, node, devices and the scheduler's last word.
+    pub async fn describe(&self, name: &str) -> String {
+        let pod = match self.pod(name).await {
+            Ok(p) => p,
+            Err(e) => return format!("{name}: {e}"),
+        };
+        let events = self.events().await.unwrap_or_default();
+        let about = observe::events_about(&events, name);
+        let last = observe::event_lines(&about)
+            .into_iter()
+            .filter(|l| l.starts_with("Filtering") || l.starts_with("Binding"))
+            .collect::<Vec<_>>();
+        format!(
+            "{name}: {} on {}, devices {}{}",
+            observe::phase(&pod),
+            observe::node_name(&pod).unwrap_or_else(|| "no node".into()),
+            observe::devices_text(&pod),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(", events [{}]", last.join(" | "))
+            }
+        )
+    }
+
+    /// Waits until each pod is decided: Running, or told `FilteringFailed` (or the deadline).
+    /// Returns the pods as last seen.
+    pub async fn wait_decided(&self, names: &[String]) -> Result<Vec<Pod>, String> {
+        let waits = self.driver.waits;
+        let started = Instant::now();
+        loop {
+            let events = self.events().await?;
+            let mut pods = Vec::with_capacity(names.len());
+            let mut all = true;
+            for name in names {
+                let pod = self.pod(name).await?;
+                let about = observe::events_about(&events, name);
+                let decided = observe::phase(&pod) == "Running"
+                    || !observe::messages(&about, "FilteringFailed").is_empty();
+                all &= decided;
+                pods.push(pod);
+            }
+            if all || started.elapsed() >= waits.timeout {
+                return Ok(pods);
+            }
+            tokio::time::sleep(waits.poll).await;
+        }
+    }
+
+    /// Waits until `name` is Running; records a check either way. Returns the pod when Running.
+    pub async fn expect_running(&mut self, name: &str) -> Result<Option<Pod>, String> {
+        let waits = self.driver.waits;
+        let started = Instant::now();
+        loop {
+            let pod = self.pod(name).await?;
+            if observe::phase(&pod) == "Running" {
+                let seen = self.describe(name).await;
+                self.check(format!("{name} is Running"), true, "Running", seen);
+                return Ok(Some(pod));
+            }
+            if started.elapsed() >= waits.timeout {
+                let seen = self.describe(name).await;
+                self.check(
+                    format!("{name} is Running"),
+                    false,
+                    format!("Running within {:?}", waits.timeout),
+                    seen,
+                );
+                return Ok(None);
+            }
+            tokio::time::sleep(waits.poll).await;
+        }
+    }
+
+    /// Waits for the scheduler's `FilteringFailed` about `name`, then watches it for the settle
+    /// time; checks that it stays Pending with no node. Returns the reasons by node.
+    pub async fn expect_pending(
+        &mut self,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, String> {
+        let waits = self.driver.waits;
+        let started = Instant::now();
+        let mut told = false;
+        while started.elapsed() < waits.timeout {
+            let events = self.events().await?;
+            if !observe::messages(&observe::events_about(&events, name), "FilteringFailed")
+                .is_empty()
+            {
+                told = true;
+                break;
+            }
+            tokio::time::sleep(waits.poll).await;
+        }
+        tokio::time::sleep(waits.settle).await;
+        let pod = self.pod(name).await?;
+        let events = self.events().await?;
+        let about = observe::events_about(&events, name);
+        let seen = self.describe(name).await;
+        self.check(
+            format!("the scheduler told {name} FilteringFailed"),
+            told,
+            format!("a FilteringFailed event within {:?}", waits.timeout),
+            seen.clone(),
+        );
+        let pending = observe::phase(&pod) == "Pending" && observe::node_name(&pod).is_none();
+        self.check(
+            format!("{name} stays Pending with no node"),
+            pending,
+            format!(
+                "Pending, unbound, {:?} after the scheduler answered",
+                waits.settle
+            ),
+            seen,
+        );
+        Ok(observe::failed_reasons(&about))
+    }
+
+    /// Deletes a pod now and waits until it is gone.
+    pub async fn delete_now(&self, name: &str) -> Result<(), String> {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        match self.pods().delete(name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(api_error(&format!("deleting pod {name}"), e)),
+        }
+        let started = Instant::now();
+        while started.elapsed() < self.driver.waits.timeout {
+            match self.pods().get_opt(name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) => tokio::time::sleep(self.driver.waits.poll).await,
+                Err(e) => return Err(api_error(&format!("reading pod {name}"), e)),
+            }
+        }
+        Err(format!(
+            "pod {}/{name} still exists {:?} after its deletion",
+            self.namespace, self.driver.waits.timeout
+        ))
+    }
+
+    /// Captures the rows and snapshots of the scenario's pods (before cleanup).
+    pub async fn capture(&mut self) -> Result<(), String> {
+        let pods = self
+            .pods()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error("listing pods", e))?
+            .items;
+        let events = self.events().await?;
+        let mut rows = Vec::new();
+        for name in &self.created {
+            let Some(pod) = pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+            else {
+                rows.push(PodRow {
+                    pod: name.clone(),
+                    phase: "deleted".into(),
+                    node: None,
+                    devices: "-".into(),
+                    reasons: Vec::new(),
+                    events: observe::event_lines(&observe::events_about(&events, name)),
+                });
+                continue;
+            };
+            let about = observe::events_about(&events, name);
+            rows.push(PodRow {
+                pod: name.clone(),
+                phase: observe::phase(pod),
+                node: observe::node_name(pod),
+                devices: observe::devices_text(pod),
+                reasons: observe::messages(&about, "FilteringFailed")
+                    .into_iter()
+                    .map(str::to_string)
+                    .fold(Vec::new(), |mut acc, m| {
+                        if !acc.contains(&m) {
+                            acc.push(m);
+                        }
+                        acc
+                    }),
+                events: observe::event_lines(&about),
+            });
+        }
+        self.rows = rows;
+        let to_values = |items: Vec<Value>| items;
+        let pod_values = to_values(
+            pods.iter()
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect(),
+        );
+        let event_values = to_values(
+            events
+                .iter()
+                .filter_map(|e| serde_json::to_value(e).ok())
+                .collect(),
+        );
+        self.snapshot = Some((pod_values, event_values));
+        Ok(())
+    }
+
+    /// Deletes every pod the scenario created and its namespace, then checks that no node holds
+    /// `hami.io/mutex.lock` (waiting up to the timeout for locks to be released).
+    pub async fn cleanup_and_check_locks(&mut self) -> Result<(), String> {
+        for name in self.created.clone() {
+            self.delete_now(&name).await?;
+        }
+        let namespaces: Api<Namespace> = Api::all(self.driver.client.clone());
+        match namespaces
+            .delete(&self.namespace, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => {}
+            Err(e) => {
+                return Err(api_error(
+                    &format!("deleting namespace {}", self.namespace),
+                    e,
+                ));
+            }
+        }
+        let started = Instant::now();
+        loop {
+            let locks = observe::node_locks(&self.nodes().await?);
+            if locks.is_empty() {
+                self.check(
+                    "no node holds hami.io/mutex.lock at the end",
+                    true,
+                    "no lock",
+                    "no lock",
+                );
+                return Ok(());
+            }
+            if started.elapsed() >= self.driver.waits.timeout {
+                let seen = locks
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                self.check(
+                    "no node holds hami.io/mutex.lock at the end",
+                    false,
+                    format!("no lock within {:?}", self.driver.waits.timeout),
+                    seen,
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(self.driver.waits.poll).await;
+        }
+    }
+}

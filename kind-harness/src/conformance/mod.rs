@@ -1,0 +1,373 @@
+//! `kind-harness conformance`: the seed lab's exercises and the GPU sharing it could not show,
+//! each with a pass condition checked by code, on the embedded simulated cluster, on kind, or on
+//! any cluster through a kubeconfig; the evidence written beside (see [`crate::evidence`]).
+//!
+//! A scenario ([`Scenario`]) runs in its own namespace (`sg-<scenario>-<run id>`), records checks
+//! with what it expected and what it saw ([`context::Ctx::check`]), captures its pods and events,
+//! deletes what it created, and ends by checking that no node holds `hami.io/mutex.lock`.
+//! Exit codes: 0 every scenario passed, 1 one failed, 2 bad flags or no cluster (a missing tool for
+//! `--cluster kind` is named).
+
+pub mod context;
+pub mod observe;
+pub mod scenarios;
+
+use crate::driver::{ClusterChoice, Driver, DriverError, DriverOptions, Waits};
+use crate::evidence::{self, Report, ScenarioResult, Snapshots};
+use clap::Args;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Run the conformance scenarios (the seed's three exercises and more) and write the evidence.
+///
+/// Each scenario creates pods through the API, lets the webhook, kube-scheduler, sliceguard (or
+/// HAMi) and the kubelet do their work, and checks the outcome in code: phases, nodes, the
+/// hami.io/vgpu-devices-allocated annotation, the scheduler's FilteringSucceed/FilteringFailed
+/// events and their reasons, and the node locks. A failing scenario says what it expected and what
+/// it saw. Scenarios: fractional, pending, placement, sharing, exclusive, selectors, multi-gpu,
+/// churn, routing, locks (see the README section "Conformance: the seed's loop and ours").
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Clusters:\n  sim         the embedded simulated cluster, started in-process (default; needs nothing installed)\n  kind        the cluster of `kind-harness up` (needs docker, kind, kubectl; exit 2 names the missing ones)\n  kubeconfig  any cluster running sliceguard or HAMi (--kubeconfig FILE, else $KUBECONFIG / ~/.kube/config)\n\nExit status: 0 all scenarios passed, 1 a scenario failed, 2 bad flags or no cluster.\n\nExamples:\n  kind-harness conformance                                  # every scenario on the simulated cluster\n  kind-harness conformance --scenario sharing --scenario churn\n  kind-harness conformance --scenario sharing --gpu-memory 40000   # a broken precondition: fails, saying why\n  kind-harness conformance --cluster kind --evidence evidence/kind\n  kind-harness conformance --cluster kubeconfig --kubeconfig ~/.kube/prod --scheduler-name hami-scheduler --timeout 300"
+)]
+pub struct ConformanceArgs {
+    /// Which cluster to run on.
+    #[arg(long, value_enum, default_value_t = ClusterChoice::Sim)]
+    pub cluster: ClusterChoice,
+    /// Scenario to run (repeatable; default: all, in the documented order).
+    #[arg(long = "scenario", value_name = "NAME", value_parser = parse_scenario)]
+    pub scenarios: Vec<String>,
+    /// Evidence directory (default: evidence/<UTC timestamp>/).
+    #[arg(long, value_name = "DIR")]
+    pub evidence: Option<PathBuf>,
+    /// kubeconfig file (--cluster kubeconfig or kind).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context (--cluster kind: kind-<kind-name> unless given).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// kind cluster name (--cluster kind).
+    #[arg(long, default_value = "sliceguard")]
+    pub kind_name: String,
+    /// The scheduler name GPU pods are routed to (hami-scheduler for HAMi).
+    #[arg(long, default_value = "sliceguard-scheduler")]
+    pub scheduler_name: String,
+    /// Simulated cluster: GPU nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Simulated cluster: GPUs per node.
+    #[arg(long, default_value_t = 8)]
+    pub gpus_per_node: usize,
+    /// Simulated cluster: MiB per GPU (the seed's fleet: 81920; set 40000 to watch `sharing` fail).
+    #[arg(long, default_value_t = 81920, value_name = "MIB")]
+    pub gpu_memory: u32,
+    /// The most one wait may take, in seconds (default: 20 on sim, 120 elsewhere).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// How long "stays Pending" and "left alone" claims are watched, in milliseconds
+    /// (default: 500 on sim, 5000 elsewhere).
+    #[arg(long, value_name = "MS")]
+    pub settle_ms: Option<u64>,
+    /// Poll interval in milliseconds (default: 50 on sim, 500 elsewhere).
+    #[arg(long, value_name = "MS")]
+    pub poll_ms: Option<u64>,
+    /// List the scenarios and what each proves, then exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+fn parse_scenario(s: &str) -> Result<String, String> {
+    if scenarios::names().contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown scenario {s:?}: expected one of {}",
+            scenarios::names().join(", ")
+        ))
+    }
+}
+
+/// One scenario: a name, what it proves, and its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    /// The name (`--scenario`).
+    pub name: &'static str,
+    /// What it proves.
+    pub proves: &'static str,
+}
+
+impl Scenario {
+    /// Every scenario, in run order.
+    pub fn all() -> Vec<Scenario> {
+        scenarios::ALL
+            .iter()
+            .map(|(name, proves)| Scenario { name, proves })
+            .collect()
+    }
+
+    /// Runs the scenario on `driver` in namespace `sg-<name>-<run_id>`: setup, the scenario's own
+    /// steps, capture, cleanup, and the lock check.
+    pub async fn run(
+        &self,
+        driver: &Driver,
+        run_id: &str,
+    ) -> (
+        ScenarioResult,
+        Option<(Vec<serde_json::Value>, Vec<serde_json::Value>)>,
+    ) {
+        let started = Instant::now();
+        let mut ctx = context::Ctx::new(driver, format!("sg-{}-{run_id}", self.name));
+        let mut error = None;
+        if let Err(e) = ctx.setup().await {
+            error = Some(e);
+        } else {
+            if let Err(e) = scenarios::run(self.name, &mut ctx).await {
+                error = Some(e);
+            }
+            if let Err(e) = ctx.capture().await {
+                error.get_or_insert(e);
+            }
+            if let Err(e) = ctx.cleanup_and_check_locks().await {
+                error.get_or_insert(e);
+            }
+        }
+        let passed =
+            error.is_none() && ctx.checks.iter().all(|c| c.passed) && !ctx.checks.is_empty();
+        let result = ScenarioResult {
+            name: self.name.to_string(),
+            proves: self.proves.to_string(),
+            passed,
+            checks: ctx.checks,
+            pods: ctx.rows,
+            error,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        (result, ctx.snapshot)
+    }
+}
+
+/// The whole run's outcome.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// Where the evidence went.
+    pub evidence: PathBuf,
+}
+
+/// The waits for the flags and cluster.
+pub fn waits(args: &ConformanceArgs) -> Waits {
+    let mut w = Waits::for_cluster(args.cluster);
+    if let Some(t) = args.timeout {
+        w.timeout = Duration::from_secs(t);
+    }
+    if let Some(s) = args.settle_ms {
+        w.settle = Duration::from_millis(s);
+    }
+    if let Some(p) = args.poll_ms {
+        w.poll = Duration::from_millis(p.max(1));
+    }
+    w
+}
+
+/// Runs the scenarios and writes the evidence.
+pub async fn run_async(args: &ConformanceArgs) -> Result<Outcome, DriverError> {
+    if args.cluster == ClusterChoice::Sim
+        && (args.nodes == 0 || args.gpus_per_node == 0 || args.gpu_memory == 0)
+    {
+        return Err(DriverError::Usage(format!(
+            "--nodes ({}), --gpus-per-node ({}) and --gpu-memory ({}) must be positive",
+            args.nodes, args.gpus_per_node, args.gpu_memory
+        )));
+    }
+    let fleet = sliceguard::objects::FleetSpec {
+        nodes: args.nodes,
+        gpus_per_node: args.gpus_per_node,
+        memory_mib: args.gpu_memory,
+        ..Default::default()
+    };
+    let default_fleet = sliceguard::objects::FleetSpec::default();
+    if args.cluster != ClusterChoice::Sim
+        && (fleet.nodes != default_fleet.nodes
+            || fleet.gpus_per_node != default_fleet.gpus_per_node
+            || fleet.memory_mib != default_fleet.memory_mib)
+    {
+        return Err(DriverError::Usage(
+            "--nodes, --gpus-per-node and --gpu-memory shape the simulated fleet only; on kind use `kind-harness up --gpu-memory`, elsewhere `sliceguard register`".into(),
+        ));
+    }
+    let options = DriverOptions {
+        cluster: args.cluster,
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        kind_name: args.kind_name.clone(),
+        scheduler_name: args.scheduler_name.clone(),
+        fleet,
+        waits: waits(args),
+    };
+    let driver = Driver::connect(&options).await?;
+    let now = jiff::Timestamp::now();
+    let run_id = format!("{:x}", now.as_second() % 0x1_0000_0000);
+    let evidence_dir = args.evidence.clone().unwrap_or_else(|| {
+        PathBuf::from("evidence").join(now.strftime("%Y%m%d-%H%M%S").to_string())
+    });
+    let nodes_api: Api<Node> = Api::all(driver.client.clone());
+    let inventory = match nodes_api.list(&ListParams::default()).await {
+        Ok(list) => observe::Inventory::from_nodes(&list.items).summary(),
+        Err(e) => format!("cannot list nodes: {e}"),
+    };
+    let selected: Vec<Scenario> = Scenario::all()
+        .into_iter()
+        .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s.name))
+        .collect();
+    let mut report = Report {
+        cluster: driver.description.clone(),
+        inventory,
+        started: now.to_string(),
+        scenarios: Vec::new(),
+    };
+    let mut snapshots = Snapshots::default();
+    for scenario in &selected {
+        eprintln!("running {} ...", scenario.name);
+        let (result, snapshot) = if scenario.name == "locks" {
+            locks_scenario(&driver, scenario, &report).await
+        } else {
+            scenario.run(&driver, &run_id).await
+        };
+        eprintln!(
+            "  {} {} ({:.2} s)",
+            scenario.name,
+            if result.passed { "pass" } else { "FAIL" },
+            result.seconds
+        );
+        if let Some((pods, events)) = snapshot {
+            snapshots
+                .scenarios
+                .push((scenario.name.to_string(), pods, events));
+        }
+        report.scenarios.push(result);
+    }
+    if let Ok(list) = nodes_api.list(&ListParams::default()).await {
+        snapshots.nodes = list
+            .items
+            .iter()
+            .filter_map(|n| serde_json::to_value(n).ok())
+            .collect();
+    }
+    if let Some(kubeconfig) = driver.kubeconfig() {
+        let _ = std::fs::create_dir_all(&evidence_dir);
+        let _ = std::fs::write(evidence_dir.join("sim.kubeconfig"), kubeconfig);
+    }
+    driver.stop().await;
+    evidence::write(&evidence_dir, &report, &snapshots).map_err(DriverError::Connect)?;
+    Ok(Outcome {
+        report,
+        evidence: evidence_dir,
+    })
+}
+
+/// The `locks` scenario: no lock anywhere at the end of the run (waiting up to the timeout),
+/// and every earlier scenario's own end-of-scenario lock check held.
+async fn locks_scenario(
+    driver: &Driver,
+    scenario: &Scenario,
+    so_far: &Report,
+) -> (
+    ScenarioResult,
+    Option<(Vec<serde_json::Value>, Vec<serde_json::Value>)>,
+) {
+    let started = Instant::now();
+    let mut ctx = context::Ctx::new(driver, "default".into());
+    let mut error = None;
+    for s in &so_far.scenarios {
+        if let Some(c) = s
+            .checks
+            .iter()
+            .find(|c| c.what.contains("hami.io/mutex.lock"))
+        {
+            ctx.check(
+                format!("{}: no lock at its end", s.name),
+                c.passed,
+                c.expected.clone(),
+                c.seen.clone(),
+            );
+        }
+    }
+    let deadline = Instant::now() + driver.waits.timeout;
+    loop {
+        match ctx.nodes().await {
+            Ok(nodes) => {
+                let locks = observe::node_locks(&nodes);
+                if locks.is_empty() || Instant::now() >= deadline {
+                    ctx.check(
+                        "no node holds hami.io/mutex.lock at the end of the run",
+                        locks.is_empty(),
+                        "no lock",
+                        if locks.is_empty() {
+                            "no lock".to_string()
+                        } else {
+                            format!("{locks:?}")
+                        },
+                    );
+                    break;
+                }
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+        tokio::time::sleep(driver.waits.poll).await;
+    }
+    let passed = error.is_none() && ctx.checks.iter().all(|c| c.passed);
+    (
+        ScenarioResult {
+            name: scenario.name.to_string(),
+            proves: scenario.proves.to_string(),
+            passed,
+            checks: ctx.checks,
+            pods: Vec::new(),
+            error,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        None,
+    )
+}
+
+/// `kind-harness conformance`: prints the table, writes the evidence; returns the exit code.
+pub fn run(args: &ConformanceArgs) -> u8 {
+    if args.list {
+        for s in Scenario::all() {
+            println!("{:<11} {}", s.name, s.proves);
+        }
+        return 0;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return 2;
+        }
+    };
+    match runtime.block_on(run_async(args)) {
+        Ok(outcome) => {
+            print!("{}", evidence::terminal_table(&outcome.report));
+            println!("evidence: {}", outcome.evidence.display());
+            if outcome.report.passed() { 0 } else { 1 }
+        }
+        Err(DriverError::MissingTools(missing)) => {
+            eprintln!("{}", crate::kind::missing_tools_message(&missing));
+            2
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
