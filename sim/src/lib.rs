@@ -7,9 +7,14 @@
 //! `http`). It is a test tier: it never passes itself off as Kubernetes.
 
 pub mod campaign;
+pub mod node_agent;
 pub mod store;
 pub mod table;
 pub mod world;
 
 #[cfg(feature = "http")]
+pub mod embedded;
+#[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod live;

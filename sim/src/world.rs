@@ -28,9 +28,7 @@ use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
-use sliceguard::annotations::{
-    BIND_PHASE, BIND_TIME, DEVICES_TO_ALLOCATE, NODE_LOCK, RESOURCE_GPU, VGPU_NODE, bind_phase,
-};
+use sliceguard::annotations::{BIND_PHASE, NODE_LOCK, RESOURCE_GPU, VGPU_NODE, bind_phase};
 use sliceguard::bind::{ApiFailure, Effect, NodeLockView, Observation, PodView, ReleaseMode};
 use sliceguard::codec::lock;
 use sliceguard::objects::FleetSpec;
@@ -1316,34 +1314,18 @@ impl World {
                 );
                 continue;
             };
-            let wanted = gpu_request(pod);
-            if wanted > 0 {
-                let allocatable = node
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.allocatable.as_ref())
-                    .and_then(|a| a.get(RESOURCE_GPU))
-                    .and_then(|q| sliceguard::quantity::parse_integer(&q.0).ok())
-                    .unwrap_or(0);
-                let in_use: i64 = pods
-                    .iter()
-                    .filter(|p| {
-                        p.spec.as_ref().and_then(|s| s.node_name.as_deref())
-                            == Some(node_name.as_str())
-                    })
-                    .filter(|p| {
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                    })
-                    .map(gpu_request)
-                    .sum();
-                if in_use + wanted > allocatable {
-                    let message = format!(
-                        "Allocate failed due to requested number of devices unavailable for {RESOURCE_GPU}. Requested: {wanted}, Available: {}, which is unexpected",
-                        (allocatable - in_use).max(0)
-                    );
-                    self.set_phase(&key, "Failed", Some(("UnexpectedAdmissionError", message)));
-                    continue;
-                }
+            let admitted: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| {
+                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node_name.as_str())
+                })
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .collect();
+            if let Err((reason, message)) = crate::node_agent::kubelet_admit(pod, node, &admitted) {
+                self.set_phase(&key, "Failed", Some((reason.as_str(), message)));
+                continue;
+            }
+            if gpu_request(pod) > 0 {
                 match self.config.device_plugin {
                     DevicePlugin::None | DevicePlugin::Mock => {}
                     DevicePlugin::Hami => {
@@ -1373,93 +1355,14 @@ impl World {
     /// HAMi's device plugin Allocate (spec §5.3): the pod the lock names (or the fallback), erase,
     /// bind-phase, owner-checked release. Allocating another pod's devices is recorded as a violation.
     fn hami_allocate(&mut self, node: &str, admitting: &str) -> Result<(), String> {
-        let lock_value = self.locks().get(node).cloned();
-        let holder = lock_value
-            .as_deref()
-            .and_then(|v| lock::parse(v).ok())
-            .and_then(|v| v.holder)
-            .map(|h| format!("{}/{}", h.namespace, h.name));
-        let target = match holder {
-            Some(h) => h,
-            None => {
-                let fallback = self
-                    .core()
-                    .store
-                    .typed::<Pod>(Resource::Pods)
-                    .into_iter()
-                    .find(|p| {
-                        let annos = p.metadata.annotations.clone().unwrap_or_default();
-                        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-                            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
-                            && annos.contains_key(BIND_TIME)
-                            && matches!(
-                                annos.get(BIND_PHASE).map(String::as_str),
-                                Some("allocating" | "success")
-                            )
-                            && annos.get(VGPU_NODE).map(String::as_str) == Some(node)
-                    });
-                match fallback {
-                    Some(p) => format!(
-                        "{}/{}",
-                        p.metadata.namespace.unwrap_or_default(),
-                        p.metadata.name.unwrap_or_default()
-                    ),
-                    None => return Err(format!("no binding pod found on node {node}")),
-                }
-            }
-        };
-        if target != admitting {
-            self.violation(
-                "device-plugin",
-                format!("the device plugin on {node} handed pod {target}'s devices to pod {admitting} (HAMi #781: two pods mid-allocation on one node)"),
-            );
+        let allocation = crate::node_agent::hami_allocate(&mut self.core().store, node, admitting);
+        if let Some(detail) = allocation.misdirected {
+            self.violation("device-plugin", detail);
         }
-        let Some(pod) = self.pod(&target) else {
-            return Err(format!("pod {target} named by the node lock not found"));
-        };
-        let annos = pod.metadata.annotations.clone().unwrap_or_default();
-        let (ns, name) = target.split_once('/').unwrap_or(("default", ""));
-        let containers = pod.spec.as_ref().map_or(0, |s| {
-            s.containers.len() + s.init_containers.as_ref().map_or(0, Vec::len)
-        });
-        let (phase, erased) = match annos.get(DEVICES_TO_ALLOCATE) {
-            Some(_) => (bind_phase::SUCCESS, ";".repeat(containers + 1)),
-            None => (bind_phase::FAILED, String::new()),
-        };
-        let mut patch = json!({"metadata": {"annotations": {BIND_PHASE: phase}}});
-        if !erased.is_empty() {
-            patch["metadata"]["annotations"][DEVICES_TO_ALLOCATE] = json!(erased);
+        if let Some(line) = allocation.log {
+            self.log(line);
         }
-        let _ = self.core().store.patch(
-            Resource::Pods,
-            Some(ns),
-            name,
-            Part::Main,
-            PatchType::Merge,
-            &patch,
-        );
-        // Owner-checked release: only the lock naming this pod (a legacy lock is anyone's).
-        if let Some(value) = lock_value {
-            let ours = lock::parse(&value)
-                .map(|v| v.holder.is_none() || v.is_held_by(ns, name))
-                .unwrap_or(false);
-            if ours {
-                let clear = json!({"metadata": {"annotations": {NODE_LOCK: null}}});
-                let _ = self.core().store.patch(
-                    Resource::Nodes,
-                    None,
-                    node,
-                    Part::Main,
-                    PatchType::Merge,
-                    &clear,
-                );
-                self.log(format!("device plugin on {node} allocated {target}, set bind-phase={phase}, released the lock"));
-            }
-        }
-        if phase == bind_phase::FAILED {
-            return Err("device request not found".into());
-        }
-        Ok(())
+        allocation.outcome
     }
 
     fn set_phase(&mut self, key: &str, phase: &str, reason: Option<(&str, String)>) {
@@ -1474,19 +1377,10 @@ impl World {
                 status["message"] = json!(m);
             }
             None => {
-                let count = self
-                    .pod(key)
-                    .and_then(|p| p.spec)
-                    .map_or(1, |s| s.containers.len());
-                status["podIP"] = json!(format!(
-                    "10.244.{}.{}",
-                    self.step % 250,
-                    (self.step / 250) % 250 + 1
-                ));
-                status["startTime"] = json!(now);
-                status["conditions"] =
-                    json!([{"type": "Ready", "status": "True", "lastTransitionTime": now}]);
-                status["containerStatuses"] = json!((0..count).map(|i| json!({"name": format!("c{i}"), "ready": true, "restartCount": 0, "image": "pause", "imageID": "", "started": true, "state": {"running": {"startedAt": now}}})).collect::<Vec<_>>());
+                let ip = format!("10.244.{}.{}", self.step % 250, (self.step / 250) % 250 + 1);
+                if let Some(pod) = self.pod(key) {
+                    status = crate::node_agent::running_status(&pod, &now, &ip);
+                }
             }
         }
         let _ = self.core().store.patch(
@@ -1701,21 +1595,5 @@ impl World {
 /// `nvidia.com/gpu` as the kubelet counts it: the larger of the largest init container and the sum
 /// over regular containers.
 pub fn gpu_request(pod: &Pod) -> i64 {
-    let count = |c: &k8s_openapi::api::core::v1::Container| {
-        sliceguard::request::limit_or_request(c, RESOURCE_GPU)
-            .and_then(|q| sliceguard::quantity::parse_integer(&q.0).ok())
-            .unwrap_or(0)
-    };
-    let Some(spec) = pod.spec.as_ref() else {
-        return 0;
-    };
-    let app: i64 = spec.containers.iter().map(count).sum();
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(count)
-        .max()
-        .unwrap_or(0);
-    app.max(init)
+    crate::node_agent::extended_request(pod, RESOURCE_GPU)
 }

@@ -256,8 +256,35 @@ pub async fn termination_signal() {
     }
 }
 
-/// Runs the scheduler until SIGTERM or SIGINT.
-pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+/// A started scheduler: its listeners are bound and its watches, reaper and servers run until
+/// [`Running::stop`].
+pub struct Running {
+    /// The extender's bound address (the real port when the option asked for port 0).
+    pub extender_addr: SocketAddr,
+    /// The metrics listener's bound address.
+    pub metrics_addr: SocketAddr,
+    /// The webhook's bound address, when TLS was configured.
+    pub webhook_addr: Option<SocketAddr>,
+    /// The service, for callers in the same process (tests, the embedded cluster).
+    pub service: Arc<Scheduler<kube_cluster::KubeCluster>>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("extender_addr", &self.extender_addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("webhook_addr", &self.webhook_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects, binds the listeners and starts the scheduler; returns once it serves.
+pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     let (client, config) = connect(&options.kube).await?;
     // Requests of the bind protocol and the filter get a short read timeout (a lost answer is an
     // indeterminate result the machine resolves); watches keep the client's long one.
@@ -273,6 +300,19 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let metrics_listener = listen("metrics", options.metrics_addr).await?;
     let webhook_listener = match tls {
         Some(_) => Some(listen("webhook", options.webhook_addr).await?),
+        None => None,
+    };
+    let bound = |listener: &TcpListener, what: &'static str, address: SocketAddr| {
+        listener.local_addr().map_err(|e| ServeError::Listen {
+            what,
+            address,
+            detail: e.to_string(),
+        })
+    };
+    let extender_addr = bound(&extender_listener, "extender", options.extender_addr)?;
+    let metrics_addr = bound(&metrics_listener, "metrics", options.metrics_addr)?;
+    let webhook_addr = match &webhook_listener {
+        Some(listener) => Some(bound(listener, "webhook", options.webhook_addr)?),
         None => None,
     };
     let instance = std::env::var("POD_NAME")
@@ -291,7 +331,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let grace = options.shutdown_grace;
 
-    let background = [
+    let background = vec![
         tokio::spawn(watch::watch_nodes(
             client.clone(),
             svc.clone(),
@@ -316,10 +356,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             grace,
         )),
     ];
-    tracing::info!(address = %options.extender_addr, "extender listening (HTTP)");
-    tracing::info!(address = %options.metrics_addr, "metrics listening (HTTP)");
+    tracing::info!(address = %extender_addr, "extender listening (HTTP)");
+    tracing::info!(address = %metrics_addr, "metrics listening (HTTP)");
     if let (Some(listener), Some(acceptor)) = (webhook_listener, tls) {
-        tracing::info!(address = %options.webhook_addr, "webhook listening (HTTPS)");
+        tracing::info!(address = ?webhook_addr, "webhook listening (HTTPS)");
         servers.push(tokio::spawn(http::serve(
             listener,
             http::webhook_router(svc.clone()),
@@ -330,22 +370,44 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     } else {
         tracing::warn!("no --tls-cert/--tls-key: the webhook is not served");
     }
+    Ok(Running {
+        extender_addr,
+        metrics_addr,
+        webhook_addr,
+        service: svc,
+        shutdown,
+        grace,
+        servers,
+        background,
+    })
+}
 
+impl Running {
+    /// Stops accepting, lets requests and binds in flight finish (each releasing its lock) within
+    /// the grace period, and stops the watches.
+    pub async fn stop(self) {
+        tracing::info!(
+            binds_in_flight = self.service.binds_in_flight(),
+            "shutting down: no new connections; requests and binds in flight finish"
+        );
+        self.shutdown.cancel();
+        for server in self.servers {
+            let _ = server.await;
+        }
+        if !self.service.drain_binds(self.grace).await {
+            tracing::warn!("binds still running after the grace period; their locks expire by rule");
+        }
+        for task in self.background {
+            task.abort();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Runs the scheduler until SIGTERM or SIGINT.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let running = start(options).await?;
     termination_signal().await;
-    tracing::info!(
-        binds_in_flight = svc.binds_in_flight(),
-        "shutting down: no new connections; requests and binds in flight finish"
-    );
-    shutdown.cancel();
-    for server in servers {
-        let _ = server.await;
-    }
-    if !svc.drain_binds(grace).await {
-        tracing::warn!("binds still running after the grace period; their locks expire by rule");
-    }
-    for task in background {
-        task.abort();
-    }
-    tracing::info!("stopped");
+    running.stop().await;
     Ok(())
 }

@@ -1,0 +1,923 @@
+//! The live simulated cluster: the REST façade ([`crate::http`]) plus the controllers a real cluster
+//! runs around sliceguard, in real time, talking to sliceguard only over its real HTTP interfaces.
+//!
+//! - **Admission**: a pod create goes to the configured mutating webhook as an AdmissionReview v1
+//!   over HTTPS (trusting the given CA), and the JSON Patch it answers is applied before the pod is
+//!   stored, as kube-apiserver does. Pods labelled `hami.io/webhook: ignore` (or in a namespace so
+//!   labelled) skip it, like the `objectSelector`/`namespaceSelector` of `deploy/sliceguard.yaml`.
+//!   `failurePolicy: Fail` by default (a webhook that cannot be called rejects the create with
+//!   kube-apiserver's message), `Ignore` on request.
+//! - **kube-scheduler stand-in**: a pending pod whose `schedulerName` is sliceguard's goes to the
+//!   extender: `POST {extender}/filter` with the names of the nodes kube-scheduler's own filters pass
+//!   ([`sliceguard::eligibility`]), then `POST {extender}/bind` to the first node it returns. It
+//!   records `Scheduled` or `FailedScheduling` events and the `PodScheduled` condition as
+//!   kube-scheduler does, and retries with kube-scheduler's backoff (1 s doubling to 10 s; every pod
+//!   goes back to the active queue when a pod is deleted or a node changes). Pods of any other
+//!   scheduler get a default placement: the eligible node with the fewest pods.
+//! - **Kubelets**: a bound pod turns Running when its node's allocatable covers its extended
+//!   resources ([`crate::node_agent::kubelet_admit`]); otherwise it fails with the kubelet's reason.
+//! - **Device plugins** ([`DevicePlugin`]): `none` (a fake fleet), `hami` (HAMi's Allocate: erase
+//!   to-allocate, set bind-phase, owner-checked lock release), `mock` (answers, never releases).
+//!
+//! Unlike [`crate::world`], this tier is not deterministic: it runs on wall-clock time and real
+//! sockets, because its purpose is to run sliceguard unchanged (kube-rs watches, HTTPS webhook,
+//! HTTP extender) and to serve kubectl. It is a test tier, not Kubernetes.
+
+use crate::http::{Admission, RunningApi, SharedStore};
+use crate::node_agent;
+use crate::store::{ApiError, Part, PatchType, Resource, Store};
+use crate::world::DevicePlugin;
+use base64::Engine as _;
+use hyper::body::Bytes;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{Value, json};
+use sliceguard::annotations::RESOURCE_GPU;
+use sliceguard::objects::FleetSpec;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The webhook name the simulated API server reports in its errors (`deploy/sliceguard.yaml`'s).
+pub const WEBHOOK_NAME: &str = "vgpu.sliceguard.io";
+
+/// How long one webhook or extender call may take (kube-apiserver's webhook default is 10 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the mutating webhook is.
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    /// `https://HOST:PORT/PATH` (or `http://` for a plain test server).
+    pub url: String,
+    /// The CA bundle (PEM) the server's certificate must chain to, as a `caBundle` would carry.
+    pub ca_pem: Option<String>,
+    /// `failurePolicy: Ignore`: admit unmutated when the webhook cannot be called.
+    pub ignore_failures: bool,
+}
+
+/// How to start a live cluster.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// Listen address of the façade (`127.0.0.1:0` for any free port).
+    pub addr: String,
+    /// The fake GPU fleet created (registered and handshaken) at start.
+    pub fleet: FleetSpec,
+    /// Pods with this `schedulerName` go to the extender.
+    pub scheduler_name: String,
+    /// The mutating webhook; `None` admits pods unmutated.
+    pub webhook: Option<WebhookTarget>,
+    /// The extender's URL prefix (`http://127.0.0.1:8080`); `None` leaves its pods Pending.
+    pub extender_url: Option<String>,
+    /// How the nodes' device plugins answer Allocate.
+    pub device_plugin: DevicePlugin,
+    /// How often the controllers look again when nothing changes.
+    pub tick: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            addr: "127.0.0.1:0".into(),
+            fleet: FleetSpec::default(),
+            scheduler_name: "sliceguard-scheduler".into(),
+            webhook: None,
+            extender_url: None,
+            device_plugin: DevicePlugin::None,
+            tick: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The targets the controllers call; set after start, because sliceguard needs the API first.
+#[derive(Default)]
+struct Targets {
+    webhook: Option<(WebhookTarget, Option<tokio_rustls::TlsConnector>)>,
+    extender: Option<String>,
+}
+
+impl std::fmt::Debug for Targets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Targets")
+            .field("webhook", &self.webhook.as_ref().map(|(t, _)| &t.url))
+            .field("extender", &self.extender)
+            .finish()
+    }
+}
+
+/// A running live cluster.
+#[derive(Debug)]
+pub struct LiveCluster {
+    api: RunningApi,
+    shared: Arc<SharedStore>,
+    targets: Arc<RwLock<Targets>>,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl LiveCluster {
+    /// Creates the fleet, serves the façade and starts the controllers.
+    pub async fn start(options: LiveOptions) -> Result<LiveCluster, String> {
+        let now = jiff::Timestamp::now();
+        let mut store = Store::new(now);
+        for node in sliceguard::objects::fleet(&options.fleet, now) {
+            let value = serde_json::to_value(node).map_err(|e| e.to_string())?;
+            store
+                .create(Resource::Nodes, None, value)
+                .map_err(|e| format!("creating the fleet: {e}"))?;
+        }
+        let shared = SharedStore::new(store);
+        let targets = Arc::new(RwLock::new(Targets::default()));
+        let admission: Arc<dyn Admission> = Arc::new(WebhookAdmission {
+            targets: targets.clone(),
+            shared: shared.clone(),
+            uid: AtomicU64::new(0),
+        });
+        let api = crate::http::serve(shared.clone(), Some(admission), &options.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
+        let cluster = LiveCluster {
+            controllers: tokio::spawn(controllers(
+                shared.clone(),
+                targets.clone(),
+                options.clone(),
+            )),
+            api,
+            shared,
+            targets,
+        };
+        cluster.configure(options.webhook, options.extender_url)?;
+        Ok(cluster)
+    }
+
+    /// Points admission at `webhook` and the scheduler stand-in at `extender_url`.
+    pub fn configure(
+        &self,
+        webhook: Option<WebhookTarget>,
+        extender_url: Option<String>,
+    ) -> Result<(), String> {
+        let webhook = match webhook {
+            Some(target) => {
+                let connector = match &target.ca_pem {
+                    Some(pem) => Some(tls_connector(pem)?),
+                    None if target.url.starts_with("https://") => {
+                        return Err(format!(
+                            "webhook {} is HTTPS but no CA bundle was given",
+                            target.url
+                        ));
+                    }
+                    None => None,
+                };
+                Some((target, connector))
+            }
+            None => None,
+        };
+        let mut targets = self
+            .targets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        targets.webhook = webhook;
+        targets.extender = extender_url.map(|u| u.trim_end_matches('/').to_string());
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.api.url
+    }
+
+    /// A kubeconfig (YAML) pointing at the façade.
+    pub fn kubeconfig(&self) -> String {
+        crate::http::kubeconfig(&self.api.url)
+    }
+
+    /// The store behind the façade (for checks and planted faults).
+    pub fn shared(&self) -> Arc<SharedStore> {
+        self.shared.clone()
+    }
+
+    /// Stops the controllers and the façade.
+    pub async fn stop(self) {
+        self.controllers.abort();
+        let _ = self.api.shutdown.send(());
+        let _ = self.api.task.await;
+    }
+}
+
+/// A rustls client trusting only the PEM bundle.
+fn tls_connector(pem: &str) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("webhook CA bundle: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("webhook CA bundle: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("webhook CA bundle: no CERTIFICATE block".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// `POST url` with a JSON body over HTTP/1.1 (TLS when `tls` is given); the status and body.
+async fn post_json(
+    url: &str,
+    body: &Value,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<(u16, Value), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("no host in {url:?}"))?;
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let authority = uri
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| host.clone());
+    let path = uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "/".into());
+    let request = hyper::Request::post(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let call = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
+        let response = if https {
+            let connector = tls.ok_or("no CA bundle for an HTTPS URL")?;
+            let name = rustls_pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| format!("server name {host:?}: {e}"))?;
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            send(hyper_util::rt::TokioIo::new(stream), request).await?
+        } else {
+            send(hyper_util::rt::TokioIo::new(tcp), request).await?
+        };
+        Ok::<_, String>(response)
+    };
+    let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| format!("context deadline exceeded after {CALL_TIMEOUT:?}"))??;
+    let value = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "answer with status {status} is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        )
+    })?;
+    Ok((status, value))
+}
+
+async fn send<S>(
+    io: hyper_util::rt::TokioIo<S>,
+    request: hyper::Request<http_body_util::Full<Bytes>>,
+) -> Result<(u16, Bytes), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt as _;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// Admission through the configured webhook.
+struct WebhookAdmission {
+    targets: Arc<RwLock<Targets>>,
+    shared: Arc<SharedStore>,
+    uid: AtomicU64,
+}
+
+impl WebhookAdmission {
+    fn skipped(&self, namespace: &str, pod: &Value) -> bool {
+        let ignore = |labels: &Value| labels["hami.io/webhook"].as_str() == Some("ignore");
+        if ignore(&pod["metadata"]["labels"]) {
+            return true;
+        }
+        self.shared
+            .read()
+            .get(Resource::Namespaces, None, namespace)
+            .map(|ns| ignore(&ns["metadata"]["labels"]))
+            .unwrap_or(false)
+    }
+
+    async fn call(&self, namespace: String, pod: Value) -> Result<Value, ApiError> {
+        let webhook = self
+            .targets
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .webhook
+            .clone();
+        let Some((target, tls)) = webhook else {
+            return Ok(pod);
+        };
+        if self.skipped(&namespace, &pod) {
+            return Ok(pod);
+        }
+        let uid = format!(
+            "00000000-0000-4000-a000-{:012x}",
+            self.uid.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let gvk = json!({"group": "", "version": "v1", "kind": "Pod"});
+        let gvr = json!({"group": "", "version": "v1", "resource": "pods"});
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": uid,
+                "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+                "name": pod["metadata"]["name"].as_str().unwrap_or(""),
+                "namespace": namespace,
+                "operation": "CREATE",
+                "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+                "object": pod,
+                "oldObject": null,
+                "dryRun": false,
+                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+            }
+        });
+        let failed = |detail: String| {
+            ApiError::Internal(format!(
+                "Internal error occurred: failed calling webhook \"{WEBHOOK_NAME}\": failed to call webhook: Post \"{}?timeout=10s\": {detail}",
+                target.url
+            ))
+        };
+        let answer = match post_json(&target.url, &review, tls.as_ref()).await {
+            Ok((200, answer)) => answer,
+            Ok((status, answer)) => {
+                let error = failed(format!("status {status}: {answer}"));
+                return if target.ignore_failures {
+                    Ok(pod)
+                } else {
+                    Err(error)
+                };
+            }
+            Err(detail) if target.ignore_failures => {
+                let _ = detail;
+                return Ok(pod);
+            }
+            Err(detail) => return Err(failed(detail)),
+        };
+        apply_review(&pod, &answer, &uid).map_err(|detail| match detail {
+            ReviewError::Denied(message) => ApiError::BadRequest(format!(
+                "admission webhook \"{WEBHOOK_NAME}\" denied the request: {message}"
+            )),
+            ReviewError::Malformed(message) => ApiError::Internal(format!(
+                "Internal error occurred: failed calling webhook \"{WEBHOOK_NAME}\": {message}"
+            )),
+        })
+    }
+}
+
+impl Admission for WebhookAdmission {
+    fn admit(
+        &self,
+        namespace: String,
+        pod: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send + '_>> {
+        Box::pin(self.call(namespace, pod))
+    }
+}
+
+/// Why an AdmissionReview answer did not admit the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReviewError {
+    Denied(String),
+    Malformed(String),
+}
+
+/// Applies an AdmissionReview answer to `pod` as kube-apiserver does: the uid must match, a denial
+/// carries its message, a `JSONPatch` patch is applied.
+fn apply_review(pod: &Value, answer: &Value, uid: &str) -> Result<Value, ReviewError> {
+    let response = &answer["response"];
+    if response["uid"].as_str() != Some(uid) {
+        return Err(ReviewError::Malformed(format!(
+            "expected response.uid={uid:?}, got {}",
+            response["uid"]
+        )));
+    }
+    if response["allowed"] != json!(true) {
+        let message = response["status"]["message"]
+            .as_str()
+            .unwrap_or("denied")
+            .to_string();
+        return Err(ReviewError::Denied(message));
+    }
+    let Some(encoded) = response["patch"].as_str() else {
+        return Ok(pod.clone());
+    };
+    if response["patchType"].as_str() != Some("JSONPatch") {
+        return Err(ReviewError::Malformed(format!(
+            "unsupported patch type {}",
+            response["patchType"]
+        )));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| ReviewError::Malformed(format!("patch is not base64: {e}")))?;
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes)
+        .map_err(|e| ReviewError::Malformed(format!("patch is not a JSON Patch: {e}")))?;
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &patch)
+        .map_err(|e| ReviewError::Malformed(format!("patch does not apply: {e}")))?;
+    Ok(patched)
+}
+
+/// kube-scheduler's backoff for one pod.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    next: Instant,
+    attempts: u32,
+}
+
+/// The controllers' loop: scheduler stand-in, kubelets, device plugins, and the store's clock.
+async fn controllers(
+    shared: Arc<SharedStore>,
+    targets: Arc<RwLock<Targets>>,
+    options: LiveOptions,
+) {
+    let mut changes = shared.subscribe();
+    let mut queue: BTreeMap<String, Backoff> = BTreeMap::new();
+    let mut seen_pods: BTreeSet<String> = BTreeSet::new();
+    let mut seen_nodes: BTreeSet<String> = BTreeSet::new();
+    let mut events = 0u64;
+    loop {
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(options.tick) => {}
+        }
+        // The clock moves without waking watchers.
+        shared.read().set_time(jiff::Timestamp::now());
+        let (pods, nodes) = {
+            let store = shared.read();
+            (
+                store.typed::<Pod>(Resource::Pods),
+                store.typed::<Node>(Resource::Nodes),
+            )
+        };
+        let pod_keys: BTreeSet<String> = pods.iter().map(key_of).collect();
+        let node_names: BTreeSet<String> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        // kube-scheduler moves every waiting pod back to the active queue on such events.
+        if seen_pods.difference(&pod_keys).next().is_some() || node_names != seen_nodes {
+            queue.clear();
+        }
+        seen_pods = pod_keys;
+        seen_nodes = node_names;
+        let extender = targets
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extender
+            .clone();
+        for pod in pods.iter().filter(|p| waiting(p)) {
+            let key = key_of(pod);
+            if queue.get(&key).is_some_and(|b| b.next > Instant::now()) {
+                continue;
+            }
+            let scheduled = schedule(
+                &shared,
+                pod,
+                &nodes,
+                &options,
+                extender.as_deref(),
+                &mut events,
+            )
+            .await;
+            if scheduled {
+                queue.remove(&key);
+            } else {
+                let entry = queue.entry(key).or_insert(Backoff {
+                    next: Instant::now(),
+                    attempts: 0,
+                });
+                entry.attempts += 1;
+                let secs = 1u64 << entry.attempts.saturating_sub(1).min(4);
+                entry.next = Instant::now() + Duration::from_secs(secs.min(10));
+            }
+        }
+        queue.retain(|k, _| seen_pods.contains(k));
+        kubelets(&shared, options.device_plugin, &mut events);
+    }
+}
+
+fn key_of(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+/// A pod kube-scheduler would try to place: Pending, unassigned, not being deleted.
+fn waiting(pod: &Pod) -> bool {
+    phase(pod) == "Pending" && node_of(pod).is_none() && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// Writes a core/v1 Event about a pod.
+fn record(
+    store: &mut Store,
+    pod: &Pod,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+    events: &mut u64,
+) {
+    *events += 1;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let now = store.now().to_string();
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": format!("{name}.{:016x}", *events), "namespace": namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
+                           "uid": pod.metadata.uid.as_deref().unwrap_or("")},
+        "type": type_,
+        "reason": reason,
+        "message": message,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let _ = store.create(Resource::Events, Some(namespace), event);
+}
+
+/// Marks the pod unschedulable (condition and event), as kube-scheduler does.
+fn unschedulable(
+    shared: &SharedStore,
+    pod: &Pod,
+    component: &str,
+    message: &str,
+    events: &mut u64,
+) {
+    shared.write(|store| {
+        let now = store.now().to_string();
+        let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": message, "lastTransitionTime": now}]}});
+        let _ = store.patch(
+            Resource::Pods,
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref().unwrap_or(""),
+            Part::Status,
+            PatchType::Merge,
+            &patch,
+        );
+        record(
+            store,
+            pod,
+            "Warning",
+            "FailedScheduling",
+            message,
+            component,
+            events,
+        );
+    });
+}
+
+/// kube-scheduler's summary of why no node fits: `0/3 nodes are available: 3 <reason>.`
+fn failure_summary(total: usize, reasons: &BTreeMap<String, String>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for reason in reasons.values() {
+        *counts.entry(reason.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    format!("0/{total} nodes are available: {}.", parts.join(", "))
+}
+
+/// One scheduling attempt; true when the pod was bound.
+async fn schedule(
+    shared: &SharedStore,
+    pod: &Pod,
+    nodes: &[Node],
+    options: &LiveOptions,
+    extender: Option<&str>,
+    events: &mut u64,
+) -> bool {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let scheduler = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.clone())
+        .unwrap_or_else(|| "default-scheduler".into());
+    let mut ineligible: BTreeMap<String, String> = BTreeMap::new();
+    let mut eligible: Vec<String> = Vec::new();
+    for node in nodes {
+        let node_name = node.metadata.name.clone().unwrap_or_default();
+        match sliceguard::eligibility::ineligibility(node, pod) {
+            Some(why) => {
+                ineligible.insert(node_name, why);
+            }
+            None => eligible.push(node_name),
+        }
+    }
+    if eligible.is_empty() {
+        let message = failure_summary(nodes.len(), &ineligible);
+        unschedulable(shared, pod, &scheduler, &message, events);
+        return false;
+    }
+    if scheduler != options.scheduler_name {
+        // Default placement: the eligible node with the fewest pods (kube-scheduler spreads).
+        let counts: BTreeMap<String, usize> = shared
+            .read()
+            .typed::<Pod>(Resource::Pods)
+            .iter()
+            .filter_map(|p| node_of(p).map(str::to_string))
+            .fold(BTreeMap::new(), |mut m, n| {
+                *m.entry(n).or_default() += 1;
+                m
+            });
+        let node = eligible
+            .iter()
+            .min_by_key(|n| (counts.get(*n).copied().unwrap_or(0), (*n).clone()))
+            .cloned()
+            .unwrap_or_default();
+        return shared.write(|store| match store.bind(&namespace, &name, &node, None) {
+            Ok(_) => {
+                let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                record(
+                    store,
+                    pod,
+                    "Normal",
+                    "Scheduled",
+                    &message,
+                    &scheduler,
+                    events,
+                );
+                true
+            }
+            Err(_) => false,
+        });
+    }
+    let Some(extender) = extender else {
+        return false;
+    };
+    let args = json!({"Pod": pod, "NodeNames": eligible});
+    let result = match post_json(&format!("{extender}/filter"), &args, None).await {
+        Ok((200, result)) => result,
+        Ok((status, result)) => {
+            let message = format!("extender filter answered {status}: {result}");
+            unschedulable(shared, pod, &scheduler, &message, events);
+            return false;
+        }
+        Err(e) => {
+            let message = format!("Post \"{extender}/filter\": {e}");
+            unschedulable(shared, pod, &scheduler, &message, events);
+            return false;
+        }
+    };
+    let error = result["Error"].as_str().unwrap_or("");
+    let chosen = result["NodeNames"]
+        .as_array()
+        .and_then(|names| names.first())
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let Some(node) = chosen.filter(|_| error.is_empty()) else {
+        let mut reasons = ineligible;
+        if let Some(failed) = result["FailedNodes"].as_object() {
+            for (node, why) in failed {
+                reasons.insert(node.clone(), why.as_str().unwrap_or("").to_string());
+            }
+        }
+        let message = if error.is_empty() {
+            failure_summary(nodes.len(), &reasons)
+        } else {
+            format!("extender filter: {error}")
+        };
+        unschedulable(shared, pod, &scheduler, &message, events);
+        return false;
+    };
+    let args = json!({
+        "PodName": name,
+        "PodNamespace": namespace,
+        "PodUID": pod.metadata.uid.clone().unwrap_or_default(),
+        "Node": node,
+    });
+    let failure = match post_json(&format!("{extender}/bind"), &args, None).await {
+        Ok((200, result)) => result["Error"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .map(str::to_string),
+        Ok((status, result)) => Some(format!("extender bind answered {status}: {result}")),
+        Err(e) => Some(format!("Post \"{extender}/bind\": {e}")),
+    };
+    match failure {
+        None => {
+            shared.write(|store| {
+                let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                record(
+                    store,
+                    pod,
+                    "Normal",
+                    "Scheduled",
+                    &message,
+                    &scheduler,
+                    events,
+                );
+            });
+            true
+        }
+        Some(error) => {
+            let message = format!("Binding rejected: {error}");
+            shared.write(|store| {
+                record(
+                    store,
+                    pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &message,
+                    &scheduler,
+                    events,
+                );
+            });
+            false
+        }
+    }
+}
+
+/// Every kubelet admits its bound, not yet started pods; device plugins answer Allocate.
+fn kubelets(shared: &SharedStore, plugin: DevicePlugin, events: &mut u64) {
+    let (pods, nodes) = {
+        let store = shared.read();
+        (
+            store.typed::<Pod>(Resource::Pods),
+            store.typed::<Node>(Resource::Nodes),
+        )
+    };
+    let nodes: BTreeMap<String, Node> = nodes
+        .into_iter()
+        .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+        .collect();
+    let mut started: Vec<&Pod> = pods.iter().filter(|p| phase(p) == "Running").collect();
+    for pod in &pods {
+        let Some(node_name) = node_of(pod) else {
+            continue;
+        };
+        if phase(pod) != "Pending" || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let key = key_of(pod);
+        let fail = |reason: &str, message: String, events: &mut u64| {
+            shared.write(|store| {
+                set_status(
+                    store,
+                    pod,
+                    json!({"phase": "Failed", "reason": reason, "message": message}),
+                );
+                record(store, pod, "Warning", reason, &message, "kubelet", events);
+            });
+        };
+        let Some(node) = nodes.get(node_name) else {
+            fail("NodeLost", format!("node {node_name} is gone"), events);
+            continue;
+        };
+        let admitted: Vec<&Pod> = started
+            .iter()
+            .copied()
+            .filter(|p| node_of(p) == Some(node_name))
+            .collect();
+        if let Err((reason, message)) = node_agent::kubelet_admit(pod, node, &admitted) {
+            fail(&reason, message, events);
+            continue;
+        }
+        if node_agent::extended_request(pod, RESOURCE_GPU) > 0 && plugin == DevicePlugin::Hami {
+            let allocation =
+                shared.write(|store| node_agent::hami_allocate(store, node_name, &key));
+            if let Err(message) = allocation.outcome {
+                fail("UnexpectedAdmissionError", message, events);
+                continue;
+            }
+        }
+        let ip = format!("10.244.{}.{}", (*events / 250) % 250, *events % 250 + 1);
+        shared.write(|store| {
+            let now = store.now().to_string();
+            set_status(store, pod, node_agent::running_status(pod, &now, &ip));
+            let containers = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+            let message = format!("Started {containers} container(s)");
+            record(store, pod, "Normal", "Started", &message, "kubelet", events);
+        });
+        started.push(pod);
+    }
+}
+
+fn set_status(store: &mut Store, pod: &Pod, status: Value) {
+    let _ = store.patch(
+        Resource::Pods,
+        pod.metadata.namespace.as_deref(),
+        pod.metadata.name.as_deref().unwrap_or(""),
+        Part::Status,
+        PatchType::Merge,
+        &json!({"status": status}),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review_answer(uid: &str, allowed: bool, patch: Option<&Value>) -> Value {
+        let mut response = json!({"uid": uid, "allowed": allowed});
+        if let Some(p) = patch {
+            response["patchType"] = json!("JSONPatch");
+            response["patch"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(p.to_string()));
+        }
+        if !allowed {
+            response["status"] = json!({"message": "no"});
+        }
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+    }
+
+    #[test]
+    fn reviews_apply_as_the_api_server_applies_them() {
+        let pod =
+            json!({"metadata": {"name": "p"}, "spec": {"schedulerName": "default-scheduler"}});
+        let patch = json!([{"op": "replace", "path": "/spec/schedulerName", "value": "x"}]);
+        let out = apply_review(&pod, &review_answer("u", true, Some(&patch)), "u").unwrap();
+        assert_eq!(out["spec"]["schedulerName"], "x");
+        assert_eq!(
+            apply_review(&pod, &review_answer("u", true, None), "u").unwrap(),
+            pod
+        );
+        assert_eq!(
+            apply_review(&pod, &review_answer("u", false, None), "u"),
+            Err(ReviewError::Denied("no".into()))
+        );
+        assert!(matches!(
+            apply_review(&pod, &review_answer("other", true, None), "u"),
+            Err(ReviewError::Malformed(m)) if m.contains("response.uid")
+        ));
+        let bad = json!([{"op": "remove", "path": "/spec/missing"}]);
+        assert!(matches!(
+            apply_review(&pod, &review_answer("u", true, Some(&bad)), "u"),
+            Err(ReviewError::Malformed(m)) if m.contains("does not apply")
+        ));
+    }
+
+    #[test]
+    fn the_failure_summary_counts_reasons_like_kube_scheduler() {
+        let reasons = BTreeMap::from([
+            ("a".to_string(), "CardInsufficientMemory".to_string()),
+            ("b".to_string(), "CardInsufficientMemory".to_string()),
+            ("c".to_string(), "node(s) were unschedulable".to_string()),
+        ]);
+        assert_eq!(
+            failure_summary(3, &reasons),
+            "0/3 nodes are available: 2 CardInsufficientMemory, 1 node(s) were unschedulable."
+        );
+    }
+}
