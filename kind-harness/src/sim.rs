@@ -74,8 +74,27 @@ enum SimCommand {
     Serve(ServeArgs),
 }
 
-/// Serve the simulated cluster as a Kubernetes REST subset.
+/// Serve the simulated cluster on loopback: the Kubernetes REST subset kubectl and kube-rs use, with
+/// admission through a mutating webhook, a kube-scheduler stand-in calling an extender, kubelets
+/// and device plugins. A test tier, not Kubernetes.
+///
+/// Two ways to use it. With `--embedded`, sliceguard's own `serve` runs inside this process against
+/// the cluster (webhook over HTTPS with a generated certificate, extender over HTTP): a whole GPU
+/// cluster in one command. Without it, the cluster calls a sliceguard you run yourself:
+/// `--tls-out DIR` writes a certificate and key for its webhook (the cluster trusts that
+/// certificate), `--webhook-url` and `--extender-url` default to `sliceguard serve`'s own defaults.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  # everything in one process
+  kind-harness sim serve --embedded --kubeconfig-out sim.kubeconfig
+  kubectl --kubeconfig sim.kubeconfig apply --validate=false -f examples/seed/
+  kubectl --kubeconfig sim.kubeconfig get pods -o wide
+
+  # sliceguard as a separate process, as in a real deployment
+  kind-harness sim serve --kubeconfig-out sim.kubeconfig --tls-out sim-tls &
+  sliceguard serve --kubeconfig sim.kubeconfig --tls-cert sim-tls/tls.crt --tls-key sim-tls/tls.key \\
+      --webhook-bind-address 127.0.0.1:9443 --metrics-bind-address 127.0.0.1:9395")]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -92,6 +111,33 @@ pub struct ServeArgs {
     /// MiB per GPU.
     #[arg(long, default_value_t = 81920)]
     memory: u32,
+    /// Split count per GPU (tasks that may share one).
+    #[arg(long, default_value_t = 10)]
+    split: u32,
+    /// Run sliceguard's `serve` inside this process against the cluster.
+    #[arg(long)]
+    embedded: bool,
+    /// Device plugin on every node: none (fake fleet), hami (releases the lock after Allocate), mock.
+    #[arg(long, default_value = "none", value_parser = DevicePlugin::parse)]
+    device_plugin: DevicePlugin,
+    /// The webhook the API server calls on pod creation (without --embedded).
+    #[arg(long, default_value = "https://127.0.0.1:9443/webhook")]
+    webhook_url: String,
+    /// CA bundle (PEM) the webhook's certificate must chain to (without --embedded).
+    #[arg(long, conflicts_with = "tls_out")]
+    webhook_ca: Option<PathBuf>,
+    /// Generate a webhook certificate and key into DIR (tls.crt, tls.key) and trust it.
+    #[arg(long, value_name = "DIR")]
+    tls_out: Option<PathBuf>,
+    /// Call no webhook: pods are stored as submitted.
+    #[arg(long, conflicts_with_all = ["webhook_ca", "tls_out"])]
+    no_webhook: bool,
+    /// The extender's URL prefix the kube-scheduler stand-in calls (without --embedded).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    extender_url: String,
+    /// The scheduler name whose pods go to the extender.
+    #[arg(long, default_value = "sliceguard-scheduler")]
+    scheduler_name: String,
 }
 
 fn parse_faults(s: &str) -> Result<std::collections::BTreeSet<Fault>, String> {
@@ -228,38 +274,114 @@ fn replay(path: &PathBuf, verbose: bool) -> Result<u8> {
 }
 
 fn serve_cluster(args: &ServeArgs) -> Result<()> {
+    if args.nodes == 0 || args.gpus_per_node == 0 || args.memory == 0 || args.split == 0 {
+        bail!("--nodes, --gpus-per-node, --memory and --split must be positive");
+    }
+    let fleet = FleetSpec {
+        nodes: args.nodes,
+        gpus_per_node: args.gpus_per_node,
+        memory_mib: args.memory,
+        split: args.split,
+        ..FleetSpec::default()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let now = jiff::Timestamp::now();
-        let mut store = sliceguard_sim::store::Store::new(now);
-        let spec = FleetSpec { nodes: args.nodes, gpus_per_node: args.gpus_per_node, memory_mib: args.memory, ..FleetSpec::default() };
-        for node in sliceguard::objects::fleet(&spec, now) {
-            store
-                .create(sliceguard_sim::store::Resource::Nodes, None, serde_json::to_value(node)?)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let write_kubeconfig = |text: String| -> Result<()> {
+            if let Some(path) = &args.kubeconfig_out {
+                std::fs::write(path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("kubeconfig written to {}", path.display());
+            }
+            Ok(())
+        };
+        if args.embedded {
+            let cluster = sliceguard_sim::embedded::Embedded::start(
+                sliceguard_sim::embedded::EmbeddedOptions {
+                    fleet,
+                    device_plugin: args.device_plugin,
+                    scheduler_name: args.scheduler_name.clone(),
+                    addr: args.addr.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            write_kubeconfig(cluster.kubeconfig())?;
+            eprintln!(
+                "simulated cluster serving at {} with sliceguard inside (extender {}, webhook {:?}); Ctrl-C stops it. A test tier, not Kubernetes.",
+                cluster.api_url(),
+                cluster.scheduler().extender_addr,
+                cluster.scheduler().webhook_addr
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            cluster.stop().await;
+            return Ok(());
         }
-        let shared = sliceguard_sim::http::SharedStore::new(store);
-        let clock = {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    shared.write(|s| s.set_time(jiff::Timestamp::now()));
-                }
+        let webhook = if args.no_webhook {
+            None
+        } else {
+            let ca_pem = match (&args.webhook_ca, &args.tls_out) {
+                (Some(path), _) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading --webhook-ca {}", path.display()))?,
+                ),
+                (None, Some(dir)) => Some(write_webhook_certificate(dir)?),
+                (None, None) if args.webhook_url.starts_with("https://") => bail!(
+                    "the webhook {} is HTTPS: give --tls-out DIR (to generate its certificate), --webhook-ca FILE, or --no-webhook",
+                    args.webhook_url
+                ),
+                (None, None) => None,
+            };
+            Some(sliceguard_sim::live::WebhookTarget {
+                url: args.webhook_url.clone(),
+                ca_pem,
+                ignore_failures: false,
             })
         };
-        let api = sliceguard_sim::http::serve(shared, None, &args.addr).await.with_context(|| format!("listening on {}", args.addr))?;
-        if let Some(path) = &args.kubeconfig_out {
-            std::fs::write(path, sliceguard_sim::http::kubeconfig(&api.url)).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("kubeconfig written to {}", path.display());
-        }
-        eprintln!("simulated cluster serving at {} (Ctrl-C stops it); this is a test tier, not Kubernetes", api.url);
+        let cluster = sliceguard_sim::live::LiveCluster::start(sliceguard_sim::live::LiveOptions {
+            addr: args.addr.clone(),
+            fleet,
+            scheduler_name: args.scheduler_name.clone(),
+            webhook,
+            extender_url: Some(args.extender_url.clone()),
+            device_plugin: args.device_plugin,
+            ..Default::default()
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        write_kubeconfig(cluster.kubeconfig())?;
+        eprintln!(
+            "simulated cluster serving at {} (webhook {}, extender {}); Ctrl-C stops it. A test tier, not Kubernetes.",
+            cluster.url(),
+            if args.no_webhook { "off" } else { args.webhook_url.as_str() },
+            args.extender_url
+        );
         let _ = tokio::signal::ctrl_c().await;
-        clock.abort();
-        let _ = api.shutdown.send(());
+        cluster.stop().await;
         Ok(())
     })
+}
+
+/// Writes `DIR/tls.crt` and `DIR/tls.key` for `localhost` and `127.0.0.1`; returns the certificate.
+fn write_webhook_certificate(dir: &std::path::Path) -> Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .context("generating the webhook certificate")?;
+    let cert = certified.cert.pem();
+    for (name, text) in [
+        ("tls.crt", cert.clone()),
+        ("tls.key", certified.signing_key.serialize_pem()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "webhook certificate written to {0}/tls.crt and {0}/tls.key",
+        dir.display()
+    );
+    Ok(cert)
 }
