@@ -1,6 +1,6 @@
 //! Cluster drivers: one [`Driver`] over a `kube::Client`, whatever the cluster behind it.
 //!
-//! - `sim`: the embedded simulated cluster (`sliceguard_sim::embedded`) started in-process;
+//! - `sim`: the embedded simulated cluster ([`sliceguard_sim::embedded`]) started in-process;
 //!   the client talks to its REST façade over loopback HTTP, exactly as to a real API server;
 //! - `kind`: the kind cluster made by `kind-harness up` (context `kind-<name>` of the usual
 //!   kubeconfig), after the preflight of [`crate::kind::preflight`];
@@ -218,30 +218,34 @@ pub async fn connect_kubeconfig(
 }
 
 /// The embedded simulated cluster behind the `sim` driver.
-struct EmbeddedCluster {
-    url: String,
-    client: kube::Client,
-}
+#[derive(Debug)]
+struct EmbeddedCluster(sliceguard_sim::embedded::Embedded);
 
 impl EmbeddedCluster {
-    async fn start(_options: &DriverOptions) -> Result<EmbeddedCluster, String> {
-        Err(
-            "the embedded simulated cluster (sliceguard_sim::embedded) is not in this build yet"
-                .into(),
-        )
+    async fn start(options: &DriverOptions) -> Result<EmbeddedCluster, String> {
+        let embedded =
+            sliceguard_sim::embedded::Embedded::start(sliceguard_sim::embedded::EmbeddedOptions {
+                fleet: options.fleet.clone(),
+                scheduler_name: options.scheduler_name.clone(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(EmbeddedCluster(embedded))
     }
 
     fn client(&self) -> kube::Client {
-        self.client.clone()
+        self.0.client()
     }
 
     fn api_url(&self) -> &str {
-        &self.url
+        self.0.api_url()
     }
 
     fn kubeconfig(&self) -> String {
-        sliceguard_sim::http::kubeconfig(&self.url)
+        self.0.kubeconfig()
     }
 
-    async fn stop(self) {}
+    async fn stop(self) {
+        self.0.stop().await;
+    }
 }

@@ -23,6 +23,8 @@ pub struct Ctx<'d> {
     pub rows: Vec<PodRow>,
     /// Pods and events of the namespace captured before cleanup (for the snapshots).
     pub snapshot: Option<(Vec<Value>, Vec<Value>)>,
+    /// Pods deleted during the scenario, as they were just before (rows and objects).
+    deleted: Vec<(PodRow, Value)>,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -50,6 +52,7 @@ impl<'d> Ctx<'d> {
             created: Vec::new(),
             rows: Vec::new(),
             snapshot: None,
+            deleted: Vec::new(),
         }
     }
 
@@ -261,8 +264,40 @@ impl<'d> Ctx<'d> {
         Ok(observe::failed_reasons(&about))
     }
 
-    /// Deletes a pod now and waits until it is gone.
-    pub async fn delete_now(&self, name: &str) -> Result<(), String> {
+    fn row(pod: &Pod, events: &[Event]) -> PodRow {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let about = observe::events_about(events, &name);
+        let mut reasons: Vec<String> = Vec::new();
+        for m in observe::messages(&about, "FilteringFailed") {
+            if !reasons.iter().any(|r| r == m) {
+                reasons.push(m.to_string());
+            }
+        }
+        PodRow {
+            pod: name,
+            phase: observe::phase(pod),
+            node: observe::node_name(pod),
+            devices: observe::devices_text(pod),
+            reasons,
+            events: observe::event_lines(&about),
+        }
+    }
+
+    /// Deletes a pod the scenario created (its row and object kept for the evidence), and waits
+    /// until it is gone.
+    pub async fn delete_now(&mut self, name: &str) -> Result<(), String> {
+        if let Ok(Some(pod)) = self.pods().get_opt(name).await {
+            let events = self.events().await.unwrap_or_default();
+            let row = Ctx::row(&pod, &events);
+            if let Ok(value) = serde_json::to_value(&pod) {
+                self.deleted.retain(|(r, _)| r.pod != name);
+                self.deleted.push((row, value));
+            }
+        }
+        self.delete_quietly(name).await
+    }
+
+    async fn delete_quietly(&self, name: &str) -> Result<(), String> {
         let params = DeleteParams {
             grace_period_seconds: Some(0),
             ..Default::default()
@@ -297,51 +332,24 @@ impl<'d> Ctx<'d> {
         let events = self.events().await?;
         let mut rows = Vec::new();
         for name in &self.created {
-            let Some(pod) = pods
+            if let Some(pod) = pods
                 .iter()
                 .find(|p| p.metadata.name.as_deref() == Some(name))
-            else {
-                rows.push(PodRow {
-                    pod: name.clone(),
-                    phase: "deleted".into(),
-                    node: None,
-                    devices: "-".into(),
-                    reasons: Vec::new(),
-                    events: observe::event_lines(&observe::events_about(&events, name)),
-                });
-                continue;
-            };
-            let about = observe::events_about(&events, name);
-            rows.push(PodRow {
-                pod: name.clone(),
-                phase: observe::phase(pod),
-                node: observe::node_name(pod),
-                devices: observe::devices_text(pod),
-                reasons: observe::messages(&about, "FilteringFailed")
-                    .into_iter()
-                    .map(str::to_string)
-                    .fold(Vec::new(), |mut acc, m| {
-                        if !acc.contains(&m) {
-                            acc.push(m);
-                        }
-                        acc
-                    }),
-                events: observe::event_lines(&about),
-            });
+            {
+                rows.push(Ctx::row(pod, &events));
+            } else if let Some((row, _)) = self.deleted.iter().find(|(r, _)| &r.pod == name) {
+                let mut row = row.clone();
+                row.phase = format!("{}, deleted", row.phase);
+                rows.push(row);
+            }
         }
         self.rows = rows;
-        let to_values = |items: Vec<Value>| items;
-        let pod_values = to_values(
-            pods.iter()
-                .filter_map(|p| serde_json::to_value(p).ok())
-                .collect(),
-        );
-        let event_values = to_values(
-            events
-                .iter()
-                .filter_map(|e| serde_json::to_value(e).ok())
-                .collect(),
-        );
+        let mut pod_values: Vec<Value> = self.deleted.iter().map(|(_, v)| v.clone()).collect();
+        pod_values.extend(pods.iter().filter_map(|p| serde_json::to_value(p).ok()));
+        let event_values: Vec<Value> = events
+            .iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect();
         self.snapshot = Some((pod_values, event_values));
         Ok(())
     }
@@ -350,7 +358,7 @@ impl<'d> Ctx<'d> {
     /// `hami.io/mutex.lock` (waiting up to the timeout for locks to be released).
     pub async fn cleanup_and_check_locks(&mut self) -> Result<(), String> {
         for name in self.created.clone() {
-            self.delete_now(&name).await?;
+            self.delete_quietly(&name).await?;
         }
         let namespaces: Api<Namespace> = Api::all(self.driver.client.clone());
         match namespaces

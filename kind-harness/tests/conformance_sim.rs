@@ -1,0 +1,148 @@
+//! End to end on the embedded simulated cluster: `kind-harness conformance` runs every scenario,
+//! passes, prints the table and writes the evidence (report.md, report.json, JUnit, YAML
+//! snapshots); a broken precondition (40000 MiB GPUs for `sharing`) fails that scenario with what
+//! was expected and what was seen, and exits 1.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn evidence_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "kind-harness-conformance-{tag}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn conformance(args: &[&str], evidence: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
+        .arg("conformance")
+        .args(args)
+        .arg("--evidence")
+        .arg(evidence)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_scenario_passes_on_the_simulated_cluster_and_leaves_evidence() {
+    let dir = evidence_dir("all");
+    let (code, stdout, stderr) = conformance(&[], &dir);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("10 of 10 scenarios passed"), "{stdout}");
+    for scenario in [
+        "fractional",
+        "pending",
+        "placement",
+        "sharing",
+        "exclusive",
+        "selectors",
+        "multi-gpu",
+        "churn",
+        "routing",
+        "locks",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(scenario) && l.contains(" pass ")),
+            "{scenario} not passed:\n{stdout}"
+        );
+    }
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 10);
+    assert!(scenarios.iter().all(|s| s["passed"] == true));
+    // Seed exercise 1's claims, from the machine-readable report.
+    let fractional = &scenarios[0];
+    assert_eq!(fractional["name"], "fractional");
+    let pod = &fractional["pods"][0];
+    assert_eq!(pod["phase"], "Running");
+    assert!(pod["devices"].as_str().unwrap().ends_with("3000MiB/30%"));
+    assert!(pod["events"].as_array().unwrap().iter().any(|e| {
+        e.as_str()
+            .unwrap()
+            .starts_with("FilteringSucceed: find fit node(")
+    }));
+    // Sharing: ten on one GPU, the eleventh refused with HAMi's reason.
+    let sharing = scenarios.iter().find(|s| s["name"] == "sharing").unwrap();
+    let pods = sharing["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 11);
+    let gpu = pods[0]["devices"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(
+        pods[..10]
+            .iter()
+            .all(|p| p["phase"] == "Running" && p["devices"].as_str().unwrap().starts_with(gpu))
+    );
+    assert_eq!(pods[10]["phase"], "Pending");
+    assert!(
+        pods[10]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("CardTimeSlicingExhausted"))
+    );
+
+    let markdown = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(markdown.contains("| scenario | result | pod | node | devices | reasons | events |"));
+    assert!(markdown.contains("10 of 10 scenarios passed"));
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 10);
+    assert!(junit.contains("failures=\"0\""));
+    let nodes: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("nodes.yaml")).unwrap()).unwrap();
+    assert_eq!(nodes["kind"], "List");
+    assert_eq!(nodes["items"].as_array().unwrap().len(), 3);
+    let pods: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("sharing/pods.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(pods["items"].as_array().unwrap().len(), 11);
+    assert!(dir.join("pending/events.yaml").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_broken_precondition_fails_the_scenario_saying_what_was_expected_and_seen() {
+    let dir = evidence_dir("broken");
+    let (code, stdout, stderr) =
+        conformance(&["--scenario", "sharing", "--gpu-memory", "40000"], &dir);
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("0 of 1 scenarios passed"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("sharing"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("FAIL"), "{line}");
+    assert!(
+        line.contains("expected") && line.contains(">= 80000 MiB"),
+        "{line}"
+    );
+    assert!(
+        line.contains("seen") && line.contains("40000 MiB"),
+        "{line}"
+    );
+    let markdown = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    // The run itself shows what happened: five fit, the sixth is refused for memory.
+    assert!(
+        markdown.contains("expected 10 Running") && markdown.contains("seen 5 Running"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("CardInsufficientMemory"));
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\"") && junit.contains("<failure "));
+    let _ = std::fs::remove_dir_all(&dir);
+}
