@@ -58,7 +58,7 @@ impl Waits {
                 settle: Duration::from_millis(500),
             },
             ClusterChoice::Kind | ClusterChoice::Kubeconfig => Waits {
-                timeout: Duration::from_secs(120),
+                timeout: Duration::from_secs(300),
                 poll: Duration::from_millis(500),
                 settle: Duration::from_secs(5),
             },

@@ -63,7 +63,7 @@ pub struct ConformanceArgs {
     /// Simulated cluster: MiB per GPU (the seed's fleet: 81920; set 40000 to watch `sharing` fail).
     #[arg(long, default_value_t = 81920, value_name = "MIB")]
     pub gpu_memory: u32,
-    /// The most one wait may take, in seconds (default: 20 on sim, 120 elsewhere).
+    /// The most one wait may take, in seconds (default: 20 on sim, 300 elsewhere, which covers kube-scheduler's retry of unschedulable pods).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
     /// How long "stays Pending" and "left alone" claims are watched, in milliseconds
