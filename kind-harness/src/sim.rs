@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// The scheduler name whose pods go to the extender.
     #[arg(long, default_value = "sliceguard-scheduler")]
     scheduler_name: String,
+    /// Running GPU pods (1024 MiB, 5 cores) created already placed at start, round robin over the
+    /// devices: a large cluster's steady state (e.g. --nodes 20000 --pods 100000).
+    #[arg(long, default_value_t = 0)]
+    pods: usize,
 }
 
 fn parse_faults(s: &str) -> Result<std::collections::BTreeSet<Fault>, String> {
@@ -304,6 +308,7 @@ fn serve_cluster(args: &ServeArgs) -> Result<()> {
                     device_plugin: args.device_plugin,
                     scheduler_name: args.scheduler_name.clone(),
                     addr: args.addr.clone(),
+                    preload_pods: args.pods,
                     ..Default::default()
                 },
             )
@@ -348,6 +353,7 @@ fn serve_cluster(args: &ServeArgs) -> Result<()> {
             webhook,
             extender_url: Some(args.extender_url.clone()),
             device_plugin: args.device_plugin,
+            preload_pods: args.pods,
             ..Default::default()
         })
         .await

@@ -35,6 +35,8 @@ pub struct EmbeddedOptions {
     pub gpu_policy: GpuPolicy,
     /// The façade's listen address.
     pub addr: String,
+    /// Running GPU pods created already placed at start (see [`LiveOptions::preload_pods`]).
+    pub preload_pods: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -48,6 +50,7 @@ impl Default for EmbeddedOptions {
             node_policy: defaults.node,
             gpu_policy: defaults.gpu,
             addr: "127.0.0.1:0".into(),
+            preload_pods: 0,
         }
     }
 }
@@ -79,6 +82,7 @@ impl Embedded {
             fleet: options.fleet.clone(),
             scheduler_name: options.scheduler_name.clone(),
             device_plugin: options.device_plugin,
+            preload_pods: options.preload_pods,
             ..LiveOptions::default()
         })
         .await?;
@@ -149,12 +153,13 @@ impl Embedded {
             }),
             Some(format!("http://{}", scheduler.extender_addr)),
         )?;
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline =
+            Instant::now() + Duration::from_secs(15 + options.preload_pods as u64 / 2_000);
         while !scheduler.service.is_ready() {
             if Instant::now() > deadline {
                 let (nodes, pods) = scheduler.service.sync_state();
                 return Err(format!(
-                    "sliceguard did not become ready within 15 s (node watch synced {nodes}, pod watch synced {pods})"
+                    "sliceguard did not become ready in time (node watch synced {nodes}, pod watch synced {pods})"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

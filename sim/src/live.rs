@@ -74,6 +74,9 @@ pub struct LiveOptions {
     pub device_plugin: DevicePlugin,
     /// How often the controllers look again when nothing changes.
     pub tick: Duration,
+    /// Running GPU pods (1024 MiB, 5 cores each) created already placed at start, spread over the
+    /// fleet's devices: a large cluster's steady state, for memory and start-up measurements.
+    pub preload_pods: usize,
 }
 
 impl Default for LiveOptions {
@@ -86,6 +89,7 @@ impl Default for LiveOptions {
             extender_url: None,
             device_plugin: DevicePlugin::None,
             tick: Duration::from_millis(200),
+            preload_pods: 0,
         }
     }
 }
@@ -126,6 +130,7 @@ impl LiveCluster {
                 .create(Resource::Nodes, None, value)
                 .map_err(|e| format!("creating the fleet: {e}"))?;
         }
+        preload(&mut store, &options)?;
         let shared = SharedStore::new(store);
         let targets = Arc::new(RwLock::new(Targets::default()));
         let admission: Arc<dyn Admission> = Arc::new(WebhookAdmission {
@@ -202,6 +207,78 @@ impl LiveCluster {
         let _ = self.api.shutdown.send(());
         let _ = self.api.task.await;
     }
+}
+
+/// Creates `options.preload_pods` Running pods, pod `i` on device `i / nodes` of node `i % nodes`
+/// (round robin over devices), each with the annotations sliceguard (or HAMi) leaves after a bind.
+fn preload(store: &mut Store, options: &LiveOptions) -> Result<(), String> {
+    use sliceguard::annotations::{
+        BIND_PHASE, DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, bind_phase,
+    };
+    use sliceguard::model::{ContainerDevice, PodDevices};
+    const MEMORY: u32 = 1024;
+    const CORES: u32 = 5;
+    let fleet = &options.fleet;
+    let devices = fleet.nodes.saturating_mul(fleet.gpus_per_node);
+    if options.preload_pods == 0 {
+        return Ok(());
+    }
+    let per_device = options.preload_pods.div_ceil(devices.max(1));
+    let fits = devices > 0
+        && per_device <= fleet.split as usize
+        && per_device.saturating_mul(MEMORY as usize) <= fleet.memory_mib as usize
+        && per_device.saturating_mul(CORES as usize) <= fleet.cores as usize;
+    if !fits {
+        return Err(format!(
+            "{} preloaded pods of {MEMORY} MiB and {CORES} cores do not fit {} nodes x {} GPUs ({} MiB, split {})",
+            options.preload_pods, fleet.nodes, fleet.gpus_per_node, fleet.memory_mib, fleet.split
+        ));
+    }
+    let names: Vec<String> = (0..fleet.nodes)
+        .map(|i| sliceguard::objects::fleet_node_name(&fleet.name_prefix, i))
+        .collect();
+    let node_devices: Vec<Vec<String>> = names
+        .iter()
+        .map(|n| {
+            sliceguard::objects::fleet_devices(n, fleet)
+                .into_iter()
+                .map(|d| d.id)
+                .collect()
+        })
+        .collect();
+    for i in 0..options.preload_pods {
+        let node = i % fleet.nodes;
+        let device = (i / fleet.nodes) % fleet.gpus_per_node;
+        let allocation = PodDevices(vec![vec![ContainerDevice {
+            uuid: node_devices[node][device].clone(),
+            backend: sliceguard::annotations::BACKEND_NVIDIA.into(),
+            usedmem: MEMORY,
+            usedcores: CORES,
+        }]]);
+        let rendered = sliceguard::codec::pod_devices::render(&allocation)
+            .map_err(|e| format!("preloaded allocation: {e}"))?;
+        let pod = sliceguard::objects::gpu_pod(
+            &format!("preload-{i:06}"),
+            &[],
+            &[sliceguard::objects::GpuAsk::fraction(MEMORY, CORES)],
+        );
+        let mut value = serde_json::to_value(pod).map_err(|e| e.to_string())?;
+        value["metadata"]["annotations"] = json!({
+            VGPU_NODE: names[node],
+            DEVICES_ALLOCATED: rendered,
+            DEVICES_TO_ALLOCATE: ";;",
+            BIND_PHASE: bind_phase::SUCCESS,
+        });
+        // The label is what schedulers' pod watches select on (HAMi's and sliceguard's).
+        value["metadata"]["labels"] = json!({VGPU_NODE: names[node]});
+        value["spec"]["schedulerName"] = json!(options.scheduler_name);
+        value["spec"]["nodeName"] = json!(names[node]);
+        value["status"] = json!({"phase": "Running"});
+        store
+            .create(Resource::Pods, Some("default"), value)
+            .map_err(|e| format!("preloading pod {i}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A rustls client trusting only the PEM bundle.

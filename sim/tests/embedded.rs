@@ -270,3 +270,47 @@ async fn kubectl_apply_runs_a_gpu_pod_and_describe_shows_its_events() {
     cluster.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preloaded_pods_are_counted_by_sliceguard_after_its_initial_list() {
+    // 3 nodes x 8 GPUs, 200 pods of 1024 MiB round robin: 8 or 9 per device, so no device has
+    // 80000 MiB free any more, though every device would have had it empty.
+    let cluster = Embedded::start(EmbeddedOptions {
+        preload_pods: 200,
+        ..EmbeddedOptions::default()
+    })
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        200
+    );
+    let big = gpu_pod("big", &[], &[GpuAsk::fraction(80000, 10)]);
+    pods.create(&PostParams::default(), &big).await.unwrap();
+    let failed = wait_for(
+        "the big pod to be refused",
+        Duration::from_secs(20),
+        async || {
+            events_of(&cluster.client(), "big")
+                .await
+                .into_iter()
+                .find(|(r, _)| r == "FilteringFailed")
+                .map(|(_, m)| m)
+        },
+    )
+    .await;
+    assert!(failed.contains("CardInsufficientMemory"), "{failed}");
+    let fits = gpu_pod("fits", &[], &[GpuAsk::fraction(70000, 10)]);
+    pods.create(&PostParams::default(), &fits).await.unwrap();
+    wait_for(
+        "the fitting pod to run",
+        Duration::from_secs(20),
+        async || {
+            let p = pods.get("fits").await.ok()?;
+            (phase(&p) == "Running").then_some(())
+        },
+    )
+    .await;
+    cluster.stop().await;
+}
