@@ -130,6 +130,9 @@ pub struct TraceArgs {
     /// gpuspec*) with HAMi's pairs and fragmentation.
     #[arg(long)]
     pub variants: bool,
+    /// With --variants: the seeds each variant is replayed with (default: --seeds).
+    #[arg(long, value_parser = parse_seeds)]
+    pub variant_seeds: Option<Seeds>,
     /// With --quality-report: seeds never used while designing the policy, on which
     /// fragmentation and the re-implemented FGD are also compared.
     #[arg(long, default_value = "100..109", value_parser = parse_seeds)]

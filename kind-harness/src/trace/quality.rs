@@ -298,11 +298,12 @@ pub fn write_report(args: &TraceArgs, report: &Path) -> anyhow::Result<()> {
             variants.push(load_trace(&args.data.join(DEFAULT_NODES), &file)?);
         }
         let ventries = variant_entries(args);
+        let vseeds = args.variant_seeds.as_ref().map_or(seeds, |s| &s.0);
         let jobs: Vec<Job<'_>> = variants
             .iter()
             .flat_map(|trace| {
                 ventries.iter().flat_map(move |e| {
-                    seeds.iter().map(move |&seed| Job {
+                    vseeds.iter().map(move |&seed| Job {
                         trace,
                         config: e.config.clone(),
                         seed,
@@ -897,7 +898,8 @@ the scale is sensitive (see the 5-GPU row), so the section below also replays se
         let _ = writeln!(
             m,
             "Every other pod list in the data folder (the paper's Figs. 11–13: GPU-sharing share, multi-GPU share, GPU-type \
-constraints), same fleet and settings. HAMi's best pair is the one with the lowest median on that trace.\n"
+constraints), same fleet and settings, seeds {}. HAMi's best pair is the one with the lowest median on that trace.\n",
+            seed_range(c.args.variant_seeds.as_ref().map_or(&c.args.seeds.0, |s| &s.0))
         );
         let _ = writeln!(
             m,
