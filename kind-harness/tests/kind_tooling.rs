@@ -435,3 +435,96 @@ fn the_ca_bundle_is_base64_of_the_ca() {
         .unwrap();
     assert_eq!(String::from_utf8(decoded).unwrap(), tls.ca_pem);
 }
+
+/// A directory of stand-in tools that log their arguments (one line per call) and succeed.
+fn fake_tools(dir: &Path, log: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for tool in ["docker", "kind", "kubectl", "sliceguard"] {
+        let path = dir.join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexit 0\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
+    let root = std::env::temp_dir().join(format!("kind-harness-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let bin = root.join("bin");
+    let log = root.join("calls.log");
+    let checkout = root.join("repo");
+    fake_tools(&bin, &log);
+    std::fs::create_dir_all(checkout.join("deploy")).unwrap();
+    for f in ["deploy/kind-cluster.yaml", "deploy/sliceguard.yaml"] {
+        std::fs::copy(repo().join(f), checkout.join(f)).unwrap();
+    }
+    // The stand-ins pass every step; the final webhook wait has no kubeconfig to reach, so `up`
+    // stops there with exit 1, naming what it waited for.
+    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
+        .args([
+            "up",
+            "--name",
+            "t1",
+            "--k8s-version",
+            "v1.33.1",
+            "--image",
+            "sg:t",
+        ])
+        .arg("--repo")
+        .arg(&checkout)
+        .arg("--sliceguard")
+        .arg(bin.join("sliceguard"))
+        .args(["--wait-secs", "5"])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("KUBECONFIG", root.join("no-such-kubeconfig"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kubeconfig") || stderr.contains("webhook"),
+        "{stderr}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    let rendered = checkout.join("target/kind-harness/t1/sliceguard.rendered.yaml");
+    let expected = vec![
+        "kind get clusters".to_string(),
+        format!(
+            "kind create cluster --name t1 --image kindest/node:v1.33.1 --config {} --wait 180s",
+            checkout.join("deploy/kind-cluster.yaml").display()
+        ),
+        format!("docker build -t sg:t {}", checkout.display()),
+        "kind load docker-image sg:t --name t1".to_string(),
+        format!("kubectl --context kind-t1 apply -f {}", rendered.display()),
+        "kubectl --context kind-t1 label nodes -l !node-role.kubernetes.io/control-plane gpu=on run.ai/simulated-gpu-node-pool=default --overwrite".to_string(),
+        "sliceguard register --context kind-t1 --nodes gpu=on --gpus-per-node 8 --memory 81920".to_string(),
+        "kubectl --context kind-t1 -n sliceguard-system rollout status deployment/sliceguard-scheduler --timeout=5s".to_string(),
+    ];
+    assert_eq!(calls, expected);
+    let manifest = std::fs::read_to_string(&rendered).unwrap();
+    assert!(!manifest.contains("${"));
+    assert!(manifest.contains("registry.k8s.io/kube-scheduler:v1.33.1"));
+    assert!(manifest.contains("image: sg:t"));
+
+    std::fs::remove_file(&log).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
+        .args(["down", "--name", "t1"])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().trim(),
+        "kind delete cluster --name t1"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
