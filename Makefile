@@ -94,6 +94,13 @@ audit: ## Audit a live cluster (KUBECONFIG, or the current context): over-commit
 clean: ## Remove the evidence directories and the rendered kind manifests (not target/)
 	rm -rf evidence target/kind-harness
 
+BENCH_E2E_PODS ?= 1000
+
+.PHONY: bench
+bench: ## Performance: placement index vs plain scan, rebuild-and-scan and floor (100..20k nodes), ledger, parsing, memory, end to end; writes bench/REPORT.md
+	SLICEGUARD_BENCH_JSON=$(CURDIR)/target/bench-placement.jsonl $(CARGO) bench -q -p sliceguard-scheduler --bench placement
+	$(CARGO) run --release -q -p sliceguard-kind-harness --example bench_report -- --rows target/bench-placement.jsonl --out bench/REPORT.md --e2e-nodes 1000 --e2e-pods $(BENCH_E2E_PODS)
+
 .PHONY: quality
 quality: ## Placement quality on the Alibaba trace: regenerate bench/QUALITY.md (QUALITY_DATA, QUALITY_SEEDS, QUALITY_JOBS)
 	$(CARGO) run --release -q -p sliceguard-kind-harness -- trace --data $(QUALITY_DATA) --seeds $(QUALITY_SEEDS) --jobs $(QUALITY_JOBS) --variants --quality-report bench/QUALITY.md

@@ -94,39 +94,63 @@ fn shares(rng: &mut Rng) -> Vec<u32> {
     }
 }
 
+/// `nodes` registered nodes and their names.
+fn registry_of(nodes: usize) -> (Registry, Vec<String>) {
+    let mut registry = Registry::new();
+    let mut names = Vec::with_capacity(nodes);
+    for n in 0..nodes {
+        let name = format!("gpu-node-{n:05}");
+        let devices: Vec<DeviceInfo> = (0..GPUS).map(|g| device(&name, g)).collect();
+        let annotations =
+            BTreeMap::from([(NODE_REGISTER.to_string(), register::render_json(&devices))]);
+        registry
+            .upsert(&name, &annotations)
+            .unwrap_or_else(|e| panic!("fixture node {name} does not register: {e}"));
+        names.push(name);
+    }
+    (registry, names)
+}
+
+/// The seeded pods of a fleet: key, node, allocation.
+fn pods_of(registry: &Registry) -> Vec<(String, String, PodAllocation)> {
+    let mut rng = Rng(0x5eed ^ registry.len() as u64);
+    let mut pods = Vec::new();
+    for node in registry.nodes() {
+        for d in &node.devices {
+            for (t, share) in shares(&mut rng).into_iter().enumerate() {
+                let allocation = PodAllocation {
+                    init: vec![],
+                    app: vec![vec![ContainerDevice {
+                        uuid: d.id.clone(),
+                        backend: "NVIDIA".into(),
+                        usedmem: DEVMEM * share / 100,
+                        usedcores: share,
+                    }]],
+                };
+                pods.push((
+                    format!("default/{}-{t}", d.id),
+                    node.name.clone(),
+                    allocation,
+                ));
+            }
+        }
+    }
+    pods
+}
+
+fn ledger_of(pods: &[(String, String, PodAllocation)]) -> Ledger {
+    let mut ledger = Ledger::new();
+    for (key, node, allocation) in pods {
+        ledger.upsert(key, node, allocation);
+    }
+    ledger
+}
+
 impl Fleet {
     fn new(nodes: usize) -> Fleet {
-        let mut rng = Rng(0x5eed ^ nodes as u64);
-        let mut registry = Registry::new();
-        let mut ledger = Ledger::new();
-        let mut names = Vec::with_capacity(nodes);
-        let mut pods = Vec::new();
-        for n in 0..nodes {
-            let name = format!("gpu-node-{n:05}");
-            let devices: Vec<DeviceInfo> = (0..GPUS).map(|g| device(&name, g)).collect();
-            let annotations =
-                BTreeMap::from([(NODE_REGISTER.to_string(), register::render_json(&devices))]);
-            registry
-                .upsert(&name, &annotations)
-                .unwrap_or_else(|e| panic!("fixture node {name} does not register: {e}"));
-            for d in &devices {
-                for (t, share) in shares(&mut rng).into_iter().enumerate() {
-                    let allocation = PodAllocation {
-                        init: vec![],
-                        app: vec![vec![ContainerDevice {
-                            uuid: d.id.clone(),
-                            backend: "NVIDIA".into(),
-                            usedmem: DEVMEM * share / 100,
-                            usedcores: share,
-                        }]],
-                    };
-                    let key = format!("default/{}-{t}", d.id);
-                    ledger.upsert(&key, &name, &allocation);
-                    pods.push((key, name.clone(), allocation));
-                }
-            }
-            names.push(name);
-        }
+        let (registry, names) = registry_of(nodes);
+        let pods = pods_of(&registry);
+        let ledger = ledger_of(&pods);
         let index = PlacementIndex::build(&registry, &ledger);
         let flat = Self::flatten(&registry, &ledger);
         Fleet {
@@ -237,10 +261,7 @@ fn floor(flat: &[[u64; 5]], mem: u64, cores: u64) -> Option<usize> {
 }
 
 fn rebuild_and_scan(fleet: &Fleet, pod: &PreparedPod) -> decision::Decision {
-    let mut ledger = Ledger::new();
-    for (key, node, allocation) in &fleet.pods {
-        ledger.upsert(key, node, allocation);
-    }
+    let ledger = ledger_of(&fleet.pods);
     decision::filter_scan(&fleet.registry, &ledger, pod, &fleet.names, now())
 }
 
@@ -324,38 +345,24 @@ fn report(path: &str) {
 
     // Memory first, in a fresh heap: resident bytes added by building each structure at the largest size.
     if let Some(&largest) = sizes().iter().max() {
-        let base = rss_bytes();
-        let fleet = Fleet::new(largest);
-        let with_all = rss_bytes();
-        let devices = largest * GPUS;
-        let pods = fleet.pods.len();
-        drop(fleet);
         let before = rss_bytes();
-        let mut registry = Registry::new();
-        for n in 0..largest {
-            let name = format!("gpu-node-{n:05}");
-            let devices: Vec<DeviceInfo> = (0..GPUS).map(|g| device(&name, g)).collect();
-            let annotations =
-                BTreeMap::from([(NODE_REGISTER.to_string(), register::render_json(&devices))]);
-            let _ = registry.upsert(&name, &annotations);
-        }
+        let (registry, names) = registry_of(largest);
         let registry_bytes = rss_bytes().saturating_sub(before);
-        let fleet = Fleet::new(largest);
+        let pods = pods_of(&registry);
         let before = rss_bytes();
-        let index = PlacementIndex::build(&fleet.registry, &fleet.ledger);
-        let index_bytes = rss_bytes().saturating_sub(before);
-        let before = rss_bytes();
-        let mut ledger = Ledger::new();
-        for (key, node, allocation) in &fleet.pods {
-            ledger.upsert(key, node, allocation);
-        }
+        let ledger = ledger_of(&pods);
         let ledger_bytes = rss_bytes().saturating_sub(before);
+        let before = rss_bytes();
+        let index = PlacementIndex::build(&registry, &ledger);
+        let index_bytes = rss_bytes().saturating_sub(before);
+        let devices = largest * GPUS;
+        let pods = pods.len();
+        drop(names);
         black_box((&registry, &index, &ledger));
         for (name, bytes) in [
             ("registry", registry_bytes),
             ("ledger", ledger_bytes),
             ("index", index_bytes),
-            ("fixture total", with_all.saturating_sub(base)),
         ] {
             eprintln!("memory {name}: {bytes} bytes for {devices} devices, {pods} pods");
             memory.push(Row {

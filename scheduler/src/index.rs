@@ -344,7 +344,9 @@ impl PlacementIndex {
         if !applies(pod) {
             return None;
         }
-        let offered: HashSet<&str, FixedState> = node_names.iter().map(String::as_str).collect();
+        let mut offered: HashSet<&str, FixedState> =
+            HashSet::with_capacity_and_hasher(node_names.len(), FixedState::default());
+        offered.extend(node_names.iter().map(String::as_str));
         let total = offered.len();
         let requests: Vec<ContainerRequest> = pod
             .request

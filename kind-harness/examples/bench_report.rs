@@ -1,0 +1,540 @@
+//! `make bench`'s report writer: reads the rows of `scheduler/benches/placement.rs`
+//! (`SLICEGUARD_BENCH_JSON`), measures end-to-end pods per second through the simulated cluster
+//! (in process through the deterministic world, and over loopback HTTP through the embedded live
+//! cluster), and writes `bench/REPORT.md`: machine, date, commit, one table per group with median
+//! and p99, and the ratios sliceguard/scan, sliceguard/rebuild-and-scan and sliceguard/floor, each
+//! from the same run, then the targets met or missed.
+//!
+//! `cargo run --release -p sliceguard-kind-harness --example bench_report -- --rows <json> --out
+//! bench/REPORT.md [--e2e-nodes 1000] [--e2e-pods 1000]`
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::Value;
+use sliceguard::objects::{FleetSpec, GpuAsk, gpu_pod};
+use sliceguard_sim::embedded::{Embedded, EmbeddedOptions};
+use sliceguard_sim::world::{SimConfig, World};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+struct Args {
+    rows: String,
+    out: String,
+    e2e_nodes: usize,
+    e2e_pods: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        rows: String::new(),
+        out: "bench/REPORT.md".into(),
+        e2e_nodes: 1000,
+        e2e_pods: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String, flag: &str| {
+            v.parse::<usize>()
+                .map_err(|e| format!("{flag}: {v:?} is not a count: {e}"))
+        };
+        match flag.as_str() {
+            "--rows" => args.rows = value()?,
+            "--out" => args.out = value()?,
+            "--e2e-nodes" => args.e2e_nodes = number(value()?, "--e2e-nodes")?,
+            "--e2e-pods" => args.e2e_pods = number(value()?, "--e2e-pods")?,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if args.rows.is_empty() {
+        return Err("--rows <file written by the placement bench> is required".into());
+    }
+    Ok(args)
+}
+
+fn fleet(nodes: usize) -> FleetSpec {
+    FleetSpec {
+        nodes,
+        gpus_per_node: 8,
+        ..FleetSpec::default()
+    }
+}
+
+/// Fractional pods, four to a GPU at most, so that every pod fits.
+fn e2e_pod(i: usize) -> Pod {
+    gpu_pod(&format!("e2e-{i}"), &[], &[GpuAsk::fraction(8_000, 10)])
+}
+
+/// Pods per second through the deterministic world: webhook, filter, bind and kubelet in process.
+fn in_process(nodes: usize, pods: usize) -> Result<(f64, String), String> {
+    let mut world = World::new(SimConfig {
+        fleet: fleet(nodes),
+        ..SimConfig::default()
+    });
+    // Let the scheduler sync before timing.
+    for _ in 0..3 {
+        world.step();
+    }
+    let start = Instant::now();
+    for i in 0..pods {
+        world.create_pod(&e2e_pod(i))?;
+    }
+    let mut steps = 0usize;
+    while world.bound_at().len() < pods && steps < pods * 4 + 100 {
+        world.step();
+        steps += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let bound = world.bound_at().len();
+    if bound < pods {
+        return Err(format!(
+            "only {bound} of {pods} pods bound after {steps} steps"
+        ));
+    }
+    let note = format!(
+        "{pods} pods bound in {elapsed:.2} s over {steps} world steps (each step also checks every safety invariant); violations: {}",
+        world.violations().len()
+    );
+    Ok((pods as f64 / elapsed, note))
+}
+
+/// Pods per second over loopback HTTP: the embedded live cluster (API façade, HTTPS admission
+/// webhook, kube-scheduler stand-in calling the extender, kubelets) with sliceguard serving.
+fn loopback(nodes: usize, pods: usize) -> Result<(f64, String), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let cluster = Embedded::start(EmbeddedOptions {
+            fleet: fleet(nodes),
+            ..EmbeddedOptions::default()
+        })
+        .await?;
+        let api: Api<Pod> = Api::namespaced(cluster.client(), "default");
+        let start = Instant::now();
+        let mut created = 0usize;
+        for chunk in (0..pods).collect::<Vec<_>>().chunks(32) {
+            let mut batch = Vec::new();
+            for &i in chunk {
+                let api = api.clone();
+                batch.push(tokio::spawn(async move {
+                    api.create(&PostParams::default(), &e2e_pod(i)).await
+                }));
+            }
+            for task in batch {
+                if matches!(task.await, Ok(Ok(_))) {
+                    created += 1;
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let bound = loop {
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let bound = list
+                .items
+                .iter()
+                .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+                .count();
+            if bound >= created || Instant::now() > deadline {
+                break bound;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let elapsed = start.elapsed().as_secs_f64();
+        cluster.stop().await;
+        if bound < pods {
+            return Err(format!(
+                "{bound} of {pods} pods bound ({created} created) within 300 s"
+            ));
+        }
+        Ok((
+            pods as f64 / elapsed,
+            format!("{pods} pods created by 32 concurrent clients and bound in {elapsed:.2} s"),
+        ))
+    })
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn shell(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.trim_start_matches("MemTotal:").trim().to_string())
+        })
+        .unwrap_or_default();
+    let kernel = shell("uname", &["-sr"]).unwrap_or_default();
+    format!("{cpu}, {cores} cores available, {memory} memory, {kernel}")
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    group: String,
+    name: String,
+    nodes: u64,
+    median: f64,
+    p99: f64,
+    samples: u64,
+    bytes: Option<u64>,
+}
+
+fn read_rows(path: &str) -> Result<Vec<Row>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| format!("{path} line {}: {e}", i + 1))?;
+            let field = |k: &str| {
+                v.get(k)
+                    .ok_or_else(|| format!("{path} line {}: no field {k:?}", i + 1))
+            };
+            Ok(Row {
+                group: field("group")?.as_str().unwrap_or_default().to_string(),
+                name: field("name")?.as_str().unwrap_or_default().to_string(),
+                nodes: field("nodes")?.as_u64().unwrap_or(0),
+                median: field("median_ns")?.as_f64().unwrap_or(f64::NAN),
+                p99: field("p99_ns")?.as_f64().unwrap_or(f64::NAN),
+                samples: field("samples")?.as_u64().unwrap_or(0),
+                bytes: v.get("bytes").and_then(Value::as_u64),
+            })
+        })
+        .collect()
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rows = match read_rows(&args.rows) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!(
+        "end to end in process: {} nodes, {} pods",
+        args.e2e_nodes, args.e2e_pods
+    );
+    let e2e_in = in_process(args.e2e_nodes, args.e2e_pods);
+    eprintln!("  {e2e_in:?}");
+    eprintln!(
+        "end to end over loopback HTTP: {} nodes, {} pods",
+        args.e2e_nodes, args.e2e_pods
+    );
+    let e2e_http = loopback(args.e2e_nodes, args.e2e_pods);
+    eprintln!("  {e2e_http:?}");
+    let report = render(&rows, &args, &e2e_in, &e2e_http);
+    if let Some(dir) = std::path::Path::new(&args.out).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(&args.out, report) {
+        eprintln!("error: cannot write {}: {e}", args.out);
+        std::process::exit(1);
+    }
+    eprintln!("wrote {}", args.out);
+}
+
+type E2e = Result<(f64, String), String>;
+
+fn render(rows: &[Row], args: &Args, e2e_in: &E2e, e2e_http: &E2e) -> String {
+    let mut md = String::new();
+    let commit = shell("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or("unknown".into());
+    let dirty = shell("git", &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    let _ = writeln!(md, "# sliceguard performance report\n");
+    let _ = writeln!(
+        md,
+        "Generated by `make bench` (`scheduler/benches/placement.rs`, then `kind-harness/examples/bench_report.rs`).\n"
+    );
+    let _ = writeln!(md, "- Machine: {}", machine());
+    let _ = writeln!(md, "- Date: {}", jiff::Timestamp::now());
+    let _ = writeln!(
+        md,
+        "- Commit: `{commit}`{}",
+        if dirty {
+            " (with uncommitted changes in the tree)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- Fleets: seeded, N nodes × 8 GPUs (80 GiB, split 10), per GPU 30 % idle, 25 % whole, 45 % shared by 1–3 fractional tasks (about half the memory in use, fragmented). Every registered node is offered.\n- Timing: own sampler (divan reports no percentiles); calls under 20 µs are timed in batches; median and p99 over the samples shown. Other work on the machine shows up in p99.\n- Paths: **index** = `PlacementIndex::decide` (what the service runs from 64 offered nodes); **scan** = `decision::filter_scan`, every offered node evaluated (HAMi's approach); **rebuild+scan** = usage rebuilt from every pod's (already decoded) allocation, then the scan (HAMi's per-call cost); **floor** = one pass over a flat array of every device's state checking the request, no strings or maps (the least any exhaustive decision must do).\n"
+    );
+
+    let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        groups.entry(r.group.as_str()).or_default().push(r);
+    }
+    let median = |group: &str, name: &str, nodes: u64| {
+        rows.iter()
+            .find(|r| r.group == group && r.name == name && r.nodes == nodes)
+            .map(|r| r.median)
+    };
+    for (group, list) in &groups {
+        if group.starts_with("decision/") {
+            let _ = writeln!(md, "## {group}\n");
+            let _ = writeln!(
+                md,
+                "| nodes | path | median | p99 | samples | index/this (median) |\n|---:|---|---:|---:|---:|---:|"
+            );
+            for r in list {
+                let ratio = median(group, "index", r.nodes)
+                    .map(|i| format!("{:.4}", i / r.median))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    r.nodes,
+                    r.name,
+                    fmt_ns(r.median),
+                    fmt_ns(r.p99),
+                    r.samples,
+                    ratio
+                );
+            }
+            let _ = writeln!(
+                md,
+                "\n| nodes | sliceguard/scan | sliceguard/rebuild+scan | sliceguard/floor | scan/sliceguard (speed-up) | rebuild+scan/sliceguard |\n|---:|---:|---:|---:|---:|---:|"
+            );
+            let mut sizes: Vec<u64> = list.iter().map(|r| r.nodes).collect();
+            sizes.dedup();
+            for n in sizes {
+                let get = |name| median(group, name, n).unwrap_or(f64::NAN);
+                let (i, s, rb, f) = (get("index"), get("scan"), get("rebuild+scan"), get("floor"));
+                let _ = writeln!(
+                    md,
+                    "| {n} | {:.5} | {:.6} | {:.2} | {:.0}× | {:.0}× |",
+                    i / s,
+                    i / rb,
+                    i / f,
+                    s / i,
+                    rb / i
+                );
+            }
+            let _ = writeln!(md);
+        }
+    }
+    if let Some(list) = groups.get("ledger update per pod event") {
+        let _ = writeln!(
+            md,
+            "## Ledger update per pod event\n\nOne watch event of a GPU pod (annotation decoded, usage replaced); `ledger+index` is `ClusterView::apply_pod` as the service runs it, with the index refresh of the node.\n\n| nodes | path | median | p99 | samples |\n|---:|---|---:|---:|---:|"
+        );
+        for r in list {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                r.nodes,
+                r.name,
+                fmt_ns(r.median),
+                fmt_ns(r.p99),
+                r.samples
+            );
+        }
+        let _ = writeln!(md);
+    }
+    if let Some(list) = groups.get("annotation parsing") {
+        let _ = writeln!(
+            md,
+            "## Annotation parsing\n\n| format | input bytes | median | p99 | throughput (median) |\n|---|---:|---:|---:|---:|"
+        );
+        for r in list {
+            let bytes = r.bytes.unwrap_or(0) as f64;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.0} MB/s |",
+                r.name,
+                bytes,
+                fmt_ns(r.median),
+                fmt_ns(r.p99),
+                bytes / r.median * 1e3
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let mut per_device_total = None;
+    if let Some(list) = groups.get("memory") {
+        let _ = writeln!(
+            md,
+            "## Memory\n\nResident bytes added by building each structure in the bench process (`/proc/self/statm` before and after; the workspace forbids `unsafe`, which a counting allocator needs), at the largest fleet.\n\n| structure | nodes | devices | pods | bytes | bytes per device |\n|---|---:|---:|---:|---:|---:|"
+        );
+        let mut sum = 0.0;
+        for r in list {
+            let devices = r.nodes * 8;
+            let bytes = r.bytes.unwrap_or(0);
+            let per = bytes as f64 / devices.max(1) as f64;
+            if matches!(r.name.as_str(), "registry" | "ledger" | "index") {
+                sum += per;
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.0} |",
+                r.name, r.nodes, devices, r.samples, bytes, per
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nRegistry + ledger + index: **{sum:.0} bytes per device**.\n"
+        );
+        per_device_total = Some(sum);
+    }
+    let _ = writeln!(
+        md,
+        "## End to end ({} nodes × 8 GPUs, {} fractional pods)\n\n| path | pods/s | notes |\n|---|---:|---|",
+        args.e2e_nodes, args.e2e_pods
+    );
+    for (name, e2e) in [
+        (
+            "in process (deterministic world: webhook, filter, bind, kubelet)",
+            e2e_in,
+        ),
+        (
+            "loopback HTTP (embedded live cluster, `sliceguard serve` in process)",
+            e2e_http,
+        ),
+    ] {
+        match e2e {
+            Ok((rate, note)) => {
+                let _ = writeln!(md, "| {name} | {rate:.0} | {note} |");
+            }
+            Err(e) => {
+                let _ = writeln!(md, "| {name} | not measured | {e} |");
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| `sliceguard serve` peak RSS, 20,000 nodes × 8 GPUs and 100,000 pods | not measured | no harness feeds `serve` at that size yet |\n"
+    );
+
+    // Targets.
+    let _ = writeln!(
+        md,
+        "## Targets\n\n| target | measured | verdict |\n|---|---|---|"
+    );
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let g = |group: &str, name: &str, n: u64| median(group, name, n);
+    if let Some(f5) = g("decision/fractional", "index", 5000) {
+        let _ = writeln!(
+            md,
+            "| fractional decision at 5,000 nodes: median ≤ 50 µs | {} | {} |",
+            fmt_ns(f5),
+            verdict(f5 <= 50_000.0)
+        );
+        if let Some(f20) = g("decision/fractional", "index", 20000) {
+            let _ = writeln!(
+                md,
+                "| fractional at 20,000 nodes ≤ 2× the 5,000-node median | {:.2}× | {} |",
+                f20 / f5,
+                verdict(f20 <= 2.0 * f5)
+            );
+        }
+        if let Some(s) = g("decision/fractional", "scan", 5000) {
+            let _ = writeln!(
+                md,
+                "| fractional at 5,000 nodes ≥ 20× faster than the plain scan | {:.0}× | {} |",
+                s / f5,
+                verdict(s / f5 >= 20.0)
+            );
+        }
+        if let Some(rb) = g("decision/fractional", "rebuild+scan", 5000) {
+            let _ = writeln!(
+                md,
+                "| fractional at 5,000 nodes ≥ 100× faster than rebuild-and-scan | {:.0}× | {} |",
+                rb / f5,
+                verdict(rb / f5 >= 100.0)
+            );
+        }
+    }
+    if let Some(i5) = g("decision/impossible", "index", 5000) {
+        let _ = writeln!(
+            md,
+            "| impossible request with full reasons at 5,000 nodes: median ≤ 2 ms | {} | {} |",
+            fmt_ns(i5),
+            verdict(i5 <= 2e6)
+        );
+    }
+    match e2e_in {
+        Ok((rate, _)) => {
+            let _ = writeln!(
+                md,
+                "| end to end in process at 1,000 nodes ≥ 5,000 pods/s | {rate:.0} pods/s | {} |",
+                verdict(*rate >= 5000.0)
+            );
+        }
+        Err(_) => {
+            let _ = writeln!(
+                md,
+                "| end to end in process ≥ 5,000 pods/s | not measured | **missed** |"
+            );
+        }
+    }
+    match e2e_http {
+        Ok((rate, _)) => {
+            let _ = writeln!(
+                md,
+                "| end to end over loopback HTTP at 1,000 nodes ≥ 500 pods/s | {rate:.0} pods/s | {} |",
+                verdict(*rate >= 500.0)
+            );
+        }
+        Err(_) => {
+            let _ = writeln!(
+                md,
+                "| end to end over loopback HTTP ≥ 500 pods/s | not measured | **missed** |"
+            );
+        }
+    }
+    if let Some(per) = per_device_total {
+        let _ = writeln!(
+            md,
+            "| ledger + registry (+ index) ≤ 256 bytes per device | {per:.0} bytes | {} |",
+            verdict(per <= 256.0)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| `serve` peak RSS ≤ 256 MiB at 20,000 nodes and 100,000 pods | not measured | **missed** (not measured) |"
+    );
+    md
+}
