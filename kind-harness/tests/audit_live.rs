@@ -190,3 +190,97 @@ fn an_unreachable_cluster_exits_2_naming_the_address() {
     assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
 }
+
+/// On the embedded cluster, with sliceguard itself placing ten sharing pods on one GPU: the audit
+/// sees 80000 of 81920 MiB used and nothing wrong; one planted pod claiming 8000 MiB more on that
+/// GPU makes it over-committed.
+#[test]
+fn the_audit_agrees_with_sliceguards_own_placements_and_catches_a_planted_one() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+    use sliceguard::annotations::USE_GPUUUID;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let embedded =
+            sliceguard_sim::embedded::Embedded::start(sliceguard_sim::embedded::EmbeddedOptions {
+                fleet: FleetSpec {
+                    nodes: 1,
+                    gpus_per_node: 2,
+                    ..FleetSpec::default()
+                },
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "kind-harness-audit-embedded-{}.kubeconfig",
+            std::process::id()
+        ));
+        std::fs::write(&path, embedded.kubeconfig()).unwrap();
+        let pods: Api<Pod> = Api::namespaced(embedded.client(), "default");
+        let gpu = "GPU-hami-sim-worker-0";
+        for i in 0..10 {
+            let pod = with_annotations(
+                gpu_pod(&format!("share-{i}"), &[], &[GpuAsk::fraction(8000, 10)]),
+                &[(USE_GPUUUID, gpu)],
+            );
+            pods.create(&PostParams::default(), &pod).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let list = pods.list(&Default::default()).await.unwrap();
+            let running = list
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            if running == 10 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {running} of 10 Running"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let args = kind_harness::audit::AuditArgs {
+            kubeconfig: Some(path.clone()),
+            context: None,
+            lock_timeout: std::time::Duration::from_secs(300),
+            json: false,
+            connect_timeout: 5,
+        };
+        let report = kind_harness::audit::audit_cluster(&args).await.unwrap();
+        assert!(report.healthy(), "{}", report.text());
+        assert_eq!(report.pods_with_devices, 10);
+        let used = report.usage.iter().find(|u| u.uuid == gpu).unwrap();
+        assert_eq!((used.usedmem, used.usedcores, used.used), (80000, 100, 10));
+
+        // A pod claiming one more 8000 MiB slice of that GPU (no GPU resources, so the webhook
+        // and the scheduler leave it alone; only its annotation says it holds the device).
+        let mut planted: Pod = with_annotations(
+            gpu_pod("planted", &[], &[GpuAsk::default()]),
+            &[(DEVICES_ALLOCATED, &format!("{gpu},NVIDIA,8000,10:;"))],
+        );
+        planted.spec.as_mut().unwrap().node_name = Some("hami-sim-worker".into());
+        pods.create(&PostParams::default(), &planted).await.unwrap();
+        let report = kind_harness::audit::audit_cluster(&args).await.unwrap();
+        assert_eq!(report.findings.len(), 1, "{}", report.text());
+        let finding = &report.findings[0];
+        assert_eq!(finding.kind.as_str(), "over-committed");
+        assert!(
+            finding.detail.contains("memory 88000 of 81920 MiB")
+                && finding.detail.contains("cores 110 of 100")
+                && finding.detail.contains("tasks 11 of split 10")
+                && finding.detail.contains("default/planted"),
+            "{}",
+            finding.detail
+        );
+        let _ = std::fs::remove_file(&path);
+        embedded.stop().await;
+    });
+}
