@@ -163,6 +163,13 @@ fn events_group() -> Value {
     ]})
 }
 
+fn apps_group() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
+        resource_entry("deployments", "Deployment", true, &["create", "delete", "get", "list", "patch", "update", "watch"], &["deploy"]),
+        resource_entry("deployments/status", "Deployment", true, &["get", "patch", "update"], &[]),
+    ]})
+}
+
 /// A parsed API path.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
@@ -176,9 +183,10 @@ struct Target {
 
 fn parse_path(path: &str) -> Option<Target> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (rest, events_v1) = match segments.as_slice() {
-        ["api", "v1", rest @ ..] => (rest, false),
-        ["apis", "events.k8s.io", "v1", rest @ ..] => (rest, true),
+    let (rest, events_v1, group_version) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => (rest, false, "v1"),
+        ["apis", "events.k8s.io", "v1", rest @ ..] => (rest, true, "events.k8s.io/v1"),
+        ["apis", "apps", "v1", rest @ ..] => (rest, false, "apps/v1"),
         _ => return None,
     };
     let (namespace, rest) = match rest {
@@ -189,6 +197,9 @@ fn parse_path(path: &str) -> Option<Target> {
     };
     let resource = Resource::from_plural(rest.first()?)?;
     if events_v1 && resource != Resource::Events {
+        return None;
+    }
+    if !events_v1 && resource.group_version() != group_version {
         return None;
     }
     let name = rest.get(1).map(|s| (*s).to_string());
@@ -268,6 +279,8 @@ async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
             return json_response(
                 StatusCode::OK,
                 &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}},
                 {"name": "events.k8s.io", "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
                  "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}}]}),
             );
@@ -275,6 +288,9 @@ async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
         (Method::GET, "/api/v1") => return json_response(StatusCode::OK, &core_resources()),
         (Method::GET, "/apis/events.k8s.io/v1") => {
             return json_response(StatusCode::OK, &events_group());
+        }
+        (Method::GET, "/apis/apps/v1") => {
+            return json_response(StatusCode::OK, &apps_group());
         }
         (Method::GET, "/healthz" | "/readyz" | "/livez") => {
             return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response();
@@ -374,7 +390,11 @@ async fn handle(
     } else {
         format!("{}List", resource.kind())
     };
-    let api_version = if events_v1 { "events.k8s.io/v1" } else { "v1" };
+    let api_version = if events_v1 {
+        "events.k8s.io/v1"
+    } else {
+        resource.group_version()
+    };
     match (method, name.as_deref(), sub.as_deref()) {
         (&Method::GET, None, None) => {
             let fields =
@@ -708,7 +728,15 @@ mod tests {
                 .events_v1
         );
         assert!(parse_path("/api/v1/secrets").is_none());
-        assert!(parse_path("/apis/apps/v1/deployments").is_none());
+        assert_eq!(
+            parse_path("/apis/apps/v1/namespaces/d/deployments/x")
+                .unwrap()
+                .resource,
+            Resource::Deployments
+        );
+        assert!(parse_path("/api/v1/namespaces/d/deployments").is_none());
+        assert!(parse_path("/apis/apps/v1/pods").is_none());
+        assert!(parse_path("/apis/batch/v1/jobs").is_none());
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //!   resources ([`crate::node_agent::kubelet_admit`]); otherwise it fails with the kubelet's reason.
 //! - **Device plugins** ([`DevicePlugin`]): `none` (a fake fleet), `hami` (HAMi's Allocate: erase
 //!   to-allocate, set bind-phase, owner-checked lock release), `mock` (answers, never releases).
+//! - **Deployments** (`apps/v1`): a controller keeps `spec.replicas` pods from the template (named
+//!   `NAME-HASH-XXXXX` like the ReplicaSet controller's, created through admission like any pod,
+//!   owned by the Deployment directly: there is no ReplicaSet object), deletes surplus ones, writes
+//!   the replica counts to the status, and garbage-collects the pods of a deleted Deployment.
 //!
 //! Unlike [`crate::world`], this tier is not deterministic: it runs on wall-clock time and real
 //! sockets, because its purpose is to run sliceguard unchanged (kube-rs watches, HTTPS webhook,
@@ -138,13 +142,14 @@ impl LiveCluster {
             shared: shared.clone(),
             uid: AtomicU64::new(0),
         });
-        let api = crate::http::serve(shared.clone(), Some(admission), &options.addr)
+        let api = crate::http::serve(shared.clone(), Some(admission.clone()), &options.addr)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
         let cluster = LiveCluster {
             controllers: tokio::spawn(controllers(
                 shared.clone(),
                 targets.clone(),
+                admission,
                 options.clone(),
             )),
             api,
@@ -542,6 +547,7 @@ struct Backoff {
 async fn controllers(
     shared: Arc<SharedStore>,
     targets: Arc<RwLock<Targets>>,
+    admission: Arc<dyn Admission>,
     options: LiveOptions,
 ) {
     let mut changes = shared.subscribe();
@@ -556,6 +562,7 @@ async fn controllers(
         }
         // The clock moves without waking watchers.
         shared.read().set_time(jiff::Timestamp::now());
+        deployments(&shared, admission.as_ref()).await;
         let (pods, nodes) = {
             let store = shared.read();
             (
@@ -635,6 +642,134 @@ fn node_of(pod: &Pod) -> Option<&str> {
 /// A pod kube-scheduler would try to place: Pending, unassigned, not being deleted.
 fn waiting(pod: &Pod) -> bool {
     phase(pod) == "Pending" && node_of(pod).is_none() && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// The pod-template hash in a Deployment's pod names (FNV-1a of the template, 10 characters of the
+/// alphabet Kubernetes uses for generated names).
+fn template_hash(template: &Value) -> String {
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in template.to_string().bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..10)
+        .map(|_| {
+            let c = ALPHANUMS[(hash % ALPHANUMS.len() as u64) as usize] as char;
+            hash /= ALPHANUMS.len() as u64;
+            c
+        })
+        .collect()
+}
+
+/// The Deployment controller's pass (see the module documentation).
+async fn deployments(shared: &SharedStore, admission: &dyn Admission) {
+    let (deployments, pods) = {
+        let store = shared.read();
+        let all = crate::store::Selector::default();
+        let list = |resource| {
+            store
+                .list(resource, None, &all, &all)
+                .map(|(items, _)| items)
+                .unwrap_or_default()
+        };
+        (list(Resource::Deployments), list(Resource::Pods))
+    };
+    let owner_of = |pod: &Value| -> Option<String> {
+        pod["metadata"]["ownerReferences"]
+            .as_array()?
+            .iter()
+            .find(|r| r["kind"] == "Deployment" && r["controller"] == true)
+            .and_then(|r| r["uid"].as_str().map(str::to_string))
+    };
+    let live: BTreeSet<String> = deployments
+        .iter()
+        .filter_map(|d| d["metadata"]["uid"].as_str().map(str::to_string))
+        .collect();
+    // Garbage collection: pods whose owning Deployment is gone.
+    for pod in &pods {
+        if owner_of(pod).is_some_and(|uid| !live.contains(&uid)) {
+            let (ns, name) = (
+                pod["metadata"]["namespace"].as_str().unwrap_or("default"),
+                pod["metadata"]["name"].as_str().unwrap_or(""),
+            );
+            let _ = shared.write(|s| s.delete(Resource::Pods, Some(ns), name));
+        }
+    }
+    for deployment in &deployments {
+        let uid = deployment["metadata"]["uid"].as_str().unwrap_or("");
+        let name = deployment["metadata"]["name"].as_str().unwrap_or("");
+        let ns = deployment["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        let wanted = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+        let mut owned: Vec<&Value> = pods
+            .iter()
+            .filter(|p| owner_of(p).as_deref() == Some(uid))
+            .collect();
+        owned.sort_by_key(|p| {
+            p["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        });
+        let template = &deployment["spec"]["template"];
+        for _ in owned.len()..wanted {
+            let mut pod = json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "generateName": format!("{name}-{}-", template_hash(template)),
+                    "namespace": ns,
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                         "uid": uid, "controller": true, "blockOwnerDeletion": true}],
+                },
+                "spec": template["spec"].clone(),
+            });
+            for field in ["labels", "annotations"] {
+                if template["metadata"][field].is_object() {
+                    pod["metadata"][field] = template["metadata"][field].clone();
+                }
+            }
+            // Through admission, as the ReplicaSet controller's create goes through the API server.
+            let Ok(admitted) = admission.admit(ns.clone(), pod).await else {
+                break;
+            };
+            let _ = shared.write(|s| s.create(Resource::Pods, Some(&ns), admitted));
+        }
+        for surplus in owned.iter().skip(wanted) {
+            let pod_name = surplus["metadata"]["name"].as_str().unwrap_or("");
+            let _ = shared.write(|s| s.delete(Resource::Pods, Some(&ns), pod_name));
+        }
+        let kept = owned.len().min(wanted);
+        let ready = owned
+            .iter()
+            .take(wanted)
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        let status = json!({"replicas": kept, "updatedReplicas": kept, "readyReplicas": ready,
+                            "availableReplicas": ready, "observedGeneration": deployment["metadata"]["generation"].as_i64().unwrap_or(1)});
+        let changed = [
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+        ]
+        .iter()
+        .any(|f| deployment["status"][f].as_u64().unwrap_or(0) != status[f].as_u64().unwrap_or(0));
+        if changed {
+            let _ = shared.write(|s| {
+                s.patch(
+                    Resource::Deployments,
+                    Some(&ns),
+                    name,
+                    Part::Status,
+                    PatchType::Merge,
+                    &json!({"status": status}),
+                )
+            });
+        }
+    }
 }
 
 /// Writes a core/v1 Event about a pod.

@@ -17,6 +17,7 @@
 //! The store has no clock of its own: `creationTimestamp` comes from [`Store::set_time`], and uids
 //! and generated names come from counters, so the same operations give the same store, byte for byte.
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -33,15 +34,18 @@ pub enum Resource {
     Pods,
     /// `events` (namespaced, core/v1 shape).
     Events,
+    /// `deployments` (namespaced, `apps/v1`; the live cluster's controller creates their pods).
+    Deployments,
 }
 
 impl Resource {
     /// Every resource.
-    pub const ALL: [Resource; 4] = [
+    pub const ALL: [Resource; 5] = [
         Resource::Namespaces,
         Resource::Nodes,
         Resource::Pods,
         Resource::Events,
+        Resource::Deployments,
     ];
 
     /// The object kind.
@@ -51,6 +55,15 @@ impl Resource {
             Resource::Nodes => "Node",
             Resource::Pods => "Pod",
             Resource::Events => "Event",
+            Resource::Deployments => "Deployment",
+        }
+    }
+
+    /// The API group and version (`v1` for the core group).
+    pub fn group_version(self) -> &'static str {
+        match self {
+            Resource::Deployments => "apps/v1",
+            _ => "v1",
         }
     }
 
@@ -61,12 +74,16 @@ impl Resource {
             Resource::Nodes => "nodes",
             Resource::Pods => "pods",
             Resource::Events => "events",
+            Resource::Deployments => "deployments",
         }
     }
 
     /// True for namespaced resources.
     pub fn namespaced(self) -> bool {
-        matches!(self, Resource::Pods | Resource::Events)
+        matches!(
+            self,
+            Resource::Pods | Resource::Events | Resource::Deployments
+        )
     }
 
     /// The resource for a URL plural.
@@ -457,8 +474,9 @@ impl Store {
             Resource::Nodes => typed::<Node>("Node", &value)?,
             Resource::Pods => typed::<Pod>("Pod", &value)?,
             Resource::Events => typed::<Event>("Event", &value)?,
+            Resource::Deployments => typed::<Deployment>("Deployment", &value)?,
         };
-        out["apiVersion"] = json!("v1");
+        out["apiVersion"] = json!(resource.group_version());
         out["kind"] = json!(resource.kind());
         Ok(out)
     }

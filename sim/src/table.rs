@@ -164,6 +164,29 @@ pub fn table(resource: Resource, items: &[Value], rv: u64, now: jiff::Timestamp)
             ],
             items.iter().map(|e| event_row(e, now)).collect(),
         ),
+        Resource::Deployments => (
+            vec![
+                column("Name", "string", 0),
+                column("Ready", "string", 0),
+                column("Up-to-date", "string", 0),
+                column("Available", "string", 0),
+                column("Age", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|d| {
+                    let count = |field: &str| d["status"][field].as_i64().unwrap_or(0);
+                    let wanted = d["spec"]["replicas"].as_i64().unwrap_or(1);
+                    vec![
+                        d["metadata"]["name"].clone(),
+                        json!(format!("{}/{wanted}", count("readyReplicas"))),
+                        json!(count("updatedReplicas")),
+                        json!(count("availableReplicas")),
+                        json!(age(d, now)),
+                    ]
+                })
+                .collect(),
+        ),
         Resource::Namespaces => (
             vec![
                 column("Name", "string", 0),

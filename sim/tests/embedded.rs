@@ -314,3 +314,91 @@ async fn preloaded_pods_are_counted_by_sliceguard_after_its_initial_list() {
     .await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_manifests_apply_with_kubectl_and_the_deployment_runs_its_replicas() {
+    let cluster = Embedded::start(EmbeddedOptions::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("sliceguard-e2e-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("kubeconfig");
+    std::fs::write(&config, cluster.kubeconfig()).unwrap();
+    let manifests = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/seed/manifests.yaml"
+    );
+    let config2 = config.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        kubectl(&config2, &["apply", "--validate=false", "-f", manifests])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("deployment.apps/hami-placement created"),
+        "{out}"
+    );
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+    let replicas = wait_for(
+        "three Running replicas",
+        Duration::from_secs(30),
+        async || {
+            let list = pods
+                .list(&ListParams::default().labels("app=hami-placement"))
+                .await
+                .ok()?;
+            let running: Vec<Pod> = list
+                .items
+                .into_iter()
+                .filter(|p| phase(p) == "Running")
+                .collect();
+            (running.len() == 3).then_some(running)
+        },
+    )
+    .await;
+    for pod in &replicas {
+        let name = pod.metadata.name.clone().unwrap();
+        assert!(name.starts_with("hami-placement-"), "{name}");
+        assert_eq!(
+            pod.spec.as_ref().unwrap().scheduler_name.as_deref(),
+            Some("sliceguard-scheduler"),
+            "the replica went through the webhook"
+        );
+        let events = events_of(&cluster.client(), &name).await;
+        assert!(
+            events
+                .iter()
+                .any(|(r, m)| r == "FilteringSucceed" && m.contains("find fit node(")),
+            "{events:?}"
+        );
+    }
+    let config2 = config.clone();
+    let (ok, table) =
+        tokio::task::spawn_blocking(move || kubectl(&config2, &["get", "deployments"]))
+            .await
+            .unwrap();
+    assert!(
+        ok && table.contains("hami-placement") && table.contains("3/3"),
+        "{table}"
+    );
+    // Deleting the Deployment garbage-collects its pods.
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        kubectl(&config, &["delete", "deployment", "hami-placement"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    wait_for(
+        "the replicas to be collected",
+        Duration::from_secs(20),
+        async || {
+            let list = pods
+                .list(&ListParams::default().labels("app=hami-placement"))
+                .await
+                .ok()?;
+            list.items.is_empty().then_some(())
+        },
+    )
+    .await;
+    cluster.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
