@@ -528,3 +528,52 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+fn make_dry_run(args: &[&str]) -> String {
+    let out = Command::new("make")
+        .arg("-n")
+        .arg("-C")
+        .arg(repo())
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("CLUSTER")
+        .env_remove("K8S_VERSION")
+        .env_remove("EVIDENCE_DIR")
+        .output()
+        .expect("make is needed to check the Makefile verbs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn make_conformance_picks_the_cluster_from_cluster_or_kubeconfig() {
+    let sim = make_dry_run(&["conformance", "EVIDENCE_DIR=ev"]);
+    assert!(
+        sim.contains("conformance --cluster sim") && sim.contains("--evidence ev"),
+        "{sim}"
+    );
+    let kind = make_dry_run(&["conformance", "CLUSTER=kind", "EVIDENCE_DIR=ev"]);
+    assert!(
+        kind.contains("--cluster kind --kind-name sliceguard"),
+        "{kind}"
+    );
+    let other = make_dry_run(&["conformance", "KUBECONFIG=/tmp/lab.yaml", "EVIDENCE_DIR=ev"]);
+    assert!(
+        other.contains("--cluster kubeconfig") && other.contains("--kubeconfig /tmp/lab.yaml"),
+        "{other}"
+    );
+    let up = make_dry_run(&["kind-up"]);
+    assert!(
+        up.contains("up --name sliceguard --k8s-version v1.33.1"),
+        "{up}"
+    );
+    let audit = make_dry_run(&["audit", "KUBECONFIG=/tmp/prod.yaml"]);
+    assert!(
+        audit.contains("audit --kubeconfig /tmp/prod.yaml"),
+        "{audit}"
+    );
+}
