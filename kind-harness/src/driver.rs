@@ -97,6 +97,9 @@ pub enum DriverError {
     /// The cluster could not be reached or started (exit 2).
     #[error("{0}")]
     Connect(String),
+    /// The evidence could not be written (exit 2).
+    #[error("{0}")]
+    Evidence(String),
 }
 
 /// A connected cluster.

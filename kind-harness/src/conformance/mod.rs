@@ -261,7 +261,7 @@ pub async fn run_async(args: &ConformanceArgs) -> Result<Outcome, DriverError> {
         let _ = std::fs::write(evidence_dir.join("sim.kubeconfig"), kubeconfig);
     }
     driver.stop().await;
-    evidence::write(&evidence_dir, &report, &snapshots).map_err(DriverError::Connect)?;
+    evidence::write(&evidence_dir, &report, &snapshots).map_err(DriverError::Evidence)?;
     Ok(Outcome {
         report,
         evidence: evidence_dir,
