@@ -270,26 +270,102 @@ pub fn apply(world: &mut World, op: &Op) -> u32 {
 }
 
 /// Runs `ops` in a world built from `config`; with `liveness`, drains and checks liveness at the end.
+/// Besides the world's own checks, every step is checked for [`BinderRelease`].
 pub fn run(config: &SimConfig, ops: &[Op], liveness: bool) -> RunReport {
     let mut world = World::new(config.clone());
+    let mut hygiene = BinderRelease::default();
+    let mut found: Vec<WorldViolation> = Vec::new();
     let mut steps = 0u64;
     for op in ops {
         let n = apply(&mut world, op);
         for _ in 0..n {
             world.step();
             steps += 1;
+            found.extend(hygiene.check(&world));
         }
-        if !world.violations().is_empty() {
+        if !world.violations().is_empty() || !found.is_empty() {
             break;
         }
     }
-    if liveness && world.violations().is_empty() {
+    if liveness && world.violations().is_empty() && found.is_empty() {
         world.drain_and_check_liveness();
     }
+    let mut violations = world.violations().to_vec();
+    violations.extend(found);
+    violations.sort_by_key(|v| v.step);
     RunReport {
-        violations: world.violations().to_vec(),
+        violations,
         trace: world.trace(),
         steps,
+    }
+}
+
+/// The binder's own release, checked from the trace after each step (spec §5: "a failure at any
+/// step after the lock was taken goes through Release"; in `after-bind` mode a success releases
+/// too): when a bind call returned (it did not crash) and the node's lock still holds a value this
+/// very bind wrote, the binder left its lock behind. HAMi's rules would free it at the latest when
+/// it expires, which is why neither lock safety nor liveness notices; every other pod is locked out
+/// of the node meanwhile. A fault injected on the release's own effects (`clear-lock`, `get-node`)
+/// excuses the step, because a release that exhausted its retries is allowed to strand the lock.
+#[derive(Debug, Default, Clone)]
+pub struct BinderRelease {
+    seen: usize,
+}
+
+impl BinderRelease {
+    /// Reads the trace lines since the last call; returns a `lock-release` violation per binder that
+    /// left its lock.
+    pub fn check(&mut self, world: &World) -> Vec<WorldViolation> {
+        let lines = world.trace_since(self.seen);
+        self.seen += lines.len();
+        let texts: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_once(' ').map_or(l.as_str(), |(_, t)| t))
+            .collect();
+        let excused = texts.iter().any(|t| {
+            t.starts_with("fault ") && (t.contains("clear-lock") || t.contains("get-node"))
+        });
+        if excused {
+            return Vec::new();
+        }
+        let after_bind = world.config().lock_release == sliceguard::bind::ReleaseMode::AfterBind;
+        let mut out = Vec::new();
+        for text in &texts {
+            let Some(rest) = text.strip_prefix("bind ") else {
+                continue;
+            };
+            let Some((call, answer)) = rest.split_once(": ") else {
+                continue;
+            };
+            let Some((pod, node)) = call.split_once(" -> ") else {
+                continue;
+            };
+            if answer == "ok" && !after_bind {
+                continue; // device-plugin mode: the lock stays with the pod for the plugin
+            }
+            let locks = world.locks();
+            let Some(value) = locks.get(node) else {
+                continue;
+            };
+            let ours = sliceguard::codec::lock::parse(value)
+                .ok()
+                .and_then(|v| v.holder)
+                .is_some_and(|h| format!("{}/{}", h.namespace, h.name) == pod);
+            let written_now = texts
+                .iter()
+                .any(|t| t.strip_prefix("lock ") == Some(&format!("{node} := {value}")));
+            if ours && written_now {
+                out.push(WorldViolation {
+                    step: world.step_count(),
+                    at: world.now(),
+                    invariant: "lock-release",
+                    detail: format!(
+                        "the bind of {pod} to {node} returned ({answer}) and left its lock {value:?} behind"
+                    ),
+                });
+            }
+        }
+        out
     }
 }
 

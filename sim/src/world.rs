@@ -769,6 +769,20 @@ impl World {
         self.core().trace.clone()
     }
 
+    /// The trace lines from index `from` on (a loop reading new lines need not clone the whole trace).
+    pub fn trace_since(&self, from: usize) -> Vec<String> {
+        self.core()
+            .trace
+            .get(from..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
     /// The invariant violations seen so far.
     pub fn violations(&self) -> &[WorldViolation] {
         &self.violations
