@@ -12,8 +12,9 @@
 //!   ([`sliceguard::eligibility`]), then `POST {extender}/bind` to the first node it returns. It
 //!   records `Scheduled` or `FailedScheduling` events and the `PodScheduled` condition as
 //!   kube-scheduler does, and retries with kube-scheduler's backoff (1 s doubling to 10 s; every pod
-//!   goes back to the active queue when a pod is deleted or a node changes). Pods of any other
-//!   scheduler get a default placement: the eligible node with the fewest pods.
+//!   goes back to the active queue when a pod is deleted or a node changes). Pods of
+//!   `default-scheduler` get a default placement (the eligible node with the fewest pods); pods
+//!   naming any other scheduler wait, since none runs here.
 //! - **Kubelets**: a bound pod turns Running when its node's allocatable covers its extended
 //!   resources ([`crate::node_agent::kubelet_admit`]); otherwise it fails with the kubelet's reason.
 //! - **Device plugins** ([`DevicePlugin`]): `none` (a fake fleet), `hami` (HAMi's Allocate: erase
@@ -46,6 +47,9 @@ use std::time::{Duration, Instant};
 
 /// The webhook name the simulated API server reports in its errors (`deploy/sliceguard.yaml`'s).
 pub const WEBHOOK_NAME: &str = "vgpu.sliceguard.io";
+
+/// kube-scheduler's own profile name; pods naming any other scheduler but sliceguard's stay Pending.
+const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
 /// How long one webhook or extender call may take (kube-apiserver's webhook default is 10 s).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -865,7 +869,11 @@ async fn schedule(
         .spec
         .as_ref()
         .and_then(|s| s.scheduler_name.clone())
-        .unwrap_or_else(|| "default-scheduler".into());
+        .unwrap_or_else(|| DEFAULT_SCHEDULER.into());
+    if scheduler != options.scheduler_name && scheduler != DEFAULT_SCHEDULER {
+        // No scheduler of that name runs here: the pod waits, as it would in a real cluster.
+        return false;
+    }
     let mut ineligible: BTreeMap<String, String> = BTreeMap::new();
     let mut eligible: Vec<String> = Vec::new();
     for node in nodes {
@@ -882,7 +890,7 @@ async fn schedule(
         unschedulable(shared, pod, &scheduler, &message, events);
         return false;
     }
-    if scheduler != options.scheduler_name {
+    if scheduler == DEFAULT_SCHEDULER {
         // Default placement: the eligible node with the fewest pods (kube-scheduler spreads).
         let counts: BTreeMap<String, usize> = shared
             .read()
