@@ -10,6 +10,7 @@ FUZZ_TARGETS := annotation_parser admission_webhook quantity_request
 QUALITY_DATA ?= ../shared/data/alibaba-openb
 QUALITY_SEEDS ?= 42..51
 QUALITY_JOBS ?= 2
+QUALITY_VARIANT_SEEDS ?= $(QUALITY_SEEDS)
 # The kind tier: one pin for the node image and the kube-scheduler image (v1.33 or newer).
 K8S_VERSION ?= v1.33.1
 KIND_CLUSTER ?= sliceguard
@@ -102,5 +103,5 @@ bench: ## Performance: placement index vs plain scan, rebuild-and-scan and floor
 	$(CARGO) run --release -q -p sliceguard-kind-harness --example bench_report -- --rows target/bench-placement.jsonl --out bench/REPORT.md --e2e-nodes 1000 --e2e-pods $(BENCH_E2E_PODS)
 
 .PHONY: quality
-quality: ## Placement quality on the Alibaba trace: regenerate bench/QUALITY.md (QUALITY_DATA, QUALITY_SEEDS, QUALITY_JOBS)
-	$(CARGO) run --release -q -p sliceguard-kind-harness -- trace --data $(QUALITY_DATA) --seeds $(QUALITY_SEEDS) --jobs $(QUALITY_JOBS) --variants --quality-report bench/QUALITY.md
+quality: ## Placement quality on the Alibaba trace: regenerate bench/QUALITY.md (QUALITY_DATA, QUALITY_SEEDS, QUALITY_VARIANT_SEEDS, QUALITY_JOBS)
+	$(CARGO) run --release -q -p sliceguard-kind-harness -- trace --data $(QUALITY_DATA) --seeds $(QUALITY_SEEDS) --jobs $(QUALITY_JOBS) --variants --variant-seeds $(QUALITY_VARIANT_SEEDS) --quality-report bench/QUALITY.md

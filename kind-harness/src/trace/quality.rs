@@ -899,7 +899,12 @@ the scale is sensitive (see the 5-GPU row), so the section below also replays se
             m,
             "Every other pod list in the data folder (the paper's Figs. 11–13: GPU-sharing share, multi-GPU share, GPU-type \
 constraints), same fleet and settings, seeds {}. HAMi's best pair is the one with the lowest median on that trace.\n",
-            seed_range(c.args.variant_seeds.as_ref().map_or(&c.args.seeds.0, |s| &s.0))
+            seed_range(
+                c.args
+                    .variant_seeds
+                    .as_ref()
+                    .map_or(&c.args.seeds.0, |s| &s.0)
+            )
         );
         let _ = writeln!(
             m,
