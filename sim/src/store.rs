@@ -628,9 +628,8 @@ impl Store {
         labels: &Selector,
     ) -> Result<(Vec<Value>, u64), ApiError> {
         let mut items = Vec::new();
-        for ((r, ns, _), object) in &self.objects {
-            if *r != resource || (resource.namespaced() && namespace.is_some_and(|want| want != ns))
-            {
+        for ((_, ns, _), object) in self.of(resource) {
+            if resource.namespaced() && namespace.is_some_and(|want| want != ns) {
                 continue;
             }
             if selected(resource, object, fields, labels)? {
@@ -861,25 +860,35 @@ impl Store {
                 first.rv - 1
             )));
         }
-        Ok(self.log.iter().filter(move |e| e.rv > rv))
+        // The log is in resourceVersion order: start at the first event after `rv`.
+        let start = self.log.partition_point(|e| e.rv <= rv);
+        Ok(self.log.range(start..))
+    }
+
+    /// The stored objects of one resource, in key order (the map is ordered by resource first).
+    fn of(&self, resource: Resource) -> impl Iterator<Item = (&Key, &Value)> {
+        self.objects
+            .range((resource, String::new(), String::new())..)
+            .take_while(move |((r, _, _), _)| *r == resource)
     }
 
     /// Every stored object of a resource, typed (objects that fail to type are skipped; the store
     /// only holds validated objects).
     pub fn typed<T: serde::de::DeserializeOwned>(&self, resource: Resource) -> Vec<T> {
-        self.objects
-            .iter()
-            .filter(|((r, _, _), _)| *r == resource)
-            .filter_map(|(_, v)| serde_json::from_value(v.clone()).ok())
+        self.of(resource)
+            .filter_map(|(_, v)| T::deserialize(v).ok())
             .collect()
+    }
+
+    /// Every stored object of a resource, in name order, borrowed (for controllers that look at a
+    /// few fields of many objects without copying them).
+    pub fn objects(&self, resource: Resource) -> impl Iterator<Item = &Value> {
+        self.of(resource).map(|(_, v)| v)
     }
 
     /// Number of stored objects of a resource.
     pub fn count(&self, resource: Resource) -> usize {
-        self.objects
-            .keys()
-            .filter(|(r, _, _)| *r == resource)
-            .count()
+        self.of(resource).count()
     }
 }
 
