@@ -547,6 +547,86 @@ struct Backoff {
     attempts: u32,
 }
 
+/// The controllers' typed view of pods and nodes, kept current from the store's watch log (a full
+/// re-list only at the start and when the log no longer reaches back), as kube-scheduler's and the
+/// kubelets' informers are, instead of deserializing every object on every pass.
+#[derive(Debug, Default)]
+struct Informer {
+    /// The resourceVersion the view reflects; `None` before the first list.
+    rv: Option<u64>,
+    pods: BTreeMap<(String, String), Pod>,
+    nodes: BTreeMap<String, Node>,
+}
+
+fn pod_key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Informer {
+    /// Brings the view up to the store; true when a pod was deleted or the set of nodes changed
+    /// (the events on which kube-scheduler moves every waiting pod back to the active queue).
+    fn sync(&mut self, store: &Store) -> bool {
+        use crate::store::EventType;
+        let mut moved = false;
+        let events = self.rv.and_then(|rv| store.events_after(rv).ok());
+        match events {
+            Some(events) => {
+                for event in events {
+                    let deleted = event.event_type == EventType::Deleted;
+                    match event.resource {
+                        Resource::Pods => {
+                            let Ok(pod) = <Pod as serde::Deserialize>::deserialize(&event.object)
+                            else {
+                                continue;
+                            };
+                            if deleted {
+                                moved |= self.pods.remove(&pod_key(&pod)).is_some();
+                            } else {
+                                self.pods.insert(pod_key(&pod), pod);
+                            }
+                        }
+                        Resource::Nodes => {
+                            let Ok(node) = <Node as serde::Deserialize>::deserialize(&event.object)
+                            else {
+                                continue;
+                            };
+                            let name = node.metadata.name.clone().unwrap_or_default();
+                            if deleted {
+                                moved |= self.nodes.remove(&name).is_some();
+                            } else {
+                                moved |= self.nodes.insert(name, node).is_none();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            None => {
+                let pods: BTreeMap<(String, String), Pod> = store
+                    .typed::<Pod>(Resource::Pods)
+                    .into_iter()
+                    .map(|p| (pod_key(&p), p))
+                    .collect();
+                let nodes: BTreeMap<String, Node> = store
+                    .typed::<Node>(Resource::Nodes)
+                    .into_iter()
+                    .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
+                    .collect();
+                moved = self.rv.is_some()
+                    && (self.pods.keys().any(|k| !pods.contains_key(k))
+                        || !self.nodes.keys().eq(nodes.keys()));
+                self.pods = pods;
+                self.nodes = nodes;
+            }
+        }
+        self.rv = Some(store.resource_version());
+        moved
+    }
+}
+
 /// The controllers' loop: scheduler stand-in, kubelets, device plugins, and the store's clock.
 async fn controllers(
     shared: Arc<SharedStore>,
@@ -556,8 +636,7 @@ async fn controllers(
 ) {
     let mut changes = shared.subscribe();
     let mut queue: BTreeMap<String, Backoff> = BTreeMap::new();
-    let mut seen_pods: BTreeSet<String> = BTreeSet::new();
-    let mut seen_nodes: BTreeSet<String> = BTreeSet::new();
+    let mut informer = Informer::default();
     let mut events = 0u64;
     loop {
         tokio::select! {
@@ -567,30 +646,17 @@ async fn controllers(
         // The clock moves without waking watchers.
         shared.read().set_time(jiff::Timestamp::now());
         deployments(&shared, admission.as_ref()).await;
-        let (pods, nodes) = {
-            let store = shared.read();
-            (
-                store.typed::<Pod>(Resource::Pods),
-                store.typed::<Node>(Resource::Nodes),
-            )
-        };
-        let pod_keys: BTreeSet<String> = pods.iter().map(key_of).collect();
-        let node_names: BTreeSet<String> = nodes
-            .iter()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect();
         // kube-scheduler moves every waiting pod back to the active queue on such events.
-        if seen_pods.difference(&pod_keys).next().is_some() || node_names != seen_nodes {
+        if informer.sync(&shared.read()) {
             queue.clear();
         }
-        seen_pods = pod_keys;
-        seen_nodes = node_names;
+        let nodes: Vec<&Node> = informer.nodes.values().collect();
         let extender = targets
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .extender
             .clone();
-        for pod in pods.iter().filter(|p| waiting(p)) {
+        for pod in informer.pods.values().filter(|p| waiting(p)) {
             let key = key_of(pod);
             if queue.get(&key).is_some_and(|b| b.next > Instant::now()) {
                 continue;
@@ -616,8 +682,17 @@ async fn controllers(
                 entry.next = Instant::now() + Duration::from_secs(secs.min(10));
             }
         }
-        queue.retain(|k, _| seen_pods.contains(k));
-        kubelets(&shared, options.device_plugin, &mut events);
+        queue.retain(|k, _| {
+            k.split_once('/').is_some_and(|(ns, name)| {
+                informer
+                    .pods
+                    .contains_key(&(ns.to_string(), name.to_string()))
+            })
+        });
+        if informer.sync(&shared.read()) {
+            queue.clear();
+        }
+        kubelets(&shared, &informer, options.device_plugin, &mut events);
     }
 }
 
@@ -667,23 +742,23 @@ fn template_hash(template: &Value) -> String {
 
 /// The Deployment controller's pass (see the module documentation).
 async fn deployments(shared: &SharedStore, admission: &dyn Admission) {
-    let (deployments, pods) = {
-        let store = shared.read();
-        let all = crate::store::Selector::default();
-        let list = |resource| {
-            store
-                .list(resource, None, &all, &all)
-                .map(|(items, _)| items)
-                .unwrap_or_default()
-        };
-        (list(Resource::Deployments), list(Resource::Pods))
-    };
     let owner_of = |pod: &Value| -> Option<String> {
         pod["metadata"]["ownerReferences"]
             .as_array()?
             .iter()
             .find(|r| r["kind"] == "Deployment" && r["controller"] == true)
             .and_then(|r| r["uid"].as_str().map(str::to_string))
+    };
+    // Only pods a Deployment owns matter here: copy those, not every pod.
+    let (deployments, pods) = {
+        let store = shared.read();
+        let deployments: Vec<Value> = store.objects(Resource::Deployments).cloned().collect();
+        let pods: Vec<Value> = store
+            .objects(Resource::Pods)
+            .filter(|p| owner_of(p).is_some())
+            .cloned()
+            .collect();
+        (deployments, pods)
     };
     let live: BTreeSet<String> = deployments
         .iter()
@@ -854,7 +929,7 @@ fn failure_summary(total: usize, reasons: &BTreeMap<String, String>) -> String {
 async fn schedule(
     shared: &SharedStore,
     pod: &Pod,
-    nodes: &[Node],
+    nodes: &[&Node],
     options: &LiveOptions,
     extender: Option<&str>,
     events: &mut u64,
@@ -1010,20 +1085,14 @@ async fn schedule(
 }
 
 /// Every kubelet admits its bound, not yet started pods; device plugins answer Allocate.
-fn kubelets(shared: &SharedStore, plugin: DevicePlugin, events: &mut u64) {
-    let (pods, nodes) = {
-        let store = shared.read();
-        (
-            store.typed::<Pod>(Resource::Pods),
-            store.typed::<Node>(Resource::Nodes),
-        )
-    };
-    let nodes: BTreeMap<String, Node> = nodes
-        .into_iter()
-        .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+fn kubelets(shared: &SharedStore, informer: &Informer, plugin: DevicePlugin, events: &mut u64) {
+    let nodes = &informer.nodes;
+    let mut started: Vec<&Pod> = informer
+        .pods
+        .values()
+        .filter(|p| phase(p) == "Running")
         .collect();
-    let mut started: Vec<&Pod> = pods.iter().filter(|p| phase(p) == "Running").collect();
-    for pod in &pods {
+    for pod in informer.pods.values() {
         let Some(node_name) = node_of(pod) else {
             continue;
         };
