@@ -96,11 +96,15 @@ clean: ## Remove the evidence directories and the rendered kind manifests (not t
 	rm -rf evidence target/kind-harness
 
 BENCH_E2E_PODS ?= 1000
+BENCH_SERVE_NODES ?= 20000
+BENCH_SERVE_PODS ?= 100000
+BENCH_BIN_DIR ?= $(CURDIR)/target/release
 
 .PHONY: bench
-bench: ## Performance: placement index vs plain scan, rebuild-and-scan and floor (100..20k nodes), ledger, parsing, memory, end to end; writes bench/REPORT.md
+bench: ## Performance: placement index vs plain scan, rebuild-and-scan and floor (100..20k nodes), ledger, parsing, memory, end to end, serve peak RSS; writes bench/REPORT.md
+	$(CARGO) build --release -q -p sliceguard-scheduler -p sliceguard-kind-harness
 	SLICEGUARD_BENCH_JSON=$(CURDIR)/target/bench-placement.jsonl $(CARGO) bench -q -p sliceguard-scheduler --bench placement
-	$(CARGO) run --release -q -p sliceguard-kind-harness --example bench_report -- --rows target/bench-placement.jsonl --out bench/REPORT.md --e2e-nodes 1000 --e2e-pods $(BENCH_E2E_PODS)
+	$(CARGO) run --release -q -p sliceguard-kind-harness --example bench_report -- --rows target/bench-placement.jsonl --out bench/REPORT.md --e2e-nodes 1000 --e2e-pods $(BENCH_E2E_PODS) --serve-nodes $(BENCH_SERVE_NODES) --serve-pods $(BENCH_SERVE_PODS) --bin-dir $(BENCH_BIN_DIR)
 
 .PHONY: quality
 quality: ## Placement quality on the Alibaba trace: regenerate bench/QUALITY.md (QUALITY_DATA, QUALITY_SEEDS, QUALITY_VARIANT_SEEDS, QUALITY_JOBS)
