@@ -66,6 +66,10 @@ pub struct SimArgs {
     /// Print the whole trace of each failing (or replayed) run.
     #[arg(long)]
     verbose: bool,
+    /// Seeds run in parallel (default: the machine's cores). Each seed's run is deterministic, and
+    /// the lowest failing seed is the one reported, whatever the number of jobs.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,28 +179,59 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         ProgressStyle::with_template("{spinner} seeds {pos}/{len} [{elapsed_precise}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut total_steps = 0u64;
-    for seed in args.seed..args.seed + args.seeds {
-        let config = SimConfig {
-            seed,
-            fleet: FleetSpec {
-                nodes: args.nodes,
-                gpus_per_node: args.gpus_per_node,
-                memory_mib: args.memory,
-                ..FleetSpec::default()
-            },
-            device_plugin: args.device_plugin,
-            lock_release: args.lock_release,
-            lock_timeout: SignedDuration::from_mins(5),
-            faults: args.faults.clone(),
-            fault_per_mille: args.fault_rate,
-            scheduler_name: "sliceguard-scheduler".into(),
-        };
-        let ops = campaign::generate(seed, args.steps);
-        let report = campaign::run(&config, &ops, true);
-        total_steps += report.steps;
-        bar.set_message(format!("{total_steps} steps"));
-        bar.inc(1);
+    let config_for = |seed: u64| SimConfig {
+        seed,
+        fleet: FleetSpec {
+            nodes: args.nodes,
+            gpus_per_node: args.gpus_per_node,
+            memory_mib: args.memory,
+            ..FleetSpec::default()
+        },
+        device_plugin: args.device_plugin,
+        lock_release: args.lock_release,
+        lock_timeout: SignedDuration::from_mins(5),
+        faults: args.faults.clone(),
+        fault_per_mille: args.fault_rate,
+        scheduler_name: "sliceguard-scheduler".into(),
+    };
+    // Seeds run in parallel (each world is single-threaded and independent); the first failing seed
+    // in seed order is the one reported, so the outcome does not depend on the number of jobs.
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build()
+        .context("starting the campaign's worker threads")?;
+    let total_steps = std::sync::atomic::AtomicU64::new(0);
+    let first_failure = std::sync::atomic::AtomicU64::new(u64::MAX);
+    let failures: Vec<(u64, Vec<campaign::Op>, campaign::RunReport)> = pool.install(|| {
+        use rayon::prelude::*;
+        (args.seed..args.seed + args.seeds)
+            .into_par_iter()
+            .filter_map(|seed| {
+                // Seeds after a known failure cannot change the answer.
+                if seed > first_failure.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
+                }
+                let ops = campaign::generate(seed, args.steps);
+                let report = campaign::run(&config_for(seed), &ops, true);
+                let steps = total_steps
+                    .fetch_add(report.steps, std::sync::atomic::Ordering::Relaxed)
+                    + report.steps;
+                bar.set_message(format!("{steps} steps"));
+                bar.inc(1);
+                if report.violations.is_empty() {
+                    return None;
+                }
+                first_failure.fetch_min(seed, std::sync::atomic::Ordering::Relaxed);
+                Some((seed, ops, report))
+            })
+            .collect()
+    });
+    let total_steps = total_steps.into_inner();
+    if let Some((seed, ops, report)) = failures.into_iter().min_by_key(|(seed, _, _)| *seed) {
+        let config = config_for(seed);
         if let Some(first) = report.violations.first() {
             bar.finish_and_clear();
             eprintln!("seed {seed}: {first}");
@@ -235,7 +270,7 @@ pub fn run(args: &SimArgs) -> Result<u8> {
     }
     bar.finish_and_clear();
     println!(
-        "{} seeds × {} operations ({} steps, faults: {}, device plugin {}, lock release {}): no violation in {:.1} s",
+        "{} seeds × {} operations ({} steps, faults: {}, device plugin {}, lock release {}): no violation in {:.1} s ({} jobs)",
         args.seeds,
         args.steps,
         total_steps,
@@ -250,7 +285,8 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         },
         args.device_plugin.as_str(),
         args.lock_release.as_str(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        jobs.max(1)
     );
     Ok(0)
 }
