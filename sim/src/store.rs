@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 /// The resources the store serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -386,10 +387,34 @@ pub fn selected(
 
 type Key = (Resource, String, String);
 
+/// Typed copies of a resource's objects, reused until the resource changes (see
+/// [`Store::typed_shared`]).
+#[derive(Default)]
+struct TypedCache {
+    entries: std::sync::Mutex<
+        BTreeMap<(Resource, std::any::TypeId), (u64, Arc<dyn std::any::Any + Send + Sync>)>,
+    >,
+}
+
+impl Clone for TypedCache {
+    fn clone(&self) -> Self {
+        TypedCache::default()
+    }
+}
+
+impl fmt::Debug for TypedCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TypedCache")
+    }
+}
+
 /// The object store.
 #[derive(Debug, Clone)]
 pub struct Store {
     objects: BTreeMap<Key, Value>,
+    /// Per resource, how many writes it has seen (the typed cache's validity).
+    changes: BTreeMap<Resource, u64>,
+    typed_cache: TypedCache,
     last_rv: u64,
     uid_counter: u64,
     log: VecDeque<WatchEvent>,
@@ -408,6 +433,8 @@ impl Store {
     pub fn new(now: jiff::Timestamp) -> Store {
         let mut store = Store {
             objects: BTreeMap::new(),
+            changes: BTreeMap::new(),
+            typed_cache: TypedCache::default(),
             last_rv: 0,
             uid_counter: 0,
             log: VecDeque::new(),
@@ -482,6 +509,7 @@ impl Store {
     }
 
     fn record(&mut self, event_type: EventType, resource: Resource, object: Value) {
+        *self.changes.entry(resource).or_default() += 1;
         self.log.push_back(WatchEvent {
             rv: self.last_rv,
             event_type,
@@ -870,6 +898,30 @@ impl Store {
         self.objects
             .range((resource, String::new(), String::new())..)
             .take_while(move |((r, _, _), _)| *r == resource)
+    }
+
+    /// Like [`Store::typed`], shared: the same list is handed out until `resource` changes, so readers
+    /// between two writes deserialize it once.
+    pub fn typed_shared<T>(&self, resource: Resource) -> Arc<Vec<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        let version = self.changes.get(&resource).copied().unwrap_or(0);
+        let key = (resource, std::any::TypeId::of::<T>());
+        let mut entries = self
+            .typed_cache
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((seen, list)) = entries.get(&key)
+            && *seen == version
+            && let Ok(list) = list.clone().downcast::<Vec<T>>()
+        {
+            return list;
+        }
+        let list = Arc::new(self.typed::<T>(resource));
+        entries.insert(key, (version, list.clone()));
+        list
     }
 
     /// Every stored object of a resource, typed (objects that fail to type are skipped; the store

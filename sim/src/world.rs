@@ -971,9 +971,9 @@ impl World {
     pub fn node_names(&self) -> Vec<String> {
         self.core()
             .store
-            .typed::<Node>(Resource::Nodes)
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
+            .typed_shared::<Node>(Resource::Nodes)
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
             .collect()
     }
 
@@ -1004,11 +1004,11 @@ impl World {
     pub fn locks(&self) -> BTreeMap<String, String> {
         self.core()
             .store
-            .typed::<Node>(Resource::Nodes)
-            .into_iter()
+            .typed_shared::<Node>(Resource::Nodes)
+            .iter()
             .filter_map(|n| {
                 let lock = n.metadata.annotations.as_ref()?.get(NODE_LOCK)?.clone();
-                Some((n.metadata.name?, lock))
+                Some((n.metadata.name.clone()?, lock))
             })
             .collect()
     }
@@ -1169,10 +1169,10 @@ impl World {
     fn eligible_nodes(&self, pod: &Pod) -> Vec<String> {
         self.core()
             .store
-            .typed::<Node>(Resource::Nodes)
-            .into_iter()
+            .typed_shared::<Node>(Resource::Nodes)
+            .iter()
             .filter(|n| sliceguard::eligibility::ineligibility(n, pod).is_none())
-            .filter_map(|n| n.metadata.name)
+            .filter_map(|n| n.metadata.name.clone())
             .collect()
     }
 
@@ -1314,15 +1314,15 @@ impl World {
 
     /// Kubelet admission and device plugin Allocate, for every bound pod that is not yet admitted.
     fn kubelets(&mut self) {
-        let pods = self.core().store.typed::<Pod>(Resource::Pods);
+        let pods = self.core().store.typed_shared::<Pod>(Resource::Pods);
         let nodes: BTreeMap<String, Node> = self
             .core()
             .store
-            .typed::<Node>(Resource::Nodes)
-            .into_iter()
-            .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+            .typed_shared::<Node>(Resource::Nodes)
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, n.clone())))
             .collect();
-        for pod in &pods {
+        for pod in pods.iter() {
             let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
                 continue;
             };
@@ -1486,12 +1486,13 @@ impl World {
         let (nodes, pods) = {
             let core = self.core();
             (
-                core.store.typed::<Node>(Resource::Nodes),
-                core.store.typed::<Pod>(Resource::Pods),
+                core.store.typed_shared::<Node>(Resource::Nodes),
+                core.store.typed_shared::<Pod>(Resource::Pods),
             )
         };
+        let (nodes, pods): (&[Node], &[Pod]) = (&nodes, &pods);
         let mut registry = Registry::new();
-        for node in &nodes {
+        for node in nodes {
             let _ = registry.upsert_node(node);
         }
         let live: Vec<&Pod> = pods.iter().collect();
@@ -1546,19 +1547,20 @@ impl World {
         let (nodes, pods) = {
             let core = self.core();
             (
-                core.store.typed::<Node>(Resource::Nodes),
-                core.store.typed::<Pod>(Resource::Pods),
+                core.store.typed_shared::<Node>(Resource::Nodes),
+                core.store.typed_shared::<Pod>(Resource::Pods),
             )
         };
+        let (nodes, pods): (&[Node], &[Pod]) = (&nodes, &pods);
         let mut registry = Registry::new();
-        for n in &nodes {
+        for n in nodes {
             let _ = registry.upsert_node(n);
         }
         let mut ledger = sliceguard::ledger::Ledger::new();
-        for p in &pods {
+        for p in pods {
             let _ = ledger.observe(p);
         }
-        for pod in &pods {
+        for pod in pods {
             let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref())
                 == Some(self.config.scheduler_name.as_str());
             let pending = pod.spec.as_ref().is_some_and(|s| s.node_name.is_none());
