@@ -387,13 +387,14 @@ pub fn selected(
 
 type Key = (Resource, String, String);
 
+/// A typed list and the resource's change count it was built at.
+type CachedList = (u64, Arc<dyn std::any::Any + Send + Sync>);
+
 /// Typed copies of a resource's objects, reused until the resource changes (see
 /// [`Store::typed_shared`]).
 #[derive(Default)]
 struct TypedCache {
-    entries: std::sync::Mutex<
-        BTreeMap<(Resource, std::any::TypeId), (u64, Arc<dyn std::any::Any + Send + Sync>)>,
-    >,
+    entries: std::sync::Mutex<BTreeMap<(Resource, std::any::TypeId), CachedList>>,
 }
 
 impl Clone for TypedCache {

@@ -395,7 +395,9 @@ impl Running {
             let _ = server.await;
         }
         if !self.service.drain_binds(self.grace).await {
-            tracing::warn!("binds still running after the grace period; their locks expire by rule");
+            tracing::warn!(
+                "binds still running after the grace period; their locks expire by rule"
+            );
         }
         for task in self.background {
             task.abort();
