@@ -981,13 +981,12 @@ impl World {
     pub fn pod_keys(&self) -> Vec<String> {
         self.core()
             .store
-            .typed::<Pod>(Resource::Pods)
-            .into_iter()
+            .objects(Resource::Pods)
             .map(|p| {
                 format!(
                     "{}/{}",
-                    p.metadata.namespace.unwrap_or_default(),
-                    p.metadata.name.unwrap_or_default()
+                    p["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    p["metadata"]["name"].as_str().unwrap_or_default()
                 )
             })
             .collect()
@@ -1439,17 +1438,17 @@ impl World {
             }
         }
         // Pods created while no scheduler ran, or by the API directly, join the queue.
+        // Read from the stored JSON: typing every pod on every step would dominate the step.
         let unscheduled: Vec<String> = self
             .core()
             .store
-            .typed::<Pod>(Resource::Pods)
-            .into_iter()
-            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
+            .objects(Resource::Pods)
+            .filter(|p| p["spec"].is_object() && p["spec"]["nodeName"].is_null())
             .map(|p| {
                 format!(
                     "{}/{}",
-                    p.metadata.namespace.unwrap_or_default(),
-                    p.metadata.name.unwrap_or_default()
+                    p["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    p["metadata"]["name"].as_str().unwrap_or_default()
                 )
             })
             .collect();
