@@ -39,6 +39,8 @@ pub struct SeenLock {
 pub struct Taken {
     entry: Option<crate::ledger::LedgerEntry>,
     assumption: Option<Assumption>,
+    /// The pod's unconfirmed filter write (its ledger entry and annotation value), if any.
+    unconfirmed: Option<(Option<crate::ledger::LedgerEntry>, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,9 +262,18 @@ impl ClusterView {
     /// dropping their usage would let another pod be placed on the same devices (found by the
     /// simulated cluster's fault campaign: a 500 on the re-filter's patch).
     pub fn take(&mut self, key: &str) -> Taken {
+        let unconfirmed = self.unconfirmed.get(key).cloned().map(|allocated| {
+            let entry = self
+                .usage
+                .ledger
+                .entry(&format!("{key}#unconfirmed"))
+                .cloned();
+            (entry, allocated)
+        });
         let taken = Taken {
             entry: self.usage.ledger.entry(key).cloned(),
             assumption: self.assumed.get(key).cloned(),
+            unconfirmed,
         };
         self.unassume(key);
         self.clear_unconfirmed(key);
@@ -293,12 +304,22 @@ impl ClusterView {
         }
     }
 
-    /// Puts back what [`ClusterView::take`] returned, replacing any assumption made since.
+    /// Puts back what [`ClusterView::take`] returned, replacing any assumption made since. An
+    /// unconfirmed write comes back too: a re-filter that places nothing leaves the API as it was,
+    /// and the lost write may still be on it (found by the 200 x 2000 fault campaign, seed 149: the
+    /// lost patch's devices were handed to an exclusive pod while the watch was down).
     pub fn restore(&mut self, key: &str, taken: Taken) {
         self.unassume(key);
         self.change_ledger(&[key], |ledger| ledger.restore(key, taken.entry));
         if let Some(assumption) = taken.assumption {
             self.assumed.insert(key.to_string(), assumption);
+        }
+        if let Some((entry, allocated)) = taken.unconfirmed {
+            let unconfirmed = format!("{key}#unconfirmed");
+            self.change_ledger(&[&unconfirmed], |ledger| {
+                ledger.restore(&unconfirmed, entry)
+            });
+            self.unconfirmed.insert(key.to_string(), allocated);
         }
     }
 
