@@ -235,8 +235,34 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         if let Some(first) = report.violations.first() {
             bar.finish_and_clear();
             eprintln!("seed {seed}: {first}");
-            eprintln!("shrinking {} operations ...", ops.len());
-            let shrunk = campaign::shrink(&config, &ops, first.invariant, true, 400);
+            const SHRINK_RUNS: usize = 400;
+            eprintln!(
+                "shrinking {} operations (at most {SHRINK_RUNS} replays) ...",
+                ops.len()
+            );
+            let shrinking = ProgressBar::new(SHRINK_RUNS as u64);
+            shrinking.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} shrinking {pos}/{len} runs [{elapsed_precise}] {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            shrinking.set_message(format!("{} operations", ops.len()));
+            let shrunk = campaign::shrink(
+                &config,
+                &ops,
+                first.invariant,
+                true,
+                SHRINK_RUNS,
+                &|runs, smallest| {
+                    shrinking.set_position(runs as u64);
+                    shrinking.set_message(format!(
+                        "smallest failing sequence {smallest} of {} operations",
+                        ops.len()
+                    ));
+                },
+            );
+            shrinking.finish_and_clear();
             let again = campaign::run(&config, &shrunk, true);
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating {}", args.out.display()))?;

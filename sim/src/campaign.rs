@@ -369,19 +369,30 @@ impl BinderRelease {
     }
 }
 
-/// Shrinks `ops` to a smaller sequence whose run still violates `invariant`.
+/// Shrinks `ops` to a smaller sequence whose run still violates `invariant`, in at most `budget`
+/// runs. `progress` hears, after every run, how many runs were made and how many operations the
+/// smallest failing sequence so far has (a 2,000-operation liveness failure takes minutes).
 pub fn shrink(
     config: &SimConfig,
     ops: &[Op],
     invariant: &str,
     liveness: bool,
     budget: usize,
+    progress: &dyn Fn(usize, usize),
 ) -> Vec<Op> {
+    let runs_made = std::cell::Cell::new(0usize);
+    let smallest = std::cell::Cell::new(ops.len());
     let fails = |candidate: &[Op]| {
-        run(config, candidate, liveness)
+        let failed = run(config, candidate, liveness)
             .violations
             .iter()
-            .any(|v| v.invariant == invariant)
+            .any(|v| v.invariant == invariant);
+        runs_made.set(runs_made.get() + 1);
+        if failed {
+            smallest.set(smallest.get().min(candidate.len()));
+        }
+        progress(runs_made.get(), smallest.get());
+        failed
     };
     let mut current = ops.to_vec();
     let mut runs = 0usize;

@@ -425,21 +425,67 @@ async fn handle(
                     events_v1,
                 );
             }
-            let (items, rv, now) = {
-                let store = state.shared.read();
-                let (items, rv) = store.list(resource, ns, &fields, &labels)?;
-                (items, rv, store.now())
+            // Paging as kube-apiserver does it: `limit`, and an opaque `continue` token from the
+            // previous page (kube-rs lists 500 at a time, kubectl too).
+            let limit = match query.get("limit").map(String::as_str) {
+                None | Some("" | "0") => None,
+                Some(text) => Some(text.parse::<usize>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "limit: Invalid value: {text:?}: must be a non-negative integer"
+                    ))
+                })?),
             };
-            if wants_table(headers) && !events_v1 {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &crate::table::table(resource, &items, rv, now),
-                ));
+            let resume = query
+                .get("continue")
+                .filter(|t| !t.is_empty())
+                .map(|t| ContinueToken::decode(t))
+                .transpose()?;
+            let (page, now) = {
+                let store = state.shared.read();
+                if let Some(token) = &resume {
+                    // The first page's resourceVersion must still be in the watch log: a watch from it
+                    // is what makes the pages read at different times add up.
+                    store.events_after(token.resource_version).map(drop).map_err(|_| {
+                        ApiError::Gone(
+                            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                        )
+                    })?;
+                }
+                let page = store.list_page(
+                    resource,
+                    ns,
+                    &fields,
+                    &labels,
+                    resume
+                        .as_ref()
+                        .map(|t| (t.namespace.as_str(), t.name.as_str())),
+                    limit.unwrap_or(usize::MAX),
+                )?;
+                (page, store.now())
+            };
+            let rv = resume
+                .as_ref()
+                .map_or(page.resource_version, |t| t.resource_version);
+            let mut metadata = json!({"resourceVersion": rv.to_string()});
+            if let Some((namespace, name)) = page.resume_after {
+                metadata["continue"] = json!(
+                    ContinueToken {
+                        resource_version: rv,
+                        namespace,
+                        name
+                    }
+                    .encode()
+                );
             }
-            let items: Vec<Value> = items.into_iter().map(shape).collect();
+            if wants_table(headers) && !events_v1 {
+                let mut table = crate::table::table(resource, &page.items, rv, now);
+                table["metadata"] = metadata;
+                return Ok(json_response(StatusCode::OK, &table));
+            }
+            let items: Vec<Value> = page.items.into_iter().map(shape).collect();
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"kind": list_kind, "apiVersion": api_version, "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+                &json!({"kind": list_kind, "apiVersion": api_version, "metadata": metadata, "items": items}),
             ))
         }
         (&Method::POST, None, None) => {
@@ -747,5 +793,66 @@ mod tests {
         assert_eq!(q["fieldSelector"], "metadata.name=p,x");
         assert_eq!(q["bad"], "%zz");
         assert_eq!(q["tail"], "%4");
+    }
+}
+
+/// A list's `continue` token: the first page's resourceVersion and the key of the last object
+/// returned, hex-encoded so that clients treat it as opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ContinueToken {
+    resource_version: u64,
+    namespace: String,
+    name: String,
+}
+
+impl ContinueToken {
+    fn encode(&self) -> String {
+        let plain = format!(
+            "{}\n{}\n{}",
+            self.resource_version, self.namespace, self.name
+        );
+        plain.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn decode(token: &str) -> Result<Self, ApiError> {
+        let invalid = || ApiError::BadRequest(format!("continue key is not valid: {token:?}"));
+        if token.len() % 2 != 0 || !token.is_ascii() {
+            return Err(invalid());
+        }
+        let bytes = (0..token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| invalid())?;
+        let plain = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let mut parts = plain.splitn(3, '\n');
+        let (Some(rv), Some(namespace), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        Ok(ContinueToken {
+            resource_version: rv.parse().map_err(|_| invalid())?,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod continue_token_tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage_by_name() {
+        let token = ContinueToken {
+            resource_version: 42,
+            namespace: "default".into(),
+            name: "p-1".into(),
+        };
+        assert_eq!(ContinueToken::decode(&token.encode()).unwrap(), token);
+        for bad in ["abc", "zz", "00", "3432", "\u{e9}\u{e9}"] {
+            let err = ContinueToken::decode(bad).unwrap_err().to_string();
+            assert!(err.contains("continue key is not valid"), "{bad}: {err}");
+        }
     }
 }

@@ -387,6 +387,18 @@ pub fn selected(
 
 type Key = (Resource, String, String);
 
+/// A page of a list: its objects, and the (namespace, name) after which the next page starts when
+/// more objects may follow.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    /// The selected objects of this page, in key order.
+    pub items: Vec<Value>,
+    /// Where the next page resumes; `None` on the last page.
+    pub resume_after: Option<(String, String)>,
+    /// The store's resourceVersion when the page was read.
+    pub resource_version: u64,
+}
+
 /// A typed list and the resource's change count it was built at.
 type CachedList = (u64, Arc<dyn std::any::Any + Send + Sync>);
 
@@ -666,6 +678,53 @@ impl Store {
             }
         }
         Ok((items, self.last_rv))
+    }
+
+    /// One page of [`Store::list`]: at most `limit` selected objects whose (namespace, name) comes
+    /// after `after`, in key order, and the key of the last one when more may follow (what a list's
+    /// `continue` token resumes from). Later pages read the store as it is then; the caller keeps the
+    /// first page's resourceVersion, so a watch from it replays whatever changed in between.
+    pub fn list_page(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+        fields: &Selector,
+        labels: &Selector,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<ListPage, ApiError> {
+        let start = after.map_or_else(
+            || (resource, String::new(), String::new()),
+            |(ns, name)| (resource, ns.to_string(), name.to_string()),
+        );
+        let mut items = Vec::new();
+        let range = self
+            .objects
+            .range((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
+            .take_while(move |((r, _, _), _)| *r == resource);
+        for ((_, ns, name), object) in range {
+            if resource.namespaced() && namespace.is_some_and(|want| want != ns) {
+                continue;
+            }
+            if !selected(resource, object, fields, labels)? {
+                continue;
+            }
+            if items.len() == limit.max(1) {
+                // Another selected object follows: the page ends at the previous one.
+                let last = items.last().map(|(key, _)| key).cloned();
+                return Ok(ListPage {
+                    items: items.into_iter().map(|(_, o)| o).collect(),
+                    resume_after: last,
+                    resource_version: self.last_rv,
+                });
+            }
+            items.push(((ns.clone(), name.clone()), object.clone()));
+        }
+        Ok(ListPage {
+            items: items.into_iter().map(|(_, o)| o).collect(),
+            resume_after: None,
+            resource_version: self.last_rv,
+        })
     }
 
     fn check_precondition(
