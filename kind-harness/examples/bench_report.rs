@@ -14,7 +14,8 @@
 //!
 //! `cargo run --release -p sliceguard-kind-harness --example bench_report -- --rows <json> --out
 //! bench/REPORT.md [--e2e-nodes 1000] [--e2e-pods 1000] [--serve-nodes 20000] [--serve-pods 100000]
-//! [--bin-dir target/release] [--skip-serve]`
+//! [--bin-dir target/release] [--skip-serve] [--only in-process|loopback|serve]` (`--only` runs
+//! one measurement and prints it, for profiling, without writing the report)
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
@@ -35,6 +36,8 @@ struct Args {
     serve_pods: usize,
     bin_dir: String,
     skip_serve: bool,
+    /// Runs one measurement and prints it without writing the report (for profiling it alone).
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         serve_pods: 100_000,
         bin_dir: "target/release".into(),
         skip_serve: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,10 +68,19 @@ fn parse_args() -> Result<Args, String> {
             "--serve-pods" => args.serve_pods = number(value()?, "--serve-pods")?,
             "--bin-dir" => args.bin_dir = value()?,
             "--skip-serve" => args.skip_serve = true,
+            "--only" => {
+                let section = value()?;
+                if !["in-process", "loopback", "serve"].contains(&section.as_str()) {
+                    return Err(format!(
+                        "--only {section:?}: expected in-process, loopback or serve"
+                    ));
+                }
+                args.only = Some(section);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if args.rows.is_empty() {
+    if args.rows.is_empty() && args.only.is_none() {
         return Err("--rows <file written by the placement bench> is required".into());
     }
     Ok(args)
@@ -500,6 +513,17 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(section) = &args.only {
+        match section.as_str() {
+            "in-process" => println!("{:?}", in_process(args.e2e_nodes, args.e2e_pods)),
+            "loopback" => println!("{:?}", loopback(args.e2e_nodes, args.e2e_pods)),
+            _ => println!(
+                "{:?}",
+                serve_rss(&args.bin_dir, args.serve_nodes, args.serve_pods)
+            ),
+        }
+        return;
+    }
     let rows = match read_rows(&args.rows) {
         Ok(r) => r,
         Err(e) => {

@@ -78,7 +78,7 @@
 //! - The outcome of a bind whose pod is already bound to the requested node (a retry after a lost
 //!   answer) is success, and the lock is released; HAMi's retry fails at the API.
 
-use crate::annotations::{BIND_PHASE, BIND_TIME, NODE_LOCK, bind_phase};
+use crate::annotations::{BIND_PHASE, BIND_TIME, DEVICES_ALLOCATED, NODE_LOCK, bind_phase};
 use crate::codec::Quoted;
 use crate::codec::lock::{self, LockError, LockHolder, LockValue};
 use crate::decision::{EventRecord, EventType};
@@ -196,6 +196,9 @@ pub struct PodView {
     pub bind_phase: Option<String>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
+    /// `hami.io/vgpu-devices-allocated`: what the filter last wrote (read to settle a filter write
+    /// whose answer was lost).
+    pub devices_allocated: Option<String>,
 }
 
 impl PodView {
@@ -216,6 +219,12 @@ impl PodView {
                 .and_then(|a| a.get(BIND_PHASE))
                 .cloned(),
             deleting: pod.metadata.deletion_timestamp.is_some(),
+            devices_allocated: pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEVICES_ALLOCATED))
+                .cloned(),
         }
     }
 

@@ -537,3 +537,117 @@ async fn a_slow_request_times_out_with_408_and_its_bind_still_finishes() {
         assert_eq!(c.lock("n1"), None);
     });
 }
+
+/// A filter write whose answer was lost (a 500) and that never landed stops holding its devices once
+/// a read of its pod, a minute after the write, shows it did not land; before that minute it is
+/// counted, and a write the read shows landed stays counted. Without the read, two pods whose lost
+/// writes never landed blocked each other for good (the 200 x 2000 fault campaign, seed 194).
+#[tokio::test]
+async fn a_lost_filter_write_that_never_landed_is_settled_by_reading_the_pod() {
+    use jiff::{SignedDuration, Timestamp};
+    use sliceguard::server::Scheduler;
+    use sliceguard::server::service::{Clock, UNCONFIRMED_SETTLE_AFTER};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    let mut fake = bind_support::FakeCluster::with_nodes(&["n1", "n2"]);
+    for name in ["a", "b", "c"] {
+        fake.add_pod("default", name);
+    }
+    let cluster = MemCluster::new(fake);
+    let elapsed = Arc::new(AtomicI64::new(0));
+    let clock: Clock = {
+        let elapsed = elapsed.clone();
+        Arc::new(move || {
+            http_support::NOW.parse::<Timestamp>().unwrap()
+                + SignedDuration::from_secs(elapsed.load(Ordering::SeqCst))
+        })
+    };
+    let svc = Arc::new(sliceguard::server::Scheduler::new(
+        cluster.clone(),
+        config(),
+        clock,
+    ));
+    svc.replace_nodes(&fleet_nodes(2));
+    svc.replace_pods(&[]);
+    let router = extender_router(svc.clone());
+    // Both GPUs of n1, whole: one such pod fills the node.
+    let whole_node = |name: &str, node: &str| {
+        json!({"Pod": {
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+            "spec": {"schedulerName": "sliceguard-scheduler", "containers": [{"name": "c", "resources": {"limits": {
+                "nvidia.com/gpu": "2", "nvidia.com/gpumem": "8000", "nvidia.com/gpucores": "100"}}}]}},
+            "NodeNames": [node]})
+    };
+    let filter_on = |name: &'static str, node: &'static str| {
+        let (router, args) = (router.clone(), whole_node(name, node));
+        async move { call_json(&router, "/filter", &args).await.1 }
+    };
+    let filter = |name: &'static str| filter_on(name, "n1");
+    let placed = |answer: &Value| answer["NodeNames"] == json!(["n1"]);
+    let unconfirmed = |svc: &Arc<Scheduler<MemCluster>>, key: &str| {
+        svc.with_view(|v| v.ledger().entry(&format!("{key}#unconfirmed")).is_some())
+    };
+
+    // a's patch answers 500 and does not land: its write is counted, so b does not fit.
+    *cluster.fail_pod_patch.lock().unwrap() = Some(ApiFailure::Indeterminate(
+        "500 Internal Server Error".into(),
+    ));
+    let answer = filter("a").await;
+    assert!(
+        answer["Error"].as_str().unwrap().contains("500"),
+        "{answer}"
+    );
+    assert!(unconfirmed(&svc, "default/a"));
+    *cluster.fail_pod_patch.lock().unwrap() = None;
+    assert!(!placed(&filter("b").await), "a's lost write still holds n1");
+
+    // Just under a minute later the write could still land: no read, still counted.
+    elapsed.store(UNCONFIRMED_SETTLE_AFTER.as_secs() - 1, Ordering::SeqCst);
+    assert!(!placed(&filter("b").await));
+    assert!(unconfirmed(&svc, "default/a"));
+
+    // A minute after the write, the read of pod a shows no allocation: the write is dropped and
+    // b gets the node.
+    elapsed.store(UNCONFIRMED_SETTLE_AFTER.as_secs(), Ordering::SeqCst);
+    let answer = filter("b").await;
+    assert!(placed(&answer), "{answer}");
+    assert!(!unconfirmed(&svc, "default/a"));
+
+    // A lost write that did land stays counted after the read, until the watch delivers it.
+    *cluster.fail_pod_patch.lock().unwrap() = Some(ApiFailure::Indeterminate(
+        "500 Internal Server Error".into(),
+    ));
+    let answer = filter_on("c", "n2").await;
+    assert!(
+        answer["Error"].as_str().unwrap().contains("500"),
+        "{answer}"
+    );
+    *cluster.fail_pod_patch.lock().unwrap() = None;
+    let written = svc
+        .with_view(|v| v.ledger().entry("default/c#unconfirmed").cloned())
+        .expect("c's lost write is counted");
+    assert_eq!(written.node, "n2");
+    // What the lost patch carried, as the service noted it.
+    let far_future =
+        http_support::NOW.parse::<Timestamp>().unwrap() + SignedDuration::from_hours(1);
+    let allocated = svc
+        .with_view(|v| v.unconfirmed_older_than(SignedDuration::ZERO, far_future))
+        .into_iter()
+        .find(|(key, _)| key == "default/c")
+        .map(|(_, write)| write.allocated)
+        .expect("c's lost write is noted");
+    cluster.with(|c| {
+        c.pods
+            .get_mut("default/c")
+            .unwrap()
+            .annotations
+            .insert(DEVICES_ALLOCATED.to_string(), allocated);
+    });
+    elapsed.store(3 * UNCONFIRMED_SETTLE_AFTER.as_secs(), Ordering::SeqCst);
+    let _ = filter("a").await;
+    assert!(
+        unconfirmed(&svc, "default/c"),
+        "a write the read shows landed stays counted"
+    );
+}

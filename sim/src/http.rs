@@ -816,7 +816,7 @@ impl ContinueToken {
 
     fn decode(token: &str) -> Result<Self, ApiError> {
         let invalid = || ApiError::BadRequest(format!("continue key is not valid: {token:?}"));
-        if token.len() % 2 != 0 || !token.is_ascii() {
+        if !token.len().is_multiple_of(2) || !token.is_ascii() {
             return Err(invalid());
         }
         let bytes = (0..token.len())

@@ -637,11 +637,20 @@ async fn controllers(
     let mut changes = shared.subscribe();
     let mut queue: BTreeMap<String, Backoff> = BTreeMap::new();
     let mut informer = Informer::default();
-    let mut events = 0u64;
+    let events = Arc::new(AtomicU64::new(0));
+    // kube-scheduler's binding cycle runs apart from its scheduling cycle: a pod whose filter chose a
+    // node is bound by its own task while the next pods are filtered; it is not scheduled again
+    // until its bind answers.
+    let mut binding: BTreeSet<String> = BTreeSet::new();
+    let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
     loop {
         tokio::select! {
             _ = changes.changed() => {}
+            Some(done) = bound_rx.recv() => finish_bind(&mut binding, &mut queue, done),
             _ = tokio::time::sleep(options.tick) => {}
+        }
+        while let Ok(done) = bound_rx.try_recv() {
+            finish_bind(&mut binding, &mut queue, done);
         }
         // The clock moves without waking watchers.
         shared.read().set_time(jiff::Timestamp::now());
@@ -658,28 +667,24 @@ async fn controllers(
             .clone();
         for pod in informer.pods.values().filter(|p| waiting(p)) {
             let key = key_of(pod);
-            if queue.get(&key).is_some_and(|b| b.next > Instant::now()) {
+            if binding.contains(&key) || queue.get(&key).is_some_and(|b| b.next > Instant::now()) {
                 continue;
             }
-            let scheduled = schedule(
-                &shared,
-                pod,
-                &nodes,
-                &options,
-                extender.as_deref(),
-                &mut events,
-            )
-            .await;
-            if scheduled {
-                queue.remove(&key);
-            } else {
-                let entry = queue.entry(key).or_insert(Backoff {
-                    next: Instant::now(),
-                    attempts: 0,
-                });
-                entry.attempts += 1;
-                let secs = 1u64 << entry.attempts.saturating_sub(1).min(4);
-                entry.next = Instant::now() + Duration::from_secs(secs.min(10));
+            let attempt =
+                schedule(&shared, pod, &nodes, &options, extender.as_deref(), &events).await;
+            match attempt {
+                Attempt::Bound => {
+                    queue.remove(&key);
+                }
+                Attempt::Unschedulable => back_off(&mut queue, key),
+                Attempt::Binding(bind) => {
+                    binding.insert(key.clone());
+                    let done = bound_tx.clone();
+                    tokio::spawn(async move {
+                        let bound = bind.run().await;
+                        let _ = done.send((key, bound));
+                    });
+                }
             }
         }
         queue.retain(|k, _| {
@@ -692,7 +697,32 @@ async fn controllers(
         if informer.sync(&shared.read()) {
             queue.clear();
         }
-        kubelets(&shared, &informer, options.device_plugin, &mut events);
+        kubelets(&shared, &informer, options.device_plugin, &events);
+    }
+}
+
+/// kube-scheduler's backoff for a pod that did not get a node: 1 s doubling to 10 s.
+fn back_off(queue: &mut BTreeMap<String, Backoff>, key: String) {
+    let entry = queue.entry(key).or_insert(Backoff {
+        next: Instant::now(),
+        attempts: 0,
+    });
+    entry.attempts += 1;
+    let secs = 1u64 << entry.attempts.saturating_sub(1).min(4);
+    entry.next = Instant::now() + Duration::from_secs(secs.min(10));
+}
+
+/// A binding cycle answered: the pod may be scheduled again, after a backoff if the bind failed.
+fn finish_bind(
+    binding: &mut BTreeSet<String>,
+    queue: &mut BTreeMap<String, Backoff>,
+    (key, bound): (String, bool),
+) {
+    binding.remove(&key);
+    if bound {
+        queue.remove(&key);
+    } else {
+        back_off(queue, key);
     }
 }
 
@@ -859,16 +889,16 @@ fn record(
     reason: &str,
     message: &str,
     component: &str,
-    events: &mut u64,
+    events: &AtomicU64,
 ) {
-    *events += 1;
+    let serial = events.fetch_add(1, Ordering::Relaxed) + 1;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let now = store.now().to_string();
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": format!("{name}.{:016x}", *events), "namespace": namespace},
+        "metadata": {"name": format!("{name}.{serial:016x}"), "namespace": namespace},
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
                            "uid": pod.metadata.uid.as_deref().unwrap_or("")},
         "type": type_,
@@ -889,7 +919,7 @@ fn unschedulable(
     pod: &Pod,
     component: &str,
     message: &str,
-    events: &mut u64,
+    events: &AtomicU64,
 ) {
     shared.write(|store| {
         let now = store.now().to_string();
@@ -925,15 +955,90 @@ fn failure_summary(total: usize, reasons: &BTreeMap<String, String>) -> String {
     format!("0/{total} nodes are available: {}.", parts.join(", "))
 }
 
-/// One scheduling attempt; true when the pod was bound.
+/// What one scheduling cycle did with a pod.
+#[derive(Debug)]
+enum Attempt {
+    /// Bound in the cycle itself (the default placement writes its Binding directly).
+    Bound,
+    /// No node: the pod backs off.
+    Unschedulable,
+    /// The extender chose a node; its binding cycle runs on its own.
+    Binding(Box<BindCycle>),
+}
+
+/// kube-scheduler's binding cycle for one pod through the extender: `POST /bind`, then the
+/// `Scheduled` event or, on failure, `FailedScheduling`.
+#[derive(Debug)]
+struct BindCycle {
+    shared: Arc<SharedStore>,
+    pod: Pod,
+    node: String,
+    extender: String,
+    scheduler: String,
+    events: Arc<AtomicU64>,
+}
+
+impl BindCycle {
+    /// Runs the bind; true when the pod was bound.
+    async fn run(self) -> bool {
+        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = self.pod.metadata.name.as_deref().unwrap_or("");
+        let args = json!({
+            "PodName": name,
+            "PodNamespace": namespace,
+            "PodUID": self.pod.metadata.uid.clone().unwrap_or_default(),
+            "Node": self.node,
+        });
+        let extender = &self.extender;
+        let failure = match post_json(&format!("{extender}/bind"), &args, None).await {
+            Ok((200, result)) => result["Error"]
+                .as_str()
+                .filter(|e| !e.is_empty())
+                .map(str::to_string),
+            Ok((status, result)) => Some(format!("extender bind answered {status}: {result}")),
+            Err(e) => Some(format!("Post \"{extender}/bind\": {e}")),
+        };
+        self.shared.write(|store| match &failure {
+            None => record_scheduled(store, &self.pod, &self.node, &self.scheduler, &self.events),
+            Some(error) => record(
+                store,
+                &self.pod,
+                "Warning",
+                "FailedScheduling",
+                &format!("Binding rejected: {error}"),
+                &self.scheduler,
+                &self.events,
+            ),
+        });
+        failure.is_none()
+    }
+}
+
+/// kube-scheduler's `Scheduled` event for a pod bound to `node`.
+fn record_scheduled(store: &mut Store, pod: &Pod, node: &str, scheduler: &str, events: &AtomicU64) {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let message = format!("Successfully assigned {namespace}/{name} to {node}");
+    record(
+        store,
+        pod,
+        "Normal",
+        "Scheduled",
+        &message,
+        scheduler,
+        events,
+    );
+}
+
+/// One scheduling cycle for a pending pod.
 async fn schedule(
-    shared: &SharedStore,
+    shared: &Arc<SharedStore>,
     pod: &Pod,
     nodes: &[&Node],
     options: &LiveOptions,
     extender: Option<&str>,
-    events: &mut u64,
-) -> bool {
+    events: &Arc<AtomicU64>,
+) -> Attempt {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let namespace = pod
         .metadata
@@ -947,7 +1052,7 @@ async fn schedule(
         .unwrap_or_else(|| DEFAULT_SCHEDULER.into());
     if scheduler != options.scheduler_name && scheduler != DEFAULT_SCHEDULER {
         // No scheduler of that name runs here: the pod waits, as it would in a real cluster.
-        return false;
+        return Attempt::Unschedulable;
     }
     let mut ineligible: BTreeMap<String, String> = BTreeMap::new();
     let mut eligible: Vec<String> = Vec::new();
@@ -963,7 +1068,7 @@ async fn schedule(
     if eligible.is_empty() {
         let message = failure_summary(nodes.len(), &ineligible);
         unschedulable(shared, pod, &scheduler, &message, events);
-        return false;
+        return Attempt::Unschedulable;
     }
     if scheduler == DEFAULT_SCHEDULER {
         // Default placement: the eligible node with the fewest pods (kube-scheduler spreads).
@@ -983,23 +1088,14 @@ async fn schedule(
             .unwrap_or_default();
         return shared.write(|store| match store.bind(&namespace, &name, &node, None) {
             Ok(_) => {
-                let message = format!("Successfully assigned {namespace}/{name} to {node}");
-                record(
-                    store,
-                    pod,
-                    "Normal",
-                    "Scheduled",
-                    &message,
-                    &scheduler,
-                    events,
-                );
-                true
+                record_scheduled(store, pod, &node, &scheduler, events);
+                Attempt::Bound
             }
-            Err(_) => false,
+            Err(_) => Attempt::Unschedulable,
         });
     }
     let Some(extender) = extender else {
-        return false;
+        return Attempt::Unschedulable;
     };
     let args = json!({"Pod": pod, "NodeNames": eligible});
     let result = match post_json(&format!("{extender}/filter"), &args, None).await {
@@ -1007,12 +1103,12 @@ async fn schedule(
         Ok((status, result)) => {
             let message = format!("extender filter answered {status}: {result}");
             unschedulable(shared, pod, &scheduler, &message, events);
-            return false;
+            return Attempt::Unschedulable;
         }
         Err(e) => {
             let message = format!("Post \"{extender}/filter\": {e}");
             unschedulable(shared, pod, &scheduler, &message, events);
-            return false;
+            return Attempt::Unschedulable;
         }
     };
     let error = result["Error"].as_str().unwrap_or("");
@@ -1034,58 +1130,20 @@ async fn schedule(
             format!("extender filter: {error}")
         };
         unschedulable(shared, pod, &scheduler, &message, events);
-        return false;
+        return Attempt::Unschedulable;
     };
-    let args = json!({
-        "PodName": name,
-        "PodNamespace": namespace,
-        "PodUID": pod.metadata.uid.clone().unwrap_or_default(),
-        "Node": node,
-    });
-    let failure = match post_json(&format!("{extender}/bind"), &args, None).await {
-        Ok((200, result)) => result["Error"]
-            .as_str()
-            .filter(|e| !e.is_empty())
-            .map(str::to_string),
-        Ok((status, result)) => Some(format!("extender bind answered {status}: {result}")),
-        Err(e) => Some(format!("Post \"{extender}/bind\": {e}")),
-    };
-    match failure {
-        None => {
-            shared.write(|store| {
-                let message = format!("Successfully assigned {namespace}/{name} to {node}");
-                record(
-                    store,
-                    pod,
-                    "Normal",
-                    "Scheduled",
-                    &message,
-                    &scheduler,
-                    events,
-                );
-            });
-            true
-        }
-        Some(error) => {
-            let message = format!("Binding rejected: {error}");
-            shared.write(|store| {
-                record(
-                    store,
-                    pod,
-                    "Warning",
-                    "FailedScheduling",
-                    &message,
-                    &scheduler,
-                    events,
-                );
-            });
-            false
-        }
-    }
+    Attempt::Binding(Box::new(BindCycle {
+        shared: shared.clone(),
+        pod: pod.clone(),
+        node,
+        extender: extender.to_string(),
+        scheduler,
+        events: events.clone(),
+    }))
 }
 
 /// Every kubelet admits its bound, not yet started pods; device plugins answer Allocate.
-fn kubelets(shared: &SharedStore, informer: &Informer, plugin: DevicePlugin, events: &mut u64) {
+fn kubelets(shared: &SharedStore, informer: &Informer, plugin: DevicePlugin, events: &AtomicU64) {
     let nodes = &informer.nodes;
     let mut started: Vec<&Pod> = informer
         .pods
@@ -1100,7 +1158,7 @@ fn kubelets(shared: &SharedStore, informer: &Informer, plugin: DevicePlugin, eve
             continue;
         }
         let key = key_of(pod);
-        let fail = |reason: &str, message: String, events: &mut u64| {
+        let fail = |reason: &str, message: String, events: &AtomicU64| {
             shared.write(|store| {
                 set_status(
                     store,
@@ -1131,7 +1189,8 @@ fn kubelets(shared: &SharedStore, informer: &Informer, plugin: DevicePlugin, eve
                 continue;
             }
         }
-        let ip = format!("10.244.{}.{}", (*events / 250) % 250, *events % 250 + 1);
+        let serial = events.load(Ordering::Relaxed);
+        let ip = format!("10.244.{}.{}", (serial / 250) % 250, serial % 250 + 1);
         shared.write(|store| {
             let now = store.now().to_string();
             set_status(store, pod, node_agent::running_status(pod, &now, &ip));

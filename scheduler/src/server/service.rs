@@ -48,6 +48,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+
+/// How long after a filter write's answer was lost the service reads the pod to settle it: a write
+/// cannot still land after kube-apiserver's own request timeout (`--request-timeout`, 1m0s by
+/// default), so a read after that tells for good whether it did.
+pub const UNCONFIRMED_SETTLE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 use tokio_util::task::TaskTracker;
 
 /// The service's settings.
@@ -296,6 +301,35 @@ impl<C: ClusterApi> Scheduler<C> {
         }
     }
 
+    /// Reads the pods of filter writes whose answer was lost at least
+    /// [`UNCONFIRMED_SETTLE_AFTER`] ago, and stops counting each write the read shows did not land.
+    /// Usually there are none; a read that fails leaves its write counted.
+    async fn settle_unconfirmed_writes(&self) {
+        let now = self.now();
+        let due = self
+            .view()
+            .unconfirmed_older_than(UNCONFIRMED_SETTLE_AFTER, now);
+        for (key, write) in due {
+            let Some((namespace, name)) = key.split_once('/') else {
+                continue;
+            };
+            let effect = Effect::GetPod {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            };
+            let seen = match self.cluster.execute(&effect).await {
+                Observation::Pod(pod) => Some(pod.devices_allocated),
+                Observation::Failed(ApiFailure::NotFound) => Some(None),
+                _ => None,
+            };
+            if let Some(seen) = seen {
+                tracing::debug!(pod = %key, landed = seen.as_deref() == Some(write.allocated.as_str()), "settled a filter write whose answer was lost");
+                self.view()
+                    .settle_unconfirmed(&key, &write, seen.as_deref());
+            }
+        }
+    }
+
     async fn filter_inner(&self, args: ExtenderArgs) -> (ExtenderFilterResult, &'static str) {
         let Some(pod) = args.pod else {
             return (
@@ -337,6 +371,7 @@ impl<C: ClusterApi> Scheduler<C> {
             );
             return (ExtenderFilterResult::error(message), "error");
         }
+        self.settle_unconfirmed_writes().await;
         let key = pod_key(&pod);
         let now = self.now();
         let (decision, taken) = {
@@ -385,7 +420,7 @@ impl<C: ClusterApi> Scheduler<C> {
                                 .get(DEVICES_ALLOCATED)
                                 .cloned()
                                 .unwrap_or_default();
-                            view.note_unconfirmed(&key, node, allocation, &allocated);
+                            view.note_unconfirmed(&key, node, allocation, &allocated, now);
                         }
                     }
                     let message = format!("failed to patch pod {namespace}/{name}: {failure}");

@@ -39,8 +39,17 @@ pub struct SeenLock {
 pub struct Taken {
     entry: Option<crate::ledger::LedgerEntry>,
     assumption: Option<Assumption>,
-    /// The pod's unconfirmed filter write (its ledger entry and annotation value), if any.
-    unconfirmed: Option<(Option<crate::ledger::LedgerEntry>, String)>,
+    /// The pod's unconfirmed filter write (its ledger entry and what was written), if any.
+    unconfirmed: Option<(Option<crate::ledger::LedgerEntry>, Unconfirmed)>,
+}
+
+/// A filter write whose answer was lost: the allocation annotation it wrote, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// The `hami.io/vgpu-devices-allocated` value the write carried.
+    pub allocated: String,
+    /// When the write's answer was lost.
+    pub since: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +70,9 @@ pub struct ClusterView {
     locks: BTreeMap<String, SeenLock>,
     assumed: HashMap<String, Assumption>,
     /// Filter writes whose answer was lost: counted (under `<key>#unconfirmed`) until the watch shows
-    /// the pod carrying them, the pod is filtered again or deleted, or the pods are re-listed.
-    unconfirmed: HashMap<String, String>,
+    /// the pod carrying them, the pod is deleted, the pods are re-listed, or a read of the pod long
+    /// enough after the write shows that it did not land ([`ClusterView::settle_unconfirmed`]).
+    unconfirmed: HashMap<String, Unconfirmed>,
     nodes_synced: bool,
     pods_synced: bool,
 }
@@ -194,13 +204,13 @@ impl ClusterView {
         let view = PodView::from_pod(pod);
         let terminal = matches!(view.phase.as_deref(), Some("Succeeded" | "Failed"));
         self.pods.insert(key.clone(), view);
-        if let Some(allocated) = self.unconfirmed.get(&key)
+        if let Some(unconfirmed) = self.unconfirmed.get(&key)
             && pod
                 .metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(DEVICES_ALLOCATED))
-                == Some(allocated)
+                == Some(&unconfirmed.allocated)
         {
             self.clear_unconfirmed(&key);
         }
@@ -262,13 +272,13 @@ impl ClusterView {
     /// dropping their usage would let another pod be placed on the same devices (found by the
     /// simulated cluster's fault campaign: a 500 on the re-filter's patch).
     pub fn take(&mut self, key: &str) -> Taken {
-        let unconfirmed = self.unconfirmed.get(key).cloned().map(|allocated| {
+        let unconfirmed = self.unconfirmed.get(key).cloned().map(|write| {
             let entry = self
                 .usage
                 .ledger
                 .entry(&format!("{key}#unconfirmed"))
                 .cloned();
-            (entry, allocated)
+            (entry, write)
         });
         let taken = Taken {
             entry: self.usage.ledger.entry(key).cloned(),
@@ -288,13 +298,49 @@ impl ClusterView {
         node: &str,
         allocation: &PodAllocation,
         allocated: &str,
+        now: Timestamp,
     ) {
         let unconfirmed = format!("{key}#unconfirmed");
         self.change_ledger(&[&unconfirmed], |ledger| {
             ledger.upsert(&unconfirmed, node, allocation)
         });
-        self.unconfirmed
-            .insert(key.to_string(), allocated.to_string());
+        self.unconfirmed.insert(
+            key.to_string(),
+            Unconfirmed {
+                allocated: allocated.to_string(),
+                since: now,
+            },
+        );
+    }
+
+    /// The unconfirmed writes old enough to settle by reading their pod: lost at least `age` ago.
+    pub fn unconfirmed_older_than(
+        &self,
+        age: jiff::SignedDuration,
+        now: Timestamp,
+    ) -> Vec<(String, Unconfirmed)> {
+        let mut out: Vec<(String, Unconfirmed)> = self
+            .unconfirmed
+            .iter()
+            .filter(|(_, u)| now.duration_since(u.since) >= age)
+            .map(|(k, u)| (k.clone(), u.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// What a read of the pod showed about its unconfirmed write `write`: `Some(value)` is the pod's
+    /// allocation annotation now, `None` that the pod is gone. A write that did not land is dropped
+    /// (without this, lost writes that never land hold their devices for good, and pods blocked by
+    /// each other's stay Pending: the 200 x 2000 fault campaign, seed 194). A write that landed
+    /// stays counted until the watch delivers it. Nothing changes if the write was replaced since.
+    pub fn settle_unconfirmed(&mut self, key: &str, write: &Unconfirmed, seen: Option<&str>) {
+        if self.unconfirmed.get(key) != Some(write) {
+            return;
+        }
+        if seen != Some(write.allocated.as_str()) {
+            self.clear_unconfirmed(key);
+        }
     }
 
     fn clear_unconfirmed(&mut self, key: &str) {
@@ -314,12 +360,12 @@ impl ClusterView {
         if let Some(assumption) = taken.assumption {
             self.assumed.insert(key.to_string(), assumption);
         }
-        if let Some((entry, allocated)) = taken.unconfirmed {
+        if let Some((entry, write)) = taken.unconfirmed {
             let unconfirmed = format!("{key}#unconfirmed");
             self.change_ledger(&[&unconfirmed], |ledger| {
                 ledger.restore(&unconfirmed, entry)
             });
-            self.unconfirmed.insert(key.to_string(), allocated);
+            self.unconfirmed.insert(key.to_string(), write);
         }
     }
 

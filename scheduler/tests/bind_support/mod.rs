@@ -249,6 +249,10 @@ impl FakeCluster {
                         phase: p.phase.clone(),
                         bind_phase: p.annotations.get(BIND_PHASE).cloned(),
                         deleting: p.deleting,
+                        devices_allocated: p
+                            .annotations
+                            .get(sliceguard::annotations::DEVICES_ALLOCATED)
+                            .cloned(),
                     }),
                 }
             }
