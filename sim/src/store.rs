@@ -20,7 +20,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -399,8 +399,15 @@ pub struct ListPage {
     pub resource_version: u64,
 }
 
-/// A typed list and the resource's change count it was built at.
-type CachedList = (u64, Arc<dyn std::any::Any + Send + Sync>);
+/// A typed list, the resource's change count it was built at, and each object's key and
+/// resourceVersion (so that a rebuild types only the objects that changed).
+struct TypedList<T> {
+    version: u64,
+    items: Arc<Vec<Arc<T>>>,
+    versions: HashMap<(String, String), (String, Arc<T>)>,
+}
+
+type CachedList = Box<dyn std::any::Any + Send + Sync>;
 
 /// Typed copies of a resource's objects, reused until the resource changes (see
 /// [`Store::typed_shared`]).
@@ -961,8 +968,10 @@ impl Store {
     }
 
     /// Like [`Store::typed`], shared: the same list is handed out until `resource` changes, so readers
-    /// between two writes deserialize it once.
-    pub fn typed_shared<T>(&self, resource: Resource) -> Arc<Vec<T>>
+    /// between two writes deserialize it once; after a change only the objects whose
+    /// resourceVersion moved are typed again (a bind that rewrites one node's lock no longer retypes
+    /// a thousand nodes).
+    pub fn typed_shared<T>(&self, resource: Resource) -> Arc<Vec<Arc<T>>>
     where
         T: serde::de::DeserializeOwned + Send + Sync + 'static,
     {
@@ -973,15 +982,43 @@ impl Store {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((seen, list)) = entries.get(&key)
-            && *seen == version
-            && let Ok(list) = list.clone().downcast::<Vec<T>>()
+        if let Some(list) = entries
+            .get(&key)
+            .and_then(|cached| cached.downcast_ref::<TypedList<T>>())
+            && list.version == version
         {
-            return list;
+            return list.items.clone();
         }
-        let list = Arc::new(self.typed::<T>(resource));
-        entries.insert(key, (version, list.clone()));
-        list
+        let mut reusable = entries
+            .remove(&key)
+            .and_then(|cached| cached.downcast::<TypedList<T>>().ok())
+            .map(|list| list.versions)
+            .unwrap_or_default();
+        let mut items = Vec::new();
+        let mut versions = HashMap::new();
+        for ((_, ns, name), object) in self.of(resource) {
+            let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            let id = (ns.clone(), name.clone());
+            let typed = match reusable.remove(&id) {
+                Some((seen, typed)) if seen == rv => typed,
+                _ => match T::deserialize(object) {
+                    Ok(typed) => Arc::new(typed),
+                    Err(_) => continue,
+                },
+            };
+            versions.insert(id, (rv.to_string(), typed.clone()));
+            items.push(typed);
+        }
+        let items = Arc::new(items);
+        entries.insert(
+            key,
+            Box::new(TypedList {
+                version,
+                items: items.clone(),
+                versions,
+            }),
+        );
+        items
     }
 
     /// Every stored object of a resource, typed (objects that fail to type are skipped; the store

@@ -1314,7 +1314,7 @@ impl World {
     /// Kubelet admission and device plugin Allocate, for every bound pod that is not yet admitted.
     fn kubelets(&mut self) {
         let pods = self.core().store.typed_shared::<Pod>(Resource::Pods);
-        let nodes: BTreeMap<String, Node> = self
+        let nodes: BTreeMap<String, Arc<Node>> = self
             .core()
             .store
             .typed_shared::<Node>(Resource::Nodes)
@@ -1347,6 +1347,7 @@ impl World {
                     p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node_name.as_str())
                 })
                 .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .map(|p| &**p)
                 .collect();
             if let Err((reason, message)) = crate::node_agent::kubelet_admit(pod, node, &admitted) {
                 self.set_phase(&key, "Failed", Some((reason.as_str(), message)));
@@ -1489,12 +1490,12 @@ impl World {
                 core.store.typed_shared::<Pod>(Resource::Pods),
             )
         };
-        let (nodes, pods): (&[Node], &[Pod]) = (&nodes, &pods);
+        let (nodes, pods): (&[Arc<Node>], &[Arc<Pod>]) = (&nodes, &pods);
         let mut registry = Registry::new();
         for node in nodes {
             let _ = registry.upsert_node(node);
         }
-        let live: Vec<&Pod> = pods.iter().collect();
+        let live: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
         let mut truth = sliceguard::ledger::Ledger::new();
         for pod in &live {
             let _ = truth.observe(pod);
@@ -1550,7 +1551,7 @@ impl World {
                 core.store.typed_shared::<Pod>(Resource::Pods),
             )
         };
-        let (nodes, pods): (&[Node], &[Pod]) = (&nodes, &pods);
+        let (nodes, pods): (&[Arc<Node>], &[Arc<Pod>]) = (&nodes, &pods);
         let mut registry = Registry::new();
         for n in nodes {
             let _ = registry.upsert_node(n);

@@ -191,16 +191,31 @@ impl<C: ClusterApi> Scheduler<C> {
 
     /// The node watch listed everything.
     pub fn replace_nodes(&self, nodes: &[Node]) {
-        let now = self.now();
-        let mut view = self.view();
-        for (node, problem) in view.replace_nodes(nodes, now) {
-            tracing::debug!(%node, %problem, "node not registered");
+        self.begin_node_relist();
+        for node in nodes {
+            self.relist_node(node);
         }
-        tracing::info!(
-            nodes = nodes.len(),
-            registered = view.registry().len(),
-            "node list synced"
-        );
+        self.finish_node_relist();
+    }
+
+    /// The node watch starts a (re)list (see [`ClusterView::begin_node_relist`]).
+    pub fn begin_node_relist(&self) {
+        self.view().begin_node_relist();
+    }
+
+    /// One node of a (re)list, applied as it arrives.
+    pub fn relist_node(&self, node: &Node) {
+        let now = self.now();
+        if let Err(problem) = self.view().relist_node(node, now) {
+            tracing::debug!(node = node.metadata.name.as_deref().unwrap_or(""), %problem, "node not registered");
+        }
+    }
+
+    /// The node (re)list is complete.
+    pub fn finish_node_relist(&self) {
+        let mut view = self.view();
+        view.finish_node_relist();
+        tracing::info!(registered = view.registry().len(), "node list synced");
         self.after_change(&view);
     }
 
@@ -222,15 +237,30 @@ impl<C: ClusterApi> Scheduler<C> {
 
     /// The pod watch listed everything.
     pub fn replace_pods(&self, pods: &[Pod]) {
-        let mut view = self.view();
-        for e in view.replace_pods(pods) {
+        self.begin_pod_relist();
+        for pod in pods {
+            self.relist_pod(pod);
+        }
+        self.finish_pod_relist();
+    }
+
+    /// The pod watch starts a (re)list (see [`ClusterView::begin_pod_relist`]).
+    pub fn begin_pod_relist(&self) {
+        self.view().begin_pod_relist();
+    }
+
+    /// One pod of a (re)list, applied as it arrives.
+    pub fn relist_pod(&self, pod: &Pod) {
+        if let Err(e) = self.view().relist_pod(pod) {
             tracing::warn!(error = %e, "pod allocation ignored");
         }
-        tracing::info!(
-            pods = pods.len(),
-            counted = view.ledger().pod_count(),
-            "pod list synced"
-        );
+    }
+
+    /// The pod (re)list is complete.
+    pub fn finish_pod_relist(&self) {
+        let mut view = self.view();
+        view.finish_pod_relist();
+        tracing::info!(counted = view.ledger().pod_count(), "pod list synced");
         self.after_change(&view);
     }
 

@@ -21,7 +21,7 @@ use crate::model::PodAllocation;
 use crate::registry::{Registry, Unregistered};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A lock value seen on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,10 @@ pub struct ClusterView {
     unconfirmed: HashMap<String, Unconfirmed>,
     nodes_synced: bool,
     pods_synced: bool,
+    /// The nodes listed so far by a (re)list in progress.
+    node_relist: Option<HashSet<String>>,
+    /// The pods listed so far by a (re)list in progress.
+    pod_relist: Option<HashSet<String>>,
 }
 
 impl ClusterView {
@@ -180,22 +184,48 @@ impl ClusterView {
 
     /// The node watch (re)listed everything: replace the node set. Returns the unregistered nodes.
     pub fn replace_nodes(&mut self, nodes: &[Node], now: Timestamp) -> Vec<(String, Unregistered)> {
-        let listed: BTreeSet<String> = nodes
+        self.begin_node_relist();
+        let problems = nodes
             .iter()
-            .filter_map(|n| n.metadata.name.clone())
+            .filter_map(|node| {
+                self.relist_node(node, now)
+                    .err()
+                    .map(|problem| (node.metadata.name.clone().unwrap_or_default(), problem))
+            })
             .collect();
-        let gone: Vec<String> = self.nodes.difference(&listed).cloned().collect();
+        self.finish_node_relist();
+        problems
+    }
+
+    /// The node watch starts a (re)list: nodes it does not list by
+    /// [`ClusterView::finish_node_relist`] are dropped then. Listed nodes are applied as they arrive
+    /// ([`ClusterView::relist_node`]), so a 20,000-node list is never held whole: each listed object
+    /// only moves the view forward, and the nodes deleted meanwhile go at the end, as before the list.
+    pub fn begin_node_relist(&mut self) {
+        self.node_relist = Some(HashSet::new());
+    }
+
+    /// One node of a (re)list.
+    pub fn relist_node(&mut self, node: &Node, now: Timestamp) -> Result<(), Unregistered> {
+        if let (Some(listed), Some(name)) = (&mut self.node_relist, &node.metadata.name) {
+            listed.insert(name.clone());
+        }
+        self.apply_node(node, now)
+    }
+
+    /// The (re)list is complete: drop the nodes it did not list; the node set is synced.
+    pub fn finish_node_relist(&mut self) {
+        let listed = self.node_relist.take().unwrap_or_default();
+        let gone: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| !listed.contains(*n))
+            .cloned()
+            .collect();
         for name in gone {
             self.delete_node(&name);
         }
-        let mut problems = Vec::new();
-        for node in nodes {
-            if let Err(problem) = self.apply_node(node, now) {
-                problems.push((node.metadata.name.clone().unwrap_or_default(), problem));
-            }
-        }
         self.nodes_synced = true;
-        problems
     }
 
     /// A pod added or changed.
@@ -241,13 +271,39 @@ impl ClusterView {
     /// The pod watch (re)listed everything: replace the pod set. Returns the pods whose allocation
     /// does not decode (left out of the ledger).
     pub fn replace_pods(&mut self, pods: &[Pod]) -> Vec<UndecodableAllocation> {
-        let listed: BTreeSet<String> = pods.iter().map(pod_key).collect();
-        let gone: Vec<String> = self
+        self.begin_pod_relist();
+        let problems = pods
+            .iter()
+            .filter_map(|p| self.relist_pod(p).err())
+            .collect();
+        self.finish_pod_relist();
+        problems
+    }
+
+    /// The pod watch starts a (re)list; as [`ClusterView::begin_node_relist`], listed pods are
+    /// applied as they arrive and the ones not listed are dropped at the end.
+    pub fn begin_pod_relist(&mut self) {
+        self.pod_relist = Some(HashSet::new());
+    }
+
+    /// One pod of a (re)list.
+    pub fn relist_pod(&mut self, pod: &Pod) -> Result<(), UndecodableAllocation> {
+        if let Some(listed) = &mut self.pod_relist {
+            listed.insert(pod_key(pod));
+        }
+        self.apply_pod(pod)
+    }
+
+    /// The (re)list is complete: drop every pod, assumption and usage it did not list, and every
+    /// unconfirmed write (the list showed what landed); the pod set is synced.
+    pub fn finish_pod_relist(&mut self) {
+        let listed = self.pod_relist.take().unwrap_or_default();
+        let gone: BTreeSet<String> = self
             .pods
             .keys()
             .chain(self.usage.ledger.entries().map(|(k, _)| k))
             .chain(self.assumed.keys())
-            .filter(|k| !listed.contains(*k))
+            .filter(|k| !listed.contains(*k) && !k.ends_with("#unconfirmed"))
             .cloned()
             .collect();
         for key in gone {
@@ -258,12 +314,7 @@ impl ClusterView {
         for key in self.unconfirmed.keys().cloned().collect::<Vec<_>>() {
             self.clear_unconfirmed(&key);
         }
-        let problems = pods
-            .iter()
-            .filter_map(|p| self.apply_pod(p).err())
-            .collect();
         self.pods_synced = true;
-        problems
     }
 
     /// Drops whatever the pod contributes before a new filter (HAMi's `TakeAndDeletePod`), and

@@ -1,6 +1,7 @@
 //! The node and pod watches (kube-rs `watcher`, with its default backoff) that feed the service's
-//! cluster view. A (re)list is buffered from `Init` to `InitDone` and replaces the view's node or pod
-//! set at once; single changes apply as they come.
+//! cluster view. A (re)list is applied object by object from `Init` to `InitDone`, and what it did
+//! not list is dropped at `InitDone` (the list is never held whole: 100,000 pods buffered as `Pod`
+//! objects were most of `serve`'s peak memory); single changes apply as they come.
 //!
 //! Pods are watched with the label selector `hami.io/vgpu-node` (the label the filter writes next to
 //! the annotation, as HAMi does): those are the pods that hold or are assigned GPUs. A lock holder
@@ -30,7 +31,6 @@ pub async fn watch_nodes<C: ClusterApi>(
     let stream =
         watcher::watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let mut listed: Vec<Node> = Vec::new();
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
@@ -38,9 +38,9 @@ pub async fn watch_nodes<C: ClusterApi>(
         };
         match event {
             None => return,
-            Some(Ok(Event::Init)) => listed.clear(),
-            Some(Ok(Event::InitApply(node))) => listed.push(node),
-            Some(Ok(Event::InitDone)) => svc.replace_nodes(&std::mem::take(&mut listed)),
+            Some(Ok(Event::Init)) => svc.begin_node_relist(),
+            Some(Ok(Event::InitApply(node))) => svc.relist_node(&node),
+            Some(Ok(Event::InitDone)) => svc.finish_node_relist(),
             Some(Ok(Event::Apply(node))) => svc.apply_node(&node),
             Some(Ok(Event::Delete(node))) => svc.delete_node(&node),
             Some(Err(e)) => tracing::warn!(error = %e, "node watch error; retrying"),
@@ -57,7 +57,6 @@ pub async fn watch_pods<C: ClusterApi>(
     let config = watcher::Config::default().labels(VGPU_NODE);
     let stream = watcher::watcher(Api::<Pod>::all(client), config).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let mut listed: Vec<Pod> = Vec::new();
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
@@ -65,9 +64,9 @@ pub async fn watch_pods<C: ClusterApi>(
         };
         match event {
             None => return,
-            Some(Ok(Event::Init)) => listed.clear(),
-            Some(Ok(Event::InitApply(pod))) => listed.push(pod),
-            Some(Ok(Event::InitDone)) => svc.replace_pods(&std::mem::take(&mut listed)),
+            Some(Ok(Event::Init)) => svc.begin_pod_relist(),
+            Some(Ok(Event::InitApply(pod))) => svc.relist_pod(&pod),
+            Some(Ok(Event::InitDone)) => svc.finish_pod_relist(),
             Some(Ok(Event::Apply(pod))) => svc.apply_pod(&pod),
             Some(Ok(Event::Delete(pod))) => svc.delete_pod(&pod),
             Some(Err(e)) => tracing::warn!(error = %e, "pod watch error; retrying"),
