@@ -597,7 +597,7 @@ fn render(
     );
     let _ = writeln!(
         md,
-        "- Fleets: seeded, N nodes × 8 GPUs (80 GiB, split 10), per GPU 30 % idle, 25 % whole, 45 % shared by 1–3 fractional tasks (about half the memory in use, fragmented). Every registered node is offered.\n- Timing: own sampler (divan reports no percentiles); calls under 20 µs are timed in batches; median and p99 over the samples shown. Other work on the machine shows up in p99.\n- Paths: **index** = `PlacementIndex::decide` (what the service runs from 64 offered nodes); **scan** = `decision::filter_scan`, every offered node evaluated (HAMi's approach); **rebuild+scan** = usage rebuilt from every pod's (already decoded) allocation, then the scan (HAMi's per-call cost); **floor** = one pass over a flat array of every device's state checking the request, no strings or maps (the least any exhaustive decision must do).\n"
+        "- Fleets: seeded, N nodes × 8 GPUs (80 GiB, split 10), per GPU 30 % idle, 25 % whole, 45 % shared by 1–3 fractional tasks (about half the memory in use, fragmented). Every registered node is offered.\n- Timing: own sampler (divan reports no percentiles); calls under 20 µs are timed in batches; median and p99 over the samples shown. Other work on the machine shows up in p99.\n- Paths: **index** = `PlacementIndex::decide` (what the service runs from 64 offered nodes); **scan** = `decision::filter_scan`, every offered node evaluated (HAMi's approach); **rebuild+scan** = usage rebuilt from every pod's (already decoded) allocation, then the scan (HAMi's per-call cost); **floor** = one pass over a flat array of every device's state checking the request, no strings or maps (the least any exhaustive decision must do); **offered-set** = only reading the offered names into the set the index walk checks candidates against (`index::offered_set`, part of **index**, the one part linear in the offered list).\n"
     );
 
     let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
@@ -808,6 +808,22 @@ fn render(
                 "| fractional at 20,000 nodes ≤ 2× the 5,000-node median | {:.2}× | {} |",
                 f20 / f5,
                 verdict(f20 <= 2.0 * f5)
+            );
+        }
+        if let (Some(f20), Some(o5), Some(o20)) = (
+            g("decision/fractional", "index", 20000),
+            g("decision/fractional", "offered-set", 5000),
+            g("decision/fractional", "offered-set", 20000),
+        ) {
+            let _ = writeln!(
+                md,
+                "| (profile of the row above) reading the offered list, `offered-set` | {} at 5,000, {} at 20,000 ({:.2}×); the rest of the decision: {} and {} ({:.2}×) | explains |",
+                fmt_ns(o5),
+                fmt_ns(o20),
+                o20 / o5,
+                fmt_ns((f5 - o5).max(0.0)),
+                fmt_ns((f20 - o20).max(0.0)),
+                (f20 - o20).max(0.0) / (f5 - o5).max(1.0)
             );
         }
         if let Some(s) = g("decision/fractional", "scan", 5000) {

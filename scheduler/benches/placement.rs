@@ -415,6 +415,18 @@ fn report(path: &str) {
             );
             push(
                 &group,
+                "offered-set",
+                nodes,
+                sample(
+                    || {
+                        black_box(sliceguard::index::offered_set(&fleet.names));
+                    },
+                    2_000,
+                    Duration::from_secs(2),
+                ),
+            );
+            push(
+                &group,
                 "scan",
                 nodes,
                 sample(
