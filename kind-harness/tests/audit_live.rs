@@ -2,6 +2,8 @@
 //! with kube-rs exactly as a real cluster is): healthy exits 0; a planted over-commit and a planted
 //! stale lock are both reported and the exit is 1; an unreachable cluster exits 2.
 
+mod binary;
+
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use sliceguard::annotations::{DEVICES_ALLOCATED, NODE_LOCK, VGPU_NODE};
@@ -9,7 +11,6 @@ use sliceguard::objects::{FleetSpec, GpuAsk, fleet, gpu_pod, with_annotations};
 use sliceguard_sim::http::{RunningApi, SharedStore, kubeconfig, serve};
 use sliceguard_sim::store::{Resource, Store};
 use std::path::PathBuf;
-use std::process::Command;
 
 fn spec() -> FleetSpec {
     FleetSpec {
@@ -104,16 +105,11 @@ fn served(faults: bool, tag: &str) -> Served {
 }
 
 fn audit_binary(kubeconfig: &PathBuf) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
-        .arg("audit")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    binary::outcome(
+        binary::kind_harness()
+            .arg("audit")
+            .arg("--kubeconfig")
+            .arg(kubeconfig),
     )
 }
 

@@ -3,9 +3,10 @@
 //! snapshots); a broken precondition (40000 MiB GPUs for `sharing`) fails that scenario with what
 //! was expected and what was seen, and exits 1.
 
+mod binary;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn evidence_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -17,17 +18,12 @@ fn evidence_dir(tag: &str) -> PathBuf {
 }
 
 fn conformance(args: &[&str], evidence: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
-        .arg("conformance")
-        .args(args)
-        .arg("--evidence")
-        .arg(evidence)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    binary::outcome(
+        binary::kind_harness()
+            .arg("conformance")
+            .args(args)
+            .arg("--evidence")
+            .arg(evidence),
     )
 }
 

@@ -3,6 +3,8 @@
 //! simulated store where it serves the kind), the rendered webhook certificate verified against
 //! the bundled CA, the kind cluster config, and the nightly workflow calling only Makefile verbs.
 
+mod binary;
+
 use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -23,16 +25,11 @@ fn read(path: &str) -> String {
 }
 
 fn harness(args: &[&str], path: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
-        .args(args)
-        .env("PATH", path)
-        .env_remove("K8S_VERSION")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    binary::outcome(
+        binary::kind_harness()
+            .args(args)
+            .env("PATH", path)
+            .env_remove("K8S_VERSION"),
     )
 }
 
@@ -468,7 +465,7 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
     }
     // The stand-ins pass every step; the final webhook wait has no kubeconfig to reach, so `up`
     // stops there with exit 1, naming what it waited for.
-    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
+    let out = binary::kind_harness()
         .args([
             "up",
             "--name",
@@ -516,7 +513,7 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
     assert!(manifest.contains("image: sg:t"));
 
     std::fs::remove_file(&log).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kind-harness"))
+    let out = binary::kind_harness()
         .args(["down", "--name", "t1"])
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .output()
