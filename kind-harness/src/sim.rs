@@ -355,15 +355,7 @@ fn serve_cluster(args: &ServeArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let write_kubeconfig = |text: String| -> Result<()> {
-            if let Some(path) = &args.kubeconfig_out {
-                std::fs::write(path, text)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!("kubeconfig written to {}", path.display());
-            }
-            Ok(())
-        };
-        if args.embedded {
+        let (served, banner) = if args.embedded {
             let cluster = sliceguard_sim::embedded::Embedded::start(
                 sliceguard_sim::embedded::EmbeddedOptions {
                     fleet,
@@ -376,61 +368,82 @@ fn serve_cluster(args: &ServeArgs) -> Result<()> {
             )
             .await
             .map_err(anyhow::Error::msg)?;
-            write_kubeconfig(cluster.kubeconfig())?;
-            eprintln!(
-                "simulated cluster serving at {} with sliceguard inside (extender {}, webhook {:?}); Ctrl-C stops it. A test tier, not Kubernetes.",
+            let banner = format!(
+                "simulated cluster serving at {} with sliceguard inside (extender {}, webhook {:?})",
                 cluster.api_url(),
                 cluster.scheduler().extender_addr,
                 cluster.scheduler().webhook_addr
             );
-            let _ = tokio::signal::ctrl_c().await;
-            cluster.stop().await;
-            return Ok(());
-        }
-        let webhook = if args.no_webhook {
-            None
+            (Served::Embedded(Box::new(cluster)), banner)
         } else {
-            let ca_pem = match (&args.webhook_ca, &args.tls_out) {
-                (Some(path), _) => Some(
-                    std::fs::read_to_string(path)
-                        .with_context(|| format!("reading --webhook-ca {}", path.display()))?,
-                ),
-                (None, Some(dir)) => Some(write_webhook_certificate(dir)?),
-                (None, None) if args.webhook_url.starts_with("https://") => bail!(
-                    "the webhook {} is HTTPS: give --tls-out DIR (to generate its certificate), --webhook-ca FILE, or --no-webhook",
-                    args.webhook_url
-                ),
-                (None, None) => None,
-            };
-            Some(sliceguard_sim::live::WebhookTarget {
-                url: args.webhook_url.clone(),
-                ca_pem,
-                ignore_failures: false,
-            })
+            let cluster =
+                sliceguard_sim::live::LiveCluster::start(sliceguard_sim::live::LiveOptions {
+                    addr: args.addr.clone(),
+                    fleet,
+                    scheduler_name: args.scheduler_name.clone(),
+                    webhook: webhook_target(args)?,
+                    extender_url: Some(args.extender_url.clone()),
+                    device_plugin: args.device_plugin,
+                    preload_pods: args.pods,
+                    ..Default::default()
+                })
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let banner = format!(
+                "simulated cluster serving at {} (webhook {}, extender {})",
+                cluster.url(),
+                if args.no_webhook { "off" } else { args.webhook_url.as_str() },
+                args.extender_url
+            );
+            (Served::Live(cluster), banner)
         };
-        let cluster = sliceguard_sim::live::LiveCluster::start(sliceguard_sim::live::LiveOptions {
-            addr: args.addr.clone(),
-            fleet,
-            scheduler_name: args.scheduler_name.clone(),
-            webhook,
-            extender_url: Some(args.extender_url.clone()),
-            device_plugin: args.device_plugin,
-            preload_pods: args.pods,
-            ..Default::default()
-        })
-        .await
-        .map_err(anyhow::Error::msg)?;
-        write_kubeconfig(cluster.kubeconfig())?;
-        eprintln!(
-            "simulated cluster serving at {} (webhook {}, extender {}); Ctrl-C stops it. A test tier, not Kubernetes.",
-            cluster.url(),
-            if args.no_webhook { "off" } else { args.webhook_url.as_str() },
-            args.extender_url
-        );
+        if let Some(path) = &args.kubeconfig_out {
+            let text = match &served {
+                Served::Embedded(cluster) => cluster.kubeconfig(),
+                Served::Live(cluster) => cluster.kubeconfig(),
+            };
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("kubeconfig written to {}", path.display());
+        }
+        eprintln!("{banner}; Ctrl-C stops it. A test tier, not Kubernetes.");
         let _ = tokio::signal::ctrl_c().await;
-        cluster.stop().await;
+        match served {
+            Served::Embedded(cluster) => cluster.stop().await,
+            Served::Live(cluster) => cluster.stop().await,
+        }
         Ok(())
     })
+}
+
+/// What `sim serve` runs: the live cluster alone, or with sliceguard inside.
+enum Served {
+    Embedded(Box<sliceguard_sim::embedded::Embedded>),
+    Live(sliceguard_sim::live::LiveCluster),
+}
+
+/// The mutating webhook the live cluster calls: none with `--no-webhook`; over HTTPS it needs the
+/// CA, read from `--webhook-ca` or generated with the certificate into `--tls-out`.
+fn webhook_target(args: &ServeArgs) -> Result<Option<sliceguard_sim::live::WebhookTarget>> {
+    if args.no_webhook {
+        return Ok(None);
+    }
+    let ca_pem = match (&args.webhook_ca, &args.tls_out) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading --webhook-ca {}", path.display()))?,
+        ),
+        (None, Some(dir)) => Some(write_webhook_certificate(dir)?),
+        (None, None) if args.webhook_url.starts_with("https://") => bail!(
+            "the webhook {} is HTTPS: give --tls-out DIR (to generate its certificate), --webhook-ca FILE, or --no-webhook",
+            args.webhook_url
+        ),
+        (None, None) => None,
+    };
+    Ok(Some(sliceguard_sim::live::WebhookTarget {
+        url: args.webhook_url.clone(),
+        ca_pem,
+        ignore_failures: false,
+    }))
 }
 
 /// Writes `DIR/tls.crt` and `DIR/tls.key` for `localhost` and `127.0.0.1`; returns the certificate.
