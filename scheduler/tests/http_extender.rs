@@ -15,8 +15,10 @@ use http_support::{
 use serde_json::{Value, json};
 use sliceguard::annotations::{BIND_PHASE, DEVICES_ALLOCATED, VGPU_NODE};
 use sliceguard::bind::{ApiFailure, BindSettings, ReleaseMode};
+use sliceguard::server::Scheduler;
 use sliceguard::server::SchedulerConfig;
 use sliceguard::server::http::{extender_router, extender_router_with_timeout};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn config() -> SchedulerConfig {
@@ -538,20 +540,20 @@ async fn a_slow_request_times_out_with_408_and_its_bind_still_finishes() {
     });
 }
 
-/// A filter write whose answer was lost (a 500) and that never landed stops holding its devices once
-/// a read of its pod, a minute after the write, shows it did not land; before that minute it is
-/// counted, and a write the read shows landed stays counted. Without the read, two pods whose lost
-/// writes never landed blocked each other for good (the 200 x 2000 fault campaign, seed 194).
-#[tokio::test]
-async fn a_lost_filter_write_that_never_landed_is_settled_by_reading_the_pod() {
+/// A service over nodes n1 and n2 (two 8000 MiB GPUs each) and the pods `pods` in the fake API,
+/// whose clock reads [`http_support::NOW`] plus the seconds in the returned counter.
+fn service_with_clock(
+    pods: &[&str],
+) -> (
+    Arc<Scheduler<MemCluster>>,
+    MemCluster,
+    Arc<std::sync::atomic::AtomicI64>,
+) {
     use jiff::{SignedDuration, Timestamp};
-    use sliceguard::server::Scheduler;
-    use sliceguard::server::service::{Clock, UNCONFIRMED_SETTLE_AFTER};
-    use std::sync::Arc;
+    use sliceguard::server::service::Clock;
     use std::sync::atomic::{AtomicI64, Ordering};
-
     let mut fake = bind_support::FakeCluster::with_nodes(&["n1", "n2"]);
-    for name in ["a", "b", "c"] {
+    for name in pods {
         fake.add_pod("default", name);
     }
     let cluster = MemCluster::new(fake);
@@ -563,31 +565,103 @@ async fn a_lost_filter_write_that_never_landed_is_settled_by_reading_the_pod() {
                 + SignedDuration::from_secs(elapsed.load(Ordering::SeqCst))
         })
     };
-    let svc = Arc::new(sliceguard::server::Scheduler::new(
-        cluster.clone(),
-        config(),
-        clock,
-    ));
+    let svc = Arc::new(Scheduler::new(cluster.clone(), config(), clock));
     svc.replace_nodes(&fleet_nodes(2));
     svc.replace_pods(&[]);
+    (svc, cluster, elapsed)
+}
+
+/// Filter arguments for a pod asking both GPUs of a node whole, offered `nodes`.
+fn whole_node_args(name: &str, nodes: &[&str]) -> Value {
+    json!({"Pod": {
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+        "spec": {"schedulerName": "sliceguard-scheduler", "containers": [{"name": "c", "resources": {"limits": {
+            "nvidia.com/gpu": "2", "nvidia.com/gpumem": "8000", "nvidia.com/gpucores": "100"}}}]}},
+        "NodeNames": nodes})
+}
+
+/// How many unconfirmed (lost-answer) filter writes of the pod the service counts.
+fn unconfirmed_writes(svc: &Arc<Scheduler<MemCluster>>, key: &str) -> usize {
+    let prefix = format!("{key}#unconfirmed-");
+    svc.with_view(|v| {
+        v.ledger()
+            .entries()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .count()
+    })
+}
+
+/// Two lost writes of one pod on two nodes are both counted (either may be the one on the API), and
+/// the watch showing the pod carrying the second settles both: the second becomes the pod's own
+/// usage, the first is dropped.
+#[tokio::test]
+async fn two_lost_writes_of_one_pod_are_both_counted_until_the_watch_shows_which_landed() {
+    let (svc, cluster, _) = service_with_clock(&["d", "e"]);
     let router = extender_router(svc.clone());
-    // Both GPUs of n1, whole: one such pod fills the node.
-    let whole_node = |name: &str, node: &str| {
-        json!({"Pod": {
-            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
-            "spec": {"schedulerName": "sliceguard-scheduler", "containers": [{"name": "c", "resources": {"limits": {
-                "nvidia.com/gpu": "2", "nvidia.com/gpumem": "8000", "nvidia.com/gpucores": "100"}}}]}},
-            "NodeNames": [node]})
-    };
+    let lost = Some(ApiFailure::Indeterminate(
+        "500 Internal Server Error".into(),
+    ));
+    *cluster.fail_pod_patch.lock().unwrap() = lost.clone();
+    for node in ["n1", "n2"] {
+        let (_, answer) = call_json(&router, "/filter", &whole_node_args("d", &[node])).await;
+        assert!(
+            answer["Error"].as_str().unwrap().contains("500"),
+            "{answer}"
+        );
+    }
+    *cluster.fail_pod_patch.lock().unwrap() = None;
+    assert_eq!(unconfirmed_writes(&svc, "default/d"), 2);
+    let (_, answer) = call_json(&router, "/filter", &whole_node_args("e", &["n1", "n2"])).await;
+    assert_eq!(
+        answer["NodeNames"],
+        Value::Null,
+        "both nodes are held: {answer}"
+    );
+
+    // The watch delivers d carrying the write to n2 (the one that landed).
+    let second = svc.with_view(|v| {
+        v.unconfirmed_older_than(
+            jiff::SignedDuration::ZERO,
+            http_support::NOW.parse::<jiff::Timestamp>().unwrap(),
+        )
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect::<Vec<_>>()
+    });
+    assert_eq!(second.len(), 2);
+    let landed: Value = json!({
+        "metadata": {"name": "d", "namespace": "default", "uid": "uid-d",
+                     "annotations": {DEVICES_ALLOCATED: second[1].allocated, VGPU_NODE: "n2"},
+                     "labels": {VGPU_NODE: "n2"}},
+        "spec": {"schedulerName": "sliceguard-scheduler", "containers": [{"name": "c", "resources": {"limits": {
+            "nvidia.com/gpu": "2", "nvidia.com/gpumem": "8000", "nvidia.com/gpucores": "100"}}}]}});
+    svc.apply_pod(&serde_json::from_value(landed).unwrap());
+    assert_eq!(unconfirmed_writes(&svc, "default/d"), 0);
+    svc.with_view(|v| assert_eq!(v.ledger().entry("default/d").unwrap().node, "n2"));
+    let (_, answer) = call_json(&router, "/filter", &whole_node_args("e", &["n1", "n2"])).await;
+    assert_eq!(answer["NodeNames"], json!(["n1"]), "{answer}");
+}
+
+/// A filter write whose answer was lost (a 500) and that never landed stops holding its devices once
+/// a read of its pod, a minute after the write, shows it did not land; before that minute it is
+/// counted, and a write the read shows landed stays counted. Without the read, two pods whose lost
+/// writes never landed blocked each other for good (the 200 x 2000 fault campaign, seed 194).
+#[tokio::test]
+async fn a_lost_filter_write_that_never_landed_is_settled_by_reading_the_pod() {
+    use jiff::{SignedDuration, Timestamp};
+    use sliceguard::server::service::UNCONFIRMED_SETTLE_AFTER;
+    use std::sync::atomic::Ordering;
+
+    let (svc, cluster, elapsed) = service_with_clock(&["a", "b", "c"]);
+    let router = extender_router(svc.clone());
     let filter_on = |name: &'static str, node: &'static str| {
-        let (router, args) = (router.clone(), whole_node(name, node));
+        let (router, args) = (router.clone(), whole_node_args(name, &[node]));
         async move { call_json(&router, "/filter", &args).await.1 }
     };
     let filter = |name: &'static str| filter_on(name, "n1");
     let placed = |answer: &Value| answer["NodeNames"] == json!(["n1"]);
-    let unconfirmed = |svc: &Arc<Scheduler<MemCluster>>, key: &str| {
-        svc.with_view(|v| v.ledger().entry(&format!("{key}#unconfirmed")).is_some())
-    };
+    let unconfirmed =
+        |svc: &Arc<Scheduler<MemCluster>>, key: &str| unconfirmed_writes(svc, key) > 0;
 
     // a's patch answers 500 and does not land: its write is counted, so b does not fit.
     *cluster.fail_pod_patch.lock().unwrap() = Some(ApiFailure::Indeterminate(
@@ -625,7 +699,12 @@ async fn a_lost_filter_write_that_never_landed_is_settled_by_reading_the_pod() {
     );
     *cluster.fail_pod_patch.lock().unwrap() = None;
     let written = svc
-        .with_view(|v| v.ledger().entry("default/c#unconfirmed").cloned())
+        .with_view(|v| {
+            v.ledger()
+                .entries()
+                .find(|(k, _)| k.starts_with("default/c#unconfirmed-"))
+                .map(|(_, entry)| entry.clone())
+        })
         .expect("c's lost write is counted");
     assert_eq!(written.node, "n2");
     // What the lost patch carried, as the service noted it.

@@ -1509,12 +1509,12 @@ impl World {
         if caught_up && let Some(instance) = &self.scheduler {
             let found: Vec<String> = instance.service.with_view(|view| {
                 // The service deliberately keeps counting a filter write whose answer was lost
-                // (`<pod>#unconfirmed`) until the watch settles it: conservative, so left out here.
+                // (`<pod>#unconfirmed-<n>`) until it is settled: conservative, so left out here.
                 let mut settled = sliceguard::ledger::Ledger::new();
                 for (key, entry) in view
                     .ledger()
                     .entries()
-                    .filter(|(k, _)| !k.ends_with("#unconfirmed"))
+                    .filter(|(k, _)| !k.contains("#unconfirmed-"))
                 {
                     settled.restore(key, Some(entry.clone()));
                 }

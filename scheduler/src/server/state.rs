@@ -39,13 +39,15 @@ pub struct SeenLock {
 pub struct Taken {
     entry: Option<crate::ledger::LedgerEntry>,
     assumption: Option<Assumption>,
-    /// The pod's unconfirmed filter write (its ledger entry and what was written), if any.
-    unconfirmed: Option<(Option<crate::ledger::LedgerEntry>, Unconfirmed)>,
+    /// The pod's unconfirmed filter writes, each with its ledger entry.
+    unconfirmed: Vec<(Option<crate::ledger::LedgerEntry>, Unconfirmed)>,
 }
 
 /// A filter write whose answer was lost: the allocation annotation it wrote, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unconfirmed {
+    /// The ledger key its usage is counted under: `<pod key>#unconfirmed-<n>`.
+    pub ledger_key: String,
     /// The `hami.io/vgpu-devices-allocated` value the write carried.
     pub allocated: String,
     /// When the write's answer was lost.
@@ -69,10 +71,14 @@ pub struct ClusterView {
     pods: HashMap<String, PodView>,
     locks: BTreeMap<String, SeenLock>,
     assumed: HashMap<String, Assumption>,
-    /// Filter writes whose answer was lost: counted (under `<key>#unconfirmed`) until the watch shows
-    /// the pod carrying them, the pod is deleted, the pods are re-listed, or a read of the pod long
-    /// enough after the write shows that it did not land ([`ClusterView::settle_unconfirmed`]).
-    unconfirmed: HashMap<String, Unconfirmed>,
+    /// Filter writes whose answer was lost, per pod in the order they were sent: each counted (under
+    /// its own `<key>#unconfirmed-<n>`) until the watch shows the pod carrying it or a later one,
+    /// the pod is deleted, the pods are re-listed, or a read of the pod long enough after the write
+    /// shows that it did not land ([`ClusterView::settle_unconfirmed`]). Every write is kept: after
+    /// two lost writes either may be the one on the API.
+    unconfirmed: HashMap<String, Vec<Unconfirmed>>,
+    /// Numbers the unconfirmed writes' ledger keys.
+    unconfirmed_serial: u64,
     nodes_synced: bool,
     pods_synced: bool,
     /// The nodes listed so far by a (re)list in progress.
@@ -234,15 +240,20 @@ impl ClusterView {
         let view = PodView::from_pod(pod);
         let terminal = matches!(view.phase.as_deref(), Some("Succeeded" | "Failed"));
         self.pods.insert(key.clone(), view);
-        if let Some(unconfirmed) = self.unconfirmed.get(&key)
-            && pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(DEVICES_ALLOCATED))
-                == Some(&unconfirmed.allocated)
+        let carried = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DEVICES_ALLOCATED));
+        if let Some(writes) = self.unconfirmed.get(&key)
+            && let Some(landed) = writes.iter().rposition(|w| Some(&w.allocated) == carried)
         {
-            self.clear_unconfirmed(&key);
+            // The pod carries this write: it and every earlier one are settled (writes are sent
+            // one after another, so the earlier ones were overwritten or never landed).
+            let settled: Vec<Unconfirmed> = writes[..=landed].to_vec();
+            for write in &settled {
+                self.drop_unconfirmed(&key, write);
+            }
         }
         if let Some(assumption) = self.assumed.get(&key) {
             let annotations = pod.metadata.annotations.as_ref();
@@ -303,7 +314,7 @@ impl ClusterView {
             .keys()
             .chain(self.usage.ledger.entries().map(|(k, _)| k))
             .chain(self.assumed.keys())
-            .filter(|k| !listed.contains(*k) && !k.ends_with("#unconfirmed"))
+            .filter(|k| !listed.contains(*k) && !k.contains("#unconfirmed-"))
             .cloned()
             .collect();
         for key in gone {
@@ -323,14 +334,16 @@ impl ClusterView {
     /// dropping their usage would let another pod be placed on the same devices (found by the
     /// simulated cluster's fault campaign: a 500 on the re-filter's patch).
     pub fn take(&mut self, key: &str) -> Taken {
-        let unconfirmed = self.unconfirmed.get(key).cloned().map(|write| {
-            let entry = self
-                .usage
-                .ledger
-                .entry(&format!("{key}#unconfirmed"))
-                .cloned();
-            (entry, write)
-        });
+        let unconfirmed = self
+            .unconfirmed
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|write| {
+                let entry = self.usage.ledger.entry(&write.ledger_key).cloned();
+                (entry, write.clone())
+            })
+            .collect();
         let taken = Taken {
             entry: self.usage.ledger.entry(key).cloned(),
             assumption: self.assumed.get(key).cloned(),
@@ -351,20 +364,23 @@ impl ClusterView {
         allocated: &str,
         now: Timestamp,
     ) {
-        let unconfirmed = format!("{key}#unconfirmed");
-        self.change_ledger(&[&unconfirmed], |ledger| {
-            ledger.upsert(&unconfirmed, node, allocation)
+        self.unconfirmed_serial += 1;
+        let ledger_key = format!("{key}#unconfirmed-{}", self.unconfirmed_serial);
+        self.change_ledger(&[&ledger_key], |ledger| {
+            ledger.upsert(&ledger_key, node, allocation)
         });
-        self.unconfirmed.insert(
-            key.to_string(),
-            Unconfirmed {
+        self.unconfirmed
+            .entry(key.to_string())
+            .or_default()
+            .push(Unconfirmed {
+                ledger_key,
                 allocated: allocated.to_string(),
                 since: now,
-            },
-        );
+            });
     }
 
-    /// The unconfirmed writes old enough to settle by reading their pod: lost at least `age` ago.
+    /// The unconfirmed writes old enough to settle by reading their pod: lost at least `age` ago, by
+    /// pod, each pod's in the order they were sent.
     pub fn unconfirmed_older_than(
         &self,
         age: jiff::SignedDuration,
@@ -373,9 +389,11 @@ impl ClusterView {
         let mut out: Vec<(String, Unconfirmed)> = self
             .unconfirmed
             .iter()
-            .filter(|(_, u)| now.duration_since(u.since) >= age)
-            .map(|(k, u)| (k.clone(), u.clone()))
+            .flat_map(|(k, writes)| writes.iter().map(move |w| (k, w)))
+            .filter(|(_, w)| now.duration_since(w.since) >= age)
+            .map(|(k, w)| (k.clone(), w.clone()))
             .collect();
+        // By pod; a pod's writes stay in the order they were sent (the sort is stable).
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -386,18 +404,33 @@ impl ClusterView {
     /// each other's stay Pending: the 200 x 2000 fault campaign, seed 194). A write that landed
     /// stays counted until the watch delivers it. Nothing changes if the write was replaced since.
     pub fn settle_unconfirmed(&mut self, key: &str, write: &Unconfirmed, seen: Option<&str>) {
-        if self.unconfirmed.get(key) != Some(write) {
-            return;
-        }
         if seen != Some(write.allocated.as_str()) {
-            self.clear_unconfirmed(key);
+            self.drop_unconfirmed(key, write);
         }
     }
 
+    /// Stops counting one unconfirmed write (nothing if it is no longer there).
+    fn drop_unconfirmed(&mut self, key: &str, write: &Unconfirmed) {
+        let Some(writes) = self.unconfirmed.get_mut(key) else {
+            return;
+        };
+        let before = writes.len();
+        writes.retain(|w| w.ledger_key != write.ledger_key);
+        if writes.len() == before {
+            return;
+        }
+        if writes.is_empty() {
+            self.unconfirmed.remove(key);
+        }
+        let ledger_key = write.ledger_key.clone();
+        self.change_ledger(&[&ledger_key], |ledger| ledger.remove(&ledger_key));
+    }
+
+    /// Stops counting every unconfirmed write of the pod.
     fn clear_unconfirmed(&mut self, key: &str) {
-        if self.unconfirmed.remove(key).is_some() {
-            let unconfirmed = format!("{key}#unconfirmed");
-            self.change_ledger(&[&unconfirmed], |ledger| ledger.remove(&unconfirmed));
+        for write in self.unconfirmed.remove(key).unwrap_or_default() {
+            let ledger_key = write.ledger_key;
+            self.change_ledger(&[&ledger_key], |ledger| ledger.remove(&ledger_key));
         }
     }
 
@@ -411,12 +444,13 @@ impl ClusterView {
         if let Some(assumption) = taken.assumption {
             self.assumed.insert(key.to_string(), assumption);
         }
-        if let Some((entry, write)) = taken.unconfirmed {
-            let unconfirmed = format!("{key}#unconfirmed");
-            self.change_ledger(&[&unconfirmed], |ledger| {
-                ledger.restore(&unconfirmed, entry)
-            });
-            self.unconfirmed.insert(key.to_string(), write);
+        for (entry, write) in taken.unconfirmed {
+            let ledger_key = write.ledger_key.clone();
+            self.change_ledger(&[&ledger_key], |ledger| ledger.restore(&ledger_key, entry));
+            self.unconfirmed
+                .entry(key.to_string())
+                .or_default()
+                .push(write);
         }
     }
 
