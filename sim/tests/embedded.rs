@@ -50,6 +50,32 @@ async fn events_of(client: &kube::Client, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits until the pod has an event of every reason in `wanted` (the kubelet may start a pod before
+/// the scheduler's events are written, as in a real cluster); returns all its events.
+async fn events_with(client: &kube::Client, name: &str, wanted: &[&str]) -> Vec<(String, String)> {
+    let what = format!("events {wanted:?} of {name}");
+    let found = wait_for(&what, Duration::from_secs(20), async || {
+        let events = events_of(client, name).await;
+        wanted
+            .iter()
+            .all(|w| events.iter().any(|(r, _)| r == w))
+            .then_some(events)
+    })
+    .await;
+    found
+}
+
+/// Waits until no node carries the lock annotation (a bind in flight releases its lock on its way
+/// out); a lock left behind fails the test when the wait times out.
+async fn wait_no_locks(client: &kube::Client) {
+    wait_for(
+        "every node lock released",
+        Duration::from_secs(20),
+        async || no_locks(client).await.is_empty().then_some(()),
+    )
+    .await;
+}
+
 async fn no_locks(client: &kube::Client) -> Vec<String> {
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
@@ -92,21 +118,19 @@ async fn a_fractional_pod_goes_webhook_filter_bind_running_through_kube_rs() {
         allocated.contains(",NVIDIA,3000,30:"),
         "one device with 3000 MiB and 30 cores: {allocated}"
     );
-    let events = events_of(&client, "fractional").await;
-    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
-    for wanted in ["FilteringSucceed", "BindingSucceed", "Scheduled", "Started"] {
-        assert!(
-            reasons.contains(&wanted),
-            "event {wanted} missing: {events:?}"
-        );
-    }
+    let events = events_with(
+        &client,
+        "fractional",
+        &["FilteringSucceed", "BindingSucceed", "Scheduled", "Started"],
+    )
+    .await;
     assert!(
         events
             .iter()
             .any(|(r, m)| r == "Scheduled" && m.ends_with(&format!("to {node}"))),
         "{events:?}"
     );
-    assert_eq!(no_locks(&client).await, Vec::<String>::new());
+    wait_no_locks(&client).await;
 
     // A pod without GPU resources is left to the default scheduler.
     let plain = gpu_pod("plain", &[], &[GpuAsk::default()]);
@@ -174,7 +198,7 @@ async fn ten_fractional_pods_share_one_gpu_and_the_eleventh_waits() {
     let pod = pods.get("share-10").await.unwrap();
     assert_eq!(phase(&pod), "Pending");
     assert!(pod.spec.unwrap().node_name.is_none());
-    assert_eq!(no_locks(&client).await, Vec::<String>::new());
+    wait_no_locks(&client).await;
 
     // Deleting one returns its share, and the waiting pod then runs.
     pods.delete("share-0", &DeleteParams::default())
@@ -185,7 +209,7 @@ async fn ten_fractional_pods_share_one_gpu_and_the_eleventh_waits() {
         (phase(&p) == "Running").then_some(())
     })
     .await;
-    assert_eq!(no_locks(&client).await, Vec::<String>::new());
+    wait_no_locks(&client).await;
     cluster.stop().await;
 }
 
@@ -251,6 +275,12 @@ async fn kubectl_apply_runs_a_gpu_pod_and_describe_shows_its_events() {
         "{wide}"
     );
     assert!(wide.contains("hami-sim-worker"), "the node column: {wide}");
+    events_with(
+        &cluster.client(),
+        "gpu-burn",
+        &["FilteringSucceed", "BindingSucceed", "Scheduled"],
+    )
+    .await;
     let (ok, described) =
         tokio::task::spawn_blocking(move || kubectl(&config, &["describe", "pod", "gpu-burn"]))
             .await
