@@ -54,15 +54,14 @@ async fn events_of(client: &kube::Client, name: &str) -> Vec<(String, String)> {
 /// the scheduler's events are written, as in a real cluster); returns all its events.
 async fn events_with(client: &kube::Client, name: &str, wanted: &[&str]) -> Vec<(String, String)> {
     let what = format!("events {wanted:?} of {name}");
-    let found = wait_for(&what, Duration::from_secs(20), async || {
+    wait_for(&what, Duration::from_secs(20), async || {
         let events = events_of(client, name).await;
         wanted
             .iter()
             .all(|w| events.iter().any(|(r, _)| r == w))
             .then_some(events)
     })
-    .await;
-    found
+    .await
 }
 
 /// Waits until no node carries the lock annotation (a bind in flight releases its lock on its way
