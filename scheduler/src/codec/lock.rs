@@ -291,6 +291,45 @@ mod tests {
         assert!(parse(lifecycle).unwrap().is_held_by("default", "mypod"));
     }
 
+    /// Each layout character, each numeric field and each range is checked on its own (cargo-mutants
+    /// found these untested: one wrong separator, a `+` sign inside a field, an empty or ten-digit
+    /// fraction, and the offset's bounds were all accepted by mutated checks).
+    #[test]
+    fn every_rfc3339_field_is_checked_on_its_own() {
+        let problem = |value: &str| match parse_rfc3339(value) {
+            Err(LockError::Time { problem, .. }) => problem,
+            other => panic!("{value}: expected a time error, got {other:?}"),
+        };
+        for (at, bad) in [(4, '/'), (7, '/'), (10, ' '), (13, '.'), (16, '.')] {
+            let mut value: Vec<char> = "2025-10-20T03:07:02Z".chars().collect();
+            value[at] = bad;
+            let value: String = value.into_iter().collect();
+            assert_eq!(problem(&value), "bad layout", "{value}");
+        }
+        assert_eq!(problem("2025-10-20T03:07:+2Z"), "bad second");
+        assert_eq!(problem("+025-10-20T03:07:02Z"), "bad year");
+        assert_eq!(problem("2025-10-20T03:07:02.Z"), "bad fractional second");
+        assert_eq!(
+            problem("2025-10-20T03:07:02.1234567891Z"),
+            "bad fractional second"
+        );
+        assert!(parse_rfc3339("2025-10-20T03:07:02.123456789Z").is_ok());
+        assert_eq!(problem("2025-10-20T03:07:02+24:00"), "offset out of range");
+        assert_eq!(problem("2025-10-20T03:07:02+05:60"), "offset out of range");
+        assert_eq!(
+            parse_rfc3339("2025-10-20T03:07:02+23:59").unwrap().1,
+            23 * 60 + 59
+        );
+        assert_eq!(
+            parse_rfc3339("2025-10-20T03:07:02-23:00").unwrap().1,
+            -23 * 60
+        );
+        assert!(parse_rfc3339("2025-10-20T23:59:59Z").is_ok());
+        assert_eq!(problem("2025-10-20T24:07:02Z"), "time of day out of range");
+        assert_eq!(problem("2025-10-20T03:60:02Z"), "time of day out of range");
+        assert_eq!(problem("2025-10-20T03:07:60Z"), "time of day out of range");
+    }
+
     #[test]
     fn malformed_values_give_hami_messages() {
         assert_eq!(
