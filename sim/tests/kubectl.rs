@@ -32,22 +32,25 @@ fn scratch() -> PathBuf {
     dir
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_walks_the_simulated_api() {
+/// A store holding a fleet of `nodes` nodes with `gpus_per_node` GPUs each.
+fn store_with_fleet(nodes: usize, gpus_per_node: usize) -> Store {
     let mut store = Store::new("2026-01-01T00:00:00Z".parse().unwrap());
-    for node in fleet(
-        &FleetSpec {
-            nodes: 2,
-            gpus_per_node: 2,
-            ..FleetSpec::default()
-        },
-        store.now(),
-    ) {
+    let spec = FleetSpec {
+        nodes,
+        gpus_per_node,
+        ..FleetSpec::default()
+    };
+    for node in fleet(&spec, store.now()) {
         store
             .create(Resource::Nodes, None, serde_json::to_value(node).unwrap())
             .unwrap();
     }
-    let shared = SharedStore::new(store);
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_walks_the_simulated_api() {
+    let shared = SharedStore::new(store_with_fleet(2, 2));
     let api = serve(shared.clone(), None, "127.0.0.1:0").await.unwrap();
     let dir = scratch();
     let config = dir.join("kubeconfig");
@@ -177,20 +180,7 @@ async fn kubectl_walks_the_simulated_api() {
 async fn lists_page_with_limit_and_continue() {
     use k8s_openapi::api::core::v1::Node;
     use kube::api::{Api, ListParams};
-    let mut store = Store::new("2026-01-01T00:00:00Z".parse().unwrap());
-    for node in fleet(
-        &FleetSpec {
-            nodes: 7,
-            gpus_per_node: 1,
-            ..FleetSpec::default()
-        },
-        store.now(),
-    ) {
-        store
-            .create(Resource::Nodes, None, serde_json::to_value(node).unwrap())
-            .unwrap();
-    }
-    let shared = SharedStore::new(store);
+    let shared = SharedStore::new(store_with_fleet(7, 1));
     let api = serve(shared.clone(), None, "127.0.0.1:0").await.unwrap();
     let dir = scratch().join("paging");
     std::fs::create_dir_all(&dir).unwrap();
