@@ -1,5 +1,5 @@
 //! Fuzz target `admission_webhook`: any JSON document through the webhook
-//! (`sliceguard::admission::mutate`). Beyond "no panic": the patch applies to the submitted object
+//! (`sliceguard_core::admission::mutate`). Beyond "no panic": the patch applies to the submitted object
 //! and leaves a pod, it only touches `/spec`, and a routed pod names sliceguard's scheduler and has
 //! readable GPU requests.
 //!

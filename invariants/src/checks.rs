@@ -21,17 +21,17 @@ use crate::pods::PodPlan;
 use crate::recount::{self, DeviceLoad, Entry, Recount, Sums};
 use crate::violation::{Invariant, Violation};
 use k8s_openapi::api::core::v1::Pod;
-use sliceguard::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, VGPU_TIME};
-use sliceguard::decision::{Decision, NODE_UNREGISTERED, Outcome, Verdict};
-use sliceguard::ledger::{Ledger, UsageSource};
-use sliceguard::model::DeviceUsage;
-use sliceguard::policy::NodePolicy;
-use sliceguard::registry::Registry;
+use sliceguard_core::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, VGPU_TIME};
+use sliceguard_core::decision::{Decision, NODE_UNREGISTERED, Outcome, Verdict};
+use sliceguard_core::ledger::{Ledger, UsageSource};
+use sliceguard_core::model::DeviceUsage;
+use sliceguard_core::policy::NodePolicy;
+use sliceguard_core::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn capacity_of(
     node: &str,
-    device: &sliceguard::model::DeviceInfo,
+    device: &sliceguard_core::model::DeviceInfo,
     view: &str,
     sums: Sums,
     load: &DeviceLoad,
@@ -450,7 +450,7 @@ fn check_scheduled(
     input: &DecisionInput<'_>,
     decision: &Decision,
     node: &str,
-    allocation: &sliceguard::model::PodAllocation,
+    allocation: &sliceguard_core::model::PodAllocation,
     fitting: &[(&str, f32)],
     out: &mut Vec<Violation>,
 ) {
@@ -463,7 +463,7 @@ fn check_scheduled(
     let policy = match input
         .plan
         .annotations
-        .get(sliceguard::annotations::NODE_SCHEDULER_POLICY)
+        .get(sliceguard_core::annotations::NODE_SCHEDULER_POLICY)
     {
         Some(p) if p == "spread" => NodePolicy::Spread,
         _ => NodePolicy::Binpack,

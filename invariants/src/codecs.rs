@@ -19,12 +19,12 @@
 //!   spaces in a counted reason (`render` cannot refuse).
 
 use crate::violation::{Invariant, Violation};
-use sliceguard::codec::handshake::{self, Handshake};
-use sliceguard::codec::lock::{self, LockValue};
-use sliceguard::codec::pod_devices;
-use sliceguard::codec::reasons::{self, ReasonItem, ReasonList};
-use sliceguard::codec::register;
-use sliceguard::model::{DeviceInfo, PodDevices};
+use sliceguard_core::codec::handshake::{self, Handshake};
+use sliceguard_core::codec::lock::{self, LockValue};
+use sliceguard_core::codec::pod_devices;
+use sliceguard_core::codec::reasons::{self, ReasonItem, ReasonList};
+use sliceguard_core::codec::register;
+use sliceguard_core::model::{DeviceInfo, PodDevices};
 
 const I32_MAX: u32 = i32::MAX as u32;
 
@@ -326,8 +326,8 @@ pub mod strategies {
     use super::*;
     use jiff::civil::DateTime;
     use proptest::prelude::*;
-    use sliceguard::codec::lock::LockHolder;
-    use sliceguard::model::ContainerDevice;
+    use sliceguard_core::codec::lock::LockHolder;
+    use sliceguard_core::model::ContainerDevice;
 
     /// Short text with the separators of every format and some non-ASCII, to hit every refusal.
     pub fn field_text() -> impl Strategy<Value = String> {

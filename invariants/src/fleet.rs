@@ -7,8 +7,8 @@
 //! a broken registration, which the scheduler must answer with `node unregistered`.
 
 use serde_json::{Map, Value, json};
-use sliceguard::annotations::{DEVICE_CORDON, NODE_REGISTER};
-use sliceguard::registry::Registry;
+use sliceguard_core::annotations::{DEVICE_CORDON, NODE_REGISTER};
+use sliceguard_core::registry::Registry;
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -15,12 +15,12 @@ use crate::violation::{Invariant, Violation};
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
-use sliceguard::admission::{Admission, WebhookSettings, mutate};
-use sliceguard::annotations::{
+use sliceguard_core::admission::{Admission, WebhookSettings, mutate};
+use sliceguard_core::annotations::{
     RESOURCE_GPU, RESOURCE_GPUCORES, RESOURCE_GPUMEM, RESOURCE_GPUMEM_PERCENTAGE,
 };
-use sliceguard::quantity::{QuantityError, parse_integer};
-use sliceguard::request::{PERCENTAGE_UNSET, RequestDefaults, container_request};
+use sliceguard_core::quantity::{QuantityError, parse_integer};
+use sliceguard_core::request::{PERCENTAGE_UNSET, RequestDefaults, container_request};
 use std::collections::BTreeMap;
 
 /// The fuzz targets, by name (the directory names under `fuzz/corpus/` and `fuzz/regressions/`).

@@ -22,7 +22,7 @@
 use crate::fleet::{DevicePlan, FleetPlan, Registration};
 use crate::pods::{GpuRequest, PodPlan};
 use crate::recount::{Entry, Recount};
-use sliceguard::annotations::{
+use sliceguard_core::annotations::{
     DEVICE_SCORING_WEIGHTS, GPU_SCHEDULER_POLICY, NOUSE_GPUTYPE, NOUSE_GPUUUID, NUMA_BIND,
     USE_GPUTYPE, USE_GPUUUID, VGPU_MODE,
 };

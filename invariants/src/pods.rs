@@ -10,7 +10,7 @@
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sliceguard::annotations::{
+use sliceguard_core::annotations::{
     RESOURCE_GPU, RESOURCE_GPUCORES, RESOURCE_GPUMEM, RESOURCE_GPUMEM_PERCENTAGE,
 };
 use std::collections::BTreeMap;
@@ -313,7 +313,7 @@ pub mod strategies {
     use super::vocabulary::*;
     use super::*;
     use proptest::prelude::*;
-    use sliceguard::annotations::{
+    use sliceguard_core::annotations::{
         DEVICE_SCORING_WEIGHTS, GPU_SCHEDULER_POLICY, NODE_SCHEDULER_POLICY, NOUSE_GPUTYPE,
         NOUSE_GPUUUID, NUMA_BIND as NUMA_BIND_KEY, USE_GPUTYPE, USE_GPUUUID, VGPU_MODE,
     };
@@ -435,7 +435,7 @@ pub mod strategies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sliceguard::request::{RequestDefaults, pod_request};
+    use sliceguard_core::request::{RequestDefaults, pod_request};
 
     #[test]
     fn own_reading_of_spec_section_2() {

@@ -12,7 +12,7 @@
 //!   regular-container entries, and at least 1.
 
 use k8s_openapi::api::core::v1::Pod;
-use sliceguard::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
+use sliceguard_core::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
 use std::collections::BTreeMap;
 
 /// One device entry of an annotation: `uuid,backend,mem,cores`.

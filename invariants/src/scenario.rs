@@ -1,5 +1,5 @@
 //! Placement sequences driven through the real core, exactly as a driver would: for each new pod,
-//! `sliceguard::decision::filter` over every offered node, the returned annotations and labels
+//! `sliceguard_core::decision::filter` over every offered node, the returned annotations and labels
 //! applied to the pod, the pod fed to `Ledger::observe`; deletions through `Ledger::forget`; status
 //! changes (init containers done, pod finished, pod terminating) through `Ledger::observe` again.
 //!
@@ -17,10 +17,10 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use sliceguard::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE};
-use sliceguard::decision::{Decision, Outcome, SchedulerSettings, filter};
-use sliceguard::ledger::{Ledger, Observed};
-use sliceguard::registry::Registry;
+use sliceguard_core::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE};
+use sliceguard_core::decision::{Decision, Outcome, SchedulerSettings, filter};
+use sliceguard_core::ledger::{Ledger, Observed};
+use sliceguard_core::registry::Registry;
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -4,7 +4,7 @@
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
-use sliceguard::decision::{Outcome, Verdict};
+use sliceguard_core::decision::{Outcome, Verdict};
 use sliceguard_invariants::fleet::Registration;
 use sliceguard_invariants::oracle::{self, Refusal};
 use sliceguard_invariants::scenario::strategies::scenario;
@@ -217,26 +217,26 @@ fn generators_reach_every_interesting_class() {
                     let a = &plan.annotations;
                     hit(
                         "pod: use-gputype",
-                        a.contains_key(sliceguard::annotations::USE_GPUTYPE),
+                        a.contains_key(sliceguard_core::annotations::USE_GPUTYPE),
                     );
                     hit(
                         "pod: uuid selector",
-                        a.contains_key(sliceguard::annotations::USE_GPUUUID)
-                            || a.contains_key(sliceguard::annotations::NOUSE_GPUUUID),
+                        a.contains_key(sliceguard_core::annotations::USE_GPUUUID)
+                            || a.contains_key(sliceguard_core::annotations::NOUSE_GPUUUID),
                     );
                     hit(
                         "pod: numa-bind",
-                        a.get(sliceguard::annotations::NUMA_BIND)
+                        a.get(sliceguard_core::annotations::NUMA_BIND)
                             .is_some_and(|v| ["true", "1", "TRUE", "t"].contains(&v.as_str())),
                     );
                     hit(
                         "pod: mutex policy",
-                        a.get(sliceguard::annotations::GPU_SCHEDULER_POLICY)
+                        a.get(sliceguard_core::annotations::GPU_SCHEDULER_POLICY)
                             .is_some_and(|v| v.contains("mutex")),
                     );
                     hit(
                         "pod: spread node policy",
-                        a.get(sliceguard::annotations::NODE_SCHEDULER_POLICY)
+                        a.get(sliceguard_core::annotations::NODE_SCHEDULER_POLICY)
                             .is_some_and(|v| v == "spread"),
                     );
                     let selectors = oracle::selectors(plan);

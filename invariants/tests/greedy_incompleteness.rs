@@ -6,8 +6,8 @@
 //! soundness everywhere. This file pins the smallest counterexample so the limitation stays
 //! documented and visible: if the core ever becomes complete, this test says so.
 
-use sliceguard::decision::{Outcome, SchedulerSettings, Verdict, filter};
-use sliceguard::ledger::Ledger;
+use sliceguard_core::decision::{Outcome, SchedulerSettings, Verdict, filter};
+use sliceguard_core::ledger::Ledger;
 use sliceguard_invariants::fleet::{DevicePlan, FleetPlan, NodePlan, Registration};
 use sliceguard_invariants::oracle::{self, Answer};
 use sliceguard_invariants::pods::{ContainerPlan, PodPlan};
@@ -51,7 +51,7 @@ fn two_containers_greedy_rejects_a_node_the_oracle_packs() {
                 ContainerPlan::fraction(1, 8000, 10),
             ],
             annotations: BTreeMap::from([(
-                sliceguard::annotations::GPU_SCHEDULER_POLICY.to_string(),
+                sliceguard_core::annotations::GPU_SCHEDULER_POLICY.to_string(),
                 gpu_policy.to_string(),
             )]),
         };

@@ -1,7 +1,7 @@
 //! The placement index decides exactly as the plain scan: over generated fleets, existing
 //! allocations and sequences of placements, deletions and status changes, every placement is decided
-//! both by `sliceguard::decision::filter_scan` (every offered node evaluated, HAMi's approach) and by
-//! `sliceguard::index::PlacementIndex::decide`, with the whole fleet offered and with a subset.
+//! both by `sliceguard_core::decision::filter_scan` (every offered node evaluated, HAMi's approach) and by
+//! `sliceguard_core::index::PlacementIndex::decide`, with the whole fleet offered and with a subset.
 //!
 //! Agreement means: the same outcome (node, score, devices per container, or unschedulable), the
 //! same annotations and labels, and when nothing fits the same reason for every node and the same
@@ -12,10 +12,10 @@
 //! nowhere" is rare, so a generator change cannot quietly leave one side untested.
 
 use proptest::test_runner::{TestCaseError, TestRunner};
-use sliceguard::decision::{Decision, Outcome, Verdict, filter_scan, prepare};
-use sliceguard::index::{PlacementIndex, applies};
-use sliceguard::ledger::UsageSource;
-use sliceguard::model::DeviceUsage;
+use sliceguard_core::decision::{Decision, Outcome, Verdict, filter_scan, prepare};
+use sliceguard_core::index::{PlacementIndex, applies};
+use sliceguard_core::ledger::UsageSource;
+use sliceguard_core::model::DeviceUsage;
 use sliceguard_invariants::scenario::strategies::scenario;
 use sliceguard_invariants::scenario::{Step, World, start_time};
 use sliceguard_invariants::{proptest_config, regression_file};

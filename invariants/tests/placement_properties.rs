@@ -1,6 +1,6 @@
 //! Tier 1 property tests of the placement path: generated fleets, existing allocations and
 //! sequences of placements, deletions and status changes, driven through
-//! `sliceguard::decision::filter` and the `Ledger` exactly as a driver would.
+//! `sliceguard_core::decision::filter` and the `Ledger` exactly as a driver would.
 //!
 //! | property | default sequences |
 //! |---|---|
@@ -13,8 +13,8 @@
 //! Failing seeds are saved in `proptest-regressions/<property>.txt` and replay first next time.
 
 use proptest::prelude::*;
-use sliceguard::decision::{Decision, Outcome, filter};
-use sliceguard::ledger::{Ledger, Observed};
+use sliceguard_core::decision::{Decision, Outcome, filter};
+use sliceguard_core::ledger::{Ledger, Observed};
 use sliceguard_invariants::checks::{
     DecisionInput, check_agreement, check_capacity, check_decision,
 };
@@ -113,7 +113,7 @@ fn oversized_pod(
     let mut plan = template.clone();
     // Only valid annotations: this property is about capacity, not about invalid pods.
     plan.annotations.retain(|k, v| {
-        use sliceguard::annotations::{DEVICE_SCORING_WEIGHTS, NUMA_BIND};
+        use sliceguard_core::annotations::{DEVICE_SCORING_WEIGHTS, NUMA_BIND};
         !matches!(
             (k.as_str(), v.as_str()),
             (NUMA_BIND, "yes") | (DEVICE_SCORING_WEIGHTS, "slot=1,core=2")
@@ -163,7 +163,7 @@ proptest! {
             let expected = oracle::first_container_rejection(state, &plan);
             let got = decision.verdicts.get(&state.name);
             match (&expected, got) {
-                (Some(reason), Some(sliceguard::decision::Verdict::Reasons(actual))) if actual == reason => {}
+                (Some(reason), Some(sliceguard_core::decision::Verdict::Reasons(actual))) if actual == reason => {}
                 _ => violations.push(fail(format!(
                     "{kind:?}: expected reason {expected:?}, got {got:?}; devices {:?}", state.devices
                 )).on_node(&state.name)),

@@ -20,7 +20,7 @@ use sliceguard::ledger::Ledger;
 use sliceguard::model::{ContainerDevice, DeviceInfo, PodAllocation};
 use sliceguard::objects::{GpuAsk, gpu_pod};
 use sliceguard::registry::Registry;
-use sliceguard::server::state::ClusterView;
+use sliceguard::cluster_view::ClusterView;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;

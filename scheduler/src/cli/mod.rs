@@ -15,9 +15,7 @@ mod decode;
 mod fleet;
 pub mod input;
 mod place;
-#[cfg(feature = "server")]
 mod register;
-#[cfg(feature = "server")]
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -40,10 +38,8 @@ enum Command {
     Fleet(fleet::FleetArgs),
     Place(place::PlaceArgs),
     Decode(decode::DecodeArgs),
-    #[cfg(feature = "server")]
-    Serve(serve::ServeArgs),
-    #[cfg(feature = "server")]
-    Register(register::RegisterArgs),
+        Serve(serve::ServeArgs),
+        Register(register::RegisterArgs),
 }
 
 /// A failure the CLI reports: the message and the exit code.
@@ -78,10 +74,8 @@ pub fn main() -> ExitCode {
         Command::Fleet(args) => fleet::run(&args),
         Command::Place(args) => place::run(&args),
         Command::Decode(args) => decode::run(&args),
-        #[cfg(feature = "server")]
-        Command::Serve(args) => serve::run(&args),
-        #[cfg(feature = "server")]
-        Command::Register(args) => register::run(&args),
+                Command::Serve(args) => serve::run(&args),
+                Command::Register(args) => register::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

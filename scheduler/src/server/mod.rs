@@ -1,4 +1,4 @@
-//! The I/O shell (feature `server`): `sliceguard serve` and `sliceguard register` talk to a cluster
+//! The I/O shell: `sliceguard serve` and `sliceguard register` talk to a cluster
 //! through it.
 //!
 //! | module | owns |
@@ -30,7 +30,6 @@ pub mod kube_cluster;
 pub mod metrics;
 pub mod review;
 pub mod service;
-pub mod state;
 pub mod watch;
 
 pub use cluster::ClusterApi;

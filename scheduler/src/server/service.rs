@@ -28,7 +28,7 @@ use super::extender::{
 };
 use super::metrics::Metrics;
 use super::review::{ReviewError, review};
-use super::state::ClusterView;
+use crate::cluster_view::ClusterView;
 use crate::admission::WebhookSettings;
 use crate::annotations::DEVICES_ALLOCATED;
 use crate::bind::{
@@ -407,8 +407,7 @@ impl<C: ClusterApi> Scheduler<C> {
         let (decision, taken) = {
             let mut view = self.view();
             let taken = view.take(&key);
-            let (registry, ledger) = view.parts();
-            let decision = decision::filter_prepared(registry, ledger, &prepared, &node_names, now);
+            let decision = view.decide(&prepared, &node_names, now);
             if let Outcome::Scheduled {
                 node, allocation, ..
             } = &decision.outcome
@@ -670,7 +669,7 @@ impl<C: ClusterApi> Scheduler<C> {
         if !self.is_ready() {
             return None;
         }
-        let locks: Vec<(String, crate::server::state::SeenLock)> = self
+        let locks: Vec<(String, crate::cluster_view::SeenLock)> = self
             .view()
             .locks()
             .iter()

@@ -5,13 +5,13 @@
 #![allow(dead_code)]
 
 use jiff::{SignedDuration, Timestamp};
-use sliceguard::annotations::{BIND_PHASE, NODE_LOCK};
-use sliceguard::bind::{
+use sliceguard_core::annotations::{BIND_PHASE, NODE_LOCK};
+use sliceguard_core::bind::{
     ApiFailure, BindMachine, BindOutcome, BindRequest, BindSettings, Effect, HolderState,
     LockJudgement, LockRelease, MalformedSighting, NodeLockView, Observation, ObservedLock,
     PodView, ReleaseMode, ReleaseOwner, ReleaseResult, Step, judge_lock,
 };
-use sliceguard::decision::EventRecord;
+use sliceguard_core::decision::EventRecord;
 use std::collections::BTreeMap;
 
 /// A node in the fake API.
@@ -251,7 +251,7 @@ impl FakeCluster {
                         deleting: p.deleting,
                         devices_allocated: p
                             .annotations
-                            .get(sliceguard::annotations::DEVICES_ALLOCATED)
+                            .get(sliceguard_core::annotations::DEVICES_ALLOCATED)
                             .cloned(),
                     }),
                 }

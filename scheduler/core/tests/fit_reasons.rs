@@ -1,11 +1,11 @@
 //! One case per HAMi reason (`TestDevices_Fit` and friends), plus the rules around them: check
 //! order, denominators, exclusivity, percentage memory, numa-bind, mutex, cordons and selectors.
 
-use sliceguard::annotations::*;
-use sliceguard::fit::{FitReason, NodeRejection, NodeView, evaluate_node};
-use sliceguard::model::{DeviceInfo, DeviceUsage};
-use sliceguard::policy::{PodPreferences, PolicyDefaults};
-use sliceguard::request::{ContainerRequest, ContainerSlot, PERCENTAGE_UNSET, PodRequest};
+use sliceguard_core::annotations::*;
+use sliceguard_core::fit::{FitReason, NodeRejection, NodeView, evaluate_node};
+use sliceguard_core::model::{DeviceInfo, DeviceUsage};
+use sliceguard_core::policy::{PodPreferences, PolicyDefaults};
+use sliceguard_core::request::{ContainerRequest, ContainerSlot, PERCENTAGE_UNSET, PodRequest};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn gpu(id: &str) -> DeviceInfo {

@@ -5,8 +5,8 @@ mod bind_support;
 
 use bind_support::{FakeCluster, FaultAction, settings, t};
 use jiff::SignedDuration;
-use sliceguard::annotations::{BIND_PHASE, BIND_TIME};
-use sliceguard::bind::{
+use sliceguard_core::annotations::{BIND_PHASE, BIND_TIME};
+use sliceguard_core::bind::{
     BindError, BindSettings, Effect, LockFate, LockRule, ReleaseMode, ReleaseResult,
 };
 
@@ -33,7 +33,7 @@ fn lock_of(c: &FakeCluster, ago: SignedDuration, ns: &str, name: &str) -> String
     format!("{},{ns},{name}", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
 }
 
-fn error_text(outcome: &sliceguard::bind::BindOutcome) -> String {
+fn error_text(outcome: &sliceguard_core::bind::BindOutcome) -> String {
     outcome.result.as_ref().unwrap_err().to_string()
 }
 
@@ -428,7 +428,7 @@ fn endless_409s_give_up_after_the_attempt_budget_without_a_lock() {
 #[test]
 fn a_pod_gone_before_the_bind_takes_no_lock() {
     let mut c = FakeCluster::with_nodes(&["n1"]);
-    let request = sliceguard::bind::BindRequest {
+    let request = sliceguard_core::bind::BindRequest {
         namespace: NS.into(),
         name: "ghost".into(),
         uid: "u".into(),
@@ -876,7 +876,7 @@ fn a_fresh_legacy_lock_is_contention() {
 
 #[test]
 fn the_machine_repeats_its_outcome_and_never_panics_on_odd_observations() {
-    use sliceguard::bind::{BindMachine, Observation, Step};
+    use sliceguard_core::bind::{BindMachine, Observation, Step};
     let c = cluster_with_pod();
     let request = c.request(NS, "p", "n1");
     let mut machine = BindMachine::new(request, after_bind(), None);

@@ -2,16 +2,16 @@
 //! decision API: node scores 3.00 and 8.00, the device chosen under each of the four policy pairs,
 //! the init-container variant, and the failed-node reason strings.
 
-use sliceguard::annotations::{
+use sliceguard_core::annotations::{
     DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, GPU_SCHEDULER_POLICY, NODE_REGISTER,
     NODE_SCHEDULER_POLICY, VGPU_NODE, VGPU_TIME,
 };
-use sliceguard::codec::register;
-use sliceguard::decision::{Outcome, SchedulerSettings, Verdict, filter};
-use sliceguard::ledger::Ledger;
-use sliceguard::model::{ContainerDevice, DeviceInfo, PodAllocation};
-use sliceguard::objects::{GpuAsk, gpu_pod, with_annotations};
-use sliceguard::registry::Registry;
+use sliceguard_core::codec::register;
+use sliceguard_core::decision::{Outcome, SchedulerSettings, Verdict, filter};
+use sliceguard_core::ledger::Ledger;
+use sliceguard_core::model::{ContainerDevice, DeviceInfo, PodAllocation};
+use sliceguard_core::objects::{GpuAsk, gpu_pod, with_annotations};
+use sliceguard_core::registry::Registry;
 use std::collections::BTreeMap;
 
 fn device(id: &str, devmem: u32) -> DeviceInfo {

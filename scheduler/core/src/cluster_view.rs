@@ -109,6 +109,17 @@ impl ClusterView {
         (&self.registry, &self.usage)
     }
 
+    /// Where `pod` goes among the `offered` nodes at `now`, on what this view holds: the decision
+    /// `serve`'s filter takes (see [`crate::decision`]).
+    pub fn decide(
+        &self,
+        pod: &crate::decision::PreparedPod,
+        offered: &[String],
+        now: Timestamp,
+    ) -> crate::decision::Decision {
+        crate::decision::filter_prepared(&self.registry, &self.usage, pod, offered, now)
+    }
+
     /// The placement index over the registry and the ledger.
     pub fn index(&self) -> &PlacementIndex {
         &self.usage.index

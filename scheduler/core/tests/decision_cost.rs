@@ -3,11 +3,11 @@
 //! in the ledger, the decision reads exactly one usage per device of the offered nodes, and nothing
 //! for nodes that were not offered. (Timing belongs in `cargo bench`, not here.)
 
-use sliceguard::decision::{SchedulerSettings, filter};
-use sliceguard::ledger::{Ledger, UsageSource};
-use sliceguard::model::{ContainerDevice, DeviceUsage, PodAllocation};
-use sliceguard::objects::{FleetSpec, GpuAsk, fleet, fleet_node_name, gpu_pod};
-use sliceguard::registry::Registry;
+use sliceguard_core::decision::{SchedulerSettings, filter};
+use sliceguard_core::ledger::{Ledger, UsageSource};
+use sliceguard_core::model::{ContainerDevice, DeviceUsage, PodAllocation};
+use sliceguard_core::objects::{FleetSpec, GpuAsk, fleet, fleet_node_name, gpu_pod};
+use sliceguard_core::registry::Registry;
 use std::cell::Cell;
 
 struct Counting<'a> {

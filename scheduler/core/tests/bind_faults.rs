@@ -7,7 +7,7 @@ mod bind_support;
 use bind_support::{FakeCluster, FaultAction, settings};
 use jiff::SignedDuration;
 use proptest::prelude::*;
-use sliceguard::bind::{Effect, LockFate, ReleaseMode};
+use sliceguard_core::bind::{Effect, LockFate, ReleaseMode};
 
 const KINDS: [&str; 7] = [
     "get-pod",
@@ -54,7 +54,7 @@ fn config(default_cases: u32) -> ProptestConfig {
         failure_persistence: Some(Box::new(
             proptest::test_runner::FileFailurePersistence::Direct(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../proptest-regressions/scheduler-bind_faults.txt"
+                "/../../proptest-regressions/scheduler-bind_faults.txt"
             )),
         )),
         ..base
@@ -154,7 +154,7 @@ proptest! {
     /// only while the lock names it, the loser (if any) reports contention, and the lock ends free.
     #[test]
     fn racing_binders_never_share_the_lock(schedule in prop::collection::vec(any::<bool>(), 40)) {
-        use sliceguard::bind::{BindMachine, Step};
+        use sliceguard_core::bind::{BindMachine, Step};
         let mut c = FakeCluster::with_nodes(&["n1"]);
         c.add_pod("default", "a");
         c.add_pod("default", "b");

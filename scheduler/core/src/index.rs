@@ -19,7 +19,7 @@
 //! GPUs, `numa-bind`, type or UUID selectors) get their reasons from the exact per-node evaluation.
 //!
 //! The index is kept current by its owner: [`PlacementIndex::refresh`] after every registry or
-//! ledger change of a node (see `server::state::ClusterView`). Pods under sliceguard's
+//! ledger change of a node (see [`crate::cluster_view::ClusterView`]). Pods under sliceguard's
 //! `fragmentation` policy, whose node score depends on the pod, are decided by the scan
 //! ([`applies`] is false for them).
 //!

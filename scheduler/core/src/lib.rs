@@ -1,0 +1,58 @@
+//! # sliceguard-core: the sans-IO core of a HAMi-compatible fractional GPU scheduler
+//!
+//! A pod asks for `nvidia.com/gpu`, `nvidia.com/gpumem` (MiB) and `nvidia.com/gpucores` (percent of one
+//! GPU); a mutating webhook routes it to the scheduler's extender, which picks a node and the exact
+//! devices; a binder binds it under the per-node lock `hami.io/mutex.lock`. The whole protocol lives in
+//! annotations, with HAMi v2.10's formats, reason strings, scores and events.
+//!
+//! This crate owns every rule of that protocol and nothing that touches the world: inputs are plain
+//! data or `k8s_openapi` objects, time is a parameter, outputs are decisions, annotations, JSON
+//! patches, event texts and, for the two protocols that talk to the API (the filter's write and the
+//! bind), [`bind::Effect`]s to execute and [`bind::Observation`]s to feed back. That is what lets the
+//! harness test it exhaustively and run it inside a deterministic simulation.
+//!
+//! **It must never depend on** an async runtime (tokio, async-std, smol, futures' executors), an HTTP
+//! or TLS stack (hyper, axum, reqwest, rustls), a Kubernetes client (kube), a logging framework
+//! (tracing, log) or a clock or randomness source (it never calls `now()`; `clippy.toml` forbids it).
+//! `tests/boundary.rs` checks the dependency tree and that the modules import each other without a
+//! cycle. The I/O shell and the `sliceguard` binary are the `sliceguard-scheduler` crate over it.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`annotations`] | every annotation key, label and resource name of the protocol |
+//! | [`model`] | devices, usage, requests and allocations as plain data |
+//! | [`codec`] | every wire format as a `parse`/`render` pair with errors that name the field |
+//! | [`quantity`] | Kubernetes resource quantities, exactly as `resource.Quantity.AsInt64` reads them |
+//! | [`request`] | a `Pod` into per-container GPU requests (HAMi's `GenerateResourceRequests`) |
+//! | [`admission`] | the webhook mutation as a pure function returning an RFC 6902 JSON Patch |
+//! | [`policy`] | node and GPU policies, per-pod selectors and scoring weights |
+//! | [`score`] | node and device scores (float32, as HAMi computes them) |
+//! | [`fit`] | HAMi's per-device checks in HAMi's order, with HAMi's reason strings |
+//! | [`fragmentation`] | sliceguard's `fragmentation` GPU policy: expected fragmentation of a typical workload |
+//! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
+//! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
+//! | [`index`] | the placement index: nodes ordered by score with device summaries, same decision as the scan |
+//! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
+//! | [`cluster_view`] | the cluster as the watches show it: registry, ledger, index, GPU pods, locks, assumptions |
+//! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
+//! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
+//! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
+
+pub mod admission;
+pub mod annotations;
+pub mod bind;
+pub mod cluster_view;
+pub mod codec;
+pub mod decision;
+pub mod eligibility;
+pub mod fit;
+pub mod fragmentation;
+pub mod index;
+pub mod ledger;
+pub mod model;
+pub mod objects;
+pub mod policy;
+pub mod quantity;
+pub mod registry;
+pub mod request;
+pub mod score;
