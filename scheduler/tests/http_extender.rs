@@ -4,6 +4,7 @@
 //! with a bind in flight on a loopback server.
 
 
+#[path = "../core/tests/bind_support/mod.rs"]
 mod bind_support;
 mod http_support;
 

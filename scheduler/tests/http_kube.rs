@@ -4,6 +4,7 @@
 //! filter, bind, SIGTERM), an unreachable API (exit 2 naming the address), and `serve --help`.
 
 
+#[path = "../core/tests/bind_support/mod.rs"]
 mod bind_support;
 mod http_support;
 
