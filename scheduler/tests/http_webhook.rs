@@ -2,6 +2,7 @@
 //! reviews, and a real TLS handshake against the accept loop with a certificate made in the test.
 
 
+#[path = "../core/tests/bind_support/mod.rs"]
 mod bind_support;
 mod http_support;
 
