@@ -5,7 +5,6 @@
 
 
 #[path = "../core/tests/bind_support/mod.rs"]
-#[path = "../core/tests/bind_support/mod.rs"]
 mod bind_support;
 mod http_support;
 
