@@ -342,7 +342,7 @@ pub fn check_decision(input: DecisionInput<'_>, decision: &Decision) -> Vec<Viol
             continue;
         };
         let Some(state) = states.get(name) else {
-            if *verdict != Verdict::Reasons(NODE_UNREGISTERED.into()) {
+            if verdict.reasons().as_deref() != Some(NODE_UNREGISTERED) {
                 out.push(
                     protocol(format!(
                         "an unregistered node must fail with {NODE_UNREGISTERED:?}, got {verdict:?}"
@@ -368,7 +368,7 @@ pub fn check_decision(input: DecisionInput<'_>, decision: &Decision) -> Vec<Viol
                 .on_node(name)
                 .with_pods([pod]),
             ),
-            (Verdict::Reasons(reasons), oracle::Answer::Fits(witness)) if exact => out.push(
+            (Verdict::Rejected(reasons), oracle::Answer::Fits(witness)) if exact => out.push(
                 Violation::new(
                     Invariant::Oracle,
                     format!(
@@ -382,8 +382,7 @@ pub fn check_decision(input: DecisionInput<'_>, decision: &Decision) -> Vec<Viol
             _ => {}
         }
         if let Some(expected) = oracle::first_container_rejection(state, input.plan) {
-            let wanted = Verdict::Reasons(expected.clone());
-            if *verdict != wanted {
+            if verdict.reasons().as_ref() != Some(&expected) {
                 out.push(
                     Violation::new(
                         Invariant::Rejection,
@@ -403,7 +402,7 @@ pub fn check_decision(input: DecisionInput<'_>, decision: &Decision) -> Vec<Viol
         .iter()
         .filter_map(|(n, v)| match v {
             Verdict::Score(s) => Some((n.as_str(), *s)),
-            Verdict::Reasons(_) => None,
+            Verdict::Rejected(_) => None,
         })
         .collect();
     match &decision.outcome {

@@ -300,8 +300,7 @@ impl World {
         let key = recount::key(&pod);
         let before = self.node_states();
         let decision = filter(
-            &self.registry,
-            &self.ledger,
+            sliceguard_core::decision::Fleet::scanned(&self.registry, &self.ledger),
             &self.settings,
             &pod,
             &self.offered,

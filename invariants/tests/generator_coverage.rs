@@ -4,7 +4,7 @@
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
-use sliceguard_core::decision::{Outcome, Verdict};
+use sliceguard_core::decision::Outcome;
 use sliceguard_invariants::fleet::Registration;
 use sliceguard_invariants::oracle::{self, Refusal};
 use sliceguard_invariants::scenario::strategies::scenario;
@@ -286,7 +286,7 @@ fn generators_reach_every_interesting_class() {
                     scheduled && device_full(&world),
                 );
                 for verdict in decision.verdicts.values() {
-                    if let Verdict::Reasons(text) = verdict {
+                    if let Some(text) = verdict.reasons() {
                         for class in CLASSES.iter().filter(|c| c.starts_with("reason: ")) {
                             let reason = &class["reason: ".len()..];
                             hit(class, text.contains(reason));

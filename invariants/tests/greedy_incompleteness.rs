@@ -6,7 +6,7 @@
 //! soundness everywhere. This file pins the smallest counterexample so the limitation stays
 //! documented and visible: if the core ever becomes complete, this test says so.
 
-use sliceguard_core::decision::{Outcome, SchedulerSettings, Verdict, filter};
+use sliceguard_core::decision::{Outcome, SchedulerSettings, filter};
 use sliceguard_core::ledger::Ledger;
 use sliceguard_invariants::fleet::{DevicePlan, FleetPlan, NodePlan, Registration};
 use sliceguard_invariants::oracle::{self, Answer};
@@ -56,8 +56,7 @@ fn two_containers_greedy_rejects_a_node_the_oracle_packs() {
             )]),
         };
         let decision = filter(
-            &registry,
-            &Ledger::new(),
+            sliceguard_core::decision::Fleet::scanned(&registry, &Ledger::new()),
             &SchedulerSettings::default(),
             &plan.to_pod("p"),
             &["n0".to_string()],
@@ -65,8 +64,8 @@ fn two_containers_greedy_rejects_a_node_the_oracle_packs() {
         );
         assert_eq!(decision.outcome, Outcome::Unschedulable, "{gpu_policy}");
         assert_eq!(
-            decision.verdicts["n0"],
-            Verdict::Reasons("2/2 CardInsufficientMemory".into()),
+            decision.verdicts["n0"].reasons().as_deref(),
+            Some("2/2 CardInsufficientMemory"),
             "{gpu_policy}"
         );
         let state = &oracle::node_states(&fleet, &Recount::default())[0];
@@ -81,8 +80,7 @@ fn two_containers_greedy_rejects_a_node_the_oracle_packs() {
             ..plan.clone()
         };
         let decision = filter(
-            &registry,
-            &Ledger::new(),
+            sliceguard_core::decision::Fleet::scanned(&registry, &Ledger::new()),
             &SchedulerSettings::default(),
             &swapped.to_pod("q"),
             &["n0".to_string()],

@@ -1,6 +1,6 @@
 //! The placement index decides exactly as the plain scan: over generated fleets, existing
 //! allocations and sequences of placements, deletions and status changes, every placement is decided
-//! both by `sliceguard_core::decision::filter_scan` (every offered node evaluated, HAMi's approach) and by
+//! both by `sliceguard_core::scan::decide` (every offered node evaluated, HAMi's approach) and by
 //! `sliceguard_core::index::PlacementIndex::decide`, with the whole fleet offered and with a subset.
 //!
 //! Agreement means: the same outcome (node, score, devices per container, or unschedulable), the
@@ -12,7 +12,7 @@
 //! nowhere" is rare, so a generator change cannot quietly leave one side untested.
 
 use proptest::test_runner::{TestCaseError, TestRunner};
-use sliceguard_core::decision::{Decision, Outcome, Verdict, filter_scan, prepare};
+use sliceguard_core::decision::{Decision, Outcome, Verdict, prepare};
 use sliceguard_core::index::{PlacementIndex, applies};
 use sliceguard_core::ledger::UsageSource;
 use sliceguard_core::model::DeviceUsage;
@@ -98,8 +98,14 @@ fn index_decides_as_the_plain_scan() {
                     let fresh = PlacementIndex::build(&world.registry, &world.ledger);
                     let subset: Vec<String> = world.offered.iter().step_by(2).cloned().collect();
                     for offered in [&world.offered, &subset] {
-                        let scan =
-                            filter_scan(&world.registry, &world.ledger, &prepared, offered, now);
+                        let scan = sliceguard_core::scan::decide(
+                            &world.registry,
+                            &world.ledger,
+                            &prepared,
+                            offered,
+                            now,
+                            Default::default(),
+                        );
                         for (label, index) in [("fresh index", &fresh), ("kept index", &kept)] {
                             let indexed = index.decide(&world.registry, &prepared, offered, now);
                             match indexed {

@@ -150,7 +150,7 @@ proptest! {
         let pod = plan.to_pod(&name);
         let states = world.node_states();
         let now = start_time();
-        let decision = filter(&world.registry, &world.ledger, &world.settings, &pod, &world.offered, now);
+        let decision = filter(sliceguard_core::decision::Fleet::scanned(&world.registry, &world.ledger), &world.settings, &pod, &world.offered, now);
         let mut violations = Vec::new();
         let fail = |detail: String| Violation::new(Invariant::Rejection, detail).with_pods([format!("default/{name}")]);
         if decision.outcome != Outcome::Unschedulable {
@@ -163,7 +163,7 @@ proptest! {
             let expected = oracle::first_container_rejection(state, &plan);
             let got = decision.verdicts.get(&state.name);
             match (&expected, got) {
-                (Some(reason), Some(sliceguard_core::decision::Verdict::Reasons(actual))) if actual == reason => {}
+                (Some(reason), Some(verdict)) if verdict.reasons().as_ref() == Some(reason) => {}
                 _ => violations.push(fail(format!(
                     "{kind:?}: expected reason {expected:?}, got {got:?}; devices {:?}", state.devices
                 )).on_node(&state.name)),
@@ -202,7 +202,7 @@ proptest! {
             if let Step::Place(plan) = step {
                 let pod = plan.to_pod(&world.next_pod_name());
                 let decide = |registry, ledger: &Ledger, offered: &[String]| -> Decision {
-                    filter(registry, ledger, &world.settings, &pod, offered, now)
+                    filter(sliceguard_core::decision::Fleet::scanned(registry, ledger), &world.settings, &pod, offered, now)
                 };
                 let first = decide(&world.registry, &world.ledger, &world.offered);
                 let again = decide(&world.registry, &world.ledger, &world.offered);

@@ -13,6 +13,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use sliceguard::annotations::{DEVICES_ALLOCATED, NODE_REGISTER, VGPU_NODE};
+use sliceguard::cluster_view::ClusterView;
 use sliceguard::codec::{pod_devices, reasons, register};
 use sliceguard::decision::{self, PreparedPod, SchedulerSettings};
 use sliceguard::index::PlacementIndex;
@@ -20,7 +21,6 @@ use sliceguard::ledger::Ledger;
 use sliceguard::model::{ContainerDevice, DeviceInfo, PodAllocation};
 use sliceguard::objects::{GpuAsk, gpu_pod};
 use sliceguard::registry::Registry;
-use sliceguard::cluster_view::ClusterView;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -262,7 +262,14 @@ fn floor(flat: &[[u64; 5]], mem: u64, cores: u64) -> Option<usize> {
 
 fn rebuild_and_scan(fleet: &Fleet, pod: &PreparedPod) -> decision::Decision {
     let ledger = ledger_of(&fleet.pods);
-    decision::filter_scan(&fleet.registry, &ledger, pod, &fleet.names, now())
+    sliceguard::scan::decide(
+        &fleet.registry,
+        &ledger,
+        pod,
+        &fleet.names,
+        now(),
+        Default::default(),
+    )
 }
 
 // ---- report mode: own sampler, JSON rows ----
@@ -391,8 +398,14 @@ fn report(path: &str) {
                 .index
                 .decide(&fleet.registry, pod, &fleet.names, now())
                 .unwrap_or_else(|| panic!("the index declined {label}"));
-            let scanned =
-                decision::filter_scan(&fleet.registry, &fleet.ledger, pod, &fleet.names, now());
+            let scanned = sliceguard::scan::decide(
+                &fleet.registry,
+                &fleet.ledger,
+                pod,
+                &fleet.names,
+                now(),
+                Default::default(),
+            );
             assert_eq!(
                 indexed.outcome, scanned.outcome,
                 "{label} at {nodes} nodes: index and scan disagree"
@@ -431,12 +444,13 @@ fn report(path: &str) {
                 nodes,
                 sample(
                     || {
-                        black_box(decision::filter_scan(
+                        black_box(sliceguard::scan::decide(
                             &fleet.registry,
                             &fleet.ledger,
                             pod,
                             &fleet.names,
                             now(),
+                            Default::default(),
                         ));
                     },
                     slow_max,
@@ -619,6 +633,13 @@ fn fractional_scan(bencher: divan::Bencher, nodes: usize) {
     let fleet = fleet_of(nodes);
     let pod = &requests()[0].1;
     bencher.bench_local(|| {
-        decision::filter_scan(&fleet.registry, &fleet.ledger, pod, &fleet.names, now())
+        sliceguard::scan::decide(
+            &fleet.registry,
+            &fleet.ledger,
+            pod,
+            &fleet.names,
+            now(),
+            Default::default(),
+        )
     });
 }

@@ -15,7 +15,8 @@
 
 pub use sliceguard_core::{
     admission, annotations, bind, cluster_view, codec, decision, eligibility, fit, fragmentation,
-    index, ledger, model, objects, policy, quantity, registry, request, score,
+    index, ledger, model, objects, outcome, policy, quantity, registry, request, rules, scan,
+    score,
 };
 
 pub mod cli;

@@ -3,7 +3,6 @@
 //! the NodeNames and Nodes paths, binds, probes, metrics, the lock reaper, and graceful shutdown
 //! with a bind in flight on a loopback server.
 
-
 #[path = "../core/tests/bind_support/mod.rs"]
 mod bind_support;
 mod http_support;

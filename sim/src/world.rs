@@ -1579,8 +1579,7 @@ impl World {
                 .filter_map(|n| n.metadata.name.clone())
                 .collect();
             let decision = sliceguard::decision::filter(
-                &registry,
-                &ledger,
+                sliceguard::decision::Fleet::scanned(&registry, &ledger),
                 &Default::default(),
                 pod,
                 &names,

@@ -1,15 +1,17 @@
 //! Decision latency of the core at fleet scale: a synthetic fleet (by default 5,000 nodes × 8 GPUs),
 //! half used in a fixed pseudo-random pattern, and a mix of GPU pods decided over **all** nodes with
-//! each policy, through [`decision::filter_prepared_with`] exactly as the extender calls it (verdicts,
-//! annotations and events included). Used by `benches/decision_latency.rs` (divan) and by the quality
+//! each policy, through [`decision::decide`] with the placement index, exactly as the extender calls
+//! it (verdicts, annotations and events included; HAMi's policies go through the index, sliceguard's
+//! `fragmentation` through the scan). Used by `benches/decision_latency.rs` (divan) and by the quality
 //! report, so both measure the same thing.
 
 use super::metrics::Stats;
 use super::rng::Rng;
 use sliceguard::annotations::NODE_REGISTER;
 use sliceguard::codec::register;
-use sliceguard::decision::{self, Decision, PreparedPod, SchedulerSettings};
+use sliceguard::decision::{self, Decision, Fleet, PreparedPod, SchedulerSettings};
 use sliceguard::fragmentation::{FragmentationInputs, HostResources, HostSource, WorkloadProfile};
+use sliceguard::index::PlacementIndex;
 use sliceguard::ledger::Ledger;
 use sliceguard::model::{ContainerDevice, DeviceInfo, PodAllocation};
 use sliceguard::objects::{GpuAsk, gpu_pod};
@@ -46,6 +48,7 @@ const POD_MIX: [(u32, u32, u64); 8] = [
 pub struct LatencyFixture {
     registry: Registry,
     ledger: Ledger,
+    index: PlacementIndex,
     hosts: FixedHosts,
     names: Vec<String>,
     profile: WorkloadProfile,
@@ -139,6 +142,7 @@ impl LatencyFixture {
             }
         }
         LatencyFixture {
+            index: PlacementIndex::build(&registry, &ledger),
             registry,
             ledger,
             hosts,
@@ -159,15 +163,18 @@ impl LatencyFixture {
         };
         self.pods
             .iter()
-            .map(|(pod, cpu)| decision::prepare(pod, &settings).map(|p| (p, *cpu)))
+            .map(|(pod, cpu)| {
+                decision::prepare(pod, &settings)
+                    .map(|p| (p, *cpu))
+                    .map_err(|e| e.to_string())
+            })
             .collect()
     }
 
     /// One decision over every node.
     pub fn decide(&self, pod: &PreparedPod, cpu: u64) -> Decision {
-        decision::filter_prepared_with(
-            &self.registry,
-            &self.ledger,
+        decision::decide(
+            Fleet::indexed(&self.registry, &self.ledger, &self.index),
             pod,
             &self.names,
             jiff::Timestamp::UNIX_EPOCH,

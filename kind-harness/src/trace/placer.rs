@@ -2,11 +2,12 @@
 //! baselines re-implemented for calibration ([`super::reference`]).
 //!
 //! [`CorePlacer`] keeps the core's own state, a [`Registry`] built from `hami.io/node-nvidia-register`
-//! annotations and a [`Ledger`] of allocations, and asks [`sliceguard::decision`] for every GPU pod,
-//! exactly as `sliceguard place` and the extender do: the pod is a real `Pod` object (built with
-//! [`sliceguard::objects`]), read by [`decision::prepare`], and decided by
-//! [`decision::filter_prepared_with`] over the nodes kube-scheduler would offer. The chosen allocation
-//! goes into the ledger, and the harness mirrors it into its own [`Cluster`] to check invariants.
+//! annotations, a [`Ledger`] of allocations and the [`PlacementIndex`] over them, and asks
+//! [`decision::decide`] for every GPU pod, the entry point `sliceguard place` and the extender call:
+//! the pod is a real `Pod` object (built with [`sliceguard::objects`]), read by
+//! [`decision::prepare`], and decided over the nodes kube-scheduler would offer. The chosen
+//! allocation goes into the ledger (and the index), and the harness mirrors it into its own
+//! [`Cluster`] to check invariants.
 //!
 //! A trace task becomes one container: a sharing task (`num_gpu` 1, `gpu_milli` < 1000) asks for
 //! `nvidia.com/gpu: 1`, `nvidia.com/gpucores` = `nvidia.com/gpumem-percentage` = `gpu_milli`/10; a
@@ -24,11 +25,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sliceguard::annotations::{NODE_REGISTER, USE_GPUTYPE};
 use sliceguard::codec::register;
-use sliceguard::decision::{self, Outcome, SchedulerSettings};
+use sliceguard::decision::{self, Decision, Fleet, Outcome, SchedulerSettings};
 use sliceguard::fragmentation::{
     self, FragmentationInputs, HostResources, HostSource, TaskShape, TypicalWorkload, Weighting,
     WorkloadProfile, pod_cpu_request_milli,
 };
+use sliceguard::index::PlacementIndex;
 use sliceguard::ledger::{Ledger, UsageSource};
 use sliceguard::model::DeviceInfo;
 use sliceguard::objects::{GpuAsk, gpu_pod, with_annotations};
@@ -299,6 +301,10 @@ impl HostSource for ClusterHosts<'_> {
 pub struct CorePlacer {
     registry: Registry,
     ledger: Ledger,
+    /// The placement index over `registry` and `ledger`, refreshed for a node on every allocation.
+    placement: PlacementIndex,
+    /// The last GPU decision (for tests that compare it with the other callers').
+    last_decision: Option<Decision>,
     settings: SchedulerSettings,
     spec_match: SpecMatch,
     /// The typical workload (fragmentation policy only).
@@ -329,7 +335,7 @@ pub fn trace_profile(rows: &[PodRow], spec_match: SpecMatch) -> Result<WorkloadP
     let mut counts: HashMap<TaskShape, u64> = HashMap::new();
     for row in rows.iter().filter(|r| r.num_gpu > 0) {
         let object = trace_pod(row, &row.name, spec_match);
-        let prepared = decision::prepare(&object, &settings)?;
+        let prepared = decision::prepare(&object, &settings).map_err(|e| e.to_string())?;
         let cpu = pod_cpu_request_milli(&object);
         for (shape, _) in
             TypicalWorkload::of_pod(&prepared.request, &prepared.preferences, cpu).shapes()
@@ -375,9 +381,12 @@ impl CorePlacer {
                 .map_err(|e| format!("node {} does not register: {e}", n.name))?;
         }
         let learning = profile.is_none();
+        let ledger = Ledger::new();
         Ok(CorePlacer {
+            placement: PlacementIndex::build(&registry, &ledger),
+            last_decision: None,
             registry,
-            ledger: Ledger::new(),
+            ledger,
             settings: SchedulerSettings {
                 policies: PolicyDefaults {
                     node: node_policy,
@@ -407,6 +416,11 @@ impl CorePlacer {
     /// The core's ledger (for tests).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The core's decision on the last GPU pod placed (for tests).
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.last_decision.as_ref()
     }
 
     /// The typical workload the fragmentation policy currently uses (for tests and reports).
@@ -466,7 +480,8 @@ impl Placer for CorePlacer {
             problem,
         };
         let object = trace_pod(pod, name, self.spec_match);
-        let prepared = decision::prepare(&object, &self.settings).map_err(fail)?;
+        let prepared =
+            decision::prepare(&object, &self.settings).map_err(|e| fail(e.to_string()))?;
         let pod_cpu_milli = pod_cpu_request_milli(&object);
         if self.learning
             && let Some(profile) = self.profile.as_mut()
@@ -488,9 +503,8 @@ impl Placer for CorePlacer {
             score_scale_gpus: self.tuning.score_scale_gpus,
         };
         let started = Instant::now();
-        let decided = decision::filter_prepared_with(
-            &self.registry,
-            &self.ledger,
+        let decided = decision::decide(
+            Fleet::indexed(&self.registry, &self.ledger, &self.placement),
             &prepared,
             &node_names,
             REPLAY_TIME,
@@ -498,6 +512,7 @@ impl Placer for CorePlacer {
         );
         self.decision_time += started.elapsed();
         self.decisions += 1;
+        self.last_decision = Some(decided.clone());
         match decided.outcome {
             Outcome::Scheduled {
                 node, allocation, ..
@@ -527,6 +542,7 @@ impl Placer for CorePlacer {
                 }
                 self.ledger
                     .upsert(&format!("default/{name}"), &node, &allocation);
+                self.placement.refresh(&node, &self.registry, &self.ledger);
                 Ok(Some(Choice {
                     node: index,
                     grants,
@@ -534,7 +550,7 @@ impl Placer for CorePlacer {
             }
             Outcome::Unschedulable => Ok(None),
             Outcome::NoGpuRequest => Err(fail("the core saw no GPU request".into())),
-            Outcome::Invalid(message) => Err(fail(message)),
+            Outcome::Invalid(error) => Err(fail(error.to_string())),
         }
     }
 

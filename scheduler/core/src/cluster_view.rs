@@ -15,7 +15,9 @@
 
 use crate::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
 use crate::bind::{MalformedSighting, NodeLockView, PodView};
-use crate::index::{IndexedLedger, PlacementIndex};
+use crate::decision::{self, Decision, Fleet, PreparedPod};
+use crate::fragmentation::FragmentationInputs;
+use crate::index::PlacementIndex;
 use crate::ledger::{Ledger, UndecodableAllocation, pod_key};
 use crate::model::PodAllocation;
 use crate::registry::{Registry, Unregistered};
@@ -54,6 +56,14 @@ pub struct Unconfirmed {
     pub since: Timestamp,
 }
 
+/// The usage ledger and the placement index over it and the registry, kept together so that every
+/// ledger change refreshes the index for the nodes it touched.
+#[derive(Debug, Clone, Default)]
+struct Usage {
+    ledger: Ledger,
+    index: PlacementIndex,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Assumption {
     node: String,
@@ -66,7 +76,7 @@ pub struct ClusterView {
     registry: Registry,
     /// The usage ledger and the placement index over it and the registry, refreshed for a node on
     /// every change of its registration or usage.
-    usage: IndexedLedger,
+    usage: Usage,
     nodes: BTreeSet<String>,
     pods: HashMap<String, PodView>,
     locks: BTreeMap<String, SeenLock>,
@@ -103,21 +113,21 @@ impl ClusterView {
         &self.usage.ledger
     }
 
-    /// The registry and the ledger with its placement index (the filter reads both while the view is
-    /// locked, and decides through the index).
-    pub fn parts(&self) -> (&Registry, &IndexedLedger) {
-        (&self.registry, &self.usage)
+    /// What a decision reads: the registry, the ledger and the placement index over them.
+    pub fn fleet(&self) -> Fleet<'_, Ledger> {
+        Fleet::indexed(&self.registry, &self.usage.ledger, &self.usage.index)
     }
 
     /// Where `pod` goes among the `offered` nodes at `now`, on what this view holds: the decision
     /// `serve`'s filter takes (see [`crate::decision`]).
-    pub fn decide(
-        &self,
-        pod: &crate::decision::PreparedPod,
-        offered: &[String],
-        now: Timestamp,
-    ) -> crate::decision::Decision {
-        crate::decision::filter_prepared(&self.registry, &self.usage, pod, offered, now)
+    pub fn decide(&self, pod: &PreparedPod, offered: &[String], now: Timestamp) -> Decision {
+        decision::decide(
+            self.fleet(),
+            pod,
+            offered,
+            now,
+            FragmentationInputs::default(),
+        )
     }
 
     /// The placement index over the registry and the ledger.

@@ -22,139 +22,16 @@
 //! preferred), and the node score becomes the growth the whole pod causes (lower is better).
 
 use crate::annotations::BACKEND_NVIDIA;
-use crate::codec::reasons::ReasonList;
 use crate::fragmentation::{self, NodeInputs, NodeScorer, TypicalWorkload};
-use crate::model::{ContainerDevice, DeviceInfo, DeviceUsage, PodAllocation};
+use crate::model::{ContainerDevice, DeviceUsage, PodAllocation};
 use crate::policy::{GpuOrder, PodPreferences};
 use crate::request::{ContainerRequest, PodRequest};
+use crate::rules::{self, Demand, DeviceState, Selection};
 use crate::score::{device_score, node_score};
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
-use std::fmt;
 
-/// HAMi's per-device refusal reasons (`pkg/device/common/common.go`), spelled as on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FitReason {
-    /// The kubelet reports the device unhealthy.
-    CardNotHealth,
-    /// Listed in the node's `hami.io/device-cordon`.
-    CardCordoned,
-    /// Refused by `use-gputype`/`nouse-gputype` or `vgpu-mode`.
-    CardTypeMismatch,
-    /// Devices given up when a numa-bind container crossed NUMA nodes.
-    NumaNotFit,
-    /// Refused by `use-gpuuuid`/`nouse-gpuuuid`.
-    CardUuidMismatch,
-    /// The split count is used up.
-    CardTimeSlicingExhausted,
-    /// An exclusive request on a used device, or a mutex policy on a used device.
-    ExclusiveDeviceAllocateConflict,
-    /// Not enough free memory.
-    CardInsufficientMemory,
-    /// Not enough free cores.
-    CardInsufficientCore,
-    /// All cores taken and the request asks for none.
-    CardComputeUnitsExhausted,
-    /// A MIG-mode device (MIG profiles are not supported yet).
-    CardMigTopologyInfeasible,
-    /// The container got some devices but fewer than it asked for.
-    AllocatedCardsInsufficientRequest,
-}
-
-impl FitReason {
-    /// Every reason.
-    pub const ALL: [FitReason; 12] = [
-        FitReason::CardNotHealth,
-        FitReason::CardCordoned,
-        FitReason::CardTypeMismatch,
-        FitReason::NumaNotFit,
-        FitReason::CardUuidMismatch,
-        FitReason::CardTimeSlicingExhausted,
-        FitReason::ExclusiveDeviceAllocateConflict,
-        FitReason::CardInsufficientMemory,
-        FitReason::CardInsufficientCore,
-        FitReason::CardComputeUnitsExhausted,
-        FitReason::CardMigTopologyInfeasible,
-        FitReason::AllocatedCardsInsufficientRequest,
-    ];
-
-    /// The wire spelling (note `CardUuidMismatch`, as HAMi spells it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FitReason::CardNotHealth => "CardNotHealth",
-            FitReason::CardCordoned => "CardCordoned",
-            FitReason::CardTypeMismatch => "CardTypeMismatch",
-            FitReason::NumaNotFit => "NumaNotFit",
-            FitReason::CardUuidMismatch => "CardUuidMismatch",
-            FitReason::CardTimeSlicingExhausted => "CardTimeSlicingExhausted",
-            FitReason::ExclusiveDeviceAllocateConflict => "ExclusiveDeviceAllocateConflict",
-            FitReason::CardInsufficientMemory => "CardInsufficientMemory",
-            FitReason::CardInsufficientCore => "CardInsufficientCore",
-            FitReason::CardComputeUnitsExhausted => "CardComputeUnitsExhausted",
-            FitReason::CardMigTopologyInfeasible => "CardMigTopologyInfeasible",
-            FitReason::AllocatedCardsInsufficientRequest => "AllocatedCardsInsufficientRequest",
-        }
-    }
-}
-
-impl fmt::Display for FitReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How many candidate devices were refused for each reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct ReasonCounts {
-    counts: [u32; 12],
-    /// Candidate devices (the denominator of every entry).
-    pub candidates: u32,
-}
-
-impl ReasonCounts {
-    fn bump(&mut self, reason: FitReason, by: u32) {
-        let slot = &mut self.counts[reason as usize];
-        *slot = slot.saturating_add(by);
-    }
-
-    fn set(&mut self, reason: FitReason, to: u32) {
-        self.counts[reason as usize] = to;
-    }
-
-    /// The count for one reason.
-    pub fn get(&self, reason: FitReason) -> u32 {
-        self.counts[reason as usize]
-    }
-
-    /// HAMi's `GenReason` list.
-    pub fn to_list(&self) -> ReasonList {
-        ReasonList::from_counts(
-            FitReason::ALL
-                .iter()
-                .filter(|r| self.get(**r) > 0)
-                .map(|r| (r.as_str(), self.get(*r))),
-            self.candidates,
-        )
-    }
-}
-
-/// Why a node cannot hold a pod.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NodeRejection {
-    /// A container asks for more GPUs than the node has candidate devices (bare `NodeInsufficientDevice`).
-    NodeInsufficientDevice,
-    /// A container failed the per-device checks.
-    Devices(ReasonCounts),
-}
-
-impl fmt::Display for NodeRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NodeRejection::NodeInsufficientDevice => f.write_str("NodeInsufficientDevice"),
-            NodeRejection::Devices(counts) => write!(f, "{}", counts.to_list()),
-        }
-    }
-}
+pub use crate::model::NodeView;
+pub use crate::rules::{FitReason, NodeRejection, ReasonCounts};
 
 /// A node that can hold the pod: its score and the devices each container gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,17 +40,6 @@ pub struct NodeFit {
     pub score: f32,
     /// Devices per container, init containers first.
     pub allocation: PodAllocation,
-}
-
-/// The state of one node that the fit reads: devices in registration order, their usage, cordons.
-#[derive(Debug, Clone, Copy)]
-pub struct NodeView<'a> {
-    /// Registered devices, in registration order.
-    pub devices: &'a [DeviceInfo],
-    /// Usage of each device (same order).
-    pub usage: &'a [DeviceUsage],
-    /// Cordoned device ids (`hami.io/device-cordon`).
-    pub cordoned: &'a BTreeSet<String>,
 }
 
 /// Evaluates a pod against a node.
@@ -209,14 +75,7 @@ pub fn evaluate_node_with(
         }
     };
     let base: Vec<DeviceUsage> = node.usage.to_vec();
-    let candidates: Vec<usize> = (0..node.devices.len())
-        .filter(|&i| {
-            node.devices[i]
-                .device_type
-                .to_lowercase()
-                .contains("nvidia")
-        })
-        .collect();
+    let candidates = node.nvidia_devices();
     let scorer = fragmentation.map(|inputs| NodeScorer::new(node, &base, &candidates, inputs));
 
     let mut init = Vec::new();
@@ -317,30 +176,26 @@ fn fit_container(
         return Err(NodeRejection::NodeInsufficientDevice);
     }
     let order = order_candidates(node, usage, candidates, request, prefs, fragmentation);
-    let mut counts = ReasonCounts {
-        candidates: candidates.len() as u32,
-        ..Default::default()
-    };
+    let mut counts = ReasonCounts::new(candidates.len() as u32);
     let original = request.nums;
     let mut remaining = original;
     let mut previous_numa: Option<u32> = None;
     let mut chosen: Vec<(usize, u32, u32)> = Vec::new();
-    let is_mutex = prefs.gpu_policy.is_mutex();
+    let demand = Demand {
+        request,
+        mutex: prefs.gpu_policy.is_mutex(),
+    };
     let cores = request.cores_clamped();
 
     for &i in order.iter().rev() {
         let d = &node.devices[i];
-        let u = usage[i];
-        if !d.health {
-            counts.bump(FitReason::CardNotHealth, 1);
-            continue;
-        }
-        if node.cordoned.contains(&d.id) {
-            counts.bump(FitReason::CardCordoned, 1);
-            continue;
-        }
-        if !prefs.type_allowed(&d.device_type, &d.mode) {
-            counts.bump(FitReason::CardTypeMismatch, 1);
+        let state = DeviceState::of(d, usage[i], node.cordoned.contains(&d.id));
+        let mut selection = Selection {
+            type_allowed: prefs.type_allowed(&d.device_type, &d.mode),
+            uuid_allowed: true,
+        };
+        if let Some(reason) = rules::refusal_before_numa(&state, selection) {
+            counts.bump(reason, 1);
             continue;
         }
         if prefs.numa_bind && previous_numa != Some(d.numa) {
@@ -351,40 +206,12 @@ fn fit_container(
             previous_numa = Some(d.numa);
             chosen.clear();
         }
-        if !prefs.uuid_allowed(&d.id) {
-            counts.bump(FitReason::CardUuidMismatch, 1);
-            continue;
-        }
-        if u64::from(d.count) <= u.used {
-            counts.bump(FitReason::CardTimeSlicingExhausted, 1);
-            continue;
-        }
-        if is_mutex && u.used > 0 {
-            counts.bump(FitReason::ExclusiveDeviceAllocateConflict, 1);
+        selection.uuid_allowed = prefs.uuid_allowed(&d.id);
+        if let Some(reason) = rules::refusal_after_numa(&state, selection, demand) {
+            counts.bump(reason, 1);
             continue;
         }
         let memreq = request.memory_on(d.devmem);
-        // Signed, as HAMi's int32 arithmetic: an over-used device refuses even a zero request.
-        if i128::from(d.devmem) - i128::from(u.usedmem) < i128::from(memreq) {
-            counts.bump(FitReason::CardInsufficientMemory, 1);
-            continue;
-        }
-        if i128::from(d.devcore) - i128::from(u.usedcores) < i128::from(cores) {
-            counts.bump(FitReason::CardInsufficientCore, 1);
-            continue;
-        }
-        if d.devcore == 100 && cores == 100 && u.used > 0 {
-            counts.bump(FitReason::ExclusiveDeviceAllocateConflict, 1);
-            continue;
-        }
-        if d.devcore != 0 && u.usedcores == u64::from(d.devcore) && cores == 0 {
-            counts.bump(FitReason::CardComputeUnitsExhausted, 1);
-            continue;
-        }
-        if d.mode == "mig" {
-            counts.bump(FitReason::CardMigTopologyInfeasible, 1);
-            continue;
-        }
         if remaining > 0 {
             remaining -= 1;
             // memreq ≤ devmem ≤ i32::MAX here, so it fits in u32.

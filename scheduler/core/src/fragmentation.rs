@@ -43,13 +43,13 @@
 //! share a GPU kind; devices in identical states are evaluated once), then O(shapes) per candidate
 //! device and for the score.
 
-use crate::fit::NodeView;
 use crate::ledger::UsageSource;
-use crate::model::{DeviceInfo, DeviceUsage};
+use crate::model::{DeviceInfo, DeviceUsage, NodeView};
 use crate::policy::{GpuOrder, PodPreferences};
 use crate::quantity::parse_integer;
 use crate::registry::Registry;
 use crate::request::{ContainerRequest, PodRequest};
+use crate::rules::{self, Demand, DeviceState, Selection};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
@@ -174,18 +174,14 @@ impl GpuKind {
         }
     }
 
-    fn cores(&self) -> u32 {
-        self.request.2
-    }
-
-    fn memory_on(&self, devmem: u32) -> u64 {
+    /// One container's request of this kind.
+    fn request(&self) -> ContainerRequest {
         ContainerRequest {
             nums: self.nums,
             memreq: self.request.0,
             mem_percentage: self.request.1,
             coresreq: self.request.2,
         }
-        .memory_on(devmem)
     }
 
     fn constrained(&self) -> bool {
@@ -526,7 +522,7 @@ fn cpu_milli(quantity: &str) -> u64 {
 pub fn free_share(device: &DeviceInfo, usage: &DeviceUsage, cordoned: bool) -> f64 {
     if !device.health
         || cordoned
-        || device.mode == "mig"
+        || device.is_mig()
         || device.devcore == 0
         || device.devmem == 0
         || usage.used >= u64::from(device.count)
@@ -538,18 +534,20 @@ pub fn free_share(device: &DeviceInfo, usage: &DeviceUsage, cordoned: bool) -> f
     cores.min(memory).clamp(0.0, 1.0)
 }
 
-/// True when one GPU of `kind` fits on the device as HAMi's fit checks it (type excepted).
+/// True when one GPU of `kind` fits on the device as HAMi's fit checks it ([`rules`]; the type
+/// selectors are the caller's, and the shape has no UUID selector or mutex policy).
 fn device_hosts(device: &DeviceInfo, usage: &DeviceUsage, cordoned: bool, kind: &GpuKind) -> bool {
-    if !device.health || cordoned || device.mode == "mig" || usage.used >= u64::from(device.count) {
-        return false;
-    }
-    let memreq = kind.memory_on(device.devmem);
-    let cores = kind.cores();
-    let total_core = u64::from(device.devcore);
-    u64::from(device.devmem) >= usage.usedmem + memreq
-        && total_core >= usage.usedcores + u64::from(cores)
-        && !(device.devcore == 100 && cores == 100 && usage.used > 0)
-        && !(device.devcore != 0 && usage.usedcores == total_core && cores == 0)
+    let request = kind.request();
+    let demand = Demand {
+        request: &request,
+        mutex: false,
+    };
+    rules::first_refusal(
+        &DeviceState::of(device, *usage, cordoned),
+        Selection::ANY,
+        demand,
+    )
+    .is_none()
 }
 
 /// Per-kind running sums over a node's candidate devices, from which F and the effect of changing
@@ -743,20 +741,8 @@ pub fn node_fragmentation(
     typical: &TypicalWorkload,
     cpu_free: Option<u64>,
 ) -> f64 {
-    let candidates = nvidia_devices(node);
+    let candidates = node.nvidia_devices();
     NodeFragmentation::new(node, usage, &candidates, typical, cpu_free).value(typical)
-}
-
-/// Indices of the node's NVIDIA devices (the fit's candidates).
-pub fn nvidia_devices(node: NodeView<'_>) -> Vec<usize> {
-    (0..node.devices.len())
-        .filter(|&i| {
-            node.devices[i]
-                .device_type
-                .to_lowercase()
-                .contains("nvidia")
-        })
-        .collect()
 }
 
 /// The fragmentation policy's view of one node evaluation: the inputs and the sums over the usage
@@ -891,7 +877,7 @@ pub fn choose_node_for_cpu_pod(
                     usage: &buffer,
                     cordoned: &node.cordoned,
                 };
-                let candidates = nvidia_devices(view);
+                let candidates = view.nvidia_devices();
                 let state = NodeFragmentation::new(view, &buffer, &candidates, typical, cpu_free);
                 let after = cpu_free.map(|c| c.saturating_sub(pod_cpu_milli));
                 let growth = state.value_with_cpu(typical, after) - state.value(typical);
@@ -1173,7 +1159,7 @@ mod tests {
             memreq: 3000,
             ..shape(1, 0)
         };
-        assert_eq!(GpuKind::of(&unset).memory_on(10000), 3000);
+        assert_eq!(GpuKind::of(&unset).request().memory_on(10000), 3000);
         // Shapes that differ only in CPU share one GPU kind.
         let mut more_cpu = shape(1, 20);
         more_cpu.cpu_milli = 8000;
@@ -1310,9 +1296,8 @@ mod tests {
             profile: Some(&profile),
             ..FragmentationInputs::default()
         };
-        let d = decision::filter_prepared_with(
-            &registry,
-            &ledger,
+        let d = decision::decide(
+            decision::Fleet::scanned(&registry, &ledger),
             &prepared,
             &names,
             jiff::Timestamp::UNIX_EPOCH,
@@ -1335,12 +1320,12 @@ mod tests {
         assert_eq!(d.verdicts["n2"], Verdict::Score(46.0));
         // HAMi's default (binpack/spread) takes the same node but the idle GPU, leaving two halves.
         let default_pod = decision::prepare(&gpu_pod("q", &[], &[ask]), &settings).unwrap();
-        let d = decision::filter_prepared(
-            &registry,
-            &ledger,
+        let d = decision::decide(
+            decision::Fleet::scanned(&registry, &ledger),
             &default_pod,
             &names,
             jiff::Timestamp::UNIX_EPOCH,
+            FragmentationInputs::default(),
         );
         let crate::decision::Outcome::Scheduled { allocation, .. } = &d.outcome else {
             panic!("{:?}", d.outcome);

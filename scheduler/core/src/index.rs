@@ -1,5 +1,5 @@
-//! The placement index: a sublinear path to the same decision as the plain scan of
-//! [`crate::decision::filter_prepared`].
+//! The placement index: a sublinear path to the same decision as the plain scan
+//! ([`crate::scan`]), its sibling behind [`crate::decision::decide`].
 //!
 //! Under HAMi's node policies a node's score depends only on its usage **before** the pod (spec
 //! §4.5), so the index keeps every registered node ordered by that score (binpack: highest first;
@@ -13,10 +13,11 @@
 //! accept; a node it lets through is evaluated by [`crate::fit::evaluate_node_with`] itself.
 //!
 //! When no offered node fits, the extender must return a reason for every node. The index computes
-//! them from its compact per-device copy, without formatting a string per node: reasons are interned
-//! (identical reasons share one rendered text) and the `FilteringFailed` events parse each distinct
-//! text once. Pods whose reasons depend on device order (several GPU containers, init containers with
-//! GPUs, `numa-bind`, type or UUID selectors) get their reasons from the exact per-node evaluation.
+//! them from its compact per-device copy through the same per-device rules as the fit
+//! ([`crate::rules`]), without formatting a string per node (rejections stay structured until the
+//! extender renders them). Pods whose reasons depend on device order (several GPU containers, init
+//! containers with GPUs, `numa-bind`, type or UUID selectors) get their reasons from the exact
+//! per-node evaluation.
 //!
 //! The index is kept current by its owner: [`PlacementIndex::refresh`] after every registry or
 //! ledger change of a node (see [`crate::cluster_view::ClusterView`]). Pods under sliceguard's
@@ -29,23 +30,19 @@
 //! examined`). The service takes this path only from [`INDEX_MIN_OFFERED`] offered nodes up; below
 //! that, the scan answers with HAMi's message.
 
-use crate::codec::reasons::{self, ReasonList};
-use crate::decision::{self, Decision, NODE_UNREGISTERED, Outcome, PreparedPod, Verdict};
-use crate::fit::{FitReason, NodeView, evaluate_node_with};
+use crate::fit::evaluate_node_with;
 use crate::fragmentation;
-use crate::ledger::{Ledger, UsageSource};
-use crate::model::{DeviceUsage, PodAllocation};
+use crate::ledger::UsageSource;
+use crate::model::{DeviceUsage, NodeView, PodAllocation};
+use crate::outcome::{Decision, NodeRejection, PreparedPod, Verdict, placed, unschedulable};
 use crate::policy::NodePolicy;
 use crate::registry::Registry;
 use crate::request::{ContainerRequest, PERCENTAGE_UNSET};
+use crate::rules::{self, Demand, DeviceState, FitReason, ReasonCounts, Selection};
 use crate::score::node_score;
 use foldhash::fast::FixedState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-
-/// From this many offered nodes up the service decides through the index (below, the plain scan
-/// answers, with HAMi's full `FilteringSucceed` message).
-pub const INDEX_MIN_OFFERED: usize = 64;
 
 const CANDIDATE: u8 = 1;
 const HEALTHY: u8 = 2;
@@ -70,6 +67,19 @@ impl Dev {
             used: self.used,
             usedmem: self.usedmem,
             usedcores: self.usedcores,
+        }
+    }
+
+    /// What the per-device rules read of this device.
+    fn state(&self) -> DeviceState {
+        DeviceState {
+            healthy: self.flags & HEALTHY != 0,
+            cordoned: self.flags & CORDONED != 0,
+            mig: self.flags & MIG != 0,
+            count: self.count,
+            devmem: self.devmem,
+            devcore: self.devcore,
+            usage: self.usage(),
         }
     }
 
@@ -257,7 +267,7 @@ impl PlacementIndex {
             .zip(&usages)
             .map(|(d, u)| {
                 let mut flags = 0;
-                if d.device_type.to_lowercase().contains("nvidia") {
+                if d.is_nvidia() {
                     flags |= CANDIDATE;
                 }
                 if d.health {
@@ -266,7 +276,7 @@ impl PlacementIndex {
                 if node.cordoned.contains(&d.id) {
                     flags |= CORDONED;
                 }
-                if d.mode == "mig" {
+                if d.is_mig() {
                     flags |= MIG;
                 }
                 Dev {
@@ -341,7 +351,7 @@ impl PlacementIndex {
         }
     }
 
-    /// The decision [`crate::decision::filter_prepared`] returns, found through the index. `None`
+    /// The decision the scan ([`crate::scan::decide`]) returns, found through the index. `None`
     /// when the index does not apply to the pod ([`applies`]) or disagrees with the registry (a
     /// node changed without [`PlacementIndex::refresh`]); the caller then scans.
     pub fn decide(
@@ -408,7 +418,7 @@ impl PlacementIndex {
                     examined - 1,
                     total - examined,
                 );
-                Some(decision::placed(
+                Some(placed(
                     BTreeMap::from([(node.to_string(), Verdict::Score(score))]),
                     &node,
                     score,
@@ -421,7 +431,7 @@ impl PlacementIndex {
         }
     }
 
-    /// Every offered node's reasons, interned, when none fits.
+    /// Every offered node's rejection, when none fits.
     fn all_rejected(
         &self,
         registry: &Registry,
@@ -447,15 +457,7 @@ impl PlacementIndex {
                 && !prefs.numa_bind
         };
         let mutex = prefs.gpu_policy.is_mutex();
-        let mut interned: HashMap<Rejection, usize, FixedState> = HashMap::default();
-        let mut texts: Vec<String> = Vec::new();
-        let mut intern = |rejection: Rejection| -> usize {
-            *interned.entry(rejection).or_insert_with_key(|r| {
-                texts.push(r.render());
-                texts.len() - 1
-            })
-        };
-        let mut rows: Vec<(&str, usize)> = Vec::with_capacity(offered.len());
+        let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
         let mut usage_buffer: Vec<DeviceUsage> = Vec::new();
         for node in registry.nodes() {
             if !offered.contains(node.name.as_str()) {
@@ -477,114 +479,37 @@ impl PlacementIndex {
                 };
                 match evaluate_node_with(view, &pod.request, prefs, None) {
                     Ok(_) => return None,
-                    Err(rejection) => Rejection::Text(rejection.to_string()),
+                    Err(rejection) => rejection,
                 }
             };
-            rows.push((node.name.as_str(), intern(rejection)));
+            verdicts.insert(node.name.clone(), Verdict::Rejected(rejection));
         }
-        if rows.len() < offered.len() {
-            let unregistered = intern(Rejection::Text(NODE_UNREGISTERED.to_string()));
-            let mut missing: Vec<&str> = offered
-                .iter()
-                .copied()
-                .filter(|n| registry.get(n).is_none())
-                .collect();
-            missing.sort_unstable();
-            rows.extend(missing.into_iter().map(|n| (n, unregistered)));
-            rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if verdicts.len() < offered.len() {
+            for name in offered.iter().filter(|n| registry.get(n).is_none()) {
+                verdicts.insert(
+                    name.to_string(),
+                    Verdict::Rejected(NodeRejection::Unregistered),
+                );
+            }
         }
-        let verdicts: BTreeMap<String, Verdict> = rows
-            .iter()
-            .map(|&(n, id)| (n.to_string(), Verdict::Reasons(texts[id].clone())))
-            .collect();
-        // Counted reasons per distinct text, parsed once (HAMi's ParseReason ignores bare strings).
-        let counted: Vec<Vec<String>> = texts
-            .iter()
-            .map(|t| match reasons::parse(t) {
-                Ok(list) => list
-                    .counted_reasons()
-                    .collect::<BTreeSet<&str>>()
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-                Err(_) => Vec::new(),
-            })
-            .collect();
-        let events = decision::failure_events_from(
-            rows.iter().map(|&(n, id)| (n, counted[id].as_slice())),
-            offered.len(),
-        );
-        Some(Decision {
-            outcome: Outcome::Unschedulable,
-            verdicts,
-            annotations: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            events,
-        })
-    }
-}
-
-/// A node's reason, before rendering.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Rejection {
-    /// Per-reason device counts in [`FitReason::ALL`] order, and the candidates.
-    Counts([u32; 12], u32),
-    /// A reason already rendered.
-    Text(String),
-}
-
-impl Rejection {
-    fn render(&self) -> String {
-        match self {
-            Rejection::Counts(counts, candidates) => ReasonList::from_counts(
-                FitReason::ALL
-                    .iter()
-                    .zip(counts)
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(r, n)| (r.as_str(), *n)),
-                *candidates,
-            )
-            .to_string(),
-            Rejection::Text(text) => text.clone(),
-        }
+        Some(unschedulable(verdicts, offered.len()))
     }
 }
 
 /// The fit's reasons for a pod with one GPU container (a regular one), no selectors and no
 /// `numa-bind`: then every device is refused for its first failed check whatever the order, and the
 /// devices that pass are all taken, so the counts need no ordering. `None` when the node fits.
-fn quick_rejection(devices: &[Dev], r: &ContainerRequest, mutex: bool) -> Option<Rejection> {
+fn quick_rejection(devices: &[Dev], r: &ContainerRequest, mutex: bool) -> Option<NodeRejection> {
     let candidates = devices.iter().filter(|d| d.flags & CANDIDATE != 0).count();
     if r.nums as usize > candidates {
-        return Some(Rejection::Text("NodeInsufficientDevice".to_string()));
+        return Some(NodeRejection::NodeInsufficientDevice);
     }
-    let cores = r.cores_clamped();
-    let mut counts = [0u32; 12];
+    let demand = Demand { request: r, mutex };
+    let mut counts = ReasonCounts::new(candidates as u32);
     let mut passing = 0u32;
     for d in devices.iter().filter(|d| d.flags & CANDIDATE != 0) {
-        let reason = if d.flags & HEALTHY == 0 {
-            Some(FitReason::CardNotHealth)
-        } else if d.flags & CORDONED != 0 {
-            Some(FitReason::CardCordoned)
-        } else if u64::from(d.count) <= d.used {
-            Some(FitReason::CardTimeSlicingExhausted)
-        } else if mutex && d.used > 0 {
-            Some(FitReason::ExclusiveDeviceAllocateConflict)
-        } else if i128::from(d.devmem) - i128::from(d.usedmem) < i128::from(r.memory_on(d.devmem)) {
-            Some(FitReason::CardInsufficientMemory)
-        } else if i128::from(d.devcore) - i128::from(d.usedcores) < i128::from(cores) {
-            Some(FitReason::CardInsufficientCore)
-        } else if d.devcore == 100 && cores == 100 && d.used > 0 {
-            Some(FitReason::ExclusiveDeviceAllocateConflict)
-        } else if d.devcore != 0 && d.usedcores == u64::from(d.devcore) && cores == 0 {
-            Some(FitReason::CardComputeUnitsExhausted)
-        } else if d.flags & MIG != 0 {
-            Some(FitReason::CardMigTopologyInfeasible)
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => counts[reason as usize] += 1,
+        match rules::first_refusal(&d.state(), Selection::ANY, demand) {
+            Some(reason) => counts.bump(reason, 1),
             None => passing += 1,
         }
     }
@@ -592,29 +517,9 @@ fn quick_rejection(devices: &[Dev], r: &ContainerRequest, mutex: bool) -> Option
         return None;
     }
     if passing > 0 {
-        counts[FitReason::AllocatedCardsInsufficientRequest as usize] = passing;
+        counts.set(FitReason::AllocatedCardsInsufficientRequest, passing);
     }
-    Some(Rejection::Counts(counts, candidates as u32))
-}
-
-/// The usage ledger with its placement index, kept together so that a decision reading the ledger
-/// can find the index ([`UsageSource::placement_index`]).
-#[derive(Debug, Clone, Default)]
-pub struct IndexedLedger {
-    /// The usage ledger.
-    pub ledger: Ledger,
-    /// The index over the registry and this ledger.
-    pub index: PlacementIndex,
-}
-
-impl UsageSource for IndexedLedger {
-    fn device_usage(&self, node: &str, uuid: &str) -> DeviceUsage {
-        self.ledger.device_usage(node, uuid)
-    }
-
-    fn placement_index(&self) -> Option<&PlacementIndex> {
-        Some(&self.index)
-    }
+    Some(NodeRejection::Devices(counts))
 }
 
 #[cfg(test)]

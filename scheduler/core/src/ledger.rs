@@ -19,12 +19,6 @@ use std::collections::HashMap;
 pub trait UsageSource {
     /// What is in use on device `uuid` of node `node`.
     fn device_usage(&self, node: &str, uuid: &str) -> DeviceUsage;
-
-    /// The placement index kept over this usage, if any: the decision then finds the node through
-    /// it instead of scanning ([`crate::index`]).
-    fn placement_index(&self) -> Option<&crate::index::PlacementIndex> {
-        None
-    }
 }
 
 /// One pod's recorded contribution.

@@ -27,12 +27,15 @@
 //! | [`admission`] | the webhook mutation as a pure function returning an RFC 6902 JSON Patch |
 //! | [`policy`] | node and GPU policies, per-pod selectors and scoring weights |
 //! | [`score`] | node and device scores (float32, as HAMi computes them) |
-//! | [`fit`] | HAMi's per-device checks in HAMi's order, with HAMi's reason strings |
+//! | [`rules`] | HAMi's per-device rules written once, and structured rejections until rendered |
+//! | [`fit`] | whether a pod fits a node and on which devices: HAMi's `Fit` over the rules, per container |
 //! | [`fragmentation`] | sliceguard's `fragmentation` GPU policy: expected fragmentation of a typical workload |
 //! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
 //! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
 //! | [`index`] | the placement index: nodes ordered by score with device summaries, same decision as the scan |
-//! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
+//! | [`outcome`] | what a decision is made of: prepared pod, verdicts, outcome, annotations, events (a leaf) |
+//! | [`scan`] | the plain scan of every offered node (HAMi's approach), the index's reference |
+//! | [`decision`] | the one entry point: scan or index, chosen in one place, for `serve`, `place` and the replay |
 //! | [`cluster_view`] | the cluster as the watches show it: registry, ledger, index, GPU pods, locks, assumptions |
 //! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
@@ -51,8 +54,11 @@ pub mod index;
 pub mod ledger;
 pub mod model;
 pub mod objects;
+pub mod outcome;
 pub mod policy;
 pub mod quantity;
 pub mod registry;
 pub mod request;
+pub mod rules;
+pub mod scan;
 pub mod score;

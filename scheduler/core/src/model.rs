@@ -4,6 +4,7 @@
 //! has no meaning, and the codecs reject it instead of letting it corrupt the accounting.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// One GPU as a node registers it in `hami.io/node-nvidia-register` (HAMi's `DeviceInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,6 +28,39 @@ pub struct DeviceInfo {
     pub mode: String,
     /// Whether the kubelet reports the device healthy (`omitempty`: absent means false).
     pub health: bool,
+}
+
+impl DeviceInfo {
+    /// True for an NVIDIA device: the only kind the fit considers (HAMi's NVIDIA device filter
+    /// matches `nvidia` in the type, case-insensitively).
+    pub fn is_nvidia(&self) -> bool {
+        self.device_type.to_lowercase().contains("nvidia")
+    }
+
+    /// True for a device in MIG mode (sliceguard does not place MIG profiles yet).
+    pub fn is_mig(&self) -> bool {
+        self.mode == "mig"
+    }
+}
+
+/// The state of one node that a placement reads: devices in registration order, their usage, cordons.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    /// Registered devices, in registration order.
+    pub devices: &'a [DeviceInfo],
+    /// Usage of each device (same order).
+    pub usage: &'a [DeviceUsage],
+    /// Cordoned device ids (`hami.io/device-cordon`).
+    pub cordoned: &'a BTreeSet<String>,
+}
+
+impl NodeView<'_> {
+    /// Indices of the node's NVIDIA devices: the fit's candidates.
+    pub fn nvidia_devices(&self) -> Vec<usize> {
+        (0..self.devices.len())
+            .filter(|&i| self.devices[i].is_nvidia())
+            .collect()
+    }
 }
 
 /// What is in use on one device: container-GPU tasks, MiB and cores.

@@ -67,8 +67,7 @@ fn decision_reads_one_usage_per_offered_device_whatever_the_pod_count() {
             reads: Cell::new(0),
         };
         let decision = filter(
-            &registry,
-            &counting,
+            sliceguard_core::decision::Fleet::scanned(&registry, &counting),
             &settings,
             &pod,
             &all,
@@ -82,8 +81,7 @@ fn decision_reads_one_usage_per_offered_device_whatever_the_pod_count() {
             reads: Cell::new(0),
         };
         filter(
-            &registry,
-            &counting,
+            sliceguard_core::decision::Fleet::scanned(&registry, &counting),
             &settings,
             &pod,
             &all[..2],

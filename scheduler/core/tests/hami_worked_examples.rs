@@ -7,7 +7,7 @@ use sliceguard_core::annotations::{
     NODE_SCHEDULER_POLICY, VGPU_NODE, VGPU_TIME,
 };
 use sliceguard_core::codec::register;
-use sliceguard_core::decision::{Outcome, SchedulerSettings, Verdict, filter};
+use sliceguard_core::decision::{Fleet, Outcome, SchedulerSettings, Verdict, filter};
 use sliceguard_core::ledger::Ledger;
 use sliceguard_core::model::{ContainerDevice, DeviceInfo, PodAllocation};
 use sliceguard_core::objects::{GpuAsk, gpu_pod, with_annotations};
@@ -96,7 +96,13 @@ fn chosen(outcome: &Outcome) -> (String, Vec<Vec<String>>) {
 fn node_scores_are_3_and_8_and_the_success_message_is_hamis() {
     let (r, l) = section_9_cluster();
     let pod = gpu_pod("newpod", &[], &[GpuAsk::fraction(1000, 20)]);
-    let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &nodes(), now());
+    let d = filter(
+        Fleet::scanned(&r, &l),
+        &SchedulerSettings::default(),
+        &pod,
+        &nodes(),
+        now(),
+    );
     assert_eq!(d.verdicts["node1"], Verdict::Score(3.0));
     assert_eq!(d.verdicts["node2"], Verdict::Score(8.0));
     assert_eq!(d.events.len(), 1);
@@ -123,7 +129,13 @@ fn the_four_policy_pairs_choose_hamis_devices() {
                 (GPU_SCHEDULER_POLICY, gpu_policy),
             ],
         );
-        let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &nodes(), now());
+        let d = filter(
+            Fleet::scanned(&r, &l),
+            &SchedulerSettings::default(),
+            &pod,
+            &nodes(),
+            now(),
+        );
         assert_eq!(
             chosen(&d.outcome),
             (node.to_string(), vec![vec![device.to_string()]]),
@@ -145,7 +157,13 @@ fn the_spread_message_lists_nodes_best_last() {
         gpu_pod("p", &[], &[GpuAsk::fraction(1000, 20)]),
         &[(NODE_SCHEDULER_POLICY, "spread")],
     );
-    let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &nodes(), now());
+    let d = filter(
+        Fleet::scanned(&r, &l),
+        &SchedulerSettings::default(),
+        &pod,
+        &nodes(),
+        now(),
+    );
     assert_eq!(
         d.events[0].message,
         "find fit node(node1), 0 nodes not fit, 2 nodes fit(node2:8.00,node1:3.00)"
@@ -166,7 +184,13 @@ fn init_container_variant_uses_device3_for_both_containers() {
             (GPU_SCHEDULER_POLICY, "binpack"),
         ],
     );
-    let d = filter(&r, &l, &SchedulerSettings::default(), &pod, &nodes(), now());
+    let d = filter(
+        Fleet::scanned(&r, &l),
+        &SchedulerSettings::default(),
+        &pod,
+        &nodes(),
+        now(),
+    );
     assert_eq!(
         chosen(&d.outcome),
         (
@@ -185,8 +209,7 @@ fn failed_node_reason_strings() {
     let r = registry(&[("node1", vec![device("d", 50)])]);
     let pod = gpu_pod("p", &[], &[GpuAsk::fraction(1000, 0)]);
     let d = filter(
-        &r,
-        &Ledger::new(),
+        Fleet::scanned(&r, &Ledger::new()),
         &SchedulerSettings::default(),
         &pod,
         &["node1".into()],
@@ -194,8 +217,8 @@ fn failed_node_reason_strings() {
     );
     assert_eq!(d.outcome, Outcome::Unschedulable);
     assert_eq!(
-        d.verdicts["node1"],
-        Verdict::Reasons("1/1 CardInsufficientMemory".into())
+        d.verdicts["node1"].reasons().as_deref(),
+        Some("1/1 CardInsufficientMemory")
     );
     assert!(d.annotations.is_empty() && d.labels.is_empty());
 
@@ -209,8 +232,7 @@ fn failed_node_reason_strings() {
         &[GpuAsk::fraction(100, 0)],
     );
     let d = filter(
-        &r,
-        &l,
+        Fleet::scanned(&r, &l),
         &SchedulerSettings::default(),
         &pod,
         &["node1".into()],

@@ -8,11 +8,10 @@
 use super::input::{self, InputError};
 use super::{Failure, Format, print, render};
 use crate::admission::{self, Admission, WebhookSettings};
-use crate::decision::{self, EventRecord, Outcome, SchedulerSettings, Verdict};
+use crate::cluster_view::ClusterView;
+use crate::decision::{self, Decision, EventRecord, Outcome, SchedulerSettings, Verdict};
 use crate::eligibility::ineligibility;
-use crate::ledger::Ledger;
 use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
-use crate::registry::Registry;
 use clap::Args;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde::Serialize;
@@ -177,40 +176,32 @@ pub fn place_all(
     webhook: &WebhookSettings,
     now: jiff::Timestamp,
 ) -> Result<Vec<Placement>, InputError> {
-    let mut registry = Registry::new();
+    // The cluster as `serve`'s watches would show it: the same registry, ledger and placement
+    // index, so that a placement here is the decision `serve` would take.
+    let mut view = ClusterView::new();
     for node in nodes {
-        if let Err(problem) = registry.upsert_node(node) {
+        if let Err(problem) = view.apply_node(node, now) {
             eprintln!(
                 "note: node {} is not registered: {problem}",
                 node.metadata.name.as_deref().unwrap_or("")
             );
         }
     }
-    let mut ledger = Ledger::new();
     for pod in existing {
-        if let Err(e) = ledger.observe(pod) {
+        if let Err(e) = view.apply_pod(pod) {
             eprintln!("note: existing {e}; its usage is not counted");
         }
     }
     let mut out = Vec::with_capacity(pods.len());
     for pod in pods {
-        out.push(place_one(
-            nodes,
-            &registry,
-            &mut ledger,
-            pod,
-            settings,
-            webhook,
-            now,
-        )?);
+        out.push(place_one(nodes, &mut view, pod, settings, webhook, now)?);
     }
     Ok(out)
 }
 
 fn place_one(
     nodes: &[Node],
-    registry: &Registry,
-    ledger: &mut Ledger,
+    view: &mut ClusterView,
     pod: &Pod,
     settings: &SchedulerSettings,
     webhook: &WebhookSettings,
@@ -276,14 +267,17 @@ fn place_one(
             }
         }
     }
-    let d = decision::filter(registry, ledger, settings, &pod, &offered, now);
+    let d = match decision::prepare(&pod, settings) {
+        Ok(prepared) => view.decide(&prepared, &offered, now),
+        Err(error) => Decision::invalid(&name, error),
+    };
     result.verdicts = d
         .verdicts
         .iter()
         .map(|(n, v)| {
             let out = match v {
                 Verdict::Score(s) => VerdictOut::Score((f64::from(*s) * 100.0).round() / 100.0),
-                Verdict::Reasons(r) => VerdictOut::Reasons(r.clone()),
+                Verdict::Rejected(r) => VerdictOut::Reasons(r.to_string()),
             };
             (n.clone(), out)
         })
@@ -302,7 +296,8 @@ fn place_one(
             result.status = "Scheduled";
             result.node = Some(node.clone());
             result.annotations = d.annotations.clone();
-            let types: BTreeMap<&str, &str> = registry
+            let types: BTreeMap<&str, &str> = view
+                .registry()
                 .get(node)
                 .map(|n| {
                     n.devices
@@ -338,7 +333,7 @@ fn place_one(
             if let Some(spec) = pod.spec.as_mut() {
                 spec.node_name = Some(node.clone());
             }
-            ledger.observe(&pod).map_err(|e| internal(e.to_string()))?;
+            view.apply_pod(&pod).map_err(|e| internal(e.to_string()))?;
         }
         Outcome::NoGpuRequest => {
             result.status = "Skipped";
@@ -349,7 +344,7 @@ fn place_one(
                 result.message = Some("kube-scheduler offers no node (see not_offered)".into());
             }
         }
-        Outcome::Invalid(message) => result.message = Some(message.clone()),
+        Outcome::Invalid(error) => result.message = Some(error.to_string()),
     }
     Ok(result)
 }

@@ -28,7 +28,6 @@ use super::extender::{
 };
 use super::metrics::Metrics;
 use super::review::{ReviewError, review};
-use crate::cluster_view::ClusterView;
 use crate::admission::WebhookSettings;
 use crate::annotations::DEVICES_ALLOCATED;
 use crate::bind::{
@@ -36,6 +35,7 @@ use crate::bind::{
     LockJudgement, LockRelease, Observation, ObservedLock, PodRef, ReleaseOwner, ReleaseResult,
     ReleaseStep, Step, go_duration, judge_lock,
 };
+use crate::cluster_view::ClusterView;
 use crate::codec::lock;
 use crate::decision::{self, EventRecord, EventType, Outcome, SchedulerSettings};
 use crate::ledger::{Ledger, pod_key};
@@ -373,7 +373,8 @@ impl<C: ClusterApi> Scheduler<C> {
         let node_names = args.node_names.unwrap_or_default();
         let prepared = match decision::prepare(&pod, &self.config.decision) {
             Ok(p) => p,
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let event = EventRecord {
                     event_type: EventType::Warning,
@@ -476,9 +477,9 @@ impl<C: ClusterApi> Scheduler<C> {
                 };
                 (result, "unschedulable")
             }
-            Outcome::Invalid(message) => {
+            Outcome::Invalid(error) => {
                 self.emit(&pod, &decision.events).await;
-                (ExtenderFilterResult::error(message.clone()), "invalid")
+                (ExtenderFilterResult::error(error.to_string()), "invalid")
             }
             Outcome::NoGpuRequest => (
                 ExtenderFilterResult {
@@ -505,8 +506,7 @@ impl<C: ClusterApi> Scheduler<C> {
             .filter_map(|n| n.metadata.name.clone())
             .collect();
         let decision = decision::filter(
-            &registry,
-            &Ledger::new(),
+            decision::Fleet::scanned(&registry, &Ledger::new()),
             &self.config.decision,
             pod,
             &names,
@@ -535,7 +535,7 @@ impl<C: ClusterApi> Scheduler<C> {
                 },
                 "unschedulable",
             ),
-            Outcome::Invalid(message) => (ExtenderFilterResult::error(message.clone()), "invalid"),
+            Outcome::Invalid(error) => (ExtenderFilterResult::error(error.to_string()), "invalid"),
             Outcome::NoGpuRequest => (
                 ExtenderFilterResult {
                     nodes: Some(nodes),
