@@ -30,11 +30,12 @@ use sliceguard::fragmentation::{
     self, FragmentationInputs, HostResources, HostSource, TaskShape, TypicalWorkload, Weighting,
     WorkloadProfile, pod_cpu_request_milli,
 };
+use sliceguard::gpu_policy::NodeRanking;
 use sliceguard::index::PlacementIndex;
 use sliceguard::ledger::{Ledger, UsageSource};
 use sliceguard::model::DeviceInfo;
 use sliceguard::objects::{GpuAsk, gpu_pod, with_annotations};
-use sliceguard::policy::{GpuOrder, GpuPolicy, NodePolicy, PodPreferences, PolicyDefaults};
+use sliceguard::policy::{GpuPolicy, NodePolicy, PodPreferences, PolicyDefaults};
 use sliceguard::registry::Registry;
 use sliceguard::request::RequestDefaults;
 use std::collections::{BTreeMap, HashMap};
@@ -358,7 +359,7 @@ impl CorePlacer {
     ) -> Result<Self, String> {
         let node_policy = NodePolicy::from_str(node)?;
         let gpu_policy = GpuPolicy::from_str(gpu)?;
-        let fragmentation = gpu_policy.order() == GpuOrder::Fragmentation;
+        let fragmentation = gpu_policy.node_ranking() == NodeRanking::Fragmentation;
         let mut registry = Registry::new();
         for n in cluster.nodes.iter().filter(|n| !n.gpus.is_empty()) {
             let devices: Vec<DeviceInfo> = (0..n.gpus.len())

@@ -23,8 +23,9 @@
 
 use crate::annotations::BACKEND_NVIDIA;
 use crate::fragmentation::{self, NodeInputs, NodeScorer, TypicalWorkload};
+use crate::gpu_policy::DeviceOrderInputs;
 use crate::model::{ContainerDevice, DeviceUsage, PodAllocation};
-use crate::policy::{GpuOrder, PodPreferences};
+use crate::policy::PodPreferences;
 use crate::request::{ContainerRequest, PodRequest};
 use crate::rules::{self, Demand, DeviceState, Selection};
 use crate::score::{device_score, node_score};
@@ -110,7 +111,8 @@ pub fn evaluate_node_with(
     })
 }
 
-/// Orders candidates so that the preferred device is last (HAMi's `Less`, made total).
+/// Orders candidates so that the preferred device is last: the GPU policy's order
+/// ([`crate::gpu_policy`]), made total by registration order (registered first is tried first).
 fn order_candidates(
     node: NodeView<'_>,
     usage: &[DeviceUsage],
@@ -122,44 +124,19 @@ fn order_candidates(
     let scores: Vec<f32> = (0..node.devices.len())
         .map(|i| device_score(&node.devices[i], &usage[i], request, prefs.weights))
         .collect();
-    let mut order = candidates.to_vec();
-    let order_kind = prefs.gpu_policy.order();
     let growth = match fragmentation {
         Some(scorer) => scorer.device_keys(node, usage, candidates, request),
         None => Vec::new(),
     };
-    order.sort_by(|&a, &b| {
-        let (da, db) = (&node.devices[a], &node.devices[b]);
-        let by_policy = if order_kind == GpuOrder::Mutex {
-            usage[b]
-                .used
-                .cmp(&usage[a].used)
-                .then(da.numa.cmp(&db.numa))
-        } else if !growth.is_empty() {
-            // Least growth sorts last (preferred); equal growth falls back to binpack. With
-            // numa-bind, devices stay grouped by NUMA node as the fit requires.
-            let numa = if prefs.numa_bind {
-                da.numa.cmp(&db.numa)
-            } else {
-                Ordering::Equal
-            };
-            numa.then(growth[b].total_cmp(&growth[a]))
-                .then(scores[a].total_cmp(&scores[b]))
-                .then(da.numa.cmp(&db.numa))
-        } else if prefs.numa_bind {
-            if order_kind == GpuOrder::Binpack {
-                db.numa.cmp(&da.numa).then(scores[a].total_cmp(&scores[b]))
-            } else {
-                da.numa.cmp(&db.numa).then(scores[b].total_cmp(&scores[a]))
-            }
-        } else if order_kind == GpuOrder::Binpack {
-            scores[a].total_cmp(&scores[b]).then(da.numa.cmp(&db.numa))
-        } else {
-            scores[b].total_cmp(&scores[a]).then(da.numa.cmp(&db.numa))
-        };
-        // Registered first is tried first, so it sorts last.
-        by_policy.then(b.cmp(&a))
-    });
+    let inputs = DeviceOrderInputs {
+        node: NodeView { usage, ..node },
+        scores: &scores,
+        numa_bind: prefs.numa_bind,
+        growth: &growth,
+    };
+    let policy = prefs.gpu_policy.device_policy();
+    let mut order = candidates.to_vec();
+    order.sort_by(|&a, &b| policy.prefer(&inputs, a, b).then(b.cmp(&a)));
     order
 }
 

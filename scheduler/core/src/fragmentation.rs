@@ -43,9 +43,10 @@
 //! share a GPU kind; devices in identical states are evaluated once), then O(shapes) per candidate
 //! device and for the score.
 
+use crate::gpu_policy::NodeRanking;
 use crate::ledger::UsageSource;
 use crate::model::{DeviceInfo, DeviceUsage, NodeView};
-use crate::policy::{GpuOrder, PodPreferences};
+use crate::policy::PodPreferences;
 use crate::quantity::parse_integer;
 use crate::registry::Registry;
 use crate::request::{ContainerRequest, PodRequest};
@@ -455,7 +456,7 @@ impl NodeInputs<'_> {
 
 /// True when the pod's GPU policy is `fragmentation`.
 pub fn applies(prefs: &PodPreferences) -> bool {
-    prefs.gpu_policy.order() == GpuOrder::Fragmentation
+    prefs.gpu_policy.node_ranking() == NodeRanking::Fragmentation
 }
 
 /// A pod's CPU request in millicores as kube-scheduler sums it: the larger of the regular

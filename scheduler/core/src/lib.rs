@@ -26,6 +26,7 @@
 //! | [`request`] | a `Pod` into per-container GPU requests (HAMi's `GenerateResourceRequests`) |
 //! | [`admission`] | the webhook mutation as a pure function returning an RFC 6902 JSON Patch |
 //! | [`policy`] | node and GPU policies, per-pod selectors and scoring weights |
+//! | [`gpu_policy`] | GPU policies behind one trait, one file each: binpack, spread, mutex, fragmentation |
 //! | [`score`] | node and device scores (float32, as HAMi computes them) |
 //! | [`rules`] | HAMi's per-device rules written once, and structured rejections until rendered |
 //! | [`fit`] | whether a pod fits a node and on which devices: HAMi's `Fit` over the rules, per container |
@@ -50,6 +51,7 @@ pub mod decision;
 pub mod eligibility;
 pub mod fit;
 pub mod fragmentation;
+pub mod gpu_policy;
 pub mod index;
 pub mod ledger;
 pub mod model;

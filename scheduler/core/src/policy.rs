@@ -21,6 +21,7 @@ use crate::annotations::{
     NOUSE_GPUUUID, NUMA_BIND, USE_GPUTYPE, USE_GPUUUID, VGPU_MODE,
 };
 use crate::codec::{Quoted, parse_go_bool};
+use crate::gpu_policy::{self, DevicePolicy, NodeRanking};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,21 +70,6 @@ impl fmt::Display for NodePolicy {
     }
 }
 
-/// How devices are ordered within a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GpuOrder {
-    /// Busiest device first.
-    Binpack,
-    /// Idlest device first.
-    Spread,
-    /// Idle devices first, by task count.
-    Mutex,
-    /// The device whose use fragments the node least first; nodes ranked the same way
-    /// (sliceguard's combined `fragmentation` policy).
-    Fragmentation,
-}
-
 /// A GPU policy as written (`binpack`, `spread`, `mutex`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct GpuPolicy(pub String);
@@ -94,20 +80,15 @@ impl GpuPolicy {
         GpuPolicy("spread".into())
     }
 
-    /// The device order this policy asks for.
-    pub fn order(&self) -> GpuOrder {
-        let first = self
-            .0
-            .split(',')
-            .map(str::trim)
-            .find(|t| matches!(*t, "binpack" | "spread" | "mutex"));
-        match (self.0.as_str(), first) {
-            ("mutex", _) => GpuOrder::Mutex,
-            ("fragmentation", _) => GpuOrder::Fragmentation,
-            ("binpack", _) => GpuOrder::Binpack,
-            (p, Some("binpack")) if p.contains(',') => GpuOrder::Binpack,
-            _ => GpuOrder::Spread,
-        }
+    /// The registered policy that orders devices for this value, read as HAMi reads it
+    /// ([`gpu_policy::resolve`]).
+    pub fn device_policy(&self) -> &'static dyn DevicePolicy {
+        gpu_policy::resolve(&self.0)
+    }
+
+    /// How nodes are ranked for a pod under this policy.
+    pub fn node_ranking(&self) -> NodeRanking {
+        self.device_policy().node_ranking()
     }
 
     /// True when the policy refuses devices already in use (`mutex` anywhere in it).
@@ -119,10 +100,11 @@ impl GpuPolicy {
 impl FromStr for GpuPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "binpack" | "spread" | "mutex" | "fragmentation" => Ok(GpuPolicy(s.into())),
-            other => Err(format!(
-                "unknown GPU policy {other:?}: expected binpack, spread, mutex or fragmentation"
+        match gpu_policy::named(s) {
+            Some(policy) => Ok(GpuPolicy(policy.name().into())),
+            None => Err(format!(
+                "unknown GPU policy {s:?}: expected one of {}",
+                gpu_policy::names().join(", ")
             )),
         }
     }
@@ -346,16 +328,25 @@ mod tests {
 
     #[test]
     fn gpu_policy_orders() {
-        assert_eq!(GpuPolicy("binpack".into()).order(), GpuOrder::Binpack);
-        assert_eq!(GpuPolicy("spread".into()).order(), GpuOrder::Spread);
-        assert_eq!(GpuPolicy("mutex".into()).order(), GpuOrder::Mutex);
         assert_eq!(
-            GpuPolicy("fragmentation".into()).order(),
-            GpuOrder::Fragmentation
+            GpuPolicy("binpack".into()).device_policy().name(),
+            "binpack"
+        );
+        assert_eq!(GpuPolicy("spread".into()).device_policy().name(), "spread");
+        assert_eq!(GpuPolicy("mutex".into()).device_policy().name(), "mutex");
+        assert_eq!(
+            GpuPolicy("fragmentation".into()).device_policy().name(),
+            "fragmentation"
         );
         assert!("fragmentation".parse::<GpuPolicy>().is_ok());
-        assert_eq!(GpuPolicy("topology-aware".into()).order(), GpuOrder::Spread);
-        assert_eq!(GpuPolicy("binpack,numa".into()).order(), GpuOrder::Binpack);
+        assert_eq!(
+            GpuPolicy("topology-aware".into()).device_policy().name(),
+            "spread"
+        );
+        assert_eq!(
+            GpuPolicy("binpack,numa".into()).device_policy().name(),
+            "binpack"
+        );
         assert!(GpuPolicy("binpack,mutex".into()).is_mutex());
         assert!(!GpuPolicy("binpack".into()).is_mutex());
     }
@@ -437,14 +428,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (p.node_policy, p.gpu_policy.order()),
-            (NodePolicy::Spread, GpuOrder::Binpack)
+            (p.node_policy, p.gpu_policy.device_policy().name()),
+            (NodePolicy::Spread, "binpack")
         );
         let d =
             PodPreferences::from_annotations(&BTreeMap::new(), &PolicyDefaults::default()).unwrap();
         assert_eq!(
-            (d.node_policy, d.gpu_policy.order()),
-            (NodePolicy::Binpack, GpuOrder::Spread)
+            (d.node_policy, d.gpu_policy.device_policy().name()),
+            (NodePolicy::Binpack, "spread")
         );
     }
 }
