@@ -8,8 +8,8 @@
 //! first, and nodes ranked by that growth instead of the node policy.
 //!
 //! How HAMi reads a policy annotation is kept as it is ([`resolve`]): an exact registered name picks
-//! that policy; a comma-chained value orders devices by its first `binpack` token, else as spread;
-//! any other value orders as spread.
+//! that policy; a comma-chained value orders as binpack when its first `binpack`, `spread` or `mutex`
+//! token is `binpack`, else as spread; any other value orders as spread.
 //!
 //! **Adding a policy** is one new file here implementing [`DevicePolicy`] and one line in
 //! [`REGISTERED`]: the annotation parser, the `--gpu-scheduler-policy` flags and the fit all read
@@ -94,8 +94,8 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// The policy that orders devices for a policy value as written, read as HAMi reads it: an exact
-/// registered name is that policy; a comma-chained value orders by its first `binpack` token; any
-/// other value orders as spread.
+/// registered name is that policy; a comma-chained value orders as binpack when its first
+/// `binpack`, `spread` or `mutex` token is `binpack`; any other value orders as spread.
 pub fn resolve(value: &str) -> &'static dyn DevicePolicy {
     if let Some(policy) = named(value) {
         return policy;
@@ -129,7 +129,8 @@ mod tests {
     fn values_outside_the_table_resolve_as_hami_reads_them() {
         for (value, expected) in [
             ("binpack,mutex", "binpack"),
-            ("mutex, binpack", "binpack"),
+            ("mutex, binpack", "spread"),
+            (" binpack , spread", "binpack"),
             ("spread,binpack", "spread"),
             ("topology-aware", "spread"),
             ("", "spread"),
