@@ -381,19 +381,19 @@ pub fn check_decision(input: DecisionInput<'_>, decision: &Decision) -> Vec<Viol
             ),
             _ => {}
         }
-        if let Some(expected) = oracle::first_container_rejection(state, input.plan) {
-            if verdict.reasons().as_ref() != Some(&expected) {
-                out.push(
-                    Violation::new(
-                        Invariant::Rejection,
-                        format!(
-                            "the first GPU container cannot be served here; expected reason {expected:?}, got {verdict:?}"
-                        ),
-                    )
-                    .on_node(name)
-                    .with_pods([pod]),
-                );
-            }
+        if let Some(expected) = oracle::first_container_rejection(state, input.plan)
+            && verdict.reasons().as_ref() != Some(&expected)
+        {
+            out.push(
+                Violation::new(
+                    Invariant::Rejection,
+                    format!(
+                        "the first GPU container cannot be served here; expected reason {expected:?}, got {verdict:?}"
+                    ),
+                )
+                .on_node(name)
+                .with_pods([pod]),
+            );
         }
     }
 

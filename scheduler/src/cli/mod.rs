@@ -14,7 +14,7 @@
 mod decode;
 mod fleet;
 pub mod input;
-mod place;
+pub mod place;
 mod register;
 mod serve;
 
