@@ -34,7 +34,8 @@ nextest:
 	@command -v cargo-nextest >/dev/null 2>&1 || { echo "installing cargo-nextest"; $(CARGO) install cargo-nextest --locked; }
 
 .PHONY: test
-test: nextest ## Run every test (unit, property, corpus replay, integration) with cargo-nextest
+test: nextest ## Run every test (unit, property, corpus replay, integration) with cargo-nextest; the core must build alone first
+	$(CARGO) build -q -p sliceguard-core
 	$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE)
 
 .PHONY: lint
