@@ -7,6 +7,7 @@
 //! `http`). It is a test tier: it never passes itself off as Kubernetes.
 
 pub mod campaign;
+pub mod kube_scheduler;
 pub mod node_agent;
 pub mod store;
 pub mod table;

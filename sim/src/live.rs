@@ -12,7 +12,8 @@
 //!   ([`sliceguard::eligibility`]), then `POST {extender}/bind` to the first node it returns. It
 //!   records `Scheduled` or `FailedScheduling` events and the `PodScheduled` condition as
 //!   kube-scheduler does, and retries with kube-scheduler's backoff (1 s doubling to 10 s; every pod
-//!   goes back to the active queue when a pod is deleted or a node changes). Pods of
+//!   goes back to the active queue when a pod is deleted or a node changes). The queue, the backoff,
+//!   the eligible nodes and the extender arguments are [`crate::kube_scheduler`]'s. Pods of
 //!   `default-scheduler` get a default placement (the eligible node with the fewest pods); pods
 //!   naming any other scheduler wait, since none runs here.
 //! - **Kubelets**: a bound pod turns Running when its node's allocatable covers its extended
@@ -29,6 +30,9 @@
 //! HTTP extender) and to serve kubectl. It is a test tier, not Kubernetes.
 
 use crate::http::{Admission, RunningApi, SharedStore};
+use crate::kube_scheduler::{
+    NodeOffer, SchedulingQueue, binding_args, binding_body, filter_args, filter_body, offer,
+};
 use crate::node_agent;
 use crate::store::{ApiError, Part, PatchType, Resource, Store};
 use crate::world::DevicePlugin;
@@ -540,13 +544,6 @@ fn apply_review(pod: &Value, answer: &Value, uid: &str) -> Result<Value, ReviewE
     Ok(patched)
 }
 
-/// kube-scheduler's backoff for one pod.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    next: Instant,
-    attempts: u32,
-}
-
 /// The controllers' typed view of pods and nodes, kept current from the store's watch log (a full
 /// re-list only at the start and when the log no longer reaches back), as kube-scheduler's and the
 /// kubelets' informers are, instead of deserializing every object on every pass.
@@ -635,7 +632,7 @@ async fn controllers(
     options: LiveOptions,
 ) {
     let mut changes = shared.subscribe();
-    let mut queue: BTreeMap<String, Backoff> = BTreeMap::new();
+    let mut queue: SchedulingQueue<Instant> = SchedulingQueue::default();
     let mut informer = Informer::default();
     let events = Arc::new(AtomicU64::new(0));
     // kube-scheduler's binding cycle runs apart from its scheduling cycle: a pod whose filter chose a
@@ -667,7 +664,7 @@ async fn controllers(
             .clone();
         for pod in informer.pods.values().filter(|p| waiting(p)) {
             let key = key_of(pod);
-            if binding.contains(&key) || queue.get(&key).is_some_and(|b| b.next > Instant::now()) {
+            if binding.contains(&key) || queue.backing_off(&key, Instant::now()) {
                 continue;
             }
             let attempt =
@@ -676,7 +673,7 @@ async fn controllers(
                 Attempt::Bound => {
                     queue.remove(&key);
                 }
-                Attempt::Unschedulable => back_off(&mut queue, key),
+                Attempt::Unschedulable => queue.back_off(&key, Instant::now()),
                 Attempt::Binding(bind) => {
                     binding.insert(key.clone());
                     let done = bound_tx.clone();
@@ -687,7 +684,7 @@ async fn controllers(
                 }
             }
         }
-        queue.retain(|k, _| {
+        queue.retain(|k| {
             k.split_once('/').is_some_and(|(ns, name)| {
                 informer
                     .pods
@@ -701,28 +698,17 @@ async fn controllers(
     }
 }
 
-/// kube-scheduler's backoff for a pod that did not get a node: 1 s doubling to 10 s.
-fn back_off(queue: &mut BTreeMap<String, Backoff>, key: String) {
-    let entry = queue.entry(key).or_insert(Backoff {
-        next: Instant::now(),
-        attempts: 0,
-    });
-    entry.attempts += 1;
-    let secs = 1u64 << entry.attempts.saturating_sub(1).min(4);
-    entry.next = Instant::now() + Duration::from_secs(secs.min(10));
-}
-
 /// A binding cycle answered: the pod may be scheduled again, after a backoff if the bind failed.
 fn finish_bind(
     binding: &mut BTreeSet<String>,
-    queue: &mut BTreeMap<String, Backoff>,
+    queue: &mut SchedulingQueue<Instant>,
     (key, bound): (String, bool),
 ) {
     binding.remove(&key);
     if bound {
         queue.remove(&key);
     } else {
-        back_off(queue, key);
+        queue.back_off(&key, Instant::now());
     }
 }
 
@@ -981,14 +967,7 @@ struct BindCycle {
 impl BindCycle {
     /// Runs the bind; true when the pod was bound.
     async fn run(self) -> bool {
-        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
-        let name = self.pod.metadata.name.as_deref().unwrap_or("");
-        let args = json!({
-            "PodName": name,
-            "PodNamespace": namespace,
-            "PodUID": self.pod.metadata.uid.clone().unwrap_or_default(),
-            "Node": self.node,
-        });
+        let args = binding_body(&binding_args(&self.pod, &self.node));
         let extender = &self.extender;
         let failure = match post_json(&format!("{extender}/bind"), &args, None).await {
             Ok((200, result)) => result["Error"]
@@ -1054,17 +1033,10 @@ async fn schedule(
         // No scheduler of that name runs here: the pod waits, as it would in a real cluster.
         return Attempt::Unschedulable;
     }
-    let mut ineligible: BTreeMap<String, String> = BTreeMap::new();
-    let mut eligible: Vec<String> = Vec::new();
-    for node in nodes {
-        let node_name = node.metadata.name.clone().unwrap_or_default();
-        match sliceguard::eligibility::ineligibility(node, pod) {
-            Some(why) => {
-                ineligible.insert(node_name, why);
-            }
-            None => eligible.push(node_name),
-        }
-    }
+    let NodeOffer {
+        eligible,
+        ineligible,
+    } = offer(nodes.iter().copied(), pod);
     if eligible.is_empty() {
         let message = failure_summary(nodes.len(), &ineligible);
         unschedulable(shared, pod, &scheduler, &message, events);
@@ -1097,7 +1069,7 @@ async fn schedule(
     let Some(extender) = extender else {
         return Attempt::Unschedulable;
     };
-    let args = json!({"Pod": pod, "NodeNames": eligible});
+    let args = filter_body(&filter_args(pod, eligible));
     let result = match post_json(&format!("{extender}/filter"), &args, None).await {
         Ok((200, result)) => result,
         Ok((status, result)) => {

@@ -10,7 +10,8 @@
 //!    disconnect fault holds them back; the reconnect re-lists).
 //! 3. The kube-scheduler stand-in takes the next due pod of sliceguard's scheduler name: `/filter` with
 //!    the eligible node names, then `/bind` to the chosen node; failures back off 1 s, 2 s, 4 s ... up
-//!    to 10 s, like kube-scheduler. Pods of other schedulers get the first eligible node.
+//!    to 10 s, like kube-scheduler. Pods of other schedulers get the first eligible node. The queue,
+//!    the backoff, the eligible nodes and the extender arguments are [`crate::kube_scheduler`]'s.
 //! 4. The service's lock reaper runs once.
 //! 5. Kubelets admit bound pods: the node's allocatable `nvidia.com/gpu` must cover them as the kubelet
 //!    counts extended resources, and the device plugin answers Allocate per [`DevicePlugin`].
@@ -25,6 +26,7 @@
 //! call in progress never answer and drops the instance with its runtime, abandoning whatever it was
 //! doing between two effects.
 
+use crate::kube_scheduler::{SchedulingQueue, binding_args, filter_args, offer};
 use crate::store::{ApiError, Part, PatchType, Resource, Selector, Store};
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
@@ -35,7 +37,6 @@ use sliceguard::bind::{ApiFailure, Effect, NodeLockView, Observation, PodView, R
 use sliceguard::codec::lock;
 use sliceguard::objects::FleetSpec;
 use sliceguard::registry::Registry;
-use sliceguard::server::extender::{ExtenderArgs, ExtenderBindingArgs};
 use sliceguard::server::{ClusterApi, Scheduler, SchedulerConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -665,20 +666,13 @@ struct Instance {
     service: Arc<Scheduler<SimCluster>>,
 }
 
-/// When a pod may next be tried, and how many tries it had.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    next: Timestamp,
-    attempts: u32,
-}
-
 /// The simulated world.
 pub struct World {
     config: SimConfig,
     core: Arc<Mutex<ApiCore>>,
     rng: Rng,
     scheduler: Option<Instance>,
-    queue: BTreeMap<String, Backoff>,
+    queue: SchedulingQueue<Timestamp>,
     delivered: u64,
     watch_down_until: Option<Timestamp>,
     silent_plugins: BTreeSet<String>,
@@ -734,7 +728,7 @@ impl World {
             config,
             core: Arc::new(Mutex::new(core)),
             scheduler: None,
-            queue: BTreeMap::new(),
+            queue: SchedulingQueue::default(),
             delivered: 0,
             watch_down_until: None,
             silent_plugins: BTreeSet::new(),
@@ -888,13 +882,7 @@ impl World {
             created["spec"]["schedulerName"].as_str().unwrap_or("")
         ));
         let now = self.now();
-        self.queue.insert(
-            key.clone(),
-            Backoff {
-                next: now,
-                attempts: 0,
-            },
-        );
+        self.queue.add(key.clone(), now);
         Ok(key)
     }
 
@@ -1166,24 +1154,15 @@ impl World {
     }
 
     fn eligible_nodes(&self, pod: &Pod) -> Vec<String> {
-        self.core()
-            .store
-            .typed_shared::<Node>(Resource::Nodes)
-            .iter()
-            .filter(|n| sliceguard::eligibility::ineligibility(n, pod).is_none())
-            .filter_map(|n| n.metadata.name.clone())
-            .collect()
+        let nodes = self.core().store.typed_shared::<Node>(Resource::Nodes);
+        offer(nodes.iter().map(|n| &**n), pod).eligible
     }
 
     fn schedule_one(&mut self) {
         let now = self.now();
-        let due: Option<String> = self
-            .queue
-            .iter()
-            .filter(|(_, b)| b.next <= now)
-            .min_by_key(|(k, b)| (b.next, (*k).clone()))
-            .map(|(k, _)| k.clone());
-        let Some(key) = due else { return };
+        let Some(key) = self.queue.next_due(now) else {
+            return;
+        };
         let Some(pod) = self.pod(&key) else {
             self.queue.remove(&key);
             return;
@@ -1206,11 +1185,7 @@ impl World {
             }
             return;
         }
-        let args = ExtenderArgs {
-            pod: Some(pod.clone()),
-            nodes: None,
-            node_names: Some(nodes),
-        };
+        let args = filter_args(&pod, nodes);
         let Some(result) = self.call(
             Actor::Filter,
             move |svc| async move { svc.filter(args).await },
@@ -1231,17 +1206,7 @@ impl World {
         };
         self.log(format!("filter {key} -> {node}"));
         // kube-scheduler binds with the pod it scheduled; the annotations the filter wrote are on the API.
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let (ns, name) = key
-            .split_once('/')
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .unwrap_or_default();
-        let args = ExtenderBindingArgs {
-            pod_name: name,
-            pod_namespace: ns,
-            pod_uid: uid,
-            node: node.clone(),
-        };
+        let args = binding_args(&pod, &node);
         self.core().indeterminate_in_bind = false;
         let Some(result) = self.call(Actor::Bind(key.clone()), move |svc| async move {
             svc.bind(args).await
@@ -1287,13 +1252,7 @@ impl World {
 
     fn back_off(&mut self, key: &str) {
         let now = self.now();
-        let entry = self.queue.entry(key.to_string()).or_insert(Backoff {
-            next: now,
-            attempts: 0,
-        });
-        entry.attempts += 1;
-        let secs = 1i64 << entry.attempts.saturating_sub(1).min(4);
-        entry.next = now + SignedDuration::from_secs(secs.min(10));
+        self.queue.back_off(key, now);
     }
 
     fn violation(&mut self, invariant: &'static str, detail: String) {
@@ -1455,10 +1414,7 @@ impl World {
             .collect();
         let now = self.now();
         for key in unscheduled {
-            self.queue.entry(key).or_insert(Backoff {
-                next: now,
-                attempts: 0,
-            });
+            self.queue.add_if_absent(key, now);
         }
         self.schedule_one();
         self.ensure_scheduler();
@@ -1573,11 +1529,7 @@ impl World {
             {
                 continue;
             }
-            let names: Vec<String> = nodes
-                .iter()
-                .filter(|n| sliceguard::eligibility::ineligibility(n, pod).is_none())
-                .filter_map(|n| n.metadata.name.clone())
-                .collect();
+            let names = offer(nodes.iter().map(|n| &**n), pod).eligible;
             let decision = sliceguard::decision::filter(
                 sliceguard::decision::Fleet::scanned(&registry, &ledger),
                 &Default::default(),

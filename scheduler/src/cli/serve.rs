@@ -7,7 +7,8 @@
 //! Durations use Go's syntax (`5m`, `30s`, `1h30m`); addresses may be Go's `:port`.
 
 use super::Failure;
-use crate::bind::{BindSettings, ReleaseMode, go_duration};
+use crate::bind::{BindSettings, ReleaseMode};
+use crate::codec::go_duration;
 use crate::decision::SchedulerSettings;
 use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
 use crate::server::{self, KubeSource, SchedulerConfig, ServeOptions};

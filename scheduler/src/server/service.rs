@@ -33,10 +33,10 @@ use crate::annotations::DEVICES_ALLOCATED;
 use crate::bind::{
     ApiFailure, BindMachine, BindRequest, BindSettings, Effect, HolderState, LockFate,
     LockJudgement, LockRelease, Observation, ObservedLock, PodRef, ReleaseOwner, ReleaseResult,
-    ReleaseStep, Step, go_duration, judge_lock,
+    ReleaseStep, Step, judge_lock,
 };
 use crate::cluster_view::ClusterView;
-use crate::codec::lock;
+use crate::codec::{go_duration, lock};
 use crate::decision::{self, EventRecord, EventType, Outcome, SchedulerSettings};
 use crate::ledger::{Ledger, pod_key};
 use crate::registry::Registry;

@@ -7,11 +7,13 @@
 //! | `hami.io/mutex.lock` (`RFC3339,ns,name` and bare RFC3339) | [`lock`] |
 //! | `hami.io/node-handshake` | [`handshake`] |
 //! | reason lists (`1/2 CardInsufficientMemory, ...`) | [`reasons`] |
+//! | Go's `time.Duration` text (`5m0s`, `1h30m`), a `format`/`parse` pair | [`go_duration`] |
 //!
 //! Parsers never panic, never index out of bounds and never overflow; every error names the field
 //! and quotes the bad value (shortened when long). `parse(render(x)) == x` holds for every value a
 //! renderer accepts; the harness checks it by property and by fuzzing.
 
+pub mod go_duration;
 pub mod handshake;
 pub mod lock;
 pub mod pod_devices;

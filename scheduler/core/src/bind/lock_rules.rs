@@ -1,0 +1,287 @@
+//! The rules that decide whether a node lock held by someone stands ([`judge_lock`]), shared by
+//! the binder (take over) and the reaper (release), and when a lock expires.
+//!
+//! ## Lock rules (HAMi's, spec §5.2, plus the differences listed in the [overview](super))
+//! A lock held by another pod may be **taken over**, with a compare-and-swap on the node's
+//! resourceVersion read together with the old value, when [`judge_lock`] finds it free:
+//! - **expired**: more than the timeout after its timestamp (`now - t > timeout`), legacy bare
+//!   timestamps included;
+//! - **dangling**: its holder pod does not exist (a live `GET` said 404);
+//! - **holder finished**: its holder is Succeeded, Failed or being deleted;
+//! - **holder elsewhere**: its holder is bound to another node;
+//! - **holder bound** (`after-bind` mode only): its holder is bound to this node, so its binder
+//!   crashed between the `Binding` and the release;
+//! - **phase settled** (`device-plugin` mode only): its holder's `bind-phase` is `success` or
+//!   `failed`, so the device plugin is done with it;
+//! - **malformed**: a value that does not parse, once the timeout has passed since this process
+//!   first saw that value ([`MalformedSighting`]).
+//!
+//! The lock of the pod being bound is **re-entrant**: a retry (after a lost response, a crash, or a
+//! `BindingFailed` the scheduler retried) finds its own lock and continues. A 409 on the lock write
+//! re-reads the node and tries again with the new resourceVersion, at most
+//! [`BindSettings::max_lock_attempts`] times. Anything else is contention:
+//! `node <n> has been locked within 5m0s: node lock contention` (the timeout formatted as Go does).
+//!
+//! [`BindSettings::max_lock_attempts`]: super::BindSettings::max_lock_attempts
+
+use super::{PodView, ReleaseMode};
+use crate::annotations::bind_phase;
+use crate::codec::lock::{self, LockHolder};
+use jiff::{SignedDuration, Timestamp};
+
+/// The rule that freed a lock held by someone else (or let the binder re-enter its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LockRule {
+    /// Older than the timeout.
+    Expired,
+    /// The holder pod does not exist.
+    Dangling,
+    /// The holder is Succeeded, Failed or being deleted.
+    HolderFinished,
+    /// The holder is bound to another node.
+    HolderElsewhere,
+    /// `after-bind` mode: the holder is bound to this node (its binder stopped before releasing).
+    HolderBound,
+    /// `device-plugin` mode: the holder's `bind-phase` is `success` or `failed`.
+    PhaseSettled,
+    /// The value does not parse and was first seen more than the timeout ago.
+    Malformed,
+    /// The lock already belongs to the pod being bound.
+    Reentrant,
+}
+
+impl LockRule {
+    /// The metric label (`expired`, `dangling`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockRule::Expired => "expired",
+            LockRule::Dangling => "dangling",
+            LockRule::HolderFinished => "holder_finished",
+            LockRule::HolderElsewhere => "holder_elsewhere",
+            LockRule::HolderBound => "holder_bound",
+            LockRule::PhaseSettled => "phase_settled",
+            LockRule::Malformed => "malformed",
+            LockRule::Reentrant => "reentrant",
+        }
+    }
+}
+
+/// When this process first saw a malformed lock value on a node; the shell keeps these between binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedSighting {
+    /// Node.
+    pub node: String,
+    /// The exact value.
+    pub value: String,
+    /// First observed.
+    pub first_seen: Timestamp,
+}
+
+/// What is known about a lock's holder pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HolderState {
+    /// Not looked up yet (or the cache has no record: ask the API before calling it gone).
+    Unknown,
+    /// The API answered 404.
+    Gone,
+    /// The pod exists.
+    Present(PodView),
+}
+
+/// A lock value as read from a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedLock<'a> {
+    /// The node.
+    pub node: &'a str,
+    /// The raw value.
+    pub raw: &'a str,
+    /// When this process first saw this exact value (only used for malformed values).
+    pub first_seen: Timestamp,
+}
+
+/// What [`judge_lock`] concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockJudgement {
+    /// The lock may be released or taken over, by this rule.
+    Free(LockRule),
+    /// The lock stands; `until` is when the expiry rule will free it.
+    Stands {
+        /// Expiry instant (the first second at which `now - t > timeout`).
+        until: Timestamp,
+    },
+    /// Whether it stands depends on the holder pod: look it up.
+    NeedHolder(LockHolder),
+}
+
+/// Decides whether a lock held by someone stands, by the rules in the module documentation. The
+/// same rules serve the binder (take over) and the reaper (release). Pure: `now` is an input.
+pub fn judge_lock(
+    lock: &ObservedLock<'_>,
+    holder: &HolderState,
+    mode: ReleaseMode,
+    timeout: SignedDuration,
+    now: Timestamp,
+) -> LockJudgement {
+    let value = match lock::parse(lock.raw) {
+        Ok(value) => value,
+        Err(_) => {
+            return if now.duration_since(lock.first_seen) > timeout {
+                LockJudgement::Free(LockRule::Malformed)
+            } else {
+                LockJudgement::Stands {
+                    until: expiry_of(lock.first_seen, timeout),
+                }
+            };
+        }
+    };
+    if value.is_expired(now, timeout) {
+        return LockJudgement::Free(LockRule::Expired);
+    }
+    let until = expiry_of(value.taken_at, timeout);
+    let Some(owner) = value.holder else {
+        return LockJudgement::Stands { until };
+    };
+    match holder {
+        HolderState::Unknown => LockJudgement::NeedHolder(owner),
+        HolderState::Gone => LockJudgement::Free(LockRule::Dangling),
+        HolderState::Present(pod) => {
+            if pod.is_finished() {
+                return LockJudgement::Free(LockRule::HolderFinished);
+            }
+            match pod.node_name.as_deref() {
+                Some(n) if n != lock.node => LockJudgement::Free(LockRule::HolderElsewhere),
+                Some(_) if mode == ReleaseMode::AfterBind => {
+                    LockJudgement::Free(LockRule::HolderBound)
+                }
+                _ if mode == ReleaseMode::DevicePlugin
+                    && matches!(
+                        pod.bind_phase.as_deref(),
+                        Some(bind_phase::SUCCESS | bind_phase::FAILED)
+                    ) =>
+                {
+                    LockJudgement::Free(LockRule::PhaseSettled)
+                }
+                _ => LockJudgement::Stands { until },
+            }
+        }
+    }
+}
+
+/// The first whole second at which a lock taken at `taken_at` counts as expired.
+pub(super) fn expiry_of(taken_at: Timestamp, timeout: SignedDuration) -> Timestamp {
+    let edge = taken_at
+        .checked_add(timeout)
+        .unwrap_or(Timestamp::MAX)
+        .checked_add(SignedDuration::from_secs(1))
+        .unwrap_or(Timestamp::MAX);
+    Timestamp::from_second(edge.as_second()).unwrap_or(edge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn judge_lock_rules() {
+        let now = t("2025-01-01T00:10:00Z");
+        let five = SignedDuration::from_mins(5);
+        let fresh = "2025-01-01T00:08:00Z,ns,holder";
+        let node = "n1";
+        let lock = |raw| ObservedLock {
+            node,
+            raw,
+            first_seen: now,
+        };
+        let present = |f: fn(&mut PodView)| {
+            let mut p = PodView::default();
+            f(&mut p);
+            HolderState::Present(p)
+        };
+        let judge =
+            |raw, holder: &HolderState, mode| judge_lock(&lock(raw), holder, mode, five, now);
+        use ReleaseMode::*;
+        assert_eq!(
+            judge(
+                "2025-01-01T00:04:59Z,ns,holder",
+                &HolderState::Unknown,
+                AfterBind
+            ),
+            LockJudgement::Free(LockRule::Expired)
+        );
+        assert_eq!(
+            judge("2025-01-01T00:04:59Z", &HolderState::Unknown, AfterBind),
+            LockJudgement::Free(LockRule::Expired)
+        );
+        assert_eq!(
+            judge("2025-01-01T00:08:00Z", &HolderState::Unknown, AfterBind),
+            LockJudgement::Stands {
+                until: t("2025-01-01T00:13:01Z")
+            }
+        );
+        assert_eq!(
+            judge(fresh, &HolderState::Unknown, AfterBind),
+            LockJudgement::NeedHolder(LockHolder {
+                namespace: "ns".into(),
+                name: "holder".into()
+            })
+        );
+        assert_eq!(
+            judge(fresh, &HolderState::Gone, DevicePlugin),
+            LockJudgement::Free(LockRule::Dangling)
+        );
+        let finished = present(|p| p.phase = Some("Succeeded".into()));
+        assert_eq!(
+            judge(fresh, &finished, DevicePlugin),
+            LockJudgement::Free(LockRule::HolderFinished)
+        );
+        let elsewhere = present(|p| p.node_name = Some("n2".into()));
+        assert_eq!(
+            judge(fresh, &elsewhere, DevicePlugin),
+            LockJudgement::Free(LockRule::HolderElsewhere)
+        );
+        let here = present(|p| p.node_name = Some("n1".into()));
+        assert_eq!(
+            judge(fresh, &here, AfterBind),
+            LockJudgement::Free(LockRule::HolderBound)
+        );
+        assert!(matches!(
+            judge(fresh, &here, DevicePlugin),
+            LockJudgement::Stands { .. }
+        ));
+        let settled = present(|p| {
+            p.node_name = Some("n1".into());
+            p.bind_phase = Some("failed".into());
+        });
+        assert_eq!(
+            judge(fresh, &settled, DevicePlugin),
+            LockJudgement::Free(LockRule::PhaseSettled)
+        );
+        let pending = present(|p| p.bind_phase = Some("allocating".into()));
+        assert_eq!(
+            judge(fresh, &pending, AfterBind),
+            LockJudgement::Stands {
+                until: t("2025-01-01T00:13:01Z")
+            }
+        );
+        // Malformed: from first sighting.
+        let seen_long_ago = ObservedLock {
+            node,
+            raw: "lock",
+            first_seen: t("2025-01-01T00:04:00Z"),
+        };
+        assert_eq!(
+            judge_lock(&seen_long_ago, &HolderState::Unknown, AfterBind, five, now),
+            LockJudgement::Free(LockRule::Malformed)
+        );
+        assert_eq!(
+            judge("lock", &HolderState::Unknown, AfterBind),
+            LockJudgement::Stands {
+                until: t("2025-01-01T00:15:01Z")
+            }
+        );
+    }
+}
