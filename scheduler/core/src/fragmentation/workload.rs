@@ -1,0 +1,401 @@
+//! The typical workload: the task shapes the cluster runs ([`TaskShape`], grouped by their GPU part),
+//! their weights ([`TypicalWorkload`], [`Weighting`]) and the [`WorkloadProfile`] that learns them
+//! from the GPU pods the scheduler sees, or is configured.
+
+use crate::policy::PodPreferences;
+use crate::request::{ContainerRequest, PodRequest};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// Share of observed containers the typical shapes cover (the paper's 95 %).
+pub const DEFAULT_COVERAGE: f64 = 0.95;
+
+/// What one GPU container asks of each of its GPUs, with its CPU and GPU-type constraints.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskShape {
+    /// GPUs.
+    pub nums: u32,
+    /// MiB per GPU (0 when a percentage applies).
+    pub memreq: u32,
+    /// Percent of each GPU's memory, or `request::PERCENTAGE_UNSET`.
+    pub mem_percentage: u32,
+    /// Cores (percent) per GPU, clamped to 100.
+    pub cores: u32,
+    /// CPU request (millicores) that comes with it.
+    pub cpu_milli: u64,
+    /// `use-gputype` entries (upper-case substrings); empty means any type.
+    pub use_types: Vec<String>,
+    /// `nouse-gputype` entries (upper-case substrings).
+    pub nouse_types: Vec<String>,
+}
+
+impl TaskShape {
+    /// The shape of one container's request under the pod's type selectors, with `cpu_milli`.
+    pub fn of(request: &ContainerRequest, prefs: &PodPreferences, cpu_milli: u64) -> Self {
+        TaskShape {
+            nums: request.nums,
+            memreq: request.memreq,
+            mem_percentage: request.mem_percentage,
+            cores: request.cores_clamped(),
+            cpu_milli,
+            use_types: prefs.use_types.clone(),
+            nouse_types: prefs.nouse_types.clone(),
+        }
+    }
+}
+
+impl TaskShape {
+    /// The GPUs one such task takes: `nums` × its share of a GPU, the larger of its cores and its
+    /// memory percentage (a shape asking only for MiB counts its cores; one asking for nothing
+    /// measurable counts a tenth of a GPU, so that it still weighs something).
+    pub fn gpu_demand(&self) -> f64 {
+        let memory = if self.mem_percentage <= 100 {
+            self.mem_percentage
+        } else {
+            0
+        };
+        let share = f64::from(self.cores.max(memory)) / 100.0;
+        f64::from(self.nums) * if share > 0.0 { share } else { 0.1 }
+    }
+}
+
+/// The shapes of a pod's GPU containers; the pod's CPU is split evenly between them.
+fn pod_shapes<'a>(
+    request: &'a PodRequest,
+    prefs: &'a PodPreferences,
+    cpu_milli: u64,
+) -> impl Iterator<Item = TaskShape> + 'a {
+    let gpu_containers = request
+        .containers
+        .iter()
+        .filter(|c| c.request.as_ref().is_some_and(|r| r.nums > 0))
+        .count()
+        .max(1) as u64;
+    request
+        .containers
+        .iter()
+        .filter_map(|c| c.request.as_ref())
+        .filter(|r| r.nums > 0)
+        .map(move |r| TaskShape::of(r, prefs, cpu_milli / gpu_containers))
+}
+
+/// The GPU part of a shape (a shape without its CPU): what decides whether a device hosts it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct GpuKind {
+    pub(super) nums: u32,
+    request: (u32, u32, u32),
+    use_types: Vec<String>,
+    nouse_types: Vec<String>,
+}
+
+impl GpuKind {
+    fn of(shape: &TaskShape) -> Self {
+        GpuKind {
+            nums: shape.nums,
+            request: (shape.memreq, shape.mem_percentage, shape.cores),
+            use_types: shape.use_types.clone(),
+            nouse_types: shape.nouse_types.clone(),
+        }
+    }
+
+    /// One container's request of this kind.
+    pub(super) fn request(&self) -> ContainerRequest {
+        ContainerRequest {
+            nums: self.nums,
+            memreq: self.request.0,
+            mem_percentage: self.request.1,
+            coresreq: self.request.2,
+        }
+    }
+
+    pub(super) fn constrained(&self) -> bool {
+        !self.use_types.is_empty() || !self.nouse_types.is_empty()
+    }
+
+    /// True when the upper-cased device type passes the type selectors.
+    pub(super) fn type_allowed(&self, upper_type: &str) -> bool {
+        (self.use_types.is_empty()
+            || self
+                .use_types
+                .iter()
+                .any(|t| upper_type.contains(t.as_str())))
+            && !self
+                .nouse_types
+                .iter()
+                .any(|t| upper_type.contains(t.as_str()))
+    }
+}
+
+/// The typical workload: shapes and their probabilities (summing to 1 unless empty).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypicalWorkload {
+    pub(super) shapes: Vec<(TaskShape, f64)>,
+    /// The distinct GPU parts of the shapes.
+    pub(super) kinds: Vec<GpuKind>,
+    /// For each shape, its GPU part in `kinds`.
+    pub(super) kind_of: Vec<usize>,
+    pub(super) constrained: bool,
+}
+
+impl TypicalWorkload {
+    /// A workload from weighted shapes; weights are normalised, non-positive ones and shapes
+    /// without GPUs dropped.
+    pub fn from_weights(weights: impl IntoIterator<Item = (TaskShape, f64)>) -> Self {
+        let mut shapes: Vec<(TaskShape, f64)> = weights
+            .into_iter()
+            .filter(|(s, w)| *w > 0.0 && w.is_finite() && s.nums > 0)
+            .collect();
+        let total: f64 = shapes.iter().map(|(_, w)| w).sum();
+        for (_, w) in &mut shapes {
+            *w /= total;
+        }
+        let mut kinds: Vec<GpuKind> = Vec::new();
+        let kind_of = shapes
+            .iter()
+            .map(|(s, _)| {
+                let kind = GpuKind::of(s);
+                match kinds.iter().position(|k| *k == kind) {
+                    Some(i) => i,
+                    None => {
+                        kinds.push(kind);
+                        kinds.len() - 1
+                    }
+                }
+            })
+            .collect();
+        let constrained = kinds.iter().any(GpuKind::constrained);
+        TypicalWorkload {
+            shapes,
+            kinds,
+            kind_of,
+            constrained,
+        }
+    }
+
+    /// The pod's own GPU containers, equally weighted (the workload when nothing else is known).
+    pub fn of_pod(request: &PodRequest, prefs: &PodPreferences, cpu_milli: u64) -> Self {
+        TypicalWorkload::from_weights(pod_shapes(request, prefs, cpu_milli).map(|s| (s, 1.0)))
+    }
+
+    /// The profile's typical shapes, or the pod's own when the profile is absent or empty.
+    pub fn resolve<'a>(
+        profile: Option<&'a WorkloadProfile>,
+        request: &PodRequest,
+        prefs: &PodPreferences,
+        cpu_milli: u64,
+    ) -> Cow<'a, TypicalWorkload> {
+        match profile {
+            Some(p) if !p.typical.is_empty() => Cow::Borrowed(&p.typical),
+            _ => Cow::Owned(TypicalWorkload::of_pod(request, prefs, cpu_milli)),
+        }
+    }
+
+    /// The shapes and their probabilities.
+    pub fn shapes(&self) -> &[(TaskShape, f64)] {
+        &self.shapes
+    }
+
+    /// True when there is no shape.
+    pub fn is_empty(&self) -> bool {
+        self.shapes.is_empty()
+    }
+}
+
+/// How the typical shapes are weighted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Weighting {
+    /// Frequency × the GPUs a shape takes ([`TaskShape::gpu_demand`]); sliceguard's default.
+    #[default]
+    Demand,
+    /// Frequency alone, as FGD weights them.
+    Count,
+}
+
+/// The typical workload learned from the GPU pods the scheduler has seen, or configured.
+#[derive(Debug, Clone)]
+pub struct WorkloadProfile {
+    counts: HashMap<TaskShape, u64>,
+    observed: u64,
+    coverage: f64,
+    weighting: Weighting,
+    typical: TypicalWorkload,
+}
+
+impl Default for WorkloadProfile {
+    fn default() -> Self {
+        WorkloadProfile::with_coverage(DEFAULT_COVERAGE)
+    }
+}
+
+impl WorkloadProfile {
+    /// An empty profile whose typical shapes cover `coverage` (clamped to (0, 1]) of observations.
+    pub fn with_coverage(coverage: f64) -> Self {
+        let coverage = if coverage.is_finite() {
+            coverage.clamp(f64::MIN_POSITIVE, 1.0)
+        } else {
+            DEFAULT_COVERAGE
+        };
+        WorkloadProfile {
+            counts: HashMap::new(),
+            observed: 0,
+            coverage,
+            weighting: Weighting::Demand,
+            typical: TypicalWorkload::default(),
+        }
+    }
+
+    /// The same profile with shapes weighted by `weighting`.
+    pub fn weighted(mut self, weighting: Weighting) -> Self {
+        self.weighting = weighting;
+        self.refresh();
+        self
+    }
+
+    /// A profile from counts (configured, e.g. from last week's workload); `observe` adds to it.
+    pub fn configured(counts: impl IntoIterator<Item = (TaskShape, u64)>) -> Self {
+        let mut profile = WorkloadProfile::default();
+        for (shape, n) in counts {
+            if shape.nums > 0 && n > 0 {
+                *profile.counts.entry(shape).or_default() += n;
+                profile.observed += n;
+            }
+        }
+        profile.refresh();
+        profile
+    }
+
+    /// Learns from a pod the scheduler is asked to place (one observation per GPU container);
+    /// `cpu_milli` is the pod's CPU request.
+    pub fn observe(&mut self, request: &PodRequest, prefs: &PodPreferences, cpu_milli: u64) {
+        let before = self.observed;
+        for shape in pod_shapes(request, prefs, cpu_milli) {
+            *self.counts.entry(shape).or_default() += 1;
+            self.observed += 1;
+        }
+        if self.observed != before {
+            self.refresh();
+        }
+    }
+
+    /// Containers observed.
+    pub fn observed(&self) -> u64 {
+        self.observed
+    }
+
+    /// The current typical workload.
+    pub fn typical(&self) -> &TypicalWorkload {
+        &self.typical
+    }
+
+    /// Recomputes the typical shapes: most frequent first (ties by shape, for determinism), until
+    /// they cover `coverage` of the observations.
+    fn refresh(&mut self) {
+        let mut ranked: Vec<(&TaskShape, u64)> = self.counts.iter().map(|(s, n)| (s, *n)).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let needed = self.coverage * self.observed as f64;
+        let mut covered = 0u64;
+        let mut chosen = Vec::new();
+        for (shape, n) in ranked {
+            if covered as f64 >= needed && !chosen.is_empty() {
+                break;
+            }
+            covered += n;
+            let weight = match self.weighting {
+                Weighting::Demand => n as f64 * shape.gpu_demand(),
+                Weighting::Count => n as f64,
+            };
+            chosen.push((shape.clone(), weight));
+        }
+        self.typical = TypicalWorkload::from_weights(chosen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fragmentation::tests::shape;
+    use crate::policy::PolicyDefaults;
+    use crate::request::{ContainerSlot, PERCENTAGE_UNSET};
+    use std::collections::BTreeMap;
+
+    fn prefs() -> PodPreferences {
+        PodPreferences::from_annotations(&BTreeMap::new(), &PolicyDefaults::default()).unwrap()
+    }
+
+    fn one_container(percent: u32) -> PodRequest {
+        PodRequest {
+            containers: vec![ContainerSlot {
+                name: "c".into(),
+                init: false,
+                request: Some(ContainerRequest {
+                    nums: 1,
+                    memreq: 0,
+                    mem_percentage: percent,
+                    coresreq: percent,
+                }),
+            }],
+        }
+    }
+
+    #[test]
+    fn profile_learns_the_frequent_shapes() {
+        let p = prefs();
+        let mut profile = WorkloadProfile::with_coverage(0.9);
+        for _ in 0..6 {
+            profile.observe(&one_container(50), &p, 4000);
+        }
+        for _ in 0..3 {
+            profile.observe(&one_container(100), &p, 8000);
+        }
+        profile.observe(&one_container(10), &p, 1000);
+        profile.observe(&PodRequest::default(), &p, 1000);
+        assert_eq!(profile.observed(), 10);
+        // 6 + 3 = 90 % coverage: the rare 10 % shape is left out and the rest renormalised.
+        let typical = profile.typical().shapes();
+        assert_eq!(typical.len(), 2);
+        assert_eq!((typical[0].0.cores, typical[1].0.cores), (50, 100));
+        assert_eq!(
+            (typical[0].0.cpu_milli, typical[1].0.cpu_milli),
+            (4000, 8000)
+        );
+        // Weighted by GPU demand: 6 × 0.5 GPU and 3 × 1 GPU weigh the same.
+        assert!((typical[0].1 - 0.5).abs() < 1e-12);
+        assert!((typical[1].1 - 0.5).abs() < 1e-12);
+
+        let fallback = TypicalWorkload::resolve(None, &one_container(30), &p, 0);
+        assert_eq!(fallback.shapes().len(), 1);
+        assert_eq!(fallback.shapes()[0].0.cores, 30);
+        let learned = TypicalWorkload::resolve(Some(&profile), &one_container(30), &p, 0);
+        assert_eq!(learned.shapes().len(), 2);
+        let empty = WorkloadProfile::default();
+        assert_eq!(
+            TypicalWorkload::resolve(Some(&empty), &one_container(30), &p, 0)
+                .shapes()
+                .len(),
+            1
+        );
+
+        let configured =
+            WorkloadProfile::configured([(shape(1, 100), 3), (shape(1, 20), 1), (shape(0, 0), 5)]);
+        assert_eq!(configured.observed(), 4);
+        assert_eq!(configured.typical().shapes().len(), 2);
+        let unset = TaskShape {
+            mem_percentage: PERCENTAGE_UNSET,
+            memreq: 3000,
+            ..shape(1, 0)
+        };
+        assert_eq!(GpuKind::of(&unset).request().memory_on(10000), 3000);
+        // Shapes that differ only in CPU share one GPU kind.
+        let mut more_cpu = shape(1, 20);
+        more_cpu.cpu_milli = 8000;
+        let w = TypicalWorkload::from_weights([
+            (shape(1, 20), 1.0),
+            (more_cpu, 1.0),
+            (shape(1, 50), 1.0),
+        ]);
+        assert_eq!(
+            (w.kinds.len(), w.kind_of.as_slice()),
+            (2, [0, 0, 1].as_slice())
+        );
+    }
+}
