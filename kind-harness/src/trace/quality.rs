@@ -996,7 +996,7 @@ landed on a GPU already holding 10 or more tasks, i.e. that a split count of 10 
     let _ = writeln!(
         m,
         "`hami.io/gpu-scheduler-policy: fragmentation` (or `--gpu-scheduler-policy fragmentation`) is one combined policy: it \
-chooses the node and the GPUs (`scheduler/src/fragmentation.rs`). From FGD it takes the expected fragmentation of a node \
+chooses the node and the GPUs (`scheduler/core/src/fragmentation/`). From FGD it takes the expected fragmentation of a node \
 under the typical workload, F = Σ_m p_m · frag(m), where frag(m) is the free GPU share no GPU of task shape m can use (all \
 of it if the node cannot host m at all, for lack of GPUs or CPU). Each decision is per node, O(shapes × GPUs):\n\n\
 - **Devices**: each fitting GPU is keyed by F after it takes one GPU of the request; the least is taken (ties: busiest first).\n\
