@@ -335,6 +335,7 @@ impl SimCluster {
             Effect::WriteLock { .. }
                 | Effect::ClearLock { .. }
                 | Effect::PatchPodAnnotations { .. }
+                | Effect::PatchPodMetadata { .. }
                 | Effect::CreateBinding { .. }
         )
     }
@@ -521,6 +522,26 @@ fn apply_effect(core: &mut ApiCore, effect: &Effect) -> Observation {
                 PatchType::Merge,
                 &patch,
             ))
+        }
+        Effect::PatchPodMetadata {
+            namespace, name, ..
+        } => {
+            // The filter's write: a merge patch whose `metadata.uid` the store checks (immutable).
+            let patch = effect.merge_patch().unwrap_or(Value::Null);
+            let result = core.store.patch(
+                Resource::Pods,
+                Some(namespace),
+                name,
+                Part::Main,
+                PatchType::Merge,
+                &patch,
+            );
+            let ok = result.is_ok();
+            core.log(format!(
+                "filter patch {namespace}/{name}{}",
+                if ok { "" } else { " (refused)" }
+            ));
+            written(result)
         }
         Effect::CreateBinding {
             namespace,

@@ -5,6 +5,7 @@
 //! | `GetPod`, `GetNode` | `GET /api/v1/namespaces/<ns>/pods/<name>`, `GET /api/v1/nodes/<node>` |
 //! | `WriteLock`, `ClearLock` | `PATCH /api/v1/nodes/<node>` `application/merge-patch+json` with `metadata.resourceVersion` (the API server answers 409 when it is stale) |
 //! | `PatchPodAnnotations` | `PATCH .../pods/<name>` merge patch of `metadata.annotations` |
+//! | `PatchPodMetadata` | `PATCH .../pods/<name>` merge patch of `metadata.annotations` and `metadata.labels` with `metadata.uid` (immutable: the API server refuses the patch, 422, when the pod was re-created under the name) |
 //! | `CreateBinding` | `POST .../pods/<name>/binding` with `metadata.uid` as precondition |
 //! | `EmitEvent` | `POST /api/v1/namespaces/<ns>/events`: a core/v1 Event with `source.component` and `reportingComponent` = the scheduler name, as client-go's recorder writes HAMi's |
 //!
@@ -153,6 +154,9 @@ impl ClusterApi for KubeCluster {
                 self.merge_patch_node(node, body).await
             }
             Effect::PatchPodAnnotations {
+                namespace, name, ..
+            }
+            | Effect::PatchPodMetadata {
                 namespace, name, ..
             } => {
                 let body = effect.merge_patch().unwrap_or(Value::Null);
