@@ -14,8 +14,8 @@
 //! clock); the core must never depend on the shell.
 
 pub use sliceguard_core::{
-    admission, annotations, bind, cluster_view, codec, decision, eligibility, fit, fragmentation,
-    index, ledger, model, objects, policy, quantity, registry, request, score,
+    admission, annotations, bind, cluster_view, codec, decision, eligibility, filter, fit,
+    fragmentation, index, ledger, model, objects, policy, quantity, registry, request, score,
 };
 
 pub mod cli;

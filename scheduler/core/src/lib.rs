@@ -34,6 +34,7 @@
 //! | [`index`] | the placement index: nodes ordered by score with device summaries, same decision as the scan |
 //! | [`decision`] | the placement decision over a fleet: node, devices, verdicts, annotations, events |
 //! | [`cluster_view`] | the cluster as the watches show it: registry, ledger, index, GPU pods, locks, assumptions |
+//! | [`filter`] | the extender filter's write-and-assume protocol as a sans-IO state machine |
 //! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
 //! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
@@ -45,6 +46,7 @@ pub mod cluster_view;
 pub mod codec;
 pub mod decision;
 pub mod eligibility;
+pub mod filter;
 pub mod fit;
 pub mod fragmentation;
 pub mod index;
