@@ -319,6 +319,32 @@ fn a_lost_answer_after_the_write_landed_is_settled_by_the_watch_and_counted_once
 }
 
 #[test]
+fn a_lost_answer_on_a_re_filter_of_an_assumed_pod_is_settled_by_the_watch_and_counted_once() {
+    let mut view = fleet_view();
+    let p = pod("p", 8000, 100);
+    // First filter: placed on n1 and assumed; the watch has not shown the patched pod yet.
+    let mut first = machine(&p, &["n1"]);
+    let (outcome, first_effects) = run(&mut first, &mut view, t0(), |_, _| written());
+    assert_eq!(outcome.verdict, FilterVerdict::Placed { node: "n1".into() });
+    assert!(view.is_assumed("default/p"));
+    // kube-scheduler filters it again, offering n2: the patch lands but its answer is lost.
+    let mut second = machine(&p, &["n2"]);
+    let (_, second_effects) = run(&mut second, &mut view, at(1), |_, _| lost());
+    // Either write may be the one on the API: both count.
+    assert_eq!(usage(&view, "n1"), used(1, 8000, 100));
+    assert_eq!(usage(&view, "n2"), used(1, 8000, 100));
+    // The watch (here a re-list after a disconnect) shows the pod carrying the second write: the pod
+    // holds n2 only.
+    let on_api = patched(&patched(&p, &first_effects[0]), &second_effects[0]);
+    view.replace_pods(&[on_api]);
+    assert!(unconfirmed(&view, "default/p").is_empty());
+    assert!(!view.is_assumed("default/p"));
+    assert_eq!(view.ledger().entry("default/p").unwrap().node, "n2");
+    assert_eq!(usage(&view, "n2"), used(1, 8000, 100));
+    assert_eq!(usage(&view, "n1"), DeviceUsage::default());
+}
+
+#[test]
 fn a_refused_re_filter_restores_the_previous_allocation() {
     let mut view = fleet_view();
     let p = place(&mut view, &pod("p", 8000, 100), &["n1"]);
