@@ -623,61 +623,6 @@ impl ClusterApi for SimCluster {
             }
         }
     }
-
-    fn patch_pod_metadata(
-        &self,
-        namespace: &str,
-        name: &str,
-        annotations: &BTreeMap<String, String>,
-        labels: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<(), ApiFailure>> + Send {
-        let answer = {
-            let mut core = lock_core(&self.core);
-            if core.crashed {
-                None
-            } else if core.roll(Fault::Crash) {
-                core.crashed = true;
-                core.log(
-                    "fault crash: the scheduler stops before patching the filter's annotations"
-                        .into(),
-                );
-                None
-            } else if core.roll(Fault::ServerError) {
-                core.log("fault server-error on the filter's annotation patch".into());
-                Some(Err(ApiFailure::Indeterminate(
-                    "injected 500 Internal Server Error".into(),
-                )))
-            } else {
-                let patch = json!({"metadata": {"annotations": annotations, "labels": labels}});
-                let result = core.store.patch(
-                    Resource::Pods,
-                    Some(namespace),
-                    name,
-                    Part::Main,
-                    PatchType::Merge,
-                    &patch,
-                );
-                match result {
-                    Ok(_) if core.roll(Fault::LostResponse) => {
-                        core.log(
-                            "fault lost-response on the filter's annotation patch (applied)".into(),
-                        );
-                        Some(Err(ApiFailure::Indeterminate(
-                            "injected lost response".into(),
-                        )))
-                    }
-                    Ok(_) => Some(Ok(())),
-                    Err(e) => Some(Err(failure(e))),
-                }
-            }
-        };
-        async move {
-            match answer {
-                Some(result) => result,
-                None => never().await,
-            }
-        }
-    }
 }
 
 /// A running scheduler instance: the service and the runtime its async functions run on.

@@ -24,8 +24,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use serde_json::Value;
 
 /// The kube-rs driver.
 #[derive(Clone)]
@@ -202,20 +201,5 @@ impl ClusterApi for KubeCluster {
                 }
             }
         }
-    }
-
-    async fn patch_pod_metadata(
-        &self,
-        namespace: &str,
-        name: &str,
-        annotations: &BTreeMap<String, String>,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(), ApiFailure> {
-        let body = json!({"metadata": {"annotations": annotations, "labels": labels}});
-        self.pods(namespace)
-            .patch(name, &PatchParams::default(), &Patch::Merge(body))
-            .await
-            .map(|_| ())
-            .map_err(failure)
     }
 }
