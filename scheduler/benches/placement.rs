@@ -13,6 +13,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use sliceguard::annotations::{DEVICES_ALLOCATED, NODE_REGISTER, VGPU_NODE};
+use sliceguard::cluster_view::ClusterView;
 use sliceguard::codec::{pod_devices, reasons, register};
 use sliceguard::decision::{self, PreparedPod, SchedulerSettings};
 use sliceguard::index::PlacementIndex;
@@ -20,7 +21,6 @@ use sliceguard::ledger::Ledger;
 use sliceguard::model::{ContainerDevice, DeviceInfo, PodAllocation};
 use sliceguard::objects::{GpuAsk, gpu_pod};
 use sliceguard::registry::Registry;
-use sliceguard::cluster_view::ClusterView;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;

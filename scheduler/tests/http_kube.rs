@@ -3,7 +3,6 @@
 //! patch, the event objects, `register` (dry run and real), `serve` end to end (watch sync,
 //! filter, bind, SIGTERM), an unreachable API (exit 2 naming the address), and `serve --help`.
 
-
 #[path = "../core/tests/bind_support/mod.rs"]
 mod bind_support;
 mod http_support;

@@ -1,7 +1,6 @@
 //! The webhook: real AdmissionReview v1 and v1beta1 bodies in-process, malformed and oversized
 //! reviews, and a real TLS handshake against the accept loop with a certificate made in the test.
 
-
 #[path = "../core/tests/bind_support/mod.rs"]
 mod bind_support;
 mod http_support;

@@ -77,7 +77,14 @@ fn path_to(name: &str) -> String {
     Command::new(cargo)
         .current_dir(manifest_dir())
         .args([
-            "tree", "-p", "sliceguard-core", "-e", "normal,build", "-i", name, "--offline",
+            "tree",
+            "-p",
+            "sliceguard-core",
+            "-e",
+            "normal,build",
+            "-i",
+            name,
+            "--offline",
         ])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -227,7 +234,12 @@ fn the_core_modules_import_each_other_without_a_cycle() {
     if let Some(cycle) = find_cycle(&graph) {
         let edges: Vec<String> = graph
             .iter()
-            .map(|(m, to)| format!("  {m} -> {}", to.iter().cloned().collect::<Vec<_>>().join(", ")))
+            .map(|(m, to)| {
+                format!(
+                    "  {m} -> {}",
+                    to.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
             .collect();
         panic!(
             "import cycle between the core's modules: {}\nthe graph:\n{}",
@@ -249,7 +261,11 @@ fn the_cycle_finder_finds_a_planted_cycle_and_accepts_a_dag() {
     };
     let dag = edges(&[("decision", "fit"), ("fit", "model"), ("decision", "model")]);
     assert_eq!(find_cycle(&dag), None);
-    let cyclic = edges(&[("decision", "index"), ("index", "ledger"), ("ledger", "index")]);
+    let cyclic = edges(&[
+        ("decision", "index"),
+        ("index", "ledger"),
+        ("ledger", "index"),
+    ]);
     assert_eq!(
         find_cycle(&cyclic),
         Some(vec!["index".into(), "ledger".into(), "index".into()])

@@ -38,8 +38,8 @@ enum Command {
     Fleet(fleet::FleetArgs),
     Place(place::PlaceArgs),
     Decode(decode::DecodeArgs),
-        Serve(serve::ServeArgs),
-        Register(register::RegisterArgs),
+    Serve(serve::ServeArgs),
+    Register(register::RegisterArgs),
 }
 
 /// A failure the CLI reports: the message and the exit code.
@@ -74,8 +74,8 @@ pub fn main() -> ExitCode {
         Command::Fleet(args) => fleet::run(&args),
         Command::Place(args) => place::run(&args),
         Command::Decode(args) => decode::run(&args),
-                Command::Serve(args) => serve::run(&args),
-                Command::Register(args) => register::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Register(args) => register::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
