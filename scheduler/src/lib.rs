@@ -14,9 +14,9 @@
 //! clock); the core must never depend on the shell.
 
 pub use sliceguard_core::{
-    admission, annotations, bind, cluster_view, codec, decision, eligibility, fit, fragmentation,
-    gpu_policy, index, ledger, model, objects, outcome, policy, quantity, registry, request, rules,
-    scan, score,
+    admission, annotations, bind, cluster_view, codec, decision, eligibility, filter, fit,
+    fragmentation, gpu_policy, index, ledger, model, objects, outcome, policy, quantity, registry,
+    request, rules, scan, score,
 };
 
 pub mod cli;

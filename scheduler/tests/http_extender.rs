@@ -729,3 +729,96 @@ async fn a_lost_filter_write_that_never_landed_is_settled_by_reading_the_pod() {
         "a write the read shows landed stays counted"
     );
 }
+
+/// Every ledger entry of the service's view, by key.
+fn ledger_entries(
+    svc: &Arc<Scheduler<MemCluster>>,
+) -> std::collections::BTreeMap<String, sliceguard::ledger::LedgerEntry> {
+    svc.with_view(|v| {
+        v.ledger()
+            .entries()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    })
+}
+
+/// A filter whose future is dropped (kube-scheduler hung up) while its pod patch is in flight: the
+/// patch may still land, so the write counts as unconfirmed, not as a confirmed assumption, and is
+/// not lost.
+#[tokio::test]
+async fn a_filter_dropped_while_its_patch_is_in_flight_counts_the_write_as_unconfirmed() {
+    use sliceguard::server::extender::ExtenderArgs;
+    let (svc, cluster) = synced_service(config());
+    cluster
+        .delays
+        .lock()
+        .unwrap()
+        .insert("patch-pod-metadata", Duration::from_secs(3600));
+    let args = ExtenderArgs {
+        pod: Some(gpu_pod("p", "1000", "20")),
+        nodes: None,
+        node_names: Some(vec!["n1".into(), "n2".into()]),
+    };
+    let dropped = tokio::time::timeout(Duration::from_millis(100), svc.filter(args)).await;
+    assert!(dropped.is_err(), "the patch never answers");
+    assert!(cluster.pod_patches.lock().unwrap().is_empty());
+    svc.with_view(|v| assert!(!v.is_assumed("default/p")));
+    let entries = ledger_entries(&svc);
+    assert!(!entries.contains_key("default/p"), "{entries:?}");
+    assert_eq!(unconfirmed_writes(&svc, "default/p"), 1);
+    let (key, entry) = entries.iter().next().unwrap();
+    assert!(key.starts_with("default/p#unconfirmed-"), "{key}");
+    assert_eq!(entry.node, "n1");
+    assert_eq!(entries.len(), 1);
+}
+
+/// A filter dropped while it reads the pod of an old lost write, before it decided anything: the
+/// view is exactly as before, including the pod's earlier assumption.
+#[tokio::test]
+async fn a_filter_dropped_during_its_settle_read_leaves_the_view_as_it_was() {
+    use sliceguard::server::extender::ExtenderArgs;
+    use sliceguard::server::service::UNCONFIRMED_SETTLE_AFTER;
+    use std::sync::atomic::Ordering;
+    let (svc, cluster, elapsed) = service_with_clock(&["a", "p"]);
+    let router = extender_router(svc.clone());
+    // p is placed (assumed); a's write is lost.
+    let (_, answer) = call_json(
+        &router,
+        "/filter",
+        &filter_args(gpu_pod_json("p", "1000", "20")),
+    )
+    .await;
+    assert_eq!(answer["NodeNames"], json!(["n1"]), "{answer}");
+    *cluster.fail_pod_patch.lock().unwrap() = Some(ApiFailure::Indeterminate("lost".into()));
+    let (_, answer) = call_json(&router, "/filter", &whole_node_args("a", &["n2"])).await;
+    assert!(
+        answer["Error"].as_str().unwrap().contains("lost"),
+        "{answer}"
+    );
+    *cluster.fail_pod_patch.lock().unwrap() = None;
+    elapsed.store(UNCONFIRMED_SETTLE_AFTER.as_secs() + 1, Ordering::SeqCst);
+    let before = ledger_entries(&svc);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // p is filtered again; the read of a's pod never answers and the filter is dropped.
+    cluster
+        .delays
+        .lock()
+        .unwrap()
+        .insert("get-pod", Duration::from_secs(3600));
+    let args = ExtenderArgs {
+        pod: Some(gpu_pod("p", "1000", "20")),
+        nodes: None,
+        node_names: Some(vec!["n1".into(), "n2".into()]),
+    };
+    let dropped = tokio::time::timeout(Duration::from_millis(100), svc.filter(args)).await;
+    assert!(dropped.is_err());
+    assert_eq!(ledger_entries(&svc), before);
+    svc.with_view(|v| assert!(v.is_assumed("default/p")));
+    assert_eq!(unconfirmed_writes(&svc, "default/a"), 1);
+    assert_eq!(
+        cluster.pod_patches.lock().unwrap().len(),
+        1,
+        "only p's first patch"
+    );
+}

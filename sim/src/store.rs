@@ -4,7 +4,9 @@
 //! - Every write bumps a global `resourceVersion` (a decimal string on the wire) and appends a watch
 //!   event; a write that changes nothing is a no-op, as on a real API server.
 //! - Preconditions: a `metadata.resourceVersion` in a replace or patch body that differs from the
-//!   stored one is a **409 Conflict**.
+//!   stored one is a **409 Conflict**; a `metadata.uid` in a patch body that differs from the stored
+//!   one is a **422 Invalid** (uid is immutable), so a uid in a patch guards against a re-created
+//!   object.
 //! - Patches: JSON merge patch, strategic merge patch (treated as a merge patch: enough for maps such
 //!   as annotations and labels, where `null` deletes; lists are replaced), and JSON Patch.
 //! - Subresources: `pods/binding` (409 if the pod is already bound) and `status` (replace or patch
@@ -874,7 +876,28 @@ impl Store {
                 }
             }
         }
+        Store::check_uid_unchanged(resource, name, &current, &updated)?;
         self.commit(resource, key, &current, updated)
+    }
+
+    /// `metadata.uid` is immutable: a patch that would change it is refused with kube-apiserver's
+    /// 422 (`ValidateObjectMetaUpdate`, run for every update). A patch carrying the object's own uid
+    /// is thus a precondition that a deleted and re-created object of the same name fails; one
+    /// without a uid keeps the stored one.
+    fn check_uid_unchanged(
+        resource: Resource,
+        name: &str,
+        current: &Value,
+        updated: &Value,
+    ) -> Result<(), ApiError> {
+        let stored = current["metadata"]["uid"].as_str().unwrap_or("");
+        match updated["metadata"]["uid"].as_str() {
+            Some(uid) if !uid.is_empty() && uid != stored => Err(ApiError::Invalid(format!(
+                "{} \"{name}\" is invalid: metadata.uid: Invalid value: \"{uid}\": field is immutable",
+                resource.kind()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Binds a pod to a node (`POST pods/{name}/binding`); 409 if it is already bound.
@@ -1175,6 +1198,72 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.resource_version(), before);
+    }
+
+    #[test]
+    fn a_patch_naming_another_uid_is_refused_and_its_own_uid_is_a_precondition() {
+        let mut s = Store::default();
+        let created = s.create(Resource::Pods, None, pod("p")).unwrap();
+        let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+        let patch = |uid: &str| json!({"metadata": {"uid": uid, "annotations": {"a": "1"}}});
+        // Deleted and re-created under the same name: the new pod has another uid.
+        s.delete(Resource::Pods, Some("default"), "p").unwrap();
+        let recreated = s.create(Resource::Pods, None, pod("p")).unwrap();
+        let before = s.resource_version();
+        for patch_type in [PatchType::Merge, PatchType::StrategicMerge] {
+            let err = s
+                .patch(
+                    Resource::Pods,
+                    Some("default"),
+                    "p",
+                    Part::Main,
+                    patch_type,
+                    &patch(&uid),
+                )
+                .unwrap_err();
+            assert_eq!(err.code(), 422, "{err}");
+            assert!(err.to_string().contains("metadata.uid"), "{err}");
+        }
+        let ops = json!([{"op": "replace", "path": "/metadata/uid", "value": "someone-else"}]);
+        let err = s
+            .patch(
+                Resource::Pods,
+                Some("default"),
+                "p",
+                Part::Main,
+                PatchType::Json,
+                &ops,
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert_eq!(s.resource_version(), before, "nothing was written");
+        let current = s.get(Resource::Pods, Some("default"), "p").unwrap();
+        assert!(current["metadata"]["annotations"].get("a").is_none());
+        // The pod's own uid, or none, is accepted.
+        let own = recreated["metadata"]["uid"].as_str().unwrap();
+        let p = s
+            .patch(
+                Resource::Pods,
+                Some("default"),
+                "p",
+                Part::Main,
+                PatchType::Merge,
+                &patch(own),
+            )
+            .unwrap();
+        assert_eq!(p["metadata"]["annotations"]["a"], "1");
+        assert_eq!(p["metadata"]["uid"], own);
+        let p = s
+            .patch(
+                Resource::Pods,
+                Some("default"),
+                "p",
+                Part::Main,
+                PatchType::Merge,
+                &json!({"metadata": {"annotations": {"b": "2"}}}),
+            )
+            .unwrap();
+        assert_eq!(p["metadata"]["uid"], own);
     }
 
     #[test]

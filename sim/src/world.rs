@@ -336,6 +336,7 @@ impl SimCluster {
             Effect::WriteLock { .. }
                 | Effect::ClearLock { .. }
                 | Effect::PatchPodAnnotations { .. }
+                | Effect::PatchPodMetadata { .. }
                 | Effect::CreateBinding { .. }
         )
     }
@@ -523,6 +524,26 @@ fn apply_effect(core: &mut ApiCore, effect: &Effect) -> Observation {
                 &patch,
             ))
         }
+        Effect::PatchPodMetadata {
+            namespace, name, ..
+        } => {
+            // The filter's write: a merge patch whose `metadata.uid` the store checks (immutable).
+            let patch = effect.merge_patch().unwrap_or(Value::Null);
+            let result = core.store.patch(
+                Resource::Pods,
+                Some(namespace),
+                name,
+                Part::Main,
+                PatchType::Merge,
+                &patch,
+            );
+            let ok = result.is_ok();
+            core.log(format!(
+                "filter patch {namespace}/{name}{}",
+                if ok { "" } else { " (refused)" }
+            ));
+            written(result)
+        }
         Effect::CreateBinding {
             namespace,
             name,
@@ -599,61 +620,6 @@ impl ClusterApi for SimCluster {
         async move {
             match answer {
                 Some(observation) => observation,
-                None => never().await,
-            }
-        }
-    }
-
-    fn patch_pod_metadata(
-        &self,
-        namespace: &str,
-        name: &str,
-        annotations: &BTreeMap<String, String>,
-        labels: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<(), ApiFailure>> + Send {
-        let answer = {
-            let mut core = lock_core(&self.core);
-            if core.crashed {
-                None
-            } else if core.roll(Fault::Crash) {
-                core.crashed = true;
-                core.log(
-                    "fault crash: the scheduler stops before patching the filter's annotations"
-                        .into(),
-                );
-                None
-            } else if core.roll(Fault::ServerError) {
-                core.log("fault server-error on the filter's annotation patch".into());
-                Some(Err(ApiFailure::Indeterminate(
-                    "injected 500 Internal Server Error".into(),
-                )))
-            } else {
-                let patch = json!({"metadata": {"annotations": annotations, "labels": labels}});
-                let result = core.store.patch(
-                    Resource::Pods,
-                    Some(namespace),
-                    name,
-                    Part::Main,
-                    PatchType::Merge,
-                    &patch,
-                );
-                match result {
-                    Ok(_) if core.roll(Fault::LostResponse) => {
-                        core.log(
-                            "fault lost-response on the filter's annotation patch (applied)".into(),
-                        );
-                        Some(Err(ApiFailure::Indeterminate(
-                            "injected lost response".into(),
-                        )))
-                    }
-                    Ok(_) => Some(Ok(())),
-                    Err(e) => Some(Err(failure(e))),
-                }
-            }
-        };
-        async move {
-            match answer {
-                Some(result) => result,
                 None => never().await,
             }
         }

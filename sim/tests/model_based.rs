@@ -764,9 +764,11 @@ fn tail(world: &World) -> String {
     trace[trace.len().saturating_sub(30)..].join("\n")
 }
 
-/// The default cases and seed; the rare-event coverage minimums are asserted for this run.
+/// The default cases and seed; the rare-event coverage minimums are asserted for this run. The seed
+/// moved from `0x5eed_0005` when the filter's pod patch went through the world's generic fault rolls
+/// (the filter machine): every later roll shifted and that seed's run had no lock takeover left.
 const DEFAULT_CASES: u32 = 48;
-const DEFAULT_SEED: u64 = 0x5eed_0005;
+const DEFAULT_SEED: u64 = 0x5eed_0009;
 
 /// `DEFAULT_CASES` cases from `DEFAULT_SEED`, unless `PROPTEST_CASES` / `PROPTEST_RNG_SEED` say
 /// otherwise (a fixed default seed keeps the coverage counts, and so their minimums, stable).
@@ -823,7 +825,7 @@ fn the_world_follows_the_reference_model() {
     if std::env::var_os("PROPTEST_CASES").is_none()
         && std::env::var_os("PROPTEST_RNG_SEED").is_none()
     {
-        // Rare events, asserted for the deterministic default run (it produces 40 and 1).
+        // Rare events, asserted for the deterministic default run (it produces 59 and 3).
         at_least(c.crashes_mid_bind, "crashes in the middle of a bind", 10);
         at_least(c.takeovers, "lock takeovers", 1);
     }

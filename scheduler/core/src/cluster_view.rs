@@ -275,6 +275,12 @@ impl ClusterView {
             for write in &settled {
                 self.drop_unconfirmed(&key, write);
             }
+            // Every unconfirmed write was sent after the pod's assumption (a filter whose write is
+            // answered drops the earlier ones), so one that landed replaced it: the pod holds what
+            // this event carries. Kept, the assumption would stand for the allocation the pod no
+            // longer holds and the one it does hold would not count (a lost re-filter write that
+            // the watch delivers).
+            self.assumed.remove(&key);
         }
         if let Some(assumption) = self.assumed.get(&key) {
             let annotations = pod.metadata.annotations.as_ref();

@@ -38,6 +38,7 @@
 //! | [`scan`] | the plain scan of every offered node (HAMi's approach), the index's reference |
 //! | [`decision`] | the one entry point: scan or index, chosen in one place, for `serve`, `place` and the replay |
 //! | [`cluster_view`] | the cluster as the watches show it: registry, ledger, index, GPU pods, locks, assumptions |
+//! | [`filter`] | the extender filter's write-and-assume protocol as a sans-IO state machine |
 //! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
 //! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
@@ -49,6 +50,7 @@ pub mod cluster_view;
 pub mod codec;
 pub mod decision;
 pub mod eligibility;
+pub mod filter;
 pub mod fit;
 pub mod fragmentation;
 pub mod gpu_policy;

@@ -5,6 +5,7 @@
 //! | `GetPod`, `GetNode` | `GET /api/v1/namespaces/<ns>/pods/<name>`, `GET /api/v1/nodes/<node>` |
 //! | `WriteLock`, `ClearLock` | `PATCH /api/v1/nodes/<node>` `application/merge-patch+json` with `metadata.resourceVersion` (the API server answers 409 when it is stale) |
 //! | `PatchPodAnnotations` | `PATCH .../pods/<name>` merge patch of `metadata.annotations` |
+//! | `PatchPodMetadata` | `PATCH .../pods/<name>` merge patch of `metadata.annotations` and `metadata.labels` with `metadata.uid` (immutable: the API server refuses the patch, 422, when the pod was re-created under the name) |
 //! | `CreateBinding` | `POST .../pods/<name>/binding` with `metadata.uid` as precondition |
 //! | `EmitEvent` | `POST /api/v1/namespaces/<ns>/events`: a core/v1 Event with `source.component` and `reportingComponent` = the scheduler name, as client-go's recorder writes HAMi's |
 //!
@@ -23,8 +24,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use serde_json::Value;
 
 /// The kube-rs driver.
 #[derive(Clone)]
@@ -154,6 +154,9 @@ impl ClusterApi for KubeCluster {
             }
             Effect::PatchPodAnnotations {
                 namespace, name, ..
+            }
+            | Effect::PatchPodMetadata {
+                namespace, name, ..
             } => {
                 let body = effect.merge_patch().unwrap_or(Value::Null);
                 match self
@@ -198,20 +201,5 @@ impl ClusterApi for KubeCluster {
                 }
             }
         }
-    }
-
-    async fn patch_pod_metadata(
-        &self,
-        namespace: &str,
-        name: &str,
-        annotations: &BTreeMap<String, String>,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(), ApiFailure> {
-        let body = json!({"metadata": {"annotations": annotations, "labels": labels}});
-        self.pods(namespace)
-            .patch(name, &PatchParams::default(), &Patch::Merge(body))
-            .await
-            .map(|_| ())
-            .map_err(failure)
     }
 }

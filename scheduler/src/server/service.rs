@@ -3,11 +3,12 @@
 //! in-memory API, or the simulated cluster.
 //!
 //! **Filter** (HAMi §4.2): no GPU request passes every node untouched; otherwise wait for the watches
-//! to sync, drop the pod's previous assumption, run [`decision::filter_prepared`] on the registry
-//! and ledger, record the assumption, merge-patch the annotations and the `hami.io/vgpu-node` label
-//! onto the pod, and emit HAMi's `FilteringSucceed` / `FilteringFailed` events. A failed patch undoes
-//! the assumption and returns the error. With `Nodes` instead of `NodeNames`, HAMi's simulation path
-//! runs: usage from the given nodes' annotations only, no writes, no events, `Nodes:[best]`.
+//! to sync and drive the [`FilterMachine`] (settle old lost writes, decide, assume, patch the pod,
+//! restore or count the write as unconfirmed on a failure) over [`ClusterApi::execute`], then emit
+//! HAMi's `FilteringSucceed` / `FilteringFailed` events it returns. A filter whose future is dropped
+//! mid-way is cancelled by a drop guard ([`FilterMachine::cancel`]). With `Nodes` instead of
+//! `NodeNames`, HAMi's simulation path runs: usage from the given nodes' annotations only, no
+//! writes, no events, `Nodes:[best]`.
 //!
 //! **Bind**: one task per request (it finishes even if kube-scheduler hangs up, and graceful
 //! shutdown waits for it), binds to one node serialised inside this process so that they never
@@ -29,7 +30,6 @@ use super::extender::{
 use super::metrics::Metrics;
 use super::review::{ReviewError, review};
 use crate::admission::WebhookSettings;
-use crate::annotations::DEVICES_ALLOCATED;
 use crate::bind::{
     ApiFailure, BindMachine, BindRequest, BindSettings, Effect, HolderState, LockFate,
     LockJudgement, LockRelease, Observation, ObservedLock, PodRef, ReleaseOwner, ReleaseResult,
@@ -38,7 +38,10 @@ use crate::bind::{
 use crate::cluster_view::ClusterView;
 use crate::codec::{go_duration, lock};
 use crate::decision::{self, EventRecord, EventType, Outcome, SchedulerSettings};
-use crate::ledger::{Ledger, pod_key};
+use crate::filter::{
+    FILTERING_FAILED, FilterMachine, FilterOutcome, FilterRequest, FilterStep, FilterVerdict,
+};
+use crate::ledger::Ledger;
 use crate::registry::Registry;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -49,11 +52,27 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-/// How long after a filter write's answer was lost the service reads the pod to settle it: a write
-/// cannot still land after kube-apiserver's own request timeout (`--request-timeout`, 1m0s by
-/// default), so a read after that tells for good whether it did.
-pub const UNCONFIRMED_SETTLE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 use tokio_util::task::TaskTracker;
+
+/// How long after a filter write's answer was lost the filter reads the pod to settle it (the
+/// filter machine's rule, re-exported where the shell's callers have always found it).
+pub use crate::filter::UNCONFIRMED_SETTLE_AFTER;
+
+/// Cancels the filter machine if the filter's future is dropped before the machine finished (a
+/// no-op once it has): see [`FilterMachine::cancel`].
+#[derive(Debug)]
+struct CancelOnDrop<'a> {
+    view: &'a Mutex<ClusterView>,
+    machine: FilterMachine,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.machine.is_finished() {
+            self.machine.cancel(&mut lock_ignoring_poison(self.view));
+        }
+    }
+}
 
 /// The service's settings.
 #[derive(Debug, Clone)]
@@ -331,35 +350,6 @@ impl<C: ClusterApi> Scheduler<C> {
         }
     }
 
-    /// Reads the pods of filter writes whose answer was lost at least
-    /// [`UNCONFIRMED_SETTLE_AFTER`] ago, and stops counting each write the read shows did not land.
-    /// Usually there are none; a read that fails leaves its write counted.
-    async fn settle_unconfirmed_writes(&self) {
-        let now = self.now();
-        let due = self
-            .view()
-            .unconfirmed_older_than(UNCONFIRMED_SETTLE_AFTER, now);
-        for (key, write) in due {
-            let Some((namespace, name)) = key.split_once('/') else {
-                continue;
-            };
-            let effect = Effect::GetPod {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            };
-            let seen = match self.cluster.execute(&effect).await {
-                Observation::Pod(pod) => Some(pod.devices_allocated),
-                Observation::Failed(ApiFailure::NotFound) => Some(None),
-                _ => None,
-            };
-            if let Some(seen) = seen {
-                tracing::debug!(pod = %key, landed = seen.as_deref() == Some(write.allocated.as_str()), "settled a filter write whose answer was lost");
-                self.view()
-                    .settle_unconfirmed(&key, &write, seen.as_deref());
-            }
-        }
-    }
-
     async fn filter_inner(&self, args: ExtenderArgs) -> (ExtenderFilterResult, &'static str) {
         let Some(pod) = args.pod else {
             return (
@@ -378,7 +368,7 @@ impl<C: ClusterApi> Scheduler<C> {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let event = EventRecord {
                     event_type: EventType::Warning,
-                    reason: "FilteringFailed",
+                    reason: FILTERING_FAILED,
                     message: format!("calcScore failed {message} for pod {name}"),
                 };
                 self.emit(&pod, &[event]).await;
@@ -402,92 +392,65 @@ impl<C: ClusterApi> Scheduler<C> {
             );
             return (ExtenderFilterResult::error(message), "error");
         }
-        self.settle_unconfirmed_writes().await;
-        let key = pod_key(&pod);
-        let now = self.now();
-        let (decision, taken) = {
-            let mut view = self.view();
-            let taken = view.take(&key);
-            let decision = view.decide(&prepared, &node_names, now);
-            if let Outcome::Scheduled {
-                node, allocation, ..
-            } = &decision.outcome
-            {
-                let allocated = decision
-                    .annotations
-                    .get(DEVICES_ALLOCATED)
-                    .cloned()
-                    .unwrap_or_default();
-                view.assume(&key, node, allocation, &allocated);
-                (decision, Some(taken))
-            } else {
-                // Not placed: the pod keeps whatever it held before (its annotations on the API).
-                view.restore(&key, taken);
-                (decision, None)
-            }
+        let request = FilterRequest {
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            offered: node_names.clone(),
         };
-        match &decision.outcome {
-            Outcome::Scheduled { node, .. } => {
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-                let name = pod.metadata.name.as_deref().unwrap_or_default();
-                if let Err(failure) = self
-                    .cluster
-                    .patch_pod_metadata(namespace, name, &decision.annotations, &decision.labels)
-                    .await
-                {
-                    // The API keeps the pod's previous annotations (or, after a lost answer, the new
-                    // ones, which the watch then delivers): count the previous ones again.
-                    if let Some(taken) = taken {
-                        let mut view = self.view();
-                        view.restore(&key, taken);
-                        if let (
-                            ApiFailure::Indeterminate(_),
-                            Outcome::Scheduled { allocation, .. },
-                        ) = (&failure, &decision.outcome)
-                        {
-                            let allocated = decision
-                                .annotations
-                                .get(DEVICES_ALLOCATED)
-                                .cloned()
-                                .unwrap_or_default();
-                            view.note_unconfirmed(&key, node, allocation, &allocated, now);
-                        }
-                    }
-                    let message = format!("failed to patch pod {namespace}/{name}: {failure}");
-                    let event = EventRecord {
-                        event_type: EventType::Warning,
-                        reason: "FilteringFailed",
-                        message: message.clone(),
-                    };
-                    self.emit(&pod, &[event]).await;
-                    return (ExtenderFilterResult::error(message), "error");
+        // If this future is dropped (kube-scheduler hung up, the request timed out) while the
+        // machine is between two effects, the guard cancels it so that the view stays right.
+        let mut filter = CancelOnDrop {
+            view: &self.view,
+            machine: FilterMachine::new(request, prepared),
+        };
+        let outcome = self.drive_filter(&mut filter.machine).await;
+        drop(filter);
+        let label = outcome.verdict.label();
+        self.emit(&pod, &outcome.events).await;
+        let result = match outcome.verdict {
+            FilterVerdict::Placed { node } => ExtenderFilterResult {
+                node_names: Some(vec![node]),
+                ..Default::default()
+            },
+            FilterVerdict::Unschedulable { failed_nodes } => ExtenderFilterResult {
+                failed_nodes: Some(failed_nodes),
+                ..Default::default()
+            },
+            FilterVerdict::NoGpuRequest => ExtenderFilterResult {
+                node_names: Some(node_names),
+                ..Default::default()
+            },
+            FilterVerdict::Invalid(error) => ExtenderFilterResult::error(error.to_string()),
+            FilterVerdict::Failed(error) => ExtenderFilterResult::error(error.to_string()),
+        };
+        (result, label)
+    }
+
+    /// Runs the filter machine to its outcome: each effect through [`ClusterApi::execute`], the view
+    /// locked only inside the machine's calls, never across an await.
+    async fn drive_filter(&self, machine: &mut FilterMachine) -> FilterOutcome {
+        let now = self.now();
+        let mut step = machine.start(&mut self.view(), now);
+        loop {
+            match step {
+                FilterStep::Do(effect) => {
+                    let observation = self.cluster.execute(&effect).await;
+                    tracing::trace!(pod = %machine.request().pod_key(), effect = effect.kind(), ?observation, "filter step");
+                    let now = self.now();
+                    step = machine.observe(&mut self.view(), observation, now);
                 }
-                self.emit(&pod, &decision.events).await;
-                let result = ExtenderFilterResult {
-                    node_names: Some(vec![node.clone()]),
-                    ..Default::default()
-                };
-                (result, "scheduled")
+                FilterStep::Done(outcome) => {
+                    if let FilterVerdict::Failed(error) = &outcome.verdict {
+                        tracing::debug!(pod = %machine.request().pod_key(), %error, "filter failed");
+                    }
+                    return outcome;
+                }
             }
-            Outcome::Unschedulable => {
-                self.emit(&pod, &decision.events).await;
-                let result = ExtenderFilterResult {
-                    failed_nodes: Some(decision.failed_nodes()),
-                    ..Default::default()
-                };
-                (result, "unschedulable")
-            }
-            Outcome::Invalid(error) => {
-                self.emit(&pod, &decision.events).await;
-                (ExtenderFilterResult::error(error.to_string()), "invalid")
-            }
-            Outcome::NoGpuRequest => (
-                ExtenderFilterResult {
-                    node_names: Some(node_names),
-                    ..Default::default()
-                },
-                "no_gpu_request",
-            ),
         }
     }
 

@@ -1,8 +1,9 @@
 //! A tiny Kubernetes API on loopback, just enough for kube-rs: `/version`; nodes (get, list with a
 //! label selector, watch, merge patch with a resourceVersion precondition, status patch); pods (get,
-//! list and watch across namespaces with a label selector, merge patch, `binding` with uid and
-//! already-assigned checks); core/v1 events. Every request is logged; 409s can be injected on node
-//! patches. Not a general API server: the simulated cluster (`sim/`) is that.
+//! list and watch across namespaces with a label selector, merge patch with an immutable uid,
+//! `binding` with uid and already-assigned checks); core/v1 events. Every request is logged; 409s
+//! can be injected on node patches. Not a general API server: the simulated cluster (`sim/`) is
+//! that.
 #![allow(dead_code)]
 
 use axum::Router;
@@ -462,6 +463,18 @@ async fn patch_pod(
             format!("pods \"{name}\" not found"),
         );
     };
+    // `metadata.uid` is immutable (kube-apiserver answers 422): the filter's uid precondition.
+    if let Some(uid) = patch["metadata"]["uid"].as_str()
+        && pod["metadata"]["uid"].as_str() != Some(uid)
+    {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!(
+                "Pod \"{name}\" is invalid: metadata.uid: Invalid value: \"{uid}\": field is immutable"
+            ),
+        );
+    }
     let mut updated = pod.clone();
     if let Err(response) =
         merge_with_precondition(&mut updated, &patch, &format!("pods \"{name}\""), rv)

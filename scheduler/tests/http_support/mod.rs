@@ -1,5 +1,5 @@
 //! Shared pieces of the HTTP tests: the in-memory API of `bind_support` behind the service's
-//! `ClusterApi` trait (with injectable delays and a failing pod patch), a service over it with a
+//! `ClusterApi` trait (with injectable delays and a failing filter pod patch), a service over it with a
 //! fixed clock and a synced fleet, and a one-shot request helper.
 #![allow(dead_code)]
 
@@ -33,9 +33,9 @@ pub struct MemCluster {
     pub inner: Arc<Mutex<FakeCluster>>,
     /// A delay before effects of these kinds (to hold a bind in flight).
     pub delays: Arc<Mutex<BTreeMap<&'static str, Duration>>>,
-    /// The filter's pod patch fails with this.
+    /// The filter's pod patch (`patch-pod-metadata`) fails with this, without being applied.
     pub fail_pod_patch: Arc<Mutex<Option<ApiFailure>>>,
-    /// Pod metadata patches applied: (pod, annotations, labels).
+    /// The filter's pod patches applied: (pod, annotations, labels).
     pub pod_patches: Arc<Mutex<Vec<PodPatch>>>,
 }
 
@@ -58,30 +58,28 @@ impl ClusterApi for MemCluster {
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        self.inner.lock().unwrap().execute(effect)
-    }
-
-    async fn patch_pod_metadata(
-        &self,
-        namespace: &str,
-        name: &str,
-        annotations: &BTreeMap<String, String>,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(), ApiFailure> {
-        if let Some(failure) = self.fail_pod_patch.lock().unwrap().clone() {
-            return Err(failure);
+        if let Effect::PatchPodMetadata {
+            namespace,
+            name,
+            annotations,
+            labels,
+            ..
+        } = effect
+        {
+            if let Some(failure) = self.fail_pod_patch.lock().unwrap().clone() {
+                return Observation::Failed(failure);
+            }
+            let observation = self.inner.lock().unwrap().execute(effect);
+            if matches!(observation, Observation::Written { .. }) {
+                self.pod_patches.lock().unwrap().push((
+                    format!("{namespace}/{name}"),
+                    annotations.clone(),
+                    labels.clone(),
+                ));
+            }
+            return observation;
         }
-        let key = format!("{namespace}/{name}");
-        let mut inner = self.inner.lock().unwrap();
-        let Some(pod) = inner.pods.get_mut(&key) else {
-            return Err(ApiFailure::NotFound);
-        };
-        pod.annotations.extend(annotations.clone());
-        self.pod_patches
-            .lock()
-            .unwrap()
-            .push((key, annotations.clone(), labels.clone()));
-        Ok(())
+        self.inner.lock().unwrap().execute(effect)
     }
 }
 

@@ -155,6 +155,20 @@ pub enum Effect {
         /// Annotations to set.
         annotations: BTreeMap<String, String>,
     },
+    /// The filter's write: merge the annotations and labels into the pod's metadata, only if the pod
+    /// still has uid `uid` (see [`Effect::merge_patch`]).
+    PatchPodMetadata {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Pod uid precondition (omitted when empty).
+        uid: String,
+        /// Annotations to set.
+        annotations: BTreeMap<String, String>,
+        /// Labels to set.
+        labels: BTreeMap<String, String>,
+    },
     /// Create the pod's `Binding` to `node`.
     CreateBinding {
         /// Namespace.
@@ -196,6 +210,20 @@ impl Effect {
             Effect::PatchPodAnnotations { annotations, .. } => {
                 Some(json!({"metadata": {"annotations": annotations}}))
             }
+            Effect::PatchPodMetadata {
+                uid,
+                annotations,
+                labels,
+                ..
+            } => {
+                // `metadata.uid` is immutable: a merge patch carrying another uid than the stored
+                // object's is refused, so the write cannot land on a pod re-created under the name.
+                let mut metadata = json!({"annotations": annotations, "labels": labels});
+                if !uid.is_empty() {
+                    metadata["uid"] = json!(uid);
+                }
+                Some(json!({ "metadata": metadata }))
+            }
             _ => None,
         }
     }
@@ -231,6 +259,7 @@ impl Effect {
             Effect::WriteLock { .. } => "write-lock",
             Effect::ClearLock { .. } => "clear-lock",
             Effect::PatchPodAnnotations { .. } => "patch-pod",
+            Effect::PatchPodMetadata { .. } => "patch-pod-metadata",
             Effect::CreateBinding { .. } => "create-binding",
             Effect::EmitEvent { .. } => "emit-event",
         }

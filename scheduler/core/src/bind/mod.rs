@@ -26,6 +26,7 @@
 //! | [`Effect::WriteLock`] | merge patch `{"metadata":{"annotations":{"hami.io/mutex.lock":"<v>"},"resourceVersion":"<rv>"}}` | [`Observation::Written`], `Conflict` (409) ... |
 //! | [`Effect::ClearLock`] | the same with `null` | as above |
 //! | [`Effect::PatchPodAnnotations`] | merge patch `{"metadata":{"annotations":{...}}}` | [`Observation::Written`] ... |
+//! | [`Effect::PatchPodMetadata`] (the filter's write, [`crate::filter`]) | merge patch `{"metadata":{"uid":"<uid>","annotations":{...},"labels":{...}}}` (the uid is immutable, so it acts as a precondition: kube-apiserver refuses the patch if the pod was re-created) | [`Observation::Written`] ... |
 //! | [`Effect::CreateBinding`] | `POST pods/<name>/binding` (with the pod uid as precondition) | [`Observation::Written`] ... |
 //! | [`Effect::EmitEvent`] | `POST events` (core/v1, source = the scheduler name) | anything (events never change the path) |
 //!

@@ -29,6 +29,7 @@ pub struct FakePod {
     pub phase: Option<String>,
     pub deleting: bool,
     pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     pub resource_version: u64,
 }
 
@@ -282,6 +283,35 @@ impl FakeCluster {
                     None => Observation::Failed(ApiFailure::NotFound),
                     Some(p) => {
                         p.annotations.extend(annotations.clone());
+                        p.resource_version = rv;
+                        Observation::Written {
+                            resource_version: Some(rv.to_string()),
+                        }
+                    }
+                }
+            }
+            Effect::PatchPodMetadata {
+                namespace,
+                name,
+                uid,
+                annotations,
+                labels,
+            } => {
+                let rv = self.rv();
+                match self.pods.get_mut(&format!("{namespace}/{name}")) {
+                    None => Observation::Failed(ApiFailure::NotFound),
+                    // kube-apiserver: `metadata.uid` is immutable (422 Invalid).
+                    Some(p) if !uid.is_empty() && p.uid != *uid => {
+                        Observation::Failed(ApiFailure::Rejected {
+                            code: 422,
+                            message: format!(
+                                "Pod \"{name}\" is invalid: metadata.uid: Invalid value: \"{uid}\": field is immutable"
+                            ),
+                        })
+                    }
+                    Some(p) => {
+                        p.annotations.extend(annotations.clone());
+                        p.labels.extend(labels.clone());
                         p.resource_version = rv;
                         Observation::Written {
                             resource_version: Some(rv.to_string()),
