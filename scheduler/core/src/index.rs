@@ -457,7 +457,8 @@ impl PlacementIndex {
                 && !prefs.numa_bind
         };
         let mutex = prefs.gpu_policy.is_mutex();
-        let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+        // Collected in name order (the registry's) and built into the map at once.
+        let mut rows: Vec<(String, Verdict)> = Vec::with_capacity(offered.len());
         let mut usage_buffer: Vec<DeviceUsage> = Vec::new();
         for node in registry.nodes() {
             if !offered.contains(node.name.as_str()) {
@@ -482,16 +483,17 @@ impl PlacementIndex {
                     Err(rejection) => rejection,
                 }
             };
-            verdicts.insert(node.name.clone(), Verdict::Rejected(rejection));
+            rows.push((node.name.clone(), Verdict::Rejected(rejection)));
         }
-        if verdicts.len() < offered.len() {
-            for name in offered.iter().filter(|n| registry.get(n).is_none()) {
-                verdicts.insert(
-                    name.to_string(),
-                    Verdict::Rejected(NodeRejection::Unregistered),
-                );
-            }
+        if rows.len() < offered.len() {
+            rows.extend(
+                offered
+                    .iter()
+                    .filter(|n| registry.get(n).is_none())
+                    .map(|n| (n.to_string(), Verdict::Rejected(NodeRejection::Unregistered))),
+            );
         }
+        let verdicts: BTreeMap<String, Verdict> = rows.into_iter().collect();
         Some(unschedulable(verdicts, offered.len()))
     }
 }

@@ -16,7 +16,8 @@ use crate::policy::{PodPreferences, PolicyDefaults, PreferenceError};
 use crate::request::{PodRequest, RequestDefaults, RequestError, pod_request};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use foldhash::fast::FixedState;
+use std::collections::{BTreeMap, HashMap};
 
 pub use crate::rules::{NODE_UNREGISTERED, NodeRejection};
 
@@ -253,10 +254,16 @@ pub fn placed(
 /// one per counted reason with the nodes that gave it (in name order), then the summary over
 /// `offered` nodes.
 pub fn unschedulable(verdicts: BTreeMap<String, Verdict>, offered: usize) -> Decision {
+    // Across a fleet most nodes give one of a few rejections: their counted reasons are worked out
+    // once per distinct rejection.
+    let mut counted: HashMap<&NodeRejection, Vec<&'static str>, FixedState> = HashMap::default();
     let mut by_reason: BTreeMap<&'static str, Vec<&str>> = BTreeMap::new();
     for (node, verdict) in &verdicts {
         if let Verdict::Rejected(rejection) = verdict {
-            for reason in rejection.counted_reasons() {
+            let reasons = counted
+                .entry(rejection)
+                .or_insert_with(|| rejection.counted_reasons());
+            for reason in reasons.iter() {
                 by_reason.entry(reason).or_default().push(node);
             }
         }
