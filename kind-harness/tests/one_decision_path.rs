@@ -22,18 +22,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kind_harness::trace::cluster::Cluster;
 use kind_harness::trace::input::{NodeRow, PodRow};
 use kind_harness::trace::placer::{
-    CorePlacer, FragmentationTuning, Placer, SpecMatch, device_id, device_type, trace_pod,
+    CorePlacer, FragmentationTuning, Placer, SpecMatch, register_annotations, trace_pod,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use serde_json::{Value, json};
 use sliceguard::admission::WebhookSettings;
-use sliceguard::annotations::NODE_REGISTER;
 use sliceguard::cli::place::place_all;
 use sliceguard::cluster_view::ClusterView;
-use sliceguard::codec::register;
 use sliceguard::decision::{self, Decision, Outcome, SchedulerSettings, Verdict};
-use sliceguard::model::DeviceInfo;
 use sliceguard::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -111,37 +108,19 @@ fn cases() -> impl Strategy<Value = Case> {
         })
 }
 
-/// The Node objects of the devices the replay registers for `cluster`.
+/// The Node objects of the GPU nodes the replay registers for `cluster`, with the same annotations.
 fn node_objects(cluster: &Cluster) -> Vec<Node> {
     cluster
         .nodes
         .iter()
         .filter(|n| !n.gpus.is_empty())
-        .map(|n| {
-            let devices: Vec<DeviceInfo> = (0..n.gpus.len())
-                .map(|i| DeviceInfo {
-                    id: device_id(&n.name, i),
-                    index: i as u32,
-                    count: cluster.split,
-                    devmem: n.devmem,
-                    devcore: 100,
-                    device_type: device_type(&n.model),
-                    numa: 0,
-                    mode: "hami-core".into(),
-                    health: true,
-                })
-                .collect();
-            Node {
-                metadata: ObjectMeta {
-                    name: Some(n.name.clone()),
-                    annotations: Some(BTreeMap::from([(
-                        NODE_REGISTER.to_string(),
-                        register::render_json(&devices),
-                    )])),
-                    ..Default::default()
-                },
+        .map(|n| Node {
+            metadata: ObjectMeta {
+                name: Some(n.name.clone()),
+                annotations: Some(register_annotations(cluster, n)),
                 ..Default::default()
-            }
+            },
+            ..Default::default()
         })
         .collect()
 }

@@ -19,7 +19,7 @@
 //! from the whole trace) and the nodes' CPU ([`ClusterHosts`]); and, when the replay lets the policy
 //! place CPU-only pods, [`fragmentation::choose_node_for_cpu_pod`] decides them.
 
-use super::cluster::{Cluster, DeviceGrant};
+use super::cluster::{Cluster, ClusterNode, DeviceGrant};
 use super::input::PodRow;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -325,6 +325,25 @@ pub fn device_id(node: &str, gpu: usize) -> String {
     format!("GPU-{node}-{gpu}")
 }
 
+/// The annotations a trace node registers its GPUs with (`hami.io/node-nvidia-register`): split
+/// count `cluster.split`, the model's memory, 100 cores, healthy, NUMA 0.
+pub fn register_annotations(cluster: &Cluster, node: &ClusterNode) -> BTreeMap<String, String> {
+    let devices: Vec<DeviceInfo> = (0..node.gpus.len())
+        .map(|i| DeviceInfo {
+            id: device_id(&node.name, i),
+            index: i as u32,
+            count: cluster.split,
+            devmem: node.devmem,
+            devcore: 100,
+            device_type: device_type(&node.model),
+            numa: 0,
+            mode: "hami-core".into(),
+            health: true,
+        })
+        .collect();
+    BTreeMap::from([(NODE_REGISTER.to_string(), register::render_json(&devices))])
+}
+
 /// The device type a trace model registers as.
 pub fn device_type(model: &str) -> String {
     format!("NVIDIA-{model}")
@@ -362,23 +381,8 @@ impl CorePlacer {
         let fragmentation = gpu_policy.node_ranking() == NodeRanking::Fragmentation;
         let mut registry = Registry::new();
         for n in cluster.nodes.iter().filter(|n| !n.gpus.is_empty()) {
-            let devices: Vec<DeviceInfo> = (0..n.gpus.len())
-                .map(|i| DeviceInfo {
-                    id: device_id(&n.name, i),
-                    index: i as u32,
-                    count: cluster.split,
-                    devmem: n.devmem,
-                    devcore: 100,
-                    device_type: device_type(&n.model),
-                    numa: 0,
-                    mode: "hami-core".into(),
-                    health: true,
-                })
-                .collect();
-            let annotations =
-                BTreeMap::from([(NODE_REGISTER.to_string(), register::render_json(&devices))]);
             registry
-                .upsert(&n.name, &annotations)
+                .upsert(&n.name, &register_annotations(cluster, n))
                 .map_err(|e| format!("node {} does not register: {e}", n.name))?;
         }
         let learning = profile.is_none();

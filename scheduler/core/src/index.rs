@@ -490,7 +490,12 @@ impl PlacementIndex {
                 offered
                     .iter()
                     .filter(|n| registry.get(n).is_none())
-                    .map(|n| (n.to_string(), Verdict::Rejected(NodeRejection::Unregistered))),
+                    .map(|n| {
+                        (
+                            n.to_string(),
+                            Verdict::Rejected(NodeRejection::Unregistered),
+                        )
+                    }),
             );
         }
         let verdicts: BTreeMap<String, Verdict> = rows.into_iter().collect();

@@ -14,9 +14,9 @@ use crate::codec::pod_devices;
 use crate::model::PodAllocation;
 use crate::policy::{PodPreferences, PolicyDefaults, PreferenceError};
 use crate::request::{PodRequest, RequestDefaults, RequestError, pod_request};
+use foldhash::fast::FixedState;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
-use foldhash::fast::FixedState;
 use std::collections::{BTreeMap, HashMap};
 
 pub use crate::rules::{NODE_UNREGISTERED, NodeRejection};

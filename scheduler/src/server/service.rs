@@ -330,15 +330,7 @@ impl<C: ClusterApi> Scheduler<C> {
     }
 
     async fn emit(&self, pod: &Pod, events: &[EventRecord]) {
-        let pod_ref = PodRef {
-            namespace: pod
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-        };
+        let pod_ref = PodRef::of(pod);
         for event in events {
             let effect = Effect::EmitEvent {
                 pod: pod_ref.clone(),
@@ -392,14 +384,15 @@ impl<C: ClusterApi> Scheduler<C> {
             );
             return (ExtenderFilterResult::error(message), "error");
         }
+        let PodRef {
+            namespace,
+            name,
+            uid,
+        } = PodRef::of(&pod);
         let request = FilterRequest {
-            namespace: pod
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            namespace,
+            name,
+            uid,
             offered: node_names.clone(),
         };
         // If this future is dropped (kube-scheduler hung up, the request timed out) while the

@@ -115,6 +115,21 @@ pub struct PodRef {
     pub uid: String,
 }
 
+impl PodRef {
+    /// The pod's namespace (`default` when unset), name and uid.
+    pub fn of(pod: &Pod) -> Self {
+        PodRef {
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// One request to the cluster API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
