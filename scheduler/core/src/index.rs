@@ -36,7 +36,7 @@ use crate::ledger::UsageSource;
 use crate::model::{DeviceUsage, NodeView, PodAllocation};
 use crate::outcome::{Decision, NodeRejection, PreparedPod, Verdict, placed, unschedulable};
 use crate::policy::NodePolicy;
-use crate::registry::Registry;
+use crate::registry::{RegisteredNode, Registry};
 use crate::request::{ContainerRequest, PERCENTAGE_UNSET};
 use crate::rules::{self, Demand, DeviceState, FitReason, ReasonCounts, Selection};
 use crate::score::node_score;
@@ -176,6 +176,20 @@ struct Entry {
     key: u32,
     devices: Box<[Dev]>,
     summary: Summary,
+}
+
+impl Entry {
+    /// The registered `node` with the usage this entry holds (written into `buffer`), as the fit
+    /// reads it.
+    fn view<'a>(&self, node: &'a RegisteredNode, buffer: &'a mut Vec<DeviceUsage>) -> NodeView<'a> {
+        buffer.clear();
+        buffer.extend(self.devices.iter().map(Dev::usage));
+        NodeView {
+            devices: &node.devices,
+            usage: buffer,
+            cordoned: &node.cordoned,
+        }
+    }
 }
 
 /// Maps an `f32` to a `u32` that orders as [`f32::total_cmp`].
@@ -393,13 +407,7 @@ impl PlacementIndex {
                 stale = true;
                 return true;
             }
-            usage_buffer.clear();
-            usage_buffer.extend(entry.devices.iter().map(Dev::usage));
-            let view = NodeView {
-                devices: &node.devices,
-                usage: &usage_buffer,
-                cordoned: &node.cordoned,
-            };
+            let view = entry.view(node, &mut usage_buffer);
             match evaluate_node_with(view, &pod.request, &pod.preferences, None) {
                 Ok(fit) => {
                     winner = Some((name.clone(), fit.score, fit.allocation));
@@ -471,13 +479,7 @@ impl PlacementIndex {
             let rejection = if simple {
                 quick_rejection(&entry.devices, &requests[0], mutex)?
             } else {
-                usage_buffer.clear();
-                usage_buffer.extend(entry.devices.iter().map(Dev::usage));
-                let view = NodeView {
-                    devices: &node.devices,
-                    usage: &usage_buffer,
-                    cordoned: &node.cordoned,
-                };
+                let view = entry.view(node, &mut usage_buffer);
                 match evaluate_node_with(view, &pod.request, prefs, None) {
                     Ok(_) => return None,
                     Err(rejection) => rejection,

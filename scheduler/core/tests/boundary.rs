@@ -40,8 +40,8 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `name version` of every package in the core's normal and build dependency tree.
-fn dependency_tree() -> Vec<String> {
+/// `cargo tree -p sliceguard-core -e normal,build --offline <extra>`: its output, or why it failed.
+fn cargo_tree(extra: &[&str]) -> Result<String, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(manifest_dir())
@@ -51,20 +51,25 @@ fn dependency_tree() -> Vec<String> {
             "sliceguard-core",
             "-e",
             "normal,build",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
             "--offline",
         ])
+        .args(extra)
         .output()
-        .expect("cargo tree runs");
-    assert!(
-        output.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
+        .map_err(|e| format!("cargo tree does not run: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// `name version` of every package in the core's normal and build dependency tree.
+fn dependency_tree() -> Vec<String> {
+    cargo_tree(&["--prefix", "none", "--format", "{p}"])
+        .unwrap_or_else(|e| panic!("{e}"))
         .lines()
         .map(|l| l.trim_end_matches(" (*)").trim().to_string())
         .filter(|l| !l.is_empty())
@@ -73,22 +78,7 @@ fn dependency_tree() -> Vec<String> {
 
 /// The chain of packages through which `cargo tree -i` says `name` enters the core.
 fn path_to(name: &str) -> String {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    Command::new(cargo)
-        .current_dir(manifest_dir())
-        .args([
-            "tree",
-            "-p",
-            "sliceguard-core",
-            "-e",
-            "normal,build",
-            "-i",
-            name,
-            "--offline",
-        ])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+    cargo_tree(&["-i", name]).unwrap_or_else(|e| e)
 }
 
 #[test]
