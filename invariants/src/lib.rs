@@ -5,6 +5,9 @@
 //! written again, naively, from the HAMi specification (`shared/spec/hami-control-plane.md` §1, §2,
 //! §4, §6.2), so that a bug in the core and a bug here have to coincide to go unnoticed.
 //!
+//! It depends on `sliceguard-core` alone and must never depend on the I/O shell
+//! (`sliceguard-scheduler`) or an async runtime: the fuzz targets build on it.
+//!
 //! | module | owns |
 //! |---|---|
 //! | [`violation`] | what a broken invariant looks like: which invariant, node, device, pods, by how much |

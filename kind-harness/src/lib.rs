@@ -1,7 +1,8 @@
 //! # kind-harness: sliceguard's evidence harness
 //!
 //! The harness drives sliceguard's scheduler core through workloads and writes the evidence. Each
-//! subcommand of the `kind-harness` binary is one module here, so others slot in beside it:
+//! subcommand of the `kind-harness` binary is one module here, so others slot in beside it. It sits
+//! on top of every other crate of the workspace, and none of them may depend on it:
 //!
 //! | module | subcommand | what it does |
 //! |---|---|---|

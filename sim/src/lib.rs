@@ -5,6 +5,9 @@
 //! simulated world the harness runs sliceguard's real code in: an object store with Kubernetes
 //! semantics ([`store`]), and a REST façade over it that kube-rs and kubectl talk to (`http`, feature
 //! `http`). It is a test tier: it never passes itself off as Kubernetes.
+//!
+//! It drives sliceguard's real service (`sliceguard-scheduler`) and checks it with
+//! `sliceguard-invariants`; the scheduler crates must never depend on it.
 
 pub mod campaign;
 pub mod kube_scheduler;
