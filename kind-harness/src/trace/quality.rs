@@ -698,7 +698,7 @@ measured that way. sliceguard's `fragmentation` row has them routed to sliceguar
 `fragmentation::choose_node_for_cpu_pod` (where their CPU strands the fewest GPUs); its ablation leaves them to kube-scheduler. \
 The paper's policies place CPU-only tasks themselves.\n\
 - **GPU decisions** go through sliceguard's core: a `Registry` built from `hami.io/node-nvidia-register` annotations, a \
-`Ledger` of allocations, `decision::prepare` on the real `Pod` object and `decision::filter_prepared_with`, as `sliceguard place` \
+`Ledger` of allocations, `decision::prepare` on the real `Pod` object and `decision::decide`, as `sliceguard place` \
 and the extender do. The replay offers the core only the nodes where the pod's GPU part fits (same decision: a node the fit \
 rejects is never chosen and no node's verdict depends on another's; `kind-harness/tests/replay.rs` compares both paths decision by \
 decision, and `--no-fast-path` offers every node).\n\

@@ -17,15 +17,15 @@
 //! decision and the same event texts, whichever caller it is.
 
 use crate::fragmentation::FragmentationInputs;
-use crate::index::{self, PlacementIndex};
+use crate::index::PlacementIndex;
 use crate::ledger::UsageSource;
 use crate::registry::Registry;
 use crate::scan;
 use k8s_openapi::api::core::v1::Pod;
 
 pub use crate::outcome::{
-    Decision, EventRecord, EventType, InvalidPod, NODE_UNREGISTERED, Outcome, PreparedPod,
-    SchedulerSettings, Verdict, prepare,
+    Decision, EventRecord, EventType, FILTERING_FAILED, FILTERING_SUCCEED, InvalidPod,
+    NODE_UNREGISTERED, Outcome, PreparedPod, SchedulerSettings, Verdict, prepare,
 };
 
 /// From this many offered nodes up a decision goes through the placement index when the caller
@@ -73,9 +73,10 @@ pub fn decide<U: UsageSource>(
     now: jiff::Timestamp,
     fragmentation: FragmentationInputs<'_>,
 ) -> Decision {
+    // The index itself declines pods it does not decide (`crate::index::applies`) and a registry it
+    // disagrees with; the scan answers those.
     if let Some(index) = fleet.index
         && offered.len() >= INDEX_MIN_OFFERED
-        && index::applies(pod)
         && let Some(decision) = index.decide(fleet.registry, pod, offered, now)
     {
         return decision;

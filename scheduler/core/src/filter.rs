@@ -67,8 +67,7 @@ use std::collections::{BTreeMap, VecDeque};
 /// default), so a read after that tells for good whether it did.
 pub const UNCONFIRMED_SETTLE_AFTER: SignedDuration = SignedDuration::from_secs(60);
 
-/// The event reason of a failed filter (HAMi's).
-pub const FILTERING_FAILED: &str = "FilteringFailed";
+pub use crate::outcome::FILTERING_FAILED;
 
 /// The pod to filter and the nodes kube-scheduler offers (`ExtenderArgs` with `NodeNames`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,7 +333,11 @@ impl FilterMachine {
         let key = self.request.pod_key();
         let taken = view.take(&key);
         let decision = view.decide(&self.prepared, &self.request.offered, now);
-        let failed_nodes = decision.failed_nodes();
+        // Rendered only when the extender needs them: a placed pod's rejected nodes are not sent.
+        let failed_nodes = match decision.outcome {
+            Outcome::Unschedulable => decision.failed_nodes(),
+            _ => BTreeMap::new(),
+        };
         let verdict = match decision.outcome {
             Outcome::Scheduled {
                 node, allocation, ..

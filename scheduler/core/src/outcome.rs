@@ -65,6 +65,12 @@ impl Serialize for Verdict {
     }
 }
 
+/// The reason of HAMi's event for a placed pod.
+pub const FILTERING_SUCCEED: &str = "FilteringSucceed";
+
+/// The reason of HAMi's events for a pod the filter could not place (or could not write).
+pub const FILTERING_FAILED: &str = "FilteringFailed";
+
 /// Kubernetes event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum EventType {
@@ -157,7 +163,7 @@ impl Decision {
         let mut decision = Decision::empty(Outcome::Unschedulable);
         decision.events.push(EventRecord {
             event_type: EventType::Warning,
-            reason: "FilteringFailed",
+            reason: FILTERING_FAILED,
             message: format!("calcScore failed {error} for pod {pod_name}"),
         });
         decision.outcome = Outcome::Invalid(error);
@@ -239,7 +245,7 @@ pub fn placed(
     decision.labels.insert(VGPU_NODE.into(), node.to_string());
     decision.events.push(EventRecord {
         event_type: EventType::Normal,
-        reason: "FilteringSucceed",
+        reason: FILTERING_SUCCEED,
         message,
     });
     decision.outcome = Outcome::Scheduled {
@@ -272,13 +278,13 @@ pub fn unschedulable(verdicts: BTreeMap<String, Verdict>, offered: usize) -> Dec
         .into_iter()
         .map(|(reason, nodes)| EventRecord {
             event_type: EventType::Warning,
-            reason: "FilteringFailed",
+            reason: FILTERING_FAILED,
             message: format!("{} nodes {reason}({})", nodes.len(), nodes.join(",")),
         })
         .collect();
     events.push(EventRecord {
         event_type: EventType::Warning,
-        reason: "FilteringFailed",
+        reason: FILTERING_FAILED,
         message: format!("no available node, {offered} nodes do not meet"),
     });
     let mut decision = Decision::empty(Outcome::Unschedulable);

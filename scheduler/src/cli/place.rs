@@ -286,7 +286,7 @@ fn place_one(
     result.event = d
         .events
         .iter()
-        .find(|e| e.reason == "FilteringSucceed")
+        .find(|e| e.reason == decision::FILTERING_SUCCEED)
         .or_else(|| d.events.last())
         .map(EventOut::from);
     match &d.outcome {

@@ -37,10 +37,8 @@ use crate::bind::{
 };
 use crate::cluster_view::ClusterView;
 use crate::codec::{go_duration, lock};
-use crate::decision::{self, EventRecord, EventType, Outcome, SchedulerSettings};
-use crate::filter::{
-    FILTERING_FAILED, FilterMachine, FilterOutcome, FilterRequest, FilterStep, FilterVerdict,
-};
+use crate::decision::{self, Decision, EventRecord, Outcome, SchedulerSettings};
+use crate::filter::{FilterMachine, FilterOutcome, FilterRequest, FilterStep, FilterVerdict};
 use crate::ledger::Ledger;
 use crate::registry::Registry;
 use jiff::Timestamp;
@@ -357,13 +355,9 @@ impl<C: ClusterApi> Scheduler<C> {
             Ok(p) => p,
             Err(error) => {
                 let message = error.to_string();
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let event = EventRecord {
-                    event_type: EventType::Warning,
-                    reason: FILTERING_FAILED,
-                    message: format!("calcScore failed {message} for pod {name}"),
-                };
-                self.emit(&pod, &[event]).await;
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                let decision = Decision::invalid(name, error);
+                self.emit(&pod, &decision.events).await;
                 return (ExtenderFilterResult::error(message), "invalid");
             }
         };
