@@ -742,25 +742,36 @@ fn ledger_entries(
     })
 }
 
-/// A filter whose future is dropped (kube-scheduler hung up) while its pod patch is in flight: the
-/// patch may still land, so the write counts as unconfirmed, not as a confirmed assumption, and is
-/// not lost.
-#[tokio::test]
-async fn a_filter_dropped_while_its_patch_is_in_flight_counts_the_write_as_unconfirmed() {
+/// Filters pod `p` (offered n1 and n2) and drops the filter while an effect of kind `effect` is in
+/// flight: that effect never answers, and the caller gives up after 100 ms, as kube-scheduler does
+/// when its extender call times out.
+async fn filter_p_dropped_while(
+    svc: &Arc<Scheduler<MemCluster>>,
+    cluster: &MemCluster,
+    effect: &'static str,
+) {
     use sliceguard::server::extender::ExtenderArgs;
-    let (svc, cluster) = synced_service(config());
     cluster
         .delays
         .lock()
         .unwrap()
-        .insert("patch-pod-metadata", Duration::from_secs(3600));
+        .insert(effect, Duration::from_secs(3600));
     let args = ExtenderArgs {
         pod: Some(gpu_pod("p", "1000", "20")),
         nodes: None,
         node_names: Some(vec!["n1".into(), "n2".into()]),
     };
     let dropped = tokio::time::timeout(Duration::from_millis(100), svc.filter(args)).await;
-    assert!(dropped.is_err(), "the patch never answers");
+    assert!(dropped.is_err(), "the {effect} effect never answers");
+}
+
+/// A filter whose future is dropped (kube-scheduler hung up) while its pod patch is in flight: the
+/// patch may still land, so the write counts as unconfirmed, not as a confirmed assumption, and is
+/// not lost.
+#[tokio::test]
+async fn a_filter_dropped_while_its_patch_is_in_flight_counts_the_write_as_unconfirmed() {
+    let (svc, cluster) = synced_service(config());
+    filter_p_dropped_while(&svc, &cluster, "patch-pod-metadata").await;
     assert!(cluster.pod_patches.lock().unwrap().is_empty());
     svc.with_view(|v| assert!(!v.is_assumed("default/p")));
     let entries = ledger_entries(&svc);
@@ -776,7 +787,6 @@ async fn a_filter_dropped_while_its_patch_is_in_flight_counts_the_write_as_uncon
 /// view is exactly as before, including the pod's earlier assumption.
 #[tokio::test]
 async fn a_filter_dropped_during_its_settle_read_leaves_the_view_as_it_was() {
-    use sliceguard::server::extender::ExtenderArgs;
     use sliceguard::server::service::UNCONFIRMED_SETTLE_AFTER;
     use std::sync::atomic::Ordering;
     let (svc, cluster, elapsed) = service_with_clock(&["a", "p"]);
@@ -801,18 +811,7 @@ async fn a_filter_dropped_during_its_settle_read_leaves_the_view_as_it_was() {
     assert_eq!(before.len(), 2, "{before:?}");
 
     // p is filtered again; the read of a's pod never answers and the filter is dropped.
-    cluster
-        .delays
-        .lock()
-        .unwrap()
-        .insert("get-pod", Duration::from_secs(3600));
-    let args = ExtenderArgs {
-        pod: Some(gpu_pod("p", "1000", "20")),
-        nodes: None,
-        node_names: Some(vec!["n1".into(), "n2".into()]),
-    };
-    let dropped = tokio::time::timeout(Duration::from_millis(100), svc.filter(args)).await;
-    assert!(dropped.is_err());
+    filter_p_dropped_while(&svc, &cluster, "get-pod").await;
     assert_eq!(ledger_entries(&svc), before);
     svc.with_view(|v| assert!(v.is_assumed("default/p")));
     assert_eq!(unconfirmed_writes(&svc, "default/a"), 1);
