@@ -7,7 +7,7 @@ mod bind_support;
 use bind_support::{FakeCluster, FaultAction, settings};
 use jiff::SignedDuration;
 use proptest::prelude::*;
-use sliceguard_core::bind::{Effect, LockFate, ReleaseMode};
+use sliceguard_core::bind::{BindSettings, Effect, LockFate, ReleaseMode};
 
 const KINDS: [&str; 7] = [
     "get-pod",
@@ -125,8 +125,12 @@ proptest! {
                 "{:?} with lock {:?}", outcome.lock, c.lock("n1")
             );
         }
-        // Liveness: whatever is left, the reaper frees it once the timeout has passed.
-        c.now += SignedDuration::from_mins(5) + SignedDuration::from_secs(1);
+        // Liveness: whatever is left, the reaper frees it once the timeout has passed (in
+        // device-plugin mode a holder mid-allocation only at the stall deadline).
+        c.now += match mode {
+            ReleaseMode::AfterBind => SignedDuration::from_mins(5),
+            ReleaseMode::DevicePlugin => BindSettings::default().allocation_stall_timeout,
+        } + SignedDuration::from_secs(1);
         c.faults.clear();
         c.reap("n1", mode, SignedDuration::from_mins(5), None);
         prop_assert_eq!(c.lock("n1"), None);

@@ -7,7 +7,8 @@ use bind_support::{FakeCluster, FaultAction, settings, t};
 use jiff::SignedDuration;
 use sliceguard_core::annotations::{BIND_PHASE, BIND_TIME};
 use sliceguard_core::bind::{
-    BindError, BindSettings, Effect, LockFate, LockRule, ReleaseMode, ReleaseResult,
+    BindError, BindMachine, BindSettings, Effect, LockFate, LockRule, PodDecision, ReleaseMode,
+    ReleaseResult, Step,
 };
 
 const NS: &str = "default";
@@ -132,7 +133,13 @@ fn device_plugin_lock_is_released_when_the_pod_fails_is_deleted_or_times_out() {
                     c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
                     None
                 );
+                // Bound here and allocating: only the stall deadline frees it (and deletes p).
                 c.now += FIVE_MIN + SignedDuration::from_secs(1);
+                assert_eq!(
+                    c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
+                    None
+                );
+                c.now += SignedDuration::from_mins(10);
             }
         }
         assert_eq!(
@@ -790,27 +797,38 @@ fn a_crash_after_the_binding_is_recovered_by_the_reaper_at_once() {
 }
 
 #[test]
-fn a_crashed_device_plugin_mode_lock_times_out() {
+fn a_crashed_device_plugin_mode_lock_outlives_its_expiry_until_the_holder_stalls() {
     let mut c = cluster_with_pod();
     let request = c.request(NS, "p", "n1");
+    // Crashed after the Binding: p is bound to n1 in bind-phase allocating, mid-allocation.
     drop(c.bind_and_crash(request, &device_plugin(), 5));
+    assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
     let held = c.lock("n1").unwrap();
-    assert_eq!(
-        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
-        None
-    );
-    c.now += SignedDuration::from_secs(299);
-    assert_eq!(
-        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
-        None
-    );
-    assert_eq!(c.lock("n1"), Some(held));
-    c.now += SignedDuration::from_secs(2);
-    assert_eq!(
-        c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
-        Some(ReleaseResult::Released)
-    );
+    let reap = |c: &mut FakeCluster| c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None);
+    assert_eq!(reap(&mut c), None);
+    // Past the expiry the lock stands: its holder may still be admitted (HAMi #3096).
+    c.now += FIVE_MIN + SignedDuration::from_secs(2);
+    assert_eq!(reap(&mut c), None);
+    assert_eq!(c.lock("n1"), Some(held.clone()));
+    // At the stall deadline the reaper marks the holder failed, deletes it and frees the lock.
+    c.now += SignedDuration::from_mins(10);
+    assert_eq!(reap(&mut c), Some(ReleaseResult::Released));
     assert_eq!(c.lock("n1"), None);
+    assert!(
+        !c.pods.contains_key("default/p"),
+        "the stalled holder is deleted"
+    );
+    let kinds: Vec<&str> = c.trace.iter().rev().take(5).map(Effect::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "clear-lock",
+            "get-node",
+            "delete-pod",
+            "emit-event",
+            "patch-pod"
+        ]
+    );
 }
 
 #[test]
@@ -908,5 +926,147 @@ fn the_machine_repeats_its_outcome_and_never_panics_on_odd_observations() {
         ),
         Step::Done(outcome)
     );
+    assert_eq!(c.lock("n1"), None);
+}
+
+#[test]
+fn a_bind_the_pods_decision_does_not_allow_is_refused_before_any_lock() {
+    let cases = [
+        (
+            PodDecision::Decided { node: "n2".into() },
+            "its hami.io/vgpu-node annotation places it on node n2, not n1",
+        ),
+        (
+            PodDecision::Unusable {
+                problem: "it asks for GPUs but carries no hami.io/vgpu-node annotation".into(),
+            },
+            "carries no hami.io/vgpu-node",
+        ),
+    ];
+    for (decision, expected) in cases {
+        let mut c = cluster_with_pod();
+        c.pod_mut("default/p").decision = decision.clone();
+        let request = c.request(NS, "p", "n1");
+        let outcome = c.bind(request, &after_bind());
+        let error = outcome.result.as_ref().unwrap_err();
+        assert!(
+            matches!(error, BindError::DecisionRefused { .. }),
+            "{decision:?}: {error}"
+        );
+        assert_eq!(error.kind(), "decision_refused");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("pod default/p cannot be bound to node n1: ")
+                && text.contains(expected),
+            "{text}"
+        );
+        assert_eq!(
+            c.count("write-lock"),
+            0,
+            "{decision:?}: no lock may be taken"
+        );
+        assert_eq!(c.count("create-binding"), 0);
+        assert_eq!(c.lock("n1"), None);
+        assert_eq!(outcome.lock, LockFate::NotTaken);
+    }
+    // The decision's own node binds.
+    let mut c = cluster_with_pod();
+    c.pod_mut("default/p").decision = PodDecision::Decided { node: "n1".into() };
+    let request = c.request(NS, "p", "n1");
+    assert_eq!(c.bind(request, &after_bind()).result, Ok(()));
+}
+
+#[test]
+fn device_plugin_mode_keeps_an_expired_lock_while_its_holder_is_mid_allocation() {
+    let mut c = cluster_with_pod();
+    c.add_pod(NS, "holder");
+    {
+        let holder = c.pod_mut("default/holder");
+        holder.node_name = Some("n1".into());
+        holder.phase = Some("Pending".into());
+        holder
+            .annotations
+            .insert(BIND_PHASE.into(), "allocating".into());
+    }
+    let held = lock_of(&c, SignedDuration::from_secs(301), NS, "holder");
+    c.set_lock("n1", &held);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request.clone(), &device_plugin());
+    assert!(outcome.result.unwrap_err().is_contention());
+    assert_eq!(
+        c.lock("n1"),
+        Some(held.clone()),
+        "HAMi #3096: no handover mid-allocation"
+    );
+    // Past the stall deadline the binder still does not take it: clearing a stalled holder is the
+    // reaper's (it marks the holder failed and deletes it first).
+    c.now += SignedDuration::from_mins(15);
+    let outcome = c.bind(request.clone(), &device_plugin());
+    assert!(outcome.result.unwrap_err().is_contention());
+    assert_eq!(c.lock("n1"), Some(held));
+    // Once the device plugin settles the holder, the lock passes on.
+    c.pod_mut("default/holder")
+        .annotations
+        .insert(BIND_PHASE.into(), "success".into());
+    let outcome = c.bind(request, &device_plugin());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.takeover, Some(LockRule::PhaseSettled));
+}
+
+/// Drives a bind, and after `effects` executed effects tells the machine its caller went away.
+fn bind_abandoned_after(
+    c: &mut FakeCluster,
+    effects: usize,
+    settings: &BindSettings,
+) -> sliceguard_core::bind::BindOutcome {
+    let mut machine = BindMachine::new(c.request(NS, "p", "n1"), settings.clone(), None);
+    let mut step = machine.start(c.now);
+    let mut executed = 0;
+    for _ in 0..100 {
+        match step {
+            Step::Do(effect) => {
+                if executed == effects
+                    && let Some(next) = machine.abandon()
+                {
+                    step = next;
+                    executed += 1;
+                    continue;
+                }
+                executed += 1;
+                let observation = c.execute(&effect);
+                step = machine.observe(observation, c.now);
+            }
+            Step::Done(outcome) => return outcome,
+        }
+    }
+    panic!("the abandoned bind did not finish: {:?}", c.trace);
+}
+
+#[test]
+fn a_bind_abandoned_before_the_binding_releases_its_lock_and_never_binds() {
+    // Effects of a clean after-bind run: get-pod, get-node, write-lock, patch-pod (allocating),
+    // create-binding, ... Abandoned before each of the first four, the bind stops.
+    for effects in 0..4 {
+        let mut c = cluster_with_pod();
+        let outcome = bind_abandoned_after(&mut c, effects, &after_bind());
+        let error = outcome.result.as_ref().unwrap_err();
+        assert!(
+            matches!(error, BindError::Abandoned { .. }),
+            "after {effects}: {error}"
+        );
+        assert_eq!(
+            c.lock("n1"),
+            None,
+            "after {effects} effects the lock is left"
+        );
+        assert_eq!(c.count("create-binding"), 0, "after {effects}");
+        assert_eq!(c.pod("default/p").node_name, None);
+        assert_eq!(c.count("emit-event"), 1, "BindingFailed is announced");
+    }
+    // From the Binding on, the protocol finishes: the pod is bound and the lock released.
+    let mut c = cluster_with_pod();
+    let outcome = bind_abandoned_after(&mut c, 4, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
     assert_eq!(c.lock("n1"), None);
 }

@@ -3,6 +3,7 @@
 //! ([`Effect`], with their exact wire bodies) and what the driver saw ([`Observation`],
 //! [`ApiFailure`]). The table of effects is in the [module documentation](super).
 
+use super::PodDecision;
 use crate::annotations::{BIND_PHASE, DEVICES_ALLOCATED, NODE_LOCK};
 use crate::decision::EventRecord;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -69,6 +70,9 @@ pub struct PodView {
     /// `hami.io/vgpu-devices-allocated`: what the filter last wrote (read to settle a filter write
     /// whose answer was lost).
     pub devices_allocated: Option<String>,
+    /// The filter's decision as the pod carries it, checked against its request (what `/bind`
+    /// verifies before it locks a node).
+    pub decision: PodDecision,
 }
 
 impl PodView {
@@ -95,12 +99,22 @@ impl PodView {
                 .as_ref()
                 .and_then(|a| a.get(DEVICES_ALLOCATED))
                 .cloned(),
+            decision: PodDecision::of(pod),
         }
     }
 
     /// Succeeded, Failed, or being deleted.
     pub fn is_finished(&self) -> bool {
         self.deleting || matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
+    /// Bound, still `Pending` (the kubelet has not admitted it) and in `bind-phase: allocating`:
+    /// HAMi's device plugin may still be asked to Allocate for it (see `lock_rules`).
+    pub fn is_mid_allocation(&self) -> bool {
+        self.node_name.is_some()
+            && !self.is_finished()
+            && self.phase.as_deref().is_none_or(|p| p == "Pending")
+            && self.bind_phase.as_deref() == Some(crate::annotations::bind_phase::ALLOCATING)
     }
 }
 
@@ -195,6 +209,16 @@ pub enum Effect {
         /// Target node.
         node: String,
     },
+    /// Delete the pod, only if it still has uid `uid` (the reaper's last word on a holder whose
+    /// device plugin stayed silent past the stall deadline, see [`super::lock_rules`]).
+    DeletePod {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Pod uid precondition (omitted when empty).
+        uid: String,
+    },
     /// Record an event on the pod. Its answer never changes the path.
     EmitEvent {
         /// The pod.
@@ -276,6 +300,7 @@ impl Effect {
             Effect::PatchPodAnnotations { .. } => "patch-pod",
             Effect::PatchPodMetadata { .. } => "patch-pod-metadata",
             Effect::CreateBinding { .. } => "create-binding",
+            Effect::DeletePod { .. } => "delete-pod",
             Effect::EmitEvent { .. } => "emit-event",
         }
     }

@@ -78,6 +78,24 @@ pub enum BindError {
         pod: String,
     },
     /// The pod is bound to another node.
+    /// The pod's decision does not allow this bind (see [`super::PodDecision`]).
+    #[error("pod {pod} cannot be bound to node {node}: {problem}")]
+    DecisionRefused {
+        /// `namespace/name`.
+        pod: String,
+        /// The node kube-scheduler asked for.
+        node: String,
+        /// Why, naming the annotation.
+        problem: String,
+    },
+    /// The caller went away before the `Binding` ([`super::BindMachine::abandon`]).
+    #[error("bind of pod {pod} to node {node} abandoned: the caller went away before the Binding")]
+    Abandoned {
+        /// `namespace/name`.
+        pod: String,
+        /// The node.
+        node: String,
+    },
     #[error("pod {pod} is already bound to node {bound}")]
     BoundElsewhere {
         /// `namespace/name`.
@@ -146,6 +164,8 @@ impl BindError {
             | BindError::PodFinished { .. } => "pod_gone",
             BindError::PodUnreadable { .. } | BindError::PodPatchFailed { .. } => "pod_error",
             BindError::BoundElsewhere { .. } => "bound_elsewhere",
+            BindError::DecisionRefused { .. } => "decision_refused",
+            BindError::Abandoned { .. } => "abandoned",
             BindError::HolderUnreadable { .. }
             | BindError::LockNotSet { .. }
             | BindError::Unlockable { .. } => "lock_error",

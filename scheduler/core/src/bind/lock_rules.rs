@@ -16,6 +16,25 @@
 //! - **malformed**: a value that does not parse, once the timeout has passed since this process
 //!   first saw that value ([`MalformedSighting`]).
 //!
+//! ## No handover while the holder is mid-allocation (`device-plugin` mode; fixes HAMi #3096)
+//! HAMi frees an expired lock whoever holds it. In `device-plugin` mode that hands the node to a
+//! second pod while the first is still bound here, Pending, in `bind-phase: allocating`: the kubelet
+//! then admits the first pod, and HAMi's device plugin, which serves the pod the node lock names,
+//! gives it the second pod's devices (HAMi #781: two pods mid-allocation on one node). So in that
+//! mode an expired lock whose holder is **mid-allocation** (bound to this node, still `Pending`, not
+//! being deleted, phase `allocating`: the kubelet has not admitted it yet, so an Allocate for it may
+//! still come) is not free by expiry alone. A holder the kubelet already runs is past its Allocate,
+//! so expiry frees its lock as in HAMi. What frees a mid-allocation holder's lock:
+//! - the device plugin settling the holder's phase (`success` / `failed`), the holder finishing,
+//!   being deleted, going away, or being bound elsewhere (the rules above);
+//! - **stalled**: [`BindSettings::allocation_stall_timeout`] after the lock was taken (15m by
+//!   default, three lock timeouts), the holder's device plugin has not answered for so long that it
+//!   is taken to be silent: [`judge_lock`] answers [`LockJudgement::Stalled`], and the reaper marks
+//!   the holder `bind-phase: failed` (so an Allocate that still comes fails instead of serving
+//!   devices) and deletes it with its uid as precondition (its controller re-creates it), after
+//!   which the lock is free as dangling. A silent plugin thus cannot stop a node for good, and a
+//!   late kubelet never admits the stalled pod beside another one mid-allocation.
+//!
 //! The lock of the pod being bound is **re-entrant**: a retry (after a lost response, a crash, or a
 //! `BindingFailed` the scheduler retried) finds its own lock and continues. A 409 on the lock write
 //! re-reads the node and tries again with the new resourceVersion, at most
@@ -23,10 +42,14 @@
 //! `node <n> has been locked within 5m0s: node lock contention` (the timeout formatted as Go does).
 //!
 //! [`BindSettings::max_lock_attempts`]: super::BindSettings::max_lock_attempts
+//! [`BindSettings::allocation_stall_timeout`]: super::BindSettings::allocation_stall_timeout
 
-use super::{PodView, ReleaseMode};
+use super::{ALLOCATION_STALLED, BindSettings, Effect, PodRef, PodView, ReleaseMode};
+use crate::annotations::BIND_PHASE;
 use crate::annotations::bind_phase;
+use crate::codec::go_duration;
 use crate::codec::lock::{self, LockHolder};
+use crate::decision::{EventRecord, EventType};
 use jiff::{SignedDuration, Timestamp};
 
 /// The rule that freed a lock held by someone else (or let the binder re-enter its own).
@@ -111,6 +134,10 @@ pub enum LockJudgement {
     },
     /// Whether it stands depends on the holder pod: look it up.
     NeedHolder(LockHolder),
+    /// `device-plugin` mode: the holder has been mid-allocation past the stall deadline. The lock
+    /// stands for the binder; the reaper marks the holder failed and deletes it (see the module
+    /// documentation), which frees the lock.
+    Stalled(LockHolder),
 }
 
 /// Decides whether a lock held by someone stands, by the rules in the module documentation. The
@@ -118,10 +145,10 @@ pub enum LockJudgement {
 pub fn judge_lock(
     lock: &ObservedLock<'_>,
     holder: &HolderState,
-    mode: ReleaseMode,
-    timeout: SignedDuration,
+    settings: &BindSettings,
     now: Timestamp,
 ) -> LockJudgement {
+    let (mode, timeout) = (settings.release_mode, settings.lock_timeout);
     let value = match lock::parse(lock.raw) {
         Ok(value) => value,
         Err(_) => {
@@ -134,7 +161,9 @@ pub fn judge_lock(
             };
         }
     };
-    if value.is_expired(now, timeout) {
+    let expired = value.is_expired(now, timeout);
+    // Only a named holder can be mid-allocation; in after-bind mode expiry frees any lock.
+    if expired && (mode == ReleaseMode::AfterBind || value.holder.is_none()) {
         return LockJudgement::Free(LockRule::Expired);
     }
     let until = expiry_of(value.taken_at, timeout);
@@ -161,10 +190,50 @@ pub fn judge_lock(
                 {
                     LockJudgement::Free(LockRule::PhaseSettled)
                 }
+                // Device-plugin mode, past the expiry: free unless the holder is mid-allocation.
+                Some(_) if expired && pod.is_mid_allocation() => {
+                    let stalled_at = expiry_of(value.taken_at, settings.allocation_stall_timeout);
+                    if now >= stalled_at {
+                        LockJudgement::Stalled(owner)
+                    } else {
+                        LockJudgement::Stands { until: stalled_at }
+                    }
+                }
+                _ if expired => LockJudgement::Free(LockRule::Expired),
                 _ => LockJudgement::Stands { until },
             }
         }
     }
+}
+
+/// What clears a [`LockJudgement::Stalled`] holder, in order: mark it `bind-phase: failed`, record
+/// an `AllocationStalled` warning on it, delete it with its uid as precondition. The driver stops at
+/// a failed mark or delete (and tries again on its next pass); a 404 means the holder is gone
+/// already, which is what the sequence is for. The event's answer does not matter.
+pub fn stalled_holder_effects(node: &str, holder: &PodRef, settings: &BindSettings) -> [Effect; 3] {
+    let timeout = go_duration::format(settings.allocation_stall_timeout);
+    [
+        Effect::PatchPodAnnotations {
+            namespace: holder.namespace.clone(),
+            name: holder.name.clone(),
+            annotations: [(BIND_PHASE.to_string(), bind_phase::FAILED.to_string())].into(),
+        },
+        Effect::EmitEvent {
+            pod: holder.clone(),
+            event: EventRecord {
+                event_type: EventType::Warning,
+                reason: ALLOCATION_STALLED,
+                message: format!(
+                    "node {node}'s device plugin has not allocated this pod within {timeout} of its bind; deleted so that the node's lock can pass on"
+                ),
+            },
+        },
+        Effect::DeletePod {
+            namespace: holder.namespace.clone(),
+            name: holder.name.clone(),
+            uid: holder.uid.clone(),
+        },
+    ]
 }
 
 /// The first whole second at which a lock taken at `taken_at` counts as expired.
@@ -201,8 +270,13 @@ mod tests {
             f(&mut p);
             HolderState::Present(p)
         };
+        let settings = |mode| BindSettings {
+            lock_timeout: five,
+            release_mode: mode,
+            ..BindSettings::default()
+        };
         let judge =
-            |raw, holder: &HolderState, mode| judge_lock(&lock(raw), holder, mode, five, now);
+            |raw, holder: &HolderState, mode| judge_lock(&lock(raw), holder, &settings(mode), now);
         use ReleaseMode::*;
         assert_eq!(
             judge(
@@ -274,7 +348,12 @@ mod tests {
             first_seen: t("2025-01-01T00:04:00Z"),
         };
         assert_eq!(
-            judge_lock(&seen_long_ago, &HolderState::Unknown, AfterBind, five, now),
+            judge_lock(
+                &seen_long_ago,
+                &HolderState::Unknown,
+                &settings(AfterBind),
+                now
+            ),
             LockJudgement::Free(LockRule::Malformed)
         );
         assert_eq!(
@@ -282,6 +361,72 @@ mod tests {
             LockJudgement::Stands {
                 until: t("2025-01-01T00:15:01Z")
             }
+        );
+    }
+
+    #[test]
+    fn device_plugin_mode_never_hands_over_a_lock_mid_allocation() {
+        let settings = BindSettings {
+            release_mode: ReleaseMode::DevicePlugin,
+            ..BindSettings::default()
+        };
+        assert_eq!(
+            settings.allocation_stall_timeout,
+            SignedDuration::from_mins(15)
+        );
+        let lock = ObservedLock {
+            node: "n1",
+            raw: "2025-01-01T00:00:00Z,ns,holder",
+            first_seen: t("2025-01-01T00:00:00Z"),
+        };
+        let holder = |node: Option<&str>, phase: Option<&str>| {
+            HolderState::Present(PodView {
+                node_name: node.map(String::from),
+                phase: Some("Pending".into()),
+                bind_phase: phase.map(String::from),
+                ..PodView::default()
+            })
+        };
+        let allocating = holder(Some("n1"), Some("allocating"));
+        let expired = t("2025-01-01T00:06:00Z");
+        // Past the expiry, the holder must be looked at before anything is freed.
+        assert!(matches!(
+            judge_lock(&lock, &HolderState::Unknown, &settings, expired),
+            LockJudgement::NeedHolder(_)
+        ));
+        assert_eq!(
+            judge_lock(&lock, &allocating, &settings, expired),
+            LockJudgement::Stands {
+                until: t("2025-01-01T00:15:01Z")
+            }
+        );
+        assert!(matches!(
+            judge_lock(&lock, &allocating, &settings, t("2025-01-01T00:15:01Z")),
+            LockJudgement::Stalled(h) if h.name == "holder" && h.namespace == "ns"
+        ));
+        // Not mid-allocation (not marked, not bound, already admitted): expiry frees it as in HAMi.
+        let running = HolderState::Present(PodView {
+            node_name: Some("n1".into()),
+            phase: Some("Running".into()),
+            bind_phase: Some("allocating".into()),
+            ..PodView::default()
+        });
+        for other in [
+            holder(Some("n1"), None),
+            holder(None, Some("allocating")),
+            running,
+        ] {
+            assert_eq!(
+                judge_lock(&lock, &other, &settings, expired),
+                LockJudgement::Free(LockRule::Expired),
+                "{other:?}"
+            );
+        }
+        // After-bind mode keeps HAMi's rule: expired is free without a look at the holder.
+        let after_bind = BindSettings::default();
+        assert_eq!(
+            judge_lock(&lock, &HolderState::Unknown, &after_bind, expired),
+            LockJudgement::Free(LockRule::Expired)
         );
     }
 }

@@ -37,6 +37,9 @@ use std::fmt;
 pub const BINDING_SUCCEED: &str = "BindingSucceed";
 /// The event reason of a failed bind.
 pub const BINDING_FAILED: &str = "BindingFailed";
+/// The event reason on a lock holder the reaper deleted because its allocation stalled (sliceguard's
+/// own; HAMi has none, see [`super::lock_rules`]).
+pub const ALLOCATION_STALLED: &str = "AllocationStalled";
 
 /// Who releases the node lock after a successful bind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +74,9 @@ pub struct BindSettings {
     /// How many times a read, a pod patch, the `Binding` or a release is tried when the answer is
     /// indeterminate or a conflict.
     pub max_retries: u32,
+    /// `device-plugin` mode: how long after a lock was taken its holder may stay mid-allocation
+    /// before the reaper takes its device plugin to be silent (see [`super::lock_rules`]).
+    pub allocation_stall_timeout: SignedDuration,
 }
 
 impl Default for BindSettings {
@@ -80,6 +86,7 @@ impl Default for BindSettings {
             release_mode: ReleaseMode::AfterBind,
             max_lock_attempts: 5,
             max_retries: 3,
+            allocation_stall_timeout: SignedDuration::from_mins(15),
         }
     }
 }
@@ -275,6 +282,27 @@ impl BindMachine {
         }
     }
 
+    /// The caller went away (kube-scheduler's bind timeout, a dropped connection). The driver calls
+    /// it at an effect boundary, before executing the pending effect. Before the `Binding` the bind
+    /// stops there: `Some` step that releases a lock this bind holds, or may hold (a lock write whose
+    /// answer was lost), and announces `BindingFailed`, so no lock is stranded and the pod is not
+    /// bound behind kube-scheduler's back. From the `Binding` on the pod may already be bound, so
+    /// the protocol runs to its end: `None`, execute the pending effect as usual.
+    pub fn abandon(&mut self) -> Option<Step> {
+        match self.state {
+            State::Idle
+            | State::CheckPod
+            | State::ReadNode
+            | State::CheckHolder { .. }
+            | State::Acquire { .. }
+            | State::MarkAllocating => Some(self.fail(BindError::Abandoned {
+                pod: self.pod_key(),
+                node: self.request.node.clone(),
+            })),
+            _ => None,
+        }
+    }
+
     /// True while the machine holds the node lock (between a successful write and its release).
     pub fn holds_lock(&self) -> bool {
         self.held.is_some()
@@ -443,6 +471,10 @@ impl BindMachine {
                 if view.is_finished() {
                     return self.fail(BindError::PodFinished { pod });
                 }
+                if let Some(problem) = view.decision.refusal(&self.request.node) {
+                    let node = self.request.node.clone();
+                    return self.fail(BindError::DecisionRefused { pod, node, problem });
+                }
                 self.retries = 0;
                 self.get_node()
             }
@@ -547,13 +579,7 @@ impl BindMachine {
             raw: &raw,
             first_seen,
         };
-        match judge_lock(
-            &observed,
-            &holder,
-            self.settings.release_mode,
-            self.settings.lock_timeout,
-            now,
-        ) {
+        match judge_lock(&observed, &holder, &self.settings, now) {
             LockJudgement::Free(rule) => self.write_lock(view.resource_version, Some(rule), now),
             LockJudgement::NeedHolder(holder) => {
                 self.retries = 0;
@@ -564,6 +590,12 @@ impl BindMachine {
                 self.state = State::CheckHolder { view, raw, holder };
                 Step::Do(effect)
             }
+            // A stalled holder is the reaper's to clear (it marks the holder failed and deletes
+            // it); until then the lock stands for the binder.
+            LockJudgement::Stalled(_) => self.fail(BindError::Contention {
+                node,
+                timeout: go_duration::format(self.settings.lock_timeout),
+            }),
             LockJudgement::Stands { until } => {
                 let timeout = go_duration::format(self.settings.lock_timeout);
                 match parsed {

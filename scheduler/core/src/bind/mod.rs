@@ -50,19 +50,22 @@
 //! - The outcome of a bind whose pod is already bound to the requested node (a retry after a lost
 //!   answer) is success, and the lock is released; HAMi's retry fails at the API.
 
+mod decision_check;
 mod effect;
 mod error;
 mod lock_rules;
 mod machine;
 mod release;
 
+pub use decision_check::PodDecision;
 pub use effect::{ApiFailure, BindRequest, Effect, NodeLockView, Observation, PodRef, PodView};
 pub use error::BindError;
 pub use lock_rules::{
     HolderState, LockJudgement, LockRule, MalformedSighting, ObservedLock, judge_lock,
+    stalled_holder_effects,
 };
 pub use machine::{
-    BINDING_FAILED, BINDING_SUCCEED, BindMachine, BindOutcome, BindSettings, LockFate, ReleaseMode,
-    Step,
+    ALLOCATION_STALLED, BINDING_FAILED, BINDING_SUCCEED, BindMachine, BindOutcome, BindSettings,
+    LockFate, ReleaseMode, Step,
 };
 pub use release::{LockRelease, ReleaseOwner, ReleaseResult, ReleaseStep};

@@ -9,7 +9,8 @@ use sliceguard_core::annotations::{BIND_PHASE, NODE_LOCK};
 use sliceguard_core::bind::{
     ApiFailure, BindMachine, BindOutcome, BindRequest, BindSettings, Effect, HolderState,
     LockJudgement, LockRelease, MalformedSighting, NodeLockView, Observation, ObservedLock,
-    PodView, ReleaseMode, ReleaseOwner, ReleaseResult, Step, judge_lock,
+    PodDecision, PodRef, PodView, ReleaseMode, ReleaseOwner, ReleaseResult, Step, judge_lock,
+    stalled_holder_effects,
 };
 use sliceguard_core::decision::EventRecord;
 use std::collections::BTreeMap;
@@ -31,6 +32,9 @@ pub struct FakePod {
     pub annotations: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub resource_version: u64,
+    /// The filter's decision as the pod carries it (the fake pods have no containers, so it is
+    /// set directly; `PodDecision::of` has its own tests).
+    pub decision: PodDecision,
 }
 
 /// What a scripted fault does to the effect it hits.
@@ -254,6 +258,7 @@ impl FakeCluster {
                             .annotations
                             .get(sliceguard_core::annotations::DEVICES_ALLOCATED)
                             .cloned(),
+                        decision: p.decision.clone(),
                     }),
                 }
             }
@@ -315,6 +320,25 @@ impl FakeCluster {
                         p.resource_version = rv;
                         Observation::Written {
                             resource_version: Some(rv.to_string()),
+                        }
+                    }
+                }
+            }
+            Effect::DeletePod {
+                namespace,
+                name,
+                uid,
+            } => {
+                let key = format!("{namespace}/{name}");
+                match self.pods.get(&key) {
+                    None => Observation::Failed(ApiFailure::NotFound),
+                    Some(p) if !uid.is_empty() && p.uid != *uid => Observation::Failed(
+                        ApiFailure::Conflict(format!("precondition failed: uid {uid}")),
+                    ),
+                    Some(_) => {
+                        self.pods.remove(&key);
+                        Observation::Written {
+                            resource_version: None,
                         }
                     }
                 }
@@ -449,8 +473,34 @@ impl FakeCluster {
         };
         let mut holder = HolderState::Unknown;
         loop {
-            match judge_lock(&observed, &holder, mode, timeout, now) {
+            let settings = BindSettings {
+                lock_timeout: timeout,
+                release_mode: mode,
+                ..BindSettings::default()
+            };
+            match judge_lock(&observed, &holder, &settings, now) {
                 LockJudgement::Stands { .. } => return None,
+                LockJudgement::Stalled(h) => {
+                    // As the service's reaper: mark the holder failed, announce, delete it.
+                    let uid = match &holder {
+                        HolderState::Present(p) => p.uid.clone(),
+                        _ => String::new(),
+                    };
+                    let pod = PodRef {
+                        namespace: h.namespace,
+                        name: h.name,
+                        uid,
+                    };
+                    for effect in stalled_holder_effects(node, &pod, &settings) {
+                        match self.execute(&effect) {
+                            _ if matches!(effect, Effect::EmitEvent { .. }) => {}
+                            Observation::Written { .. } => {}
+                            Observation::Failed(ApiFailure::NotFound) => break,
+                            _ => return None,
+                        }
+                    }
+                    holder = HolderState::Gone;
+                }
                 LockJudgement::NeedHolder(h) => {
                     holder = match self.execute(&Effect::GetPod {
                         namespace: h.namespace,
