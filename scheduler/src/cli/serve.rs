@@ -11,6 +11,7 @@ use crate::bind::{BindSettings, ReleaseMode};
 use crate::codec::go_duration;
 use crate::decision::SchedulerSettings;
 use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
+use crate::server::api_client::ClientLimits;
 use crate::server::{self, KubeSource, SchedulerConfig, ServeOptions};
 use clap::{ArgAction, Args, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -85,6 +86,14 @@ pub struct ServeArgs {
     /// How long shutdown waits for requests and binds in flight (Go duration).
     #[arg(long, default_value = "30s", value_parser = parse_std_duration)]
     shutdown_grace: Duration,
+    /// Most API requests per second of the bind protocol and the filter, retries included
+    /// (client-go's QPS limit; kube-scheduler uses 50).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    kube_api_qps: u64,
+    /// How many times one API request answered 429, 503 or 504 is retried, with exponential backoff
+    /// and jitter (100ms to 5s) or the server's Retry-After.
+    #[arg(long, default_value_t = 4)]
+    kube_api_retries: u32,
     /// Log filter: a level (info, debug, ...) or per-target directives like info,kube=warn.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -223,6 +232,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         extender_addr: args.http_bind,
         metrics_addr: args.metrics_bind_address,
         shutdown_grace: args.shutdown_grace,
+        api_limits: ClientLimits {
+            qps: args.kube_api_qps,
+            max_retries: args.kube_api_retries,
+            ..ClientLimits::default()
+        },
     };
     runtime()?
         .block_on(server::serve(options))

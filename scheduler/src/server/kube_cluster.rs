@@ -7,14 +7,17 @@
 //! | `PatchPodAnnotations` | `PATCH .../pods/<name>` merge patch of `metadata.annotations` |
 //! | `PatchPodMetadata` | `PATCH .../pods/<name>` merge patch of `metadata.annotations` and `metadata.labels` with `metadata.uid` (immutable: the API server refuses the patch, 422, when the pod was re-created under the name) |
 //! | `CreateBinding` | `POST .../pods/<name>/binding` with `metadata.uid` as precondition |
+//! | `DeletePod` | `DELETE .../pods/<name>` with `preconditions.uid` |
 //! | `EmitEvent` | `POST /api/v1/namespaces/<ns>/events`: a core/v1 Event with `source.component` and `reportingComponent` = the scheduler name, as client-go's recorder writes HAMi's |
 //!
 //! Deliberate difference from HAMi: each event is created once with `count: 1`; client-go's
 //! recorder, which HAMi uses, aggregates repeats into one event with a growing count.
 //!
-//! API errors map to [`ApiFailure`]: 404 → `NotFound`, 409 → `Conflict`, 429 and 5xx and every
-//! transport error (connect, reset, timeout, undecodable answer) → `Indeterminate`, any other
-//! status → `Rejected`.
+//! API errors map to [`ApiFailure`]: 404 → `NotFound`, 409 → `Conflict`, 5xx and every transport
+//! error (connect, reset, timeout, undecodable answer) → `Indeterminate`, any other status,
+//! 429 included, → `Rejected`. A 429 comes from kube-apiserver's max-in-flight or priority-and-fairness
+//! filter before any handler ran, so it was not applied; the client already retried it with backoff
+//! and `Retry-After` ([`super::api_client`]), and the machines treat what is left as a refusal.
 
 use super::cluster::ClusterApi;
 use crate::bind::{ApiFailure, Effect, NodeLockView, Observation, PodRef, PodView};
@@ -23,7 +26,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::Value;
 
 /// The kube-rs driver.
@@ -49,9 +52,7 @@ pub fn failure(error: kube::Error) -> ApiFailure {
         kube::Error::Api(status) => match status.code {
             404 => ApiFailure::NotFound,
             409 => ApiFailure::Conflict(status.message),
-            429 | 500..=599 => {
-                ApiFailure::Indeterminate(format!("{} {}", status.code, status.message))
-            }
+            500..=599 => ApiFailure::Indeterminate(format!("{} {}", status.code, status.message)),
             code => ApiFailure::Rejected {
                 code,
                 message: status.message,
@@ -184,6 +185,25 @@ impl ClusterApi for KubeCluster {
                     )
                     .await
                 {
+                    Ok(_) => Observation::Written {
+                        resource_version: None,
+                    },
+                    Err(e) => Observation::Failed(failure(e)),
+                }
+            }
+            Effect::DeletePod {
+                namespace,
+                name,
+                uid,
+            } => {
+                let params = DeleteParams {
+                    preconditions: (!uid.is_empty()).then(|| Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match self.pods(namespace).delete(name, &params).await {
                     Ok(_) => Observation::Written {
                         resource_version: None,
                     },

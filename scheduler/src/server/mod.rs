@@ -23,6 +23,7 @@
 //! listener (`--http_bind`); `/filter` waits at most `--sync-timeout` for the watches, where HAMi
 //! waits without a bound; the metrics are sliceguard's own (see [`metrics`]), not HAMi's names.
 
+pub mod api_client;
 pub mod cluster;
 pub mod extender;
 pub mod http;
@@ -75,6 +76,8 @@ pub struct ServeOptions {
     pub metrics_addr: SocketAddr,
     /// How long shutdown waits for requests and binds in flight.
     pub shutdown_grace: Duration,
+    /// Retry and rate limits of the API client of the bind protocol and the filter.
+    pub api_limits: api_client::ClientLimits,
 }
 
 /// Why `serve` (or `register`) stopped.
@@ -289,8 +292,8 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     // indeterminate result the machine resolves); watches keep the client's long one.
     let mut request_config = config;
     request_config.read_timeout = Some(REQUEST_TIMEOUT);
-    let request_client =
-        Client::try_from(request_config).map_err(|e| ServeError::KubeConfig(e.to_string()))?;
+    let request_client = api_client::request_client(request_config, options.api_limits)
+        .map_err(|e| ServeError::KubeConfig(e.to_string()))?;
     let tls = match &options.tls {
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
         None => None,

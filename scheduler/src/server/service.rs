@@ -33,7 +33,7 @@ use crate::admission::WebhookSettings;
 use crate::bind::{
     ApiFailure, BindMachine, BindRequest, BindSettings, Effect, HolderState, LockFate,
     LockJudgement, LockRelease, Observation, ObservedLock, PodRef, ReleaseOwner, ReleaseResult,
-    ReleaseStep, Step, judge_lock,
+    ReleaseStep, Step, judge_lock, stalled_holder_effects,
 };
 use crate::cluster_view::ClusterView;
 use crate::codec::{go_duration, lock};
@@ -505,10 +505,16 @@ impl<C: ClusterApi> Scheduler<C> {
             .clone()
     }
 
-    /// The extender's bind. The bind runs in its own task, tracked for graceful shutdown.
+    /// The extender's bind. The bind runs in its own task, tracked for graceful shutdown. When this
+    /// future is dropped (kube-scheduler hung up or timed out), the task stops at its next effect
+    /// boundary ([`BindMachine::abandon`]): before the `Binding` it releases what it holds and ends.
     pub async fn bind(self: &Arc<Self>, args: ExtenderBindingArgs) -> ExtenderBindingResult {
         let this = Arc::clone(self);
-        let task = self.binds.spawn(async move { this.run_bind(args).await });
+        let caller_gone = CancellationToken::new();
+        let _cancel_when_dropped = caller_gone.clone().drop_guard();
+        let task = self
+            .binds
+            .spawn(async move { this.run_bind(args, caller_gone).await });
         match task.await {
             Ok(result) => result,
             Err(e) => ExtenderBindingResult {
@@ -528,11 +534,24 @@ impl<C: ClusterApi> Scheduler<C> {
         self.binds.len()
     }
 
-    async fn drive(&self, machine: &mut BindMachine) -> crate::bind::BindOutcome {
+    async fn drive(
+        &self,
+        machine: &mut BindMachine,
+        caller_gone: &CancellationToken,
+    ) -> crate::bind::BindOutcome {
         let mut step = machine.start(self.now());
+        let mut abandoned = false;
         loop {
             match step {
                 Step::Do(effect) => {
+                    if !abandoned && caller_gone.is_cancelled() {
+                        abandoned = true;
+                        if let Some(next) = machine.abandon() {
+                            tracing::info!(pod = %machine.request().pod_key(), before = effect.kind(), "bind abandoned by its caller");
+                            step = next;
+                            continue;
+                        }
+                    }
                     let observation = self.cluster.execute(&effect).await;
                     tracing::trace!(pod = %machine.request().pod_key(), effect = effect.kind(), ?observation, "bind step");
                     step = machine.observe(observation, self.now());
@@ -542,7 +561,11 @@ impl<C: ClusterApi> Scheduler<C> {
         }
     }
 
-    async fn run_bind(&self, args: ExtenderBindingArgs) -> ExtenderBindingResult {
+    async fn run_bind(
+        &self,
+        args: ExtenderBindingArgs,
+        caller_gone: CancellationToken,
+    ) -> ExtenderBindingResult {
         let started = Instant::now();
         let request = BindRequest {
             namespace: args.pod_namespace,
@@ -551,7 +574,20 @@ impl<C: ClusterApi> Scheduler<C> {
             node: args.node,
         };
         let gate = self.node_gate(&request.node);
-        let Ok(_turn) = tokio::time::timeout(self.config.bind_wait, gate.lock_owned()).await else {
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(self.config.bind_wait, gate.lock_owned()) => waited,
+            () = caller_gone.cancelled() => {
+                self.metrics.bind_outcome("abandoned");
+                return ExtenderBindingResult {
+                    error: format!(
+                        "bind of pod {} to node {} abandoned: the caller went away while it waited for the node",
+                        request.pod_key(),
+                        request.node
+                    ),
+                };
+            }
+        };
+        let Ok(_turn) = waited else {
             self.metrics.bind_outcome("contention");
             self.metrics.lock_contentions.inc();
             return ExtenderBindingResult {
@@ -566,7 +602,7 @@ impl<C: ClusterApi> Scheduler<C> {
         };
         let memory = self.view().sighting(&request.node);
         let mut machine = BindMachine::new(request.clone(), self.config.bind.clone(), memory);
-        let outcome = self.drive(&mut machine).await;
+        let outcome = self.drive(&mut machine, &caller_gone).await;
 
         self.metrics
             .bind_duration
@@ -646,13 +682,21 @@ impl<C: ClusterApi> Scheduler<C> {
                 first_seen: seen.first_seen,
             };
             loop {
-                match judge_lock(
-                    &observed,
-                    &holder,
-                    self.config.bind.release_mode,
-                    self.config.bind.lock_timeout,
-                    now,
-                ) {
+                match judge_lock(&observed, &holder, &self.config.bind, now) {
+                    LockJudgement::Stalled(h) => {
+                        let HolderState::Present(view) = &holder else {
+                            break; // judged from a holder that was read: cannot happen
+                        };
+                        let pod = PodRef {
+                            namespace: h.namespace.clone(),
+                            name: h.name.clone(),
+                            uid: view.uid.clone(),
+                        };
+                        if !self.clear_stalled_holder(&node, &pod, now).await {
+                            break; // retried on the next pass
+                        }
+                        holder = HolderState::Gone;
+                    }
                     LockJudgement::Stands { until } => {
                         next = Some(next.map_or(until, |n| n.min(until)));
                         break;
@@ -697,6 +741,28 @@ impl<C: ClusterApi> Scheduler<C> {
             }
         }
         next
+    }
+
+    /// The reaper's answer to [`LockJudgement::Stalled`]: marks the holder `bind-phase: failed` (an
+    /// Allocate that still comes then fails rather than serve devices), records an
+    /// `AllocationStalled` event, and deletes the holder with its uid as precondition. True when the
+    /// holder is gone (deleted now, or already).
+    async fn clear_stalled_holder(&self, node: &str, pod: &PodRef, now: Timestamp) -> bool {
+        let key = format!("{}/{}", pod.namespace, pod.name);
+        for effect in stalled_holder_effects(node, pod, &self.config.bind) {
+            match self.cluster.execute(&effect).await {
+                _ if matches!(effect, Effect::EmitEvent { .. }) => {}
+                Observation::Written { .. } => {}
+                Observation::Failed(ApiFailure::NotFound) => break,
+                other => {
+                    tracing::warn!(%node, pod = %key, effect = effect.kind(), ?other, "cannot clear a stalled lock holder");
+                    return false;
+                }
+            }
+        }
+        tracing::warn!(%node, pod = %key, %now, "deleted a lock holder whose allocation stalled");
+        self.metrics.release("stalled");
+        true
     }
 
     /// Runs the reaper until `shutdown`: a pass on every watch event and at the next expiry.
