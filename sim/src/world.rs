@@ -99,11 +99,21 @@ pub enum Fault {
     WatchDisconnect,
     /// The clock jumps past the lock timeout.
     ClockJump,
+    /// A request answered 429 Too Many Requests (with `Retry-After`) without being applied: what
+    /// reaches the machines once the client's own retries are spent.
+    Throttle,
+    /// kube-scheduler gives up on a filter (its extender timeout) while the filter's pod write is in
+    /// flight: the write lands or not, its answer never comes, the filter's future is dropped, and
+    /// the pod is retried later on the nodes offered then.
+    FilterTimeout,
+    /// kube-scheduler gives up on a bind (its bind timeout) after one of the bind's effects: the
+    /// bind's task runs on alone and must stop at its next effect boundary without stranding a lock.
+    BindTimeout,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 12] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -113,6 +123,9 @@ impl Fault {
         Fault::PluginSilent,
         Fault::WatchDisconnect,
         Fault::ClockJump,
+        Fault::Throttle,
+        Fault::FilterTimeout,
+        Fault::BindTimeout,
     ];
 
     /// The fault's name on the command line.
@@ -127,6 +140,9 @@ impl Fault {
             Fault::PluginSilent => "plugin-silent",
             Fault::WatchDisconnect => "watch-disconnect",
             Fault::ClockJump => "clock-jump",
+            Fault::Throttle => "throttle",
+            Fault::FilterTimeout => "filter-timeout",
+            Fault::BindTimeout => "bind-timeout",
         }
     }
 
@@ -278,6 +294,8 @@ struct ApiCore {
     crashed: bool,
     actor: Actor,
     indeterminate_in_bind: bool,
+    /// Set when kube-scheduler gave up on the call in flight ([`Fault::FilterTimeout`]).
+    abandoned: bool,
     trace: Vec<String>,
     violations: Vec<(&'static str, String)>,
     release_mode: ReleaseMode,
@@ -338,6 +356,7 @@ impl SimCluster {
                 | Effect::PatchPodAnnotations { .. }
                 | Effect::PatchPodMetadata { .. }
                 | Effect::CreateBinding { .. }
+                | Effect::DeletePod { .. }
         )
     }
 
@@ -368,6 +387,45 @@ impl SimCluster {
             return Some(Observation::Failed(ApiFailure::Conflict(
                 "injected conflict".into(),
             )));
+        }
+        if !matches!(effect, Effect::EmitEvent { .. }) && core.roll(Fault::Throttle) {
+            core.log(format!("fault throttle: 429 on {}", effect.kind()));
+            return Some(Observation::Failed(ApiFailure::Rejected {
+                code: 429,
+                message: "Too many requests, please try again later (Retry-After: 1)".into(),
+            }));
+        }
+        if core.actor == Actor::Filter
+            && matches!(effect, Effect::PatchPodMetadata { .. })
+            && core.roll(Fault::FilterTimeout)
+        {
+            let landed = core.rng.below(2) == 0;
+            if landed {
+                let _ = apply_effect(&mut core, effect);
+            }
+            core.abandoned = true;
+            core.log(format!(
+                "fault filter-timeout: kube-scheduler gives up on the filter during {} ({})",
+                effect.kind(),
+                if landed {
+                    "the write landed"
+                } else {
+                    "the write did not land"
+                }
+            ));
+            return None;
+        }
+        if matches!(core.actor, Actor::Bind(_))
+            && !matches!(effect, Effect::EmitEvent { .. })
+            && !core.abandoned
+            && core.roll(Fault::BindTimeout)
+        {
+            // The effect runs; its answer comes after kube-scheduler stopped waiting.
+            core.abandoned = true;
+            core.log(format!(
+                "fault bind-timeout: kube-scheduler gives up on the bind during {}",
+                effect.kind()
+            ));
         }
         if !matches!(effect, Effect::EmitEvent { .. }) && core.roll(Fault::ServerError) {
             core.log(format!("fault server-error on {}", effect.kind()));
@@ -408,7 +466,8 @@ fn free_by_rule(core: &ApiCore, node: &str, raw: &str, now: Timestamp) -> Option
             .unwrap_or(now);
         return (now.duration_since(first) > core.lock_timeout).then_some("malformed");
     };
-    if value.is_expired(now, core.lock_timeout) {
+    let expired = value.is_expired(now, core.lock_timeout);
+    if expired && (core.release_mode == ReleaseMode::AfterBind || value.holder.is_none()) {
         return Some("expired");
     }
     let holder = value.holder?;
@@ -437,7 +496,11 @@ fn free_by_rule(core: &ApiCore, node: &str, raw: &str, now: Timestamp) -> Option
     {
         return Some("phase settled");
     }
-    None
+    // Device-plugin mode: an expired lock is free unless its holder is mid-allocation here (bound
+    // to this node, still Pending, phase allocating): handing it over then lets the device plugin serve the holder
+    // another pod's devices (HAMi #3096, #781).
+    let pending = matches!(pod["status"]["phase"].as_str(), None | Some("Pending"));
+    (expired && !(bound == node && pending && phase == bind_phase::ALLOCATING)).then_some("expired")
 }
 
 /// Applies one effect to the store (after fault decisions), checking lock safety on lock writes.
@@ -558,6 +621,29 @@ fn apply_effect(core: &mut ApiCore, effect: &Effect) -> Observation {
             ));
             written(result)
         }
+        Effect::DeletePod {
+            namespace,
+            name,
+            uid,
+        } => {
+            let current = core
+                .store
+                .get(Resource::Pods, Some(namespace), name)
+                .ok()
+                .and_then(|p| p["metadata"]["uid"].as_str().map(String::from));
+            match current {
+                None => Observation::Failed(ApiFailure::NotFound),
+                Some(found) if !uid.is_empty() && &found != uid => Observation::Failed(
+                    ApiFailure::Conflict(format!("precondition failed: uid {uid} is now {found}")),
+                ),
+                Some(_) => {
+                    core.log(format!(
+                        "delete pod {namespace}/{name} (stalled allocation)"
+                    ));
+                    written(core.store.delete(Resource::Pods, Some(namespace), name))
+                }
+            }
+        }
         Effect::EmitEvent { pod, event } => {
             core.event_counter += 1;
             let object = json!({
@@ -617,7 +703,13 @@ fn check_lock_change(core: &mut ApiCore, node: &str, old: &str, new: Option<&str
 impl ClusterApi for SimCluster {
     fn execute(&self, effect: &Effect) -> impl Future<Output = Observation> + Send {
         let answer = self.execute_now(effect);
+        // A call kube-scheduler abandoned: the answer is not ready at once, so the caller's future
+        // is dropped before the bind's task sees it.
+        let late = answer.is_some() && lock_core(&self.core).abandoned;
         async move {
+            if late {
+                tokio::task::yield_now().await;
+            }
             match answer {
                 Some(observation) => observation,
                 None => never().await,
@@ -680,6 +772,7 @@ impl World {
             fault_per_mille: config.fault_per_mille,
             faults_on: true,
             crashed: false,
+            abandoned: false,
             actor: Actor::Other,
             indeterminate_in_bind: false,
             trace: Vec::new(),
@@ -1037,13 +1130,30 @@ impl World {
                     biased;
                     out = &mut call => return Some(out),
                     () = tokio::task::yield_now() => {
-                        if lock_core(&core).crashed {
+                        let core = lock_core(&core);
+                        if core.crashed || core.abandoned {
                             return None;
                         }
                     }
                 }
             }
         });
+        if result.is_none() && std::mem::take(&mut self.core().abandoned) {
+            // kube-scheduler hung up: the call's future was dropped, the instance lives on. A bind
+            // task runs on by itself (as the actor it was) until it stops at an effect boundary.
+            let core = Arc::clone(&self.core);
+            let service = Arc::clone(&instance.service);
+            instance.runtime.block_on(async move {
+                while service.binds_in_flight() > 0 && !lock_core(&core).crashed {
+                    tokio::task::yield_now().await;
+                }
+            });
+            self.core().actor = Actor::Other;
+            self.log("kube-scheduler abandoned the call; the pod is retried later".into());
+            if !self.core().crashed {
+                return None;
+            }
+        }
         self.core().actor = Actor::Other;
         if result.is_none() {
             self.scheduler = None;
