@@ -6,10 +6,11 @@
 //! 2. `kind create cluster` with `deploy/kind-cluster.yaml` and the node image
 //!    `kindest/node:<K8S_VERSION>` (skipped when the cluster exists);
 //! 3. `docker build` of the repository's `Dockerfile` and `kind load docker-image`;
-//! 4. a CA and a webhook serving certificate generated now ([`webhook_tls`]), the template
-//!    `deploy/sliceguard.yaml` rendered with `K8S_VERSION` (the kube-scheduler image: the same
-//!    version as the node image), the image and the CA bundle, plus the TLS Secret, applied with
-//!    `kubectl apply`;
+//! 4. a CA and a webhook serving certificate generated now ([`webhook_tls`]), the kustomize overlay
+//!    `deploy/overlays/<--overlay>` (default `fake-fleet`) rendered with `kubectl kustomize`
+//!    ([`render_overlay`]), its placeholders replaced with `K8S_VERSION` (the kube-scheduler image:
+//!    the same version as the node image), the image and the CA bundle, plus the TLS Secret,
+//!    applied with `kubectl apply`;
 //! 5. the worker nodes labelled as the seed lab labels them and a fake fleet registered with
 //!    `sliceguard register`;
 //! 6. `kubectl rollout status` of the Deployment, then a server-side dry-run pod create until the
@@ -24,6 +25,38 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// The overlay `up` deploys unless told otherwise.
+pub const DEFAULT_OVERLAY: &str = "fake-fleet";
+
+/// The overlays under `deploy/overlays/`.
+pub const OVERLAYS: [&str; 3] = ["fake-fleet", "hami-device-plugin", "ha"];
+
+/// `kubectl kustomize <repo>/deploy/overlays/<overlay>`: the overlay's objects, placeholders
+/// (`${K8S_VERSION}`, `${IMAGE}`, `${CA_BUNDLE}`) still in place for [`render_template`].
+pub fn render_overlay(repo: &Path, overlay: &str) -> Result<String, String> {
+    if !OVERLAYS.contains(&overlay) {
+        return Err(format!(
+            "--overlay {overlay:?} is not one of {}",
+            OVERLAYS.join(", ")
+        ));
+    }
+    let dir = repo.join("deploy/overlays").join(overlay);
+    let shown = format!("kubectl kustomize {}", dir.display());
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .map_err(|e| format!("`{shown}` did not start (kubectl is needed to render deploy/; `make kind-tools` installs it): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{shown}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("`{shown}` printed non-UTF-8: {e}"))
+}
 
 /// The tools every kind verb needs.
 pub const KIND_TOOLS: [&str; 3] = ["docker", "kind", "kubectl"];
@@ -123,6 +156,10 @@ pub struct UpArgs {
     /// Repository root (holding Dockerfile and deploy/).
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
+    /// The kustomize overlay under deploy/overlays/ to deploy (fake-fleet: `sliceguard register`ed
+    /// fake GPUs, the lock released after bind).
+    #[arg(long, default_value = DEFAULT_OVERLAY)]
+    pub overlay: String,
     /// Fake GPUs per worker node registered with `sliceguard register`.
     #[arg(long, default_value_t = 8)]
     pub gpus_per_node: u32,
@@ -363,9 +400,14 @@ pub fn up(args: &UpArgs) -> Result<(), KindError> {
     let name = args.kind.name.as_str();
     let context = format!("kind-{name}");
     let cluster_config = args.repo.join("deploy/kind-cluster.yaml");
-    let template_path = args.repo.join("deploy/sliceguard.yaml");
-    let template = std::fs::read_to_string(&template_path)
-        .map_err(|e| KindError::usage(format!("reading {}: {e}", template_path.display())))?;
+    eprintln!(
+        "+ kubectl kustomize {}",
+        args.repo
+            .join("deploy/overlays")
+            .join(&args.overlay)
+            .display()
+    );
+    let template = render_overlay(&args.repo, &args.overlay).map_err(KindError::usage)?;
     let sliceguard = sliceguard_binary(args.sliceguard.as_ref())?;
 
     let clusters = command_output("kind", &["get", "clusters"])?;
