@@ -29,34 +29,9 @@ use std::time::{Duration, Instant};
 /// The overlay `up` deploys unless told otherwise.
 pub const DEFAULT_OVERLAY: &str = "fake-fleet";
 
-/// The overlays under `deploy/overlays/`.
-pub const OVERLAYS: [&str; 3] = ["fake-fleet", "hami-device-plugin", "ha"];
-
-/// `kubectl kustomize <repo>/deploy/overlays/<overlay>`: the overlay's objects, placeholders
-/// (`${K8S_VERSION}`, `${IMAGE}`, `${CA_BUNDLE}`) still in place for [`render_template`].
-pub fn render_overlay(repo: &Path, overlay: &str) -> Result<String, String> {
-    if !OVERLAYS.contains(&overlay) {
-        return Err(format!(
-            "--overlay {overlay:?} is not one of {}",
-            OVERLAYS.join(", ")
-        ));
-    }
-    let dir = repo.join("deploy/overlays").join(overlay);
-    let shown = format!("kubectl kustomize {}", dir.display());
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(&dir)
-        .output()
-        .map_err(|e| format!("`{shown}` did not start (kubectl is needed to render deploy/; `make kind-tools` installs it): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{shown}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    String::from_utf8(out.stdout).map_err(|e| format!("`{shown}` printed non-UTF-8: {e}"))
-}
+/// The overlays, and how `up` renders one (shared with the embedded cluster, which reads its
+/// webhook configuration from the same rendering).
+pub use sliceguard_sim::deploy::{OVERLAYS, render_overlay};
 
 /// The tools every kind verb needs.
 pub const KIND_TOOLS: [&str; 3] = ["docker", "kind", "kubectl"];

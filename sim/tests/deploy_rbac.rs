@@ -210,6 +210,7 @@ async fn rbac_matches_the_requests_serve_and_register_issue() {
                 url: format!("https://127.0.0.1:{webhook_port}/webhook"),
                 ca_pem: Some(certified.cert.pem()),
                 ignore_failures: false,
+                scope: None,
             }),
             Some(format!("http://{}", running.extender_addr)),
         )
