@@ -460,6 +460,9 @@ fn the_ca_bundle_is_base64_of_the_ca() {
 }
 
 /// A directory of stand-in tools that log their arguments (one line per call) and succeed.
+/// What the stand-in `kubectl config view --minify --raw -o json` prints.
+const ADMIN_KUBECONFIG: &str = r#"{"apiVersion":"v1","kind":"Config","clusters":[{"name":"kind-t1","cluster":{"server":"https://127.0.0.1:6443"}}],"contexts":[{"name":"kind-t1","context":{"cluster":"kind-t1","user":"kind-t1"}}],"current-context":"kind-t1","users":[{"name":"kind-t1","user":{"client-key-data":"admin-secret"}}]}"#;
+
 /// The stand-in kubectl hands `kustomize` to the real one (rendering deploy/ is not a side effect).
 fn fake_tools(dir: &Path, log: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -474,7 +477,13 @@ fn fake_tools(dir: &Path, log: &Path) {
     for tool in ["docker", "kind", "kubectl", "sliceguard"] {
         let path = dir.join(tool);
         let passthrough = if tool == "kubectl" {
-            format!("if [ \"$1\" = kustomize ]; then exec '{real_kubectl}' \"$@\"; fi\n")
+            format!(
+                "if [ \"$1\" = kustomize ]; then exec '{real_kubectl}' \"$@\"; fi\n\
+                 case \"$*\" in\n\
+                 *' create token '*) echo fake-token ;;\n\
+                 *' config view '*) echo '{ADMIN_KUBECONFIG}' ;;\n\
+                 esac\n"
+            )
         } else {
             String::new()
         };
@@ -542,6 +551,7 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
     let calls = std::fs::read_to_string(&log).unwrap();
     let calls: Vec<&str> = calls.lines().collect();
     let rendered = checkout.join("target/kind-harness/t1/sliceguard.rendered.yaml");
+    let register_kubeconfig = checkout.join("target/kind-harness/t1/register.kubeconfig");
     let expected = vec![
         format!(
             "kubectl kustomize {}",
@@ -556,10 +566,38 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
         "kind load docker-image sg:t --name t1".to_string(),
         format!("kubectl --context kind-t1 apply -f {}", rendered.display()),
         "kubectl --context kind-t1 label nodes -l !node-role.kubernetes.io/control-plane gpu=on run.ai/simulated-gpu-node-pool=default --overwrite".to_string(),
-        "sliceguard register --context kind-t1 --nodes gpu=on --gpus-per-node 8 --memory 81920".to_string(),
+        "kubectl --context kind-t1 -n sliceguard-system create token sliceguard-register --duration=15m".to_string(),
+        "kubectl --context kind-t1 config view --minify --raw -o json".to_string(),
+        format!(
+            "sliceguard register --kubeconfig {} --nodes gpu=on --gpus-per-node 8 --memory 81920",
+            register_kubeconfig.display()
+        ),
         "kubectl --context kind-t1 -n sliceguard-system rollout status deployment/sliceguard-scheduler --timeout=5s".to_string(),
     ];
     assert_eq!(calls, expected);
+    // register's kubeconfig carries the ServiceAccount's token and nothing of the admin's.
+    let register: Value =
+        serde_json::from_str(&std::fs::read_to_string(&register_kubeconfig).unwrap()).unwrap();
+    assert_eq!(
+        register["users"],
+        serde_json::json!([{"name": "sliceguard-register", "user": {"token": "fake-token"}}])
+    );
+    assert_eq!(
+        register["contexts"][0]["context"]["user"],
+        "sliceguard-register"
+    );
+    assert_eq!(
+        register["clusters"][0]["cluster"]["server"],
+        "https://127.0.0.1:6443"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&register_kubeconfig)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the token file is private");
+    }
     let manifest = std::fs::read_to_string(&rendered).unwrap();
     assert!(!manifest.contains("${"));
     assert!(manifest.contains("registry.k8s.io/kube-scheduler:v1.33.1"));
