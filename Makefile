@@ -15,6 +15,8 @@ QUALITY_VARIANT_SEEDS ?= $(QUALITY_SEEDS)
 K8S_VERSION ?= v1.33.1
 KIND_CLUSTER ?= sliceguard
 IMAGE ?= sliceguard:dev
+# The kustomize overlay kind-up deploys: fake-fleet, hami-device-plugin or ha (deploy/overlays/).
+OVERLAY ?= fake-fleet
 # conformance: CLUSTER=sim (default), kind, or kubeconfig; KUBECONFIG=FILE implies kubeconfig.
 CLUSTER ?= $(if $(KUBECONFIG),kubeconfig,sim)
 ifndef EVIDENCE_DIR
@@ -37,6 +39,12 @@ nextest:
 test: nextest ## Run every test (unit, property, corpus replay, integration) with cargo-nextest; the core must build alone first
 	$(CARGO) build -q -p sliceguard-core
 	$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE)
+
+.PHONY: deny
+deny: ## Supply chain: cargo deny check licenses bans sources (deny.toml); advisories too with DENY_ADVISORIES=1 where the advisory database is reachable
+	@command -v cargo-deny >/dev/null 2>&1 || { echo "installing cargo-deny"; $(CARGO) install cargo-deny --locked; }
+	$(CARGO) deny --all-features check licenses bans sources
+	@if [ "$(DENY_ADVISORIES)" = "1" ]; then $(CARGO) deny check advisories; else echo "SKIPPED: cargo deny check advisories (set DENY_ADVISORIES=1 where https://github.com/rustsec/advisory-db is reachable)"; fi
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings denied
@@ -72,9 +80,9 @@ kind-tools: ## Install kind and kubectl at pinned versions (CI runners; ci/insta
 	ci/install-kind-tools.sh
 
 .PHONY: kind-up
-kind-up: ## Create the kind cluster (K8S_VERSION pinned here), build and load the image, deploy sliceguard, register a fake fleet
+kind-up: ## Create the kind cluster (K8S_VERSION pinned here), build and load the image, deploy the OVERLAY (fake-fleet), register a fake fleet
 	$(CARGO) build -q -p sliceguard-scheduler -p sliceguard-kind-harness
-	target/debug/kind-harness up --name $(KIND_CLUSTER) --k8s-version $(K8S_VERSION) --image $(IMAGE) --sliceguard target/debug/sliceguard
+	target/debug/kind-harness up --name $(KIND_CLUSTER) --k8s-version $(K8S_VERSION) --image $(IMAGE) --overlay $(OVERLAY) --sliceguard target/debug/sliceguard
 
 .PHONY: kind-conformance
 kind-conformance: ## Conformance scenarios on the kind cluster of kind-up, evidence in evidence/

@@ -15,6 +15,12 @@ install_tool() { # name url
   $SUDO install -m 0755 "$tmp" "$BIN/$1"
   rm -f "$tmp"
 }
+# `ci/install-kind-tools.sh kubectl`: kubectl only (the clean-clone CI renders deploy/ with it).
+if [ "${1:-}" = "kubectl" ]; then
+  command -v kubectl >/dev/null 2>&1 || install_tool kubectl "https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${arch}/kubectl"
+  kubectl version --client
+  exit 0
+fi
 if ! command -v kind >/dev/null 2>&1; then
   install_tool kind "https://kind.sigs.k8s.io/dl/${KIND_VERSION}/kind-linux-${arch}"
 fi

@@ -6,12 +6,15 @@
 //! 2. `kind create cluster` with `deploy/kind-cluster.yaml` and the node image
 //!    `kindest/node:<K8S_VERSION>` (skipped when the cluster exists);
 //! 3. `docker build` of the repository's `Dockerfile` and `kind load docker-image`;
-//! 4. a CA and a webhook serving certificate generated now ([`webhook_tls`]), the template
-//!    `deploy/sliceguard.yaml` rendered with `K8S_VERSION` (the kube-scheduler image: the same
-//!    version as the node image), the image and the CA bundle, plus the TLS Secret, applied with
-//!    `kubectl apply`;
+//! 4. a CA and a webhook serving certificate generated now ([`webhook_tls`]), the kustomize overlay
+//!    `deploy/overlays/<--overlay>` (default `fake-fleet`) rendered with `kubectl kustomize`
+//!    ([`render_overlay`]), its placeholders replaced with `K8S_VERSION` (the kube-scheduler image:
+//!    the same version as the node image), the image and the CA bundle, plus the TLS Secret,
+//!    applied with `kubectl apply`;
 //! 5. the worker nodes labelled as the seed lab labels them and a fake fleet registered with
-//!    `sliceguard register`;
+//!    `sliceguard register`, which runs as the ServiceAccount `sliceguard-register` (a token from
+//!    `kubectl create token`, in a kubeconfig written next to the rendered manifest) when the
+//!    overlay is fake-fleet;
 //! 6. `kubectl rollout status` of the Deployment, then a server-side dry-run pod create until the
 //!    webhook answers (the dry-run pod comes back with sliceguard's `schedulerName`).
 //!
@@ -24,6 +27,48 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// The overlay `up` deploys unless told otherwise.
+pub const DEFAULT_OVERLAY: &str = "fake-fleet";
+
+/// The overlays, and how `up` renders one (shared with the embedded cluster, which reads its
+/// webhook configuration from the same rendering).
+pub use sliceguard_sim::deploy::{OVERLAYS, render_overlay};
+
+/// The ServiceAccount `sliceguard register` runs as (the fake-fleet overlay's).
+pub const REGISTER_ACCOUNT: &str = "sliceguard-register";
+
+/// The kubeconfig `kubectl config view --minify --raw -o json` printed, with its user replaced by
+/// `account`'s bearer `token`: the context's cluster, nothing of the admin's credentials.
+pub fn service_account_kubeconfig(raw: &str, account: &str, token: &str) -> Result<String, String> {
+    if token.is_empty() {
+        return Err(format!("kubectl create token {account} printed no token"));
+    }
+    let mut config: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| format!("kubectl config view --minify --raw -o json: {e}"))?;
+    let contexts = config["contexts"]
+        .as_array_mut()
+        .filter(|c| c.len() == 1)
+        .ok_or("kubectl config view --minify: expected exactly one context")?;
+    contexts[0]["context"]["user"] = serde_json::Value::String(account.to_string());
+    config["users"] = serde_json::json!([{"name": account, "user": {"token": token}}]);
+    serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
+}
+
+/// Writes `text` to `path`, readable by the owner only (it holds a token).
+fn write_private(path: &Path, text: &str) -> Result<(), KindError> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| KindError::failed(format!("writing {}: {e}", path.display())))
+}
 
 /// The tools every kind verb needs.
 pub const KIND_TOOLS: [&str; 3] = ["docker", "kind", "kubectl"];
@@ -123,6 +168,10 @@ pub struct UpArgs {
     /// Repository root (holding Dockerfile and deploy/).
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
+    /// The kustomize overlay under deploy/overlays/ to deploy (fake-fleet: `sliceguard register`ed
+    /// fake GPUs, the lock released after bind).
+    #[arg(long, default_value = DEFAULT_OVERLAY)]
+    pub overlay: String,
     /// Fake GPUs per worker node registered with `sliceguard register`.
     #[arg(long, default_value_t = 8)]
     pub gpus_per_node: u32,
@@ -363,9 +412,14 @@ pub fn up(args: &UpArgs) -> Result<(), KindError> {
     let name = args.kind.name.as_str();
     let context = format!("kind-{name}");
     let cluster_config = args.repo.join("deploy/kind-cluster.yaml");
-    let template_path = args.repo.join("deploy/sliceguard.yaml");
-    let template = std::fs::read_to_string(&template_path)
-        .map_err(|e| KindError::usage(format!("reading {}: {e}", template_path.display())))?;
+    eprintln!(
+        "+ kubectl kustomize {}",
+        args.repo
+            .join("deploy/overlays")
+            .join(&args.overlay)
+            .display()
+    );
+    let template = render_overlay(&args.repo, &args.overlay).map_err(KindError::usage)?;
     let sliceguard = sliceguard_binary(args.sliceguard.as_ref())?;
 
     let clusters = command_output("kind", &["get", "clusters"])?;
@@ -419,12 +473,49 @@ pub fn up(args: &UpArgs) -> Result<(), KindError> {
     )?;
     let gpus = args.gpus_per_node.to_string();
     let memory = args.gpu_memory.to_string();
+    // register runs as its own ServiceAccount where the overlay has one (fake-fleet), so the kind
+    // tier exercises its least-privilege ClusterRole; elsewhere with the kind admin context.
+    let identity = if args.overlay == DEFAULT_OVERLAY {
+        let token = command_output(
+            "kubectl",
+            &[
+                "--context",
+                &context,
+                "-n",
+                NAMESPACE,
+                "create",
+                "token",
+                REGISTER_ACCOUNT,
+                "--duration=15m",
+            ],
+        )?;
+        let raw = command_output(
+            "kubectl",
+            &[
+                "--context",
+                &context,
+                "config",
+                "view",
+                "--minify",
+                "--raw",
+                "-o",
+                "json",
+            ],
+        )?;
+        let kubeconfig = service_account_kubeconfig(&raw, REGISTER_ACCOUNT, token.trim())
+            .map_err(KindError::failed)?;
+        let path = state.join("register.kubeconfig");
+        write_private(&path, &kubeconfig)?;
+        ["--kubeconfig".to_string(), path.display().to_string()]
+    } else {
+        ["--context".to_string(), context.clone()]
+    };
     run_command(
         &sliceguard.display().to_string(),
         &[
             "register",
-            "--context",
-            &context,
+            &identity[0],
+            &identity[1],
             "--nodes",
             "gpu=on",
             "--gpus-per-node",

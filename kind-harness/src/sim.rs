@@ -443,6 +443,7 @@ fn webhook_target(args: &ServeArgs) -> Result<Option<sliceguard_sim::live::Webho
         url: args.webhook_url.clone(),
         ca_pem,
         ignore_failures: false,
+        scope: None,
     }))
 }
 

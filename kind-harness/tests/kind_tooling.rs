@@ -9,8 +9,12 @@ use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kind_harness::kind::{deploy_manifest, webhook_dns_names, webhook_probe_pod, webhook_tls};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kind_harness::kind::{
+    OVERLAYS, deploy_manifest, render_overlay, webhook_dns_names, webhook_probe_pod, webhook_tls,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -104,33 +108,43 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> T {
 }
 
 #[test]
-fn the_deploy_manifest_renders_into_valid_kubernetes_objects() {
-    let template = read("deploy/sliceguard.yaml");
+fn every_overlay_renders_into_valid_kubernetes_objects() {
+    for overlay in OVERLAYS {
+        check_overlay(overlay);
+    }
+}
+
+fn check_overlay(overlay: &str) {
+    let template = render_overlay(&repo(), overlay).unwrap();
     let tls = webhook_tls().unwrap();
     let rendered = deploy_manifest(&template, "v1.33.1", "sliceguard:test", &tls).unwrap();
     assert!(!rendered.contains("${"));
     let docs = docs(&rendered);
-    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    let kinds: BTreeSet<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    let mut expected = BTreeSet::from([
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+        "MutatingWebhookConfiguration",
+        "Secret",
+    ]);
+    if overlay == "ha" {
+        expected.extend(["Role", "PodDisruptionBudget"]);
+    }
+    assert_eq!(kinds, expected, "{overlay}");
     assert_eq!(
-        kinds,
-        vec![
-            "Namespace",
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "ClusterRoleBinding",
-            "ClusterRoleBinding",
-            "RoleBinding",
-            "ConfigMap",
-            "Deployment",
-            "Service",
-            "MutatingWebhookConfiguration",
-            "Secret",
-        ]
+        docs[0]["kind"], "Namespace",
+        "{overlay}: the namespace comes first"
     );
+    let mut services = Vec::new();
     let mut deployment = None;
     let mut config_map = None;
-    let mut service = None;
     let mut webhook = None;
     let mut secret = None;
     let mut namespace = None;
@@ -149,9 +163,18 @@ fn the_deploy_manifest_renders_into_valid_kubernetes_objects() {
             "RoleBinding" => {
                 typed::<RoleBinding>(doc);
             }
+            "Role" => {
+                typed::<Role>(doc);
+            }
+            "PodDisruptionBudget" => {
+                typed::<PodDisruptionBudget>(doc);
+            }
+            "NetworkPolicy" => {
+                typed::<NetworkPolicy>(doc);
+            }
             "ConfigMap" => config_map = Some(typed::<ConfigMap>(doc)),
             "Deployment" => deployment = Some(typed::<Deployment>(doc)),
-            "Service" => service = Some(typed::<Service>(doc)),
+            "Service" => services.push(typed::<Service>(doc)),
             "MutatingWebhookConfiguration" => {
                 webhook = Some(typed::<MutatingWebhookConfiguration>(doc))
             }
@@ -159,10 +182,9 @@ fn the_deploy_manifest_renders_into_valid_kubernetes_objects() {
             other => panic!("unexpected kind {other}"),
         }
     }
-    let (deployment, config_map, service, webhook, secret, namespace) = (
+    let (deployment, config_map, webhook, secret, namespace) = (
         deployment.unwrap(),
         config_map.unwrap(),
-        service.unwrap(),
         webhook.unwrap(),
         secret.unwrap(),
         namespace.unwrap(),
@@ -230,6 +252,10 @@ fn the_deploy_manifest_renders_into_valid_kubernetes_objects() {
     let hook = &webhook.webhooks.unwrap()[0];
     let client = &hook.client_config;
     let svc_ref = client.service.as_ref().unwrap();
+    let service = services
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some(svc_ref.name.as_str()))
+        .expect("the webhook's Service is rendered");
     assert_eq!(
         (svc_ref.name.as_str(), svc_ref.namespace.as_str()),
         (
@@ -255,7 +281,7 @@ fn the_deploy_manifest_renders_into_valid_kubernetes_objects() {
     assert!(arg("webhook-addr").ends_with(&format!(":{container_port}")));
     assert_eq!(
         hook.rules.as_ref().unwrap()[0].operations.as_deref(),
-        Some(&["CREATE".to_string()][..])
+        Some(&["CREATE".to_string(), "UPDATE".to_string()][..])
     );
 
     // The CA bundle is the generated CA, which verifies the serving certificate in the Secret for
@@ -434,15 +460,37 @@ fn the_ca_bundle_is_base64_of_the_ca() {
 }
 
 /// A directory of stand-in tools that log their arguments (one line per call) and succeed.
+/// What the stand-in `kubectl config view --minify --raw -o json` prints.
+const ADMIN_KUBECONFIG: &str = r#"{"apiVersion":"v1","kind":"Config","clusters":[{"name":"kind-t1","cluster":{"server":"https://127.0.0.1:6443"}}],"contexts":[{"name":"kind-t1","context":{"cluster":"kind-t1","user":"kind-t1"}}],"current-context":"kind-t1","users":[{"name":"kind-t1","user":{"client-key-data":"admin-secret"}}]}"#;
+
+/// The stand-in kubectl hands `kustomize` to the real one (rendering deploy/ is not a side effect).
 fn fake_tools(dir: &Path, log: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).unwrap();
+    let real_kubectl = Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty())
+        .expect("kubectl on PATH (ci/install-kind-tools.sh kubectl installs it)");
     for tool in ["docker", "kind", "kubectl", "sliceguard"] {
         let path = dir.join(tool);
+        let passthrough = if tool == "kubectl" {
+            format!(
+                "if [ \"$1\" = kustomize ]; then exec '{real_kubectl}' \"$@\"; fi\n\
+                 case \"$*\" in\n\
+                 *' create token '*) echo fake-token ;;\n\
+                 *' config view '*) echo '{ADMIN_KUBECONFIG}' ;;\n\
+                 esac\n"
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &path,
             format!(
-                "#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexit 0\n",
+                "#!/bin/sh\necho \"{tool} $*\" >> '{}'\n{passthrough}exit 0\n",
                 log.display()
             ),
         )
@@ -460,9 +508,19 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
     let checkout = root.join("repo");
     fake_tools(&bin, &log);
     std::fs::create_dir_all(checkout.join("deploy")).unwrap();
-    for f in ["deploy/kind-cluster.yaml", "deploy/sliceguard.yaml"] {
-        std::fs::copy(repo().join(f), checkout.join(f)).unwrap();
-    }
+    std::fs::copy(
+        repo().join("deploy/kind-cluster.yaml"),
+        checkout.join("deploy/kind-cluster.yaml"),
+    )
+    .unwrap();
+    let copied = Command::new("cp")
+        .arg("-R")
+        .arg(repo().join("deploy/base"))
+        .arg(repo().join("deploy/overlays"))
+        .arg(checkout.join("deploy"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
     // The stand-ins pass every step; the final webhook wait has no kubeconfig to reach, so `up`
     // stops there with exit 1, naming what it waited for.
     let out = binary::kind_harness()
@@ -493,7 +551,12 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
     let calls = std::fs::read_to_string(&log).unwrap();
     let calls: Vec<&str> = calls.lines().collect();
     let rendered = checkout.join("target/kind-harness/t1/sliceguard.rendered.yaml");
+    let register_kubeconfig = checkout.join("target/kind-harness/t1/register.kubeconfig");
     let expected = vec![
+        format!(
+            "kubectl kustomize {}",
+            checkout.join("deploy/overlays/fake-fleet").display()
+        ),
         "kind get clusters".to_string(),
         format!(
             "kind create cluster --name t1 --image kindest/node:v1.33.1 --config {} --wait 180s",
@@ -503,10 +566,38 @@ fn up_runs_the_documented_steps_in_order_and_down_deletes_the_cluster() {
         "kind load docker-image sg:t --name t1".to_string(),
         format!("kubectl --context kind-t1 apply -f {}", rendered.display()),
         "kubectl --context kind-t1 label nodes -l !node-role.kubernetes.io/control-plane gpu=on run.ai/simulated-gpu-node-pool=default --overwrite".to_string(),
-        "sliceguard register --context kind-t1 --nodes gpu=on --gpus-per-node 8 --memory 81920".to_string(),
+        "kubectl --context kind-t1 -n sliceguard-system create token sliceguard-register --duration=15m".to_string(),
+        "kubectl --context kind-t1 config view --minify --raw -o json".to_string(),
+        format!(
+            "sliceguard register --kubeconfig {} --nodes gpu=on --gpus-per-node 8 --memory 81920",
+            register_kubeconfig.display()
+        ),
         "kubectl --context kind-t1 -n sliceguard-system rollout status deployment/sliceguard-scheduler --timeout=5s".to_string(),
     ];
     assert_eq!(calls, expected);
+    // register's kubeconfig carries the ServiceAccount's token and nothing of the admin's.
+    let register: Value =
+        serde_json::from_str(&std::fs::read_to_string(&register_kubeconfig).unwrap()).unwrap();
+    assert_eq!(
+        register["users"],
+        serde_json::json!([{"name": "sliceguard-register", "user": {"token": "fake-token"}}])
+    );
+    assert_eq!(
+        register["contexts"][0]["context"]["user"],
+        "sliceguard-register"
+    );
+    assert_eq!(
+        register["clusters"][0]["cluster"]["server"],
+        "https://127.0.0.1:6443"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&register_kubeconfig)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the token file is private");
+    }
     let manifest = std::fs::read_to_string(&rendered).unwrap();
     assert!(!manifest.contains("${"));
     assert!(manifest.contains("registry.k8s.io/kube-scheduler:v1.33.1"));

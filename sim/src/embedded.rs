@@ -4,9 +4,14 @@
 //! over HTTPS with a certificate generated at start (the `caBundle`), and the kube-scheduler
 //! stand-in calls the extender's `/filter` and `/bind` over HTTP on loopback.
 //!
+//! The API server's side of the webhook comes from the deployment itself: the MutatingWebhookConfiguration
+//! of `kubectl kustomize deploy/overlays/fake-fleet` (its rules, selectors, failure policy and
+//! path; see [`crate::deploy`]), not a copy.
+//!
 //! This is what `make conformance` and the end-to-end tests run against when no real cluster is
 //! given. Nothing in it is a shortcut past sliceguard's interfaces.
 
+use crate::deploy::{SIM_OVERLAY, WebhookScope, repo_root};
 use crate::live::{LiveCluster, LiveOptions, WebhookTarget};
 use crate::world::DevicePlugin;
 use sliceguard::bind::{BindSettings, ReleaseMode};
@@ -37,6 +42,9 @@ pub struct EmbeddedOptions {
     pub addr: String,
     /// Running GPU pods created already placed at start (see [`LiveOptions::preload_pods`]).
     pub preload_pods: usize,
+    /// The overlay under `deploy/overlays/` whose rendered MutatingWebhookConfiguration scopes the
+    /// webhook calls and names its path (default [`SIM_OVERLAY`]); `None`: every pod, `/webhook`.
+    pub deploy_overlay: Option<String>,
 }
 
 impl Default for EmbeddedOptions {
@@ -51,6 +59,7 @@ impl Default for EmbeddedOptions {
             gpu_policy: defaults.gpu,
             addr: "127.0.0.1:0".into(),
             preload_pods: 0,
+            deploy_overlay: Some(SIM_OVERLAY.into()),
         }
     }
 }
@@ -77,6 +86,10 @@ static INSTANCES: AtomicU64 = AtomicU64::new(0);
 impl Embedded {
     /// Starts the cluster, then sliceguard against it, and waits until sliceguard is ready.
     pub async fn start(options: EmbeddedOptions) -> Result<Embedded, String> {
+        let scope = match &options.deploy_overlay {
+            Some(overlay) => Some(WebhookScope::from_overlay(&repo_root(), overlay)?),
+            None => None,
+        };
         let cluster = LiveCluster::start(LiveOptions {
             addr: options.addr.clone(),
             fleet: options.fleet.clone(),
@@ -138,7 +151,7 @@ impl Embedded {
             extender_addr: loopback,
             metrics_addr: loopback,
             shutdown_grace: Duration::from_secs(2),
-            api_limits: Default::default(),
+            limits: sliceguard::server::ServeLimits::default(),
         })
         .await
         .map_err(|e| format!("starting sliceguard: {e}"))?;
@@ -146,11 +159,13 @@ impl Embedded {
             .webhook_addr
             .map(|a| a.port())
             .ok_or("sliceguard started without its webhook")?;
+        let path = scope.as_ref().map_or("/webhook", |s| s.path.as_str());
         cluster.configure(
             Some(WebhookTarget {
-                url: format!("https://127.0.0.1:{webhook_port}/webhook"),
+                url: format!("https://127.0.0.1:{webhook_port}{path}"),
                 ca_pem: Some(ca_pem),
-                ignore_failures: false,
+                ignore_failures: scope.as_ref().is_some_and(|s| s.ignore_failures),
+                scope,
             }),
             Some(format!("http://{}", scheduler.extender_addr)),
         )?;

@@ -10,6 +10,7 @@
 //! `sliceguard-invariants`; the scheduler crates must never depend on it.
 
 pub mod campaign;
+pub mod deploy;
 pub mod kube_scheduler;
 pub mod node_agent;
 pub mod store;

@@ -3,8 +3,10 @@
 //!
 //! - **Admission**: a pod create goes to the configured mutating webhook as an AdmissionReview v1
 //!   over HTTPS (trusting the given CA), and the JSON Patch it answers is applied before the pod is
-//!   stored, as kube-apiserver does. Pods labelled `hami.io/webhook: ignore` (or in a namespace so
-//!   labelled) skip it, like the `objectSelector`/`namespaceSelector` of `deploy/sliceguard.yaml`.
+//!   stored, as kube-apiserver does. With a [`WebhookScope`] (the embedded cluster reads it from the
+//!   rendered `deploy/overlays/fake-fleet`), its operations, namespaceSelector and objectSelector
+//!   decide which pods are sent (its CEL matchConditions are not evaluated, see [`crate::deploy`]);
+//!   without one, pods labelled `hami.io/webhook: ignore` (or in a namespace so labelled) skip it.
 //!   `failurePolicy: Fail` by default (a webhook that cannot be called rejects the create with
 //!   kube-apiserver's message), `Ignore` on request.
 //! - **kube-scheduler stand-in**: a pending pod whose `schedulerName` is sliceguard's goes to the
@@ -29,6 +31,7 @@
 //! sockets, because its purpose is to run sliceguard unchanged (kube-rs watches, HTTPS webhook,
 //! HTTP extender) and to serve kubectl. It is a test tier, not Kubernetes.
 
+use crate::deploy::{WebhookScope, labels_of};
 use crate::http::{Admission, RunningApi, SharedStore};
 use crate::kube_scheduler::{
     NodeOffer, SchedulingQueue, binding_args, binding_body, filter_args, filter_body, offer,
@@ -49,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// The webhook name the simulated API server reports in its errors (`deploy/sliceguard.yaml`'s).
+/// The webhook name the simulated API server reports in its errors (`deploy/base/webhook.yaml`'s).
 pub const WEBHOOK_NAME: &str = "vgpu.sliceguard.io";
 
 /// kube-scheduler's own profile name; pods naming any other scheduler but sliceguard's stay Pending.
@@ -67,6 +70,8 @@ pub struct WebhookTarget {
     pub ca_pem: Option<String>,
     /// `failurePolicy: Ignore`: admit unmutated when the webhook cannot be called.
     pub ignore_failures: bool,
+    /// The webhook configuration's scope (rules, selectors), when one is deployed.
+    pub scope: Option<WebhookScope>,
 }
 
 /// How to start a live cluster.
@@ -410,7 +415,16 @@ struct WebhookAdmission {
 }
 
 impl WebhookAdmission {
-    fn skipped(&self, namespace: &str, pod: &Value) -> bool {
+    fn skipped(&self, scope: Option<&WebhookScope>, namespace: &str, pod: &Value) -> bool {
+        if let Some(scope) = scope {
+            let namespace_labels = self
+                .shared
+                .read()
+                .get(Resource::Namespaces, None, namespace)
+                .map(|ns| labels_of(&ns))
+                .unwrap_or_default();
+            return !scope.applies("CREATE", namespace, &namespace_labels, &labels_of(pod));
+        }
         let ignore = |labels: &Value| labels["hami.io/webhook"].as_str() == Some("ignore");
         if ignore(&pod["metadata"]["labels"]) {
             return true;
@@ -432,7 +446,7 @@ impl WebhookAdmission {
         let Some((target, tls)) = webhook else {
             return Ok(pod);
         };
-        if self.skipped(&namespace, &pod) {
+        if self.skipped(target.scope.as_ref(), &namespace, &pod) {
             return Ok(pod);
         }
         let uid = format!(

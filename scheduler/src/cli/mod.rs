@@ -38,7 +38,7 @@ enum Command {
     Fleet(fleet::FleetArgs),
     Place(place::PlaceArgs),
     Decode(decode::DecodeArgs),
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     Register(register::RegisterArgs),
 }
 
@@ -69,20 +69,35 @@ impl From<input::InputError> for Failure {
 
 /// Runs the CLI with the process arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Fleet(args) => fleet::run(&args),
-        Command::Place(args) => place::run(&args),
-        Command::Decode(args) => decode::run(&args),
-        Command::Serve(args) => serve::run(&args),
-        Command::Register(args) => register::run(&args),
-    };
+    let result = dispatch(Cli::parse());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// Runs one command given as arguments (the first is the program name), in this process: what the
+/// harness uses to run `register` against the simulated API. Must not be called from inside an
+/// async runtime (`serve` and `register` start their own).
+pub fn run_from<I, T>(args: I) -> Result<(), Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| Failure::input(e.to_string()))?;
+    dispatch(cli)
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Fleet(args) => fleet::run(&args),
+        Command::Place(args) => place::run(&args),
+        Command::Decode(args) => decode::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Register(args) => register::run(&args),
     }
 }
 

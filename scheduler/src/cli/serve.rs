@@ -5,6 +5,10 @@
 //! `--force-overwrite-default-scheduler`, `--http_bind` (here the extender's HTTP listener; HAMi
 //! serves the extender and the webhook on one), `--metrics-bind-address`, `--kube-timeout`.
 //! Durations use Go's syntax (`5m`, `30s`, `1h30m`); addresses may be Go's `:port`.
+//!
+//! The extender (`--http_bind`) answers "bind this pod to that node" to anyone who can reach it, so
+//! it must listen on a loopback address (kube-scheduler calls it from the same pod) unless
+//! `--allow-non-loopback-extender` says otherwise: `serve` exits 2 naming that flag.
 
 use super::Failure;
 use crate::bind::{BindSettings, ReleaseMode};
@@ -12,7 +16,9 @@ use crate::codec::go_duration;
 use crate::decision::SchedulerSettings;
 use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
 use crate::server::api_client::ClientLimits;
-use crate::server::{self, KubeSource, SchedulerConfig, ServeOptions};
+use crate::server::health::HealthSettings;
+use crate::server::http as sliceguard_http;
+use crate::server::{self, KubeSource, SchedulerConfig, ServeLimits, ServeOptions};
 use clap::{ArgAction, Args, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -75,8 +81,13 @@ pub struct ServeArgs {
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     tls_key: Option<PathBuf>,
     /// Extender listener (HTTP), HOST:PORT or :PORT; point kube-scheduler's extender urlPrefix here.
+    /// Unauthenticated: a loopback address only, unless --allow-non-loopback-extender.
     #[arg(long = "http_bind", visible_aliases = ["http-bind", "extender-addr"], default_value = "127.0.0.1:8080", value_parser = parse_address)]
     http_bind: SocketAddr,
+    /// Let --http_bind listen on a non-loopback address (the extender has no authentication: anyone
+    /// who reaches it can bind any pod to any node).
+    #[arg(long)]
+    allow_non_loopback_extender: bool,
     /// Metrics listener (HTTP, /metrics), HOST:PORT or :PORT.
     #[arg(long, visible_alias = "metrics-addr", default_value = ":9395", value_parser = parse_address)]
     metrics_bind_address: SocketAddr,
@@ -94,6 +105,17 @@ pub struct ServeArgs {
     /// and jitter (100ms to 5s) or the server's Retry-After.
     #[arg(long, default_value_t = 4)]
     kube_api_retries: u32,
+    /// After SIGTERM, how long the listeners keep serving with /readyz already unready, so that
+    /// Services stop routing here before the ports close (Go duration, 0s for none).
+    #[arg(long, default_value = "0s", value_parser = parse_delay)]
+    shutdown_delay: Duration,
+    /// Webhook reviews served at once; more wait up to 1s for a slot, then get HTTP 429.
+    #[arg(long, default_value_t = sliceguard_http::WEBHOOK_MAX_IN_FLIGHT, value_parser = parse_positive)]
+    webhook_max_in_flight: usize,
+    /// /readyz fails when the Kubernetes API has not answered for longer than this (Go duration);
+    /// serve asks GET /version every third of it.
+    #[arg(long, default_value = "30s", value_parser = parse_std_duration)]
+    api_silence_limit: Duration,
     /// Log filter: a level (info, debug, ...) or per-target directives like info,kube=warn.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -134,6 +156,31 @@ fn parse_lock_timeout(s: &str) -> Result<jiff::SignedDuration, String> {
         return Err(format!("{s:?} must be positive"));
     }
     Ok(d)
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} must be a whole number of 1 or more")),
+    }
+}
+
+/// A Go duration that may be zero (`0s`).
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    if matches!(s, "0" | "0s") {
+        return Ok(Duration::ZERO);
+    }
+    parse_std_duration(s)
+}
+
+/// Refuses a non-loopback extender address unless `allowed`.
+pub(crate) fn check_extender_address(address: SocketAddr, allowed: bool) -> Result<(), Failure> {
+    if address.ip().is_loopback() || allowed {
+        return Ok(());
+    }
+    Err(Failure::input(format!(
+        "--http_bind {address} is not a loopback address: the extender has no authentication, so anyone who reaches it can bind any pod to any node; listen on 127.0.0.1 (kube-scheduler calls it from the same pod) or pass --allow-non-loopback-extender to expose it deliberately"
+    )))
 }
 
 pub(crate) fn parse_std_duration(s: &str) -> Result<Duration, String> {
@@ -192,6 +239,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
     if args.scheduler_name.is_empty() {
         return Err(Failure::input("--scheduler-name must not be empty"));
     }
+    check_extender_address(args.http_bind, args.allow_non_loopback_extender)?;
     let release_mode = match args.lock_release {
         LockRelease::AfterBind => ReleaseMode::AfterBind,
         LockRelease::DevicePlugin => ReleaseMode::DevicePlugin,
@@ -232,10 +280,17 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         extender_addr: args.http_bind,
         metrics_addr: args.metrics_bind_address,
         shutdown_grace: args.shutdown_grace,
-        api_limits: ClientLimits {
-            qps: args.kube_api_qps,
-            max_retries: args.kube_api_retries,
-            ..ClientLimits::default()
+        limits: ServeLimits {
+            webhook_max_in_flight: args.webhook_max_in_flight,
+            health: HealthSettings {
+                api_silence_limit: args.api_silence_limit,
+            },
+            shutdown_delay: args.shutdown_delay,
+            api: ClientLimits {
+                qps: args.kube_api_qps,
+                max_retries: args.kube_api_retries,
+                ..ClientLimits::default()
+            },
         },
     };
     runtime()?
@@ -266,6 +321,28 @@ mod tests {
         );
         let err = parse_address("nonsense").unwrap_err();
         assert!(err.contains("\"nonsense\" is not HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn the_extender_listens_on_loopback_unless_allowed() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let err = check_extender_address(any, false).unwrap_err();
+        assert_eq!(err.code, 2);
+        assert!(
+            err.message.contains("--allow-non-loopback-extender"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("0.0.0.0:8080"), "{}", err.message);
+        assert!(check_extender_address(any, true).is_ok());
+        for ok in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:1"] {
+            assert!(
+                check_extender_address(ok.parse().unwrap(), false).is_ok(),
+                "{ok}"
+            );
+        }
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("2s"), Ok(Duration::from_secs(2)));
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //! `Rejected` (kube-apiserver's max-in-flight filter refuses before the handler runs, so it was not
 //! applied), a 503/504 as `Indeterminate` (see [`super::kube_cluster::failure`]).
 
+use super::api_requests::ApiObserverLayer;
+use super::health::Health;
 use kube::client::ClientBuilder;
 use kube::client::retry::RetryPolicy;
 use kube::{Client, Config};
+use std::sync::Arc;
 use std::time::Duration;
 use tower::buffer::BufferLayer;
 use tower::limit::RateLimitLayer;
@@ -63,11 +66,13 @@ pub enum ClientBuildError {
     Kube(#[from] kube::Error),
 }
 
-/// Builds the request client: `config`'s connection and authentication, kube-rs's own retry
-/// replaced by the bounded one of `limits`, and the QPS limit.
+/// Builds the request client: `config`'s connection and authentication, every attempt reported to
+/// `health` (API errors by verb and code, the last answer), kube-rs's own retry replaced by the
+/// bounded one of `limits`, and the QPS limit.
 pub fn request_client(
     mut config: Config,
     limits: ClientLimits,
+    health: &Arc<Health>,
 ) -> Result<Client, ClientBuildError> {
     let policy = RetryPolicy::new(
         limits.min_backoff,
@@ -82,6 +87,7 @@ pub fn request_client(
     })?;
     config.default_retry = false;
     let client = ClientBuilder::try_from(config)?
+        .with_layer(&ApiObserverLayer::new(Arc::clone(health)))
         .with_layer(&RateLimitLayer::new(
             limits.qps.max(1),
             Duration::from_secs(1),

@@ -7,24 +7,32 @@
 //! | `POST /filter` | extender | `ExtenderFilterResult`; an empty body is HTTP 400 `Please send a request body`; a body that does not decode, or has no `Pod`, is HTTP 200 with `Error` set (HAMi) |
 //! | `POST /bind` | extender | `ExtenderBindingResult`, same error rules |
 //! | `POST /webhook` | webhook (HTTPS) | `AdmissionReview` response; a body that is not an AdmissionReview is HTTP 400 with the reason |
-//! | `GET /healthz` | all | 200 `ok` |
-//! | `GET /readyz` | all | 200 `ok` once the node and pod watches have synced, else 503 naming what is missing |
+//! | `GET /healthz` | all | 200 `ok`; 503 naming the background task that ended before shutdown |
+//! | `GET /readyz` | all | 200 `ok` once the node and pod watches have synced and while [`Health`] sees no problem (API answering, no failed watch, not shutting down); else 503 naming each reason |
 //! | `GET /metrics` | metrics | Prometheus text format |
 //!
 //! Limits: request bodies of at most [`EXTENDER_BODY_LIMIT`] (1 MiB, HAMi's) on the extender and
-//! [`WEBHOOK_BODY_LIMIT`] on the webhook (HTTP 413 above); request headers must arrive within
-//! [`HEADER_READ_TIMEOUT`]; a request is answered within its router's timeout (HTTP 408 after).
-//! A bind continues after a timeout or a hang-up: it runs in its own task.
+//! [`WEBHOOK_BODY_LIMIT`] (3 MiB, kube-apiserver's own request limit) on the webhook (HTTP 413
+//! above); at most `max_in_flight` webhook reviews at once (default [`WEBHOOK_MAX_IN_FLIGHT`]): a
+//! request over the limit waits up to [`WEBHOOK_QUEUE_WAIT`] for a slot, then is answered HTTP 429
+//! with `Retry-After: 1`; request headers must arrive within [`HEADER_READ_TIMEOUT`]; a request is
+//! answered within its router's timeout (HTTP 408 after). A bind continues after a timeout or a
+//! hang-up: it runs in its own task.
+//!
+//! [`Health`] reaches the probe handlers as an axum `Extension` (the routers of `serve` carry one;
+//! a router without it answers from the service's sync state alone).
 
 use super::cluster::ClusterApi;
 use super::extender::{self, ExtenderBindingResult, ExtenderFilterResult};
+use super::health::Health;
 use super::service::Scheduler;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -37,8 +45,12 @@ use tower_http::timeout::TimeoutLayer;
 
 /// The extender's body limit (HAMi's `http.MaxBytesReader` of 1 MiB).
 pub const EXTENDER_BODY_LIMIT: usize = 1 << 20;
-/// The webhook's body limit: room for a pod and its old version at the API server's 3 MiB limit.
-pub const WEBHOOK_BODY_LIMIT: usize = 7 << 20;
+/// The webhook's body limit: kube-apiserver's own request body limit (3 MiB).
+pub const WEBHOOK_BODY_LIMIT: usize = 3 << 20;
+/// Webhook reviews served at once by default (`serve --webhook-max-in-flight`).
+pub const WEBHOOK_MAX_IN_FLIGHT: usize = 64;
+/// How long a webhook request over the in-flight limit waits for a slot before HTTP 429.
+pub const WEBHOOK_QUEUE_WAIT: Duration = Duration::from_secs(1);
 /// The extender's request timeout (kube-scheduler's `httpTimeout` in HAMi's chart is 30s).
 pub const EXTENDER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The webhook's request timeout (HAMi's chart registers `timeoutSeconds: 10`).
@@ -46,18 +58,42 @@ pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send the request headers (and the TLS handshake).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz(health: Option<Extension<Arc<Health>>>) -> Response {
+    match health.map_or(Ok(()), |Extension(h)| h.liveness()) {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        )
+            .into_response(),
+    }
 }
 
-async fn readyz<C: ClusterApi>(State(svc): State<Arc<Scheduler<C>>>) -> Response {
-    if svc.is_ready() {
+async fn readyz<C: ClusterApi>(
+    State(svc): State<Arc<Scheduler<C>>>,
+    health: Option<Extension<Arc<Health>>>,
+) -> Response {
+    let mut reasons = Vec::new();
+    if let Some(Extension(health)) = &health
+        && let Err(why) = health.readiness()
+    {
+        reasons.push(why);
+    }
+    if !svc.is_ready() {
+        let (nodes, pods) = svc.sync_state();
+        reasons.push(format!(
+            "node watch synced {nodes}, pod watch synced {pods}"
+        ));
+    }
+    if reasons.is_empty() {
         return (StatusCode::OK, "ok").into_response();
     }
-    let (nodes, pods) = svc.sync_state();
+    if let Some(Extension(health)) = &health {
+        health.metrics().ready.set(0);
+    }
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("not ready: node watch synced {nodes}, pod watch synced {pods}\n"),
+        format!("not ready: {}\n", reasons.join("; ")),
     )
         .into_response()
 }
@@ -104,15 +140,59 @@ async fn webhook<C: ClusterApi>(State(svc): State<Arc<Scheduler<C>>>, body: Byte
     }
 }
 
-async fn metrics<C: ClusterApi>(State(svc): State<Arc<Scheduler<C>>>) -> Response {
+async fn metrics<C: ClusterApi>(
+    State(svc): State<Arc<Scheduler<C>>>,
+    health: Option<Extension<Arc<Health>>>,
+) -> Response {
+    let text = match health {
+        Some(Extension(health)) => {
+            // The readiness gauge reflects this moment, not the last probe.
+            let ready = health.readiness().is_ok() && svc.is_ready();
+            health.metrics().ready.set(i64::from(ready));
+            svc.metrics().encode_with(health.metrics())
+        }
+        None => svc.metrics().encode(),
+    };
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        svc.metrics().encode(),
+        text,
     )
         .into_response()
+}
+
+/// Wraps `router`'s routes so that at most `max_in_flight` requests run at once; one over the
+/// limit waits up to `wait` for a slot, then is answered HTTP 429 with `Retry-After: 1` and
+/// `on_reject` is called. Requests are never dropped unanswered.
+pub fn limit_in_flight<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    max_in_flight: usize,
+    wait: Duration,
+    on_reject: impl Fn() + Clone + Send + Sync + 'static,
+) -> Router<S> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
+    router.route_layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let slots = slots.clone();
+            let on_reject = on_reject.clone();
+            async move {
+                match tokio::time::timeout(wait, slots.acquire_owned()).await {
+                    Ok(Ok(_permit)) => next.run(request).await,
+                    _ => {
+                        on_reject();
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [(header::RETRY_AFTER, "1")],
+                            "too many webhook requests in flight; retry\n",
+                        )
+                            .into_response()
+                    }
+                }
+            }
+        },
+    ))
 }
 
 fn probes<C: ClusterApi>(router: Router<Arc<Scheduler<C>>>) -> Router<Arc<Scheduler<C>>> {
@@ -144,8 +224,30 @@ pub fn extender_router_with_timeout<C: ClusterApi>(
 
 /// The webhook: `/webhook`, `/healthz`, `/readyz`.
 pub fn webhook_router<C: ClusterApi>(svc: Arc<Scheduler<C>>) -> Router {
-    probes(Router::new())
-        .route("/webhook", post(webhook::<C>))
+    webhook_router_with_limit(svc, WEBHOOK_MAX_IN_FLIGHT)
+}
+
+/// [`webhook_router`] serving at most `max_in_flight` reviews at once (see [`limit_in_flight`]).
+pub fn webhook_router_with_limit<C: ClusterApi>(
+    svc: Arc<Scheduler<C>>,
+    max_in_flight: usize,
+) -> Router {
+    let counted = svc.clone();
+    let reviews = limit_in_flight(
+        Router::new().route("/webhook", post(webhook::<C>)),
+        max_in_flight,
+        WEBHOOK_QUEUE_WAIT,
+        move || {
+            counted
+                .metrics()
+                .webhook_rejected
+                .get_or_create(&super::metrics::ReasonLabel {
+                    reason: "overloaded",
+                })
+                .inc();
+        },
+    );
+    probes(reviews)
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

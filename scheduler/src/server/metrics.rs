@@ -12,6 +12,15 @@
 //! | `sliceguard_lock_releases_total` | counter | `by`: binder, reaper |
 //! | `sliceguard_locks_held` | gauge | nodes carrying `hami.io/mutex.lock` as the node watch shows them |
 //! | `sliceguard_webhook_reviews_total` | counter | `verdict`: routed, allowed, denied, errored, malformed |
+//! | `sliceguard_webhook_rejected_total` | counter | `reason`: overloaded (more requests in flight than `--webhook-max-in-flight`, HTTP 429) |
+//!
+//! [`HealthMetrics`] (owned by [`super::health::Health`], served on the same `/metrics`):
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `sliceguard_api_errors_total` | counter | `verb` (RBAC verb, or `nonresource`), `code` (HTTP status, or `transport`) |
+//! | `sliceguard_watch_restarts_total` | counter | `watch`: node, pod |
+//! | `sliceguard_ready` | gauge | 1 when `/readyz` last answered ready, else 0 |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -48,6 +57,100 @@ pub struct VerdictLabel {
     pub verdict: &'static str,
 }
 
+/// A label set with one `reason` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason.
+    pub reason: &'static str,
+}
+
+/// The labels of `sliceguard_api_errors_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiErrorLabels {
+    /// The RBAC verb of the request.
+    pub verb: &'static str,
+    /// The HTTP status, or `transport`.
+    pub code: String,
+}
+
+/// A label set with one `watch` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabel {
+    /// The watch.
+    pub watch: &'static str,
+}
+
+/// The health metrics (see the module table), in their own registry so that the kube client layer
+/// can count before the service exists.
+#[derive(Debug)]
+pub struct HealthMetrics {
+    registry: Registry,
+    /// API errors by verb and code.
+    pub api_errors: Family<ApiErrorLabels, Counter>,
+    /// Watch failures, each followed by a restart.
+    pub watch_restarts: Family<WatchLabel, Counter>,
+    /// 1 when ready.
+    pub ready: Gauge,
+}
+
+impl Default for HealthMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HealthMetrics {
+    /// Registers the health metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sliceguard");
+        let api_errors = Family::<ApiErrorLabels, Counter>::default();
+        let watch_restarts = Family::<WatchLabel, Counter>::default();
+        let ready = Gauge::default();
+        registry.register(
+            "api_errors",
+            "Kubernetes API requests answered with an error status or lost, by verb and code",
+            api_errors.clone(),
+        );
+        registry.register(
+            "watch_restarts",
+            "Watch failures (each followed by a restart with backoff), by watch",
+            watch_restarts.clone(),
+        );
+        registry.register("ready", "1 when /readyz last answered ready", ready.clone());
+        HealthMetrics {
+            registry,
+            api_errors,
+            watch_restarts,
+            ready,
+        }
+    }
+
+    /// Counts an API error.
+    pub fn api_error(&self, verb: &'static str, code: &str) {
+        self.api_errors
+            .get_or_create(&ApiErrorLabels {
+                verb,
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a watch restart.
+    pub fn watch_restart(&self, watch: &'static str) {
+        self.watch_restarts
+            .get_or_create(&WatchLabel { watch })
+            .inc();
+    }
+
+    /// These metrics in the text format, without the closing `# EOF`.
+    pub fn encode_registry(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);
+        text
+    }
+}
+
 /// Every metric of the scheduler.
 #[derive(Debug)]
 pub struct Metrics {
@@ -72,6 +175,8 @@ pub struct Metrics {
     pub locks_held: Gauge,
     /// Webhook reviews by verdict.
     pub webhook_reviews: Family<VerdictLabel, Counter>,
+    /// Webhook requests refused before review, by reason.
+    pub webhook_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -94,6 +199,7 @@ impl Metrics {
         let lock_releases = Family::<ByLabel, Counter>::default();
         let locks_held = Gauge::default();
         let webhook_reviews = Family::<VerdictLabel, Counter>::default();
+        let webhook_rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "filter_duration_seconds",
             "Time to answer an extender filter request",
@@ -144,6 +250,11 @@ impl Metrics {
             "Admission reviews by verdict",
             webhook_reviews.clone(),
         );
+        registry.register(
+            "webhook_rejected",
+            "Webhook requests refused before review (overloaded: HTTP 429)",
+            webhook_rejected.clone(),
+        );
         Metrics {
             registry,
             filter_duration,
@@ -156,6 +267,7 @@ impl Metrics {
             lock_releases,
             locks_held,
             webhook_reviews,
+            webhook_rejected,
         }
     }
 
@@ -197,6 +309,16 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+
+    /// The text exposition of these metrics and `health`'s, with one closing `# EOF`.
+    pub fn encode_with(&self, health: &HealthMetrics) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);
+        text.push_str(&health.encode_registry());
+        let _ = prometheus_client::encoding::text::encode_eof(&mut text);
+        text
+    }
 }
 
 #[cfg(test)]
@@ -232,5 +354,32 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn health_metrics_join_the_exposition_under_one_eof() {
+        let m = Metrics::new();
+        m.webhook_rejected
+            .get_or_create(&ReasonLabel {
+                reason: "overloaded",
+            })
+            .inc();
+        let h = HealthMetrics::new();
+        h.api_error("patch", "409");
+        h.api_error("watch", "transport");
+        h.watch_restart("pod");
+        h.ready.set(1);
+        let text = m.encode_with(&h);
+        for needle in [
+            "sliceguard_webhook_rejected_total{reason=\"overloaded\"} 1",
+            "sliceguard_api_errors_total{verb=\"patch\",code=\"409\"} 1",
+            "sliceguard_api_errors_total{verb=\"watch\",code=\"transport\"} 1",
+            "sliceguard_watch_restarts_total{watch=\"pod\"} 1",
+            "sliceguard_ready 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

@@ -10,13 +10,17 @@
 //! | [`watch`] | the kube-rs node and pod watches |
 //! | [`extender`] | the kube-scheduler extender v1 wire format, decoded case-insensitively like Go |
 //! | [`review`] | AdmissionReview v1 and v1beta1 around [`crate::admission::mutate`] |
-//! | [`http`] | axum routers, body limits, timeouts, the TCP/TLS accept loop with graceful shutdown |
+//! | [`http`] | axum routers, body limits, the webhook's in-flight limit, timeouts, the TCP/TLS accept loop with graceful shutdown |
+//! | [`tls`] | the webhook's certificate and key, reloaded when their files change |
+//! | [`health`] | what `/healthz` and `/readyz` answer beyond the first sync; the API heartbeat |
+//! | [`api_requests`] | a request's RBAC verb and resource; the kube client layer counting API answers and errors |
 //! | [`metrics`] | Prometheus metrics |
 //!
 //! [`serve`] connects to the API (a clear error naming the address when it cannot, which the CLI
 //! turns into exit code 2), loads the TLS certificate, binds the listeners, starts the watches, the
-//! lock reaper and the three HTTP servers, and on SIGTERM or SIGINT stops accepting, lets requests
-//! and binds in flight finish (each releasing its lock), and returns.
+//! lock reaper and the three HTTP servers, and on SIGTERM or SIGINT turns `/readyz` unready at once,
+//! keeps serving for [`ServeLimits::shutdown_delay`] (the Service stops routing meanwhile), then
+//! stops accepting, lets requests and binds in flight finish (each releasing its lock), and returns.
 //!
 //! Deliberate differences from HAMi: the webhook (HTTPS) and the extender (plain HTTP, meant for
 //! the kube-scheduler beside it on loopback) listen separately, where HAMi serves both on one TLS
@@ -24,28 +28,31 @@
 //! waits without a bound; the metrics are sliceguard's own (see [`metrics`]), not HAMi's names.
 
 pub mod api_client;
+pub mod api_requests;
 pub mod cluster;
 pub mod extender;
+pub mod health;
 pub mod http;
 pub mod kube_cluster;
 pub mod metrics;
 pub mod review;
 pub mod service;
+pub mod tls;
 pub mod watch;
 
 pub use cluster::ClusterApi;
 pub use service::{Scheduler, SchedulerConfig};
+pub use tls::tls_acceptor;
+
+use health::{Health, HealthSettings};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// Where the Kubernetes client configuration comes from.
@@ -76,8 +83,32 @@ pub struct ServeOptions {
     pub metrics_addr: SocketAddr,
     /// How long shutdown waits for requests and binds in flight.
     pub shutdown_grace: Duration,
+    /// Load and health limits.
+    pub limits: ServeLimits,
+}
+
+/// Load and health limits of `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Webhook reviews served at once (more wait briefly, then get HTTP 429).
+    pub webhook_max_in_flight: usize,
+    /// Readiness thresholds.
+    pub health: HealthSettings,
+    /// How long the listeners keep serving after shutdown began, `/readyz` already unready.
+    pub shutdown_delay: Duration,
     /// Retry and rate limits of the API client of the bind protocol and the filter.
-    pub api_limits: api_client::ClientLimits,
+    pub api: api_client::ClientLimits,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            webhook_max_in_flight: http::WEBHOOK_MAX_IN_FLIGHT,
+            health: HealthSettings::default(),
+            shutdown_delay: Duration::ZERO,
+            api: api_client::ClientLimits::default(),
+        }
+    }
 }
 
 /// Why `serve` (or `register`) stopped.
@@ -137,6 +168,47 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Builds a client and checks that the API server answers (`GET /version`) within the timeout.
 /// Returns the client (long read timeout, fit for watches) and its configuration.
 pub async fn connect(source: &KubeSource) -> Result<(Client, Config), ServeError> {
+    let config = client_config(source).await?;
+    let client =
+        Client::try_from(config.clone()).map_err(|e| ServeError::KubeConfig(e.to_string()))?;
+    check_reachable(&client, &config, source.timeout).await?;
+    Ok((client, config))
+}
+
+/// A client over `config` whose answers are reported to `health` (API errors by verb and code,
+/// and the last time the API answered).
+pub fn observed_client(config: Config, health: &Arc<Health>) -> Result<Client, ServeError> {
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| ServeError::KubeConfig(e.to_string()))?;
+    Ok(builder
+        .with_layer(&api_requests::ApiObserverLayer::new(health.clone()))
+        .build())
+}
+
+async fn check_reachable(
+    client: &Client,
+    config: &Config,
+    timeout: Duration,
+) -> Result<(), ServeError> {
+    let address = config.cluster_url.to_string();
+    match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            tracing::info!(%address, version = %version.git_version, "connected to the Kubernetes API");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ServeError::ApiUnreachable {
+            address,
+            detail: error_chain(&e),
+        }),
+        Err(_) => Err(ServeError::ApiUnreachable {
+            address,
+            detail: format!("no answer within {timeout:?}"),
+        }),
+    }
+}
+
+/// The client configuration `source` names, with its connect timeout.
+pub async fn client_config(source: &KubeSource) -> Result<Config, ServeError> {
     let options = KubeConfigOptions {
         context: source.context.clone(),
         ..Default::default()
@@ -157,23 +229,7 @@ pub async fn connect(source: &KubeSource) -> Result<(Client, Config), ServeError
             .map_err(|e| ServeError::KubeConfig(e.to_string()))?,
     };
     config.connect_timeout = Some(source.timeout);
-    let address = config.cluster_url.to_string();
-    let client =
-        Client::try_from(config.clone()).map_err(|e| ServeError::KubeConfig(e.to_string()))?;
-    match tokio::time::timeout(source.timeout, client.apiserver_version()).await {
-        Ok(Ok(version)) => {
-            tracing::info!(%address, version = %version.git_version, "connected to the Kubernetes API");
-            Ok((client, config))
-        }
-        Ok(Err(e)) => Err(ServeError::ApiUnreachable {
-            address,
-            detail: error_chain(&e),
-        }),
-        Err(_) => Err(ServeError::ApiUnreachable {
-            address,
-            detail: format!("no answer within {:?}", source.timeout),
-        }),
-    }
+    Ok(config)
 }
 
 /// An error and its causes, `outer: inner: innermost` (kube-rs hides the cause of a failed connect).
@@ -189,40 +245,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A TLS acceptor (rustls with ring, HTTP/1.1) for the PEM certificate chain and key.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
-    let cert_error = |detail: String| ServeError::Tls {
-        what: "certificate",
-        path: cert.to_path_buf(),
-        detail,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_error(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| cert_error(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(cert_error("no CERTIFICATE block".into()));
-    }
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| ServeError::Tls {
-        what: "key",
-        path: key.to_path_buf(),
-        detail: e.to_string(),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| cert_error(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|e| ServeError::Tls {
-            what: "key",
-            path: key.to_path_buf(),
-            detail: e.to_string(),
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 async fn listen(what: &'static str, address: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -269,8 +291,11 @@ pub struct Running {
     pub webhook_addr: Option<SocketAddr>,
     /// The service, for callers in the same process (tests, the embedded cluster).
     pub service: Arc<Scheduler<kube_cluster::KubeCluster>>,
+    /// What `/healthz` and `/readyz` consult beyond the service's sync state.
+    pub health: Arc<Health>,
     shutdown: CancellationToken,
     grace: Duration,
+    shutdown_delay: Duration,
     servers: Vec<tokio::task::JoinHandle<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -285,14 +310,30 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// Spawns a background task that holds a [`health::TaskGuard`] for its whole life.
+fn spawn_guarded(
+    health: &Arc<Health>,
+    task: &'static str,
+    future: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let guard = health.task_guard(task);
+    tokio::spawn(async move {
+        let _guard = guard;
+        future.await;
+    })
+}
+
 /// Connects, binds the listeners and starts the scheduler; returns once it serves.
 pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
-    let (client, config) = connect(&options.kube).await?;
+    let health = Health::new(options.limits.health);
+    let config = client_config(&options.kube).await?;
+    let client = observed_client(config.clone(), &health)?;
+    check_reachable(&client, &config, options.kube.timeout).await?;
     // Requests of the bind protocol and the filter get a short read timeout (a lost answer is an
     // indeterminate result the machine resolves); watches keep the client's long one.
     let mut request_config = config;
     request_config.read_timeout = Some(REQUEST_TIMEOUT);
-    let request_client = api_client::request_client(request_config, options.api_limits)
+    let request_client = api_client::request_client(request_config, options.limits.api, &health)
         .map_err(|e| ServeError::KubeConfig(e.to_string()))?;
     let tls = match &options.tls {
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
@@ -321,7 +362,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "sliceguard".into());
     let cluster = kube_cluster::KubeCluster::new(
-        request_client,
+        request_client.clone(),
         options.config.scheduler_name.clone(),
         instance,
     );
@@ -334,25 +375,44 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     let grace = options.shutdown_grace;
 
     let background = vec![
-        tokio::spawn(watch::watch_nodes(
-            client.clone(),
-            svc.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(watch::watch_pods(client, svc.clone(), shutdown.clone())),
-        tokio::spawn(svc.clone().run_reaper(shutdown.clone())),
+        spawn_guarded(
+            &health,
+            "node watch",
+            watch::watch_nodes(
+                client.clone(),
+                svc.clone(),
+                shutdown.clone(),
+                Some(health.clone()),
+            ),
+        ),
+        spawn_guarded(
+            &health,
+            "pod watch",
+            watch::watch_pods(client, svc.clone(), shutdown.clone(), Some(health.clone())),
+        ),
+        spawn_guarded(
+            &health,
+            "lock reaper",
+            svc.clone().run_reaper(shutdown.clone()),
+        ),
+        spawn_guarded(
+            &health,
+            "API heartbeat",
+            health::api_heartbeat(request_client, health.clone(), shutdown.clone()),
+        ),
     ];
+    let with_health = |router: axum::Router| router.layer(axum::Extension(health.clone()));
     let mut servers = vec![
         tokio::spawn(http::serve(
             extender_listener,
-            http::extender_router(svc.clone()),
+            with_health(http::extender_router(svc.clone())),
             None,
             shutdown.clone(),
             grace,
         )),
         tokio::spawn(http::serve(
             metrics_listener,
-            http::metrics_router(svc.clone()),
+            with_health(http::metrics_router(svc.clone())),
             None,
             shutdown.clone(),
             grace,
@@ -364,7 +424,10 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         tracing::info!(address = ?webhook_addr, "webhook listening (HTTPS)");
         servers.push(tokio::spawn(http::serve(
             listener,
-            http::webhook_router(svc.clone()),
+            with_health(http::webhook_router_with_limit(
+                svc.clone(),
+                options.limits.webhook_max_in_flight,
+            )),
             Some(acceptor),
             shutdown.clone(),
             grace,
@@ -377,17 +440,28 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         metrics_addr,
         webhook_addr,
         service: svc,
+        health,
         shutdown,
         grace,
+        shutdown_delay: options.limits.shutdown_delay,
         servers,
         background,
     })
 }
 
 impl Running {
-    /// Stops accepting, lets requests and binds in flight finish (each releasing its lock) within
-    /// the grace period, and stops the watches.
+    /// Turns `/readyz` unready, keeps serving for the shutdown delay, then stops accepting, lets
+    /// requests and binds in flight finish (each releasing its lock) within the grace period, and
+    /// stops the watches.
     pub async fn stop(self) {
+        self.health.begin_shutdown();
+        if !self.shutdown_delay.is_zero() {
+            tracing::info!(
+                delay = ?self.shutdown_delay,
+                "shutting down: /readyz unready; still serving for the shutdown delay"
+            );
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
         tracing::info!(
             binds_in_flight = self.service.binds_in_flight(),
             "shutting down: no new connections; requests and binds in flight finish"

@@ -7,10 +7,14 @@
 //! the annotation, as HAMi does): those are the pods that hold or are assigned GPUs. A lock holder
 //! that the cache does not know is looked up live before it counts as gone.
 //!
+//! Each event and each failure is reported to [`Health`] when one is given (readiness, and
+//! `sliceguard_watch_restarts_total`).
+//!
 //! Deliberate difference from HAMi: HAMi's informer caches every pod in the cluster; sliceguard
 //! watches only pods labelled `hami.io/vgpu-node`, so memory and traffic scale with GPU pods.
 
 use super::cluster::ClusterApi;
+use super::health::Health;
 use super::service::Scheduler;
 use crate::annotations::VGPU_NODE;
 use futures::StreamExt;
@@ -27,6 +31,7 @@ pub async fn watch_nodes<C: ClusterApi>(
     client: Client,
     svc: Arc<Scheduler<C>>,
     shutdown: CancellationToken,
+    health: Option<Arc<Health>>,
 ) {
     let stream =
         watcher::watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff();
@@ -36,6 +41,13 @@ pub async fn watch_nodes<C: ClusterApi>(
             event = stream.next() => event,
             () = shutdown.cancelled() => return,
         };
+        if let Some(health) = &health {
+            match &event {
+                Some(Ok(_)) => health.watch_event("node"),
+                Some(Err(e)) => health.watch_failed("node", e.to_string()),
+                None => {}
+            }
+        }
         match event {
             None => return,
             Some(Ok(Event::Init)) => svc.begin_node_relist(),
@@ -53,6 +65,7 @@ pub async fn watch_pods<C: ClusterApi>(
     client: Client,
     svc: Arc<Scheduler<C>>,
     shutdown: CancellationToken,
+    health: Option<Arc<Health>>,
 ) {
     let config = watcher::Config::default().labels(VGPU_NODE);
     let stream = watcher::watcher(Api::<Pod>::all(client), config).default_backoff();
@@ -62,6 +75,13 @@ pub async fn watch_pods<C: ClusterApi>(
             event = stream.next() => event,
             () = shutdown.cancelled() => return,
         };
+        if let Some(health) = &health {
+            match &event {
+                Some(Ok(_)) => health.watch_event("pod"),
+                Some(Err(e)) => health.watch_failed("pod", e.to_string()),
+                None => {}
+            }
+        }
         match event {
             None => return,
             Some(Ok(Event::Init)) => svc.begin_pod_relist(),
