@@ -1167,6 +1167,9 @@ fn kubelets(shared: &SharedStore, informer: &Informer, plugin: DevicePlugin, eve
             fail(&reason, message, events);
             continue;
         }
+        if node_agent::extended_request(pod, RESOURCE_GPU) > 0 && plugin == DevicePlugin::Silent {
+            continue; // Allocate never answers: the pod stays Pending on its node
+        }
         if node_agent::extended_request(pod, RESOURCE_GPU) > 0 && plugin == DevicePlugin::Hami {
             let allocation =
                 shared.write(|store| node_agent::hami_allocate(store, node_name, &key));

@@ -53,17 +53,21 @@ pub enum DevicePlugin {
     Hami,
     /// HAMi's mock plugin: answers Allocate and touches nothing (the lock stays).
     Mock,
+    /// A device plugin that never answers Allocate: GPU pods stay Pending on their node (in
+    /// `bind-phase: allocating` in device-plugin mode), as behind a plugin that hangs or is gone.
+    Silent,
 }
 
 impl DevicePlugin {
-    /// Parses `none`, `hami` or `mock`.
+    /// Parses `none`, `hami`, `mock` or `silent`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "none" => Ok(DevicePlugin::None),
             "hami" => Ok(DevicePlugin::Hami),
             "mock" => Ok(DevicePlugin::Mock),
+            "silent" => Ok(DevicePlugin::Silent),
             o => Err(format!(
-                "unknown device plugin {o:?}: expected none, hami or mock"
+                "unknown device plugin {o:?}: expected none, hami, mock or silent"
             )),
         }
     }
@@ -74,6 +78,7 @@ impl DevicePlugin {
             DevicePlugin::None => "none",
             DevicePlugin::Hami => "hami",
             DevicePlugin::Mock => "mock",
+            DevicePlugin::Silent => "silent",
         }
     }
 }
@@ -1391,6 +1396,7 @@ impl World {
             if gpu_request(pod) > 0 {
                 match self.config.device_plugin {
                     DevicePlugin::None | DevicePlugin::Mock => {}
+                    DevicePlugin::Silent => continue,
                     DevicePlugin::Hami => {
                         if self.silent_plugins.contains(&node_name) {
                             continue;

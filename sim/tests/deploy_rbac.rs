@@ -17,12 +17,14 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, PostParams};
 use serde_json::Value;
+use sliceguard::bind::ReleaseMode;
 use sliceguard::objects::{FleetSpec, GpuAsk, gpu_pod};
 use sliceguard::server::api_requests::classify;
 use sliceguard::server::{KubeSource, SchedulerConfig, ServeLimits, ServeOptions};
 use sliceguard_sim::http::{ApiState, SharedStore};
 use sliceguard_sim::live::{LiveCluster, LiveOptions, WebhookTarget};
 use sliceguard_sim::store::Resource;
+use sliceguard_sim::world::DevicePlugin;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -157,22 +159,57 @@ fn bound(shared: &SharedStore, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rbac_matches_the_requests_serve_and_register_issue() {
-    let docs = rendered("fake-fleet");
-    let dir = temp_dir();
-    let cluster = LiveCluster::start(LiveOptions {
-        fleet: FleetSpec {
-            nodes: 2,
-            gpus_per_node: 2,
-            ..FleetSpec::default()
-        },
-        ..LiveOptions::default()
-    })
-    .await
-    .unwrap();
+/// A lock holder bound to `node`, still Pending, in `bind-phase: allocating`, whose lock was taken
+/// 20 minutes ago: past the device-plugin stall deadline (15m), so serve's reaper marks it failed and
+/// deletes it (the only path that deletes a pod).
+fn plant_stalled_holder(shared: &SharedStore, node: &str) {
+    let taken = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(20);
+    let lock = format!("{},default,stalled", taken.strftime("%Y-%m-%dT%H:%M:%SZ"));
+    shared.write(|store| {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "stalled", "namespace": "default",
+                "annotations": {"hami.io/bind-phase": "allocating"}},
+            "spec": {"nodeName": node, "schedulerName": "sliceguard-scheduler",
+                "containers": [{"name": "c", "image": "x",
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+            "status": {"phase": "Pending"}
+        });
+        store.create(Resource::Pods, Some("default"), pod).unwrap();
+        store
+            .patch(
+                Resource::Nodes,
+                None,
+                node,
+                sliceguard_sim::store::Part::Main,
+                sliceguard_sim::store::PatchType::Merge,
+                &serde_json::json!({"metadata": {"annotations": {"hami.io/mutex.lock": lock}}}),
+            )
+            .unwrap();
+    });
+}
 
-    // serve, with its own recorded façade.
+/// The stalled holder's annotations and its node's lock, for a failure message.
+fn describe_stalled(shared: &SharedStore, node: &str) -> String {
+    let store = shared.read();
+    let pod = store.get(Resource::Pods, Some("default"), "stalled").ok();
+    let lock = store.get(Resource::Nodes, None, node).ok();
+    format!(
+        "annotations {:?}, node lock {:?}",
+        pod.map(|p| p["metadata"]["annotations"].clone()),
+        lock.map(|n| n["metadata"]["annotations"]["hami.io/mutex.lock"].clone())
+    )
+}
+
+/// Runs serve's real kube client against `cluster` through a recording façade in `mode`, drives
+/// filters, binds and events (and, in device-plugin mode, the reaper's stalled-holder path), and
+/// returns the permissions its requests need.
+async fn serve_permissions(
+    cluster: &LiveCluster,
+    dir: &Path,
+    mode: ReleaseMode,
+) -> BTreeSet<Permission> {
+    let device_plugin = mode == ReleaseMode::DevicePlugin;
     let (serve_url, serve_log) = recording_facade(cluster.shared()).await;
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -186,6 +223,19 @@ async fn rbac_matches_the_requests_serve_and_register_issue() {
         sliceguard_sim::http::kubeconfig(&serve_url),
     )
     .unwrap();
+    let shared = cluster.shared();
+    let first_node: String = shared
+        .read()
+        .typed::<k8s_openapi::api::core::v1::Node>(Resource::Nodes)[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    if device_plugin {
+        plant_stalled_holder(&shared, &first_node);
+    }
+    let mut config = SchedulerConfig::default();
+    config.bind.release_mode = mode;
     let loopback = "127.0.0.1:0".parse().unwrap();
     let running = sliceguard::server::start(ServeOptions {
         kube: KubeSource {
@@ -193,7 +243,7 @@ async fn rbac_matches_the_requests_serve_and_register_issue() {
             context: None,
             timeout: Duration::from_secs(5),
         },
-        config: SchedulerConfig::default(),
+        config,
         webhook_addr: loopback,
         tls: Some((cert, key)),
         extender_addr: loopback,
@@ -224,10 +274,12 @@ async fn rbac_matches_the_requests_serve_and_register_issue() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Three pods that fit and one that does not: filter, bind, locks, events.
+    // Pods that fit and one that does not: filter, bind, locks, events. In device-plugin mode the
+    // first bind on a node holds its lock for the device plugin, so wait for one bind only.
     let client = kube::Client::try_from(kube::Config::new(cluster.url().parse().unwrap())).unwrap();
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    for name in ["a", "b", "c"] {
+    let names = ["a", "b", "c"].map(|n| format!("{n}-{}", mode.as_str()));
+    for name in &names {
         pods.create(
             &PostParams::default(),
             &gpu_pod(name, &[], &[GpuAsk::fraction(1000, 10)]),
@@ -237,31 +289,78 @@ async fn rbac_matches_the_requests_serve_and_register_issue() {
     }
     pods.create(
         &PostParams::default(),
-        &gpu_pod("too-big", &[], &[GpuAsk::fraction(10_000_000, 10)]),
+        &gpu_pod(
+            &format!("too-big-{}", mode.as_str()),
+            &[],
+            &[GpuAsk::fraction(10_000_000, 10)],
+        ),
     )
     .await
     .unwrap();
-    let shared = cluster.shared();
     let started = Instant::now();
-    while !["a", "b", "c"].iter().all(|n| bound(&shared, n)) {
+    loop {
+        let bound_count = names.iter().filter(|n| bound(&shared, n)).count();
+        let stalled_gone = shared
+            .read()
+            .get(Resource::Pods, Some("default"), "stalled")
+            .is_err();
+        if (device_plugin && bound_count >= 1 && stalled_gone) || bound_count == names.len() {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "pods not bound"
+            "{}: {bound_count} pods bound, stalled holder gone: {stalled_gone}; stalled: {}",
+            mode.as_str(),
+            describe_stalled(&shared, &first_node),
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Let the watches see the bound pods and the too-big pod's filter run at least once.
     tokio::time::sleep(Duration::from_millis(500)).await;
     running.stop().await;
+    used(&serve_log)
+}
 
-    let serve_used = used(&serve_log);
-    let serve_granted = granted(&docs, "sliceguard");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_matches_the_requests_serve_and_register_issue() {
+    let dir = temp_dir();
+    let start = |device_plugin| {
+        LiveCluster::start(LiveOptions {
+            fleet: FleetSpec {
+                nodes: 2,
+                gpus_per_node: 2,
+                ..FleetSpec::default()
+            },
+            device_plugin,
+            ..LiveOptions::default()
+        })
+    };
+    // Device-plugin mode on nodes whose plugin never answers: the planted holder stays Pending
+    // mid-allocation, so only the stall path (mark failed, delete) frees its lock.
+    let silent = start(DevicePlugin::Silent).await.unwrap();
+    let serve_used = serve_permissions(&silent, &dir, ReleaseMode::DevicePlugin).await;
+    silent.stop().await;
+    let serve_granted = granted(&rendered("hami-device-plugin"), "sliceguard");
     let missing: Vec<_> = serve_used.difference(&serve_granted).collect();
     let unused: Vec<_> = serve_granted.difference(&serve_used).collect();
     assert!(
         missing.is_empty() && unused.is_empty(),
-        "serve's ClusterRole differs from what serve issues:\n  used but not granted: {missing:?}\n  granted but never used: {unused:?}"
+        "hami-device-plugin: serve's ClusterRole differs from what serve issues:\n  used but not granted: {missing:?}\n  granted but never used: {unused:?}"
     );
+
+    let cluster = start(DevicePlugin::None).await.unwrap();
+    let docs = rendered("fake-fleet");
+    {
+        let overlay = "fake-fleet";
+        let serve_used = serve_permissions(&cluster, &dir, ReleaseMode::AfterBind).await;
+        let serve_granted = granted(&rendered(overlay), "sliceguard");
+        let missing: Vec<_> = serve_used.difference(&serve_granted).collect();
+        let unused: Vec<_> = serve_granted.difference(&serve_used).collect();
+        assert!(
+            missing.is_empty() && unused.is_empty(),
+            "{overlay}: serve's ClusterRole differs from what serve issues:\n  used but not granted: {missing:?}\n  granted but never used: {unused:?}"
+        );
+    }
 
     // register, with its own recorded façade.
     let (register_url, register_log) = recording_facade(cluster.shared()).await;
