@@ -38,7 +38,8 @@ enum Command {
     Fleet(fleet::FleetArgs),
     Place(place::PlaceArgs),
     Decode(decode::DecodeArgs),
-    Serve(serve::ServeArgs),
+    // Boxed: its flags make it several times larger than the other commands.
+    Serve(Box<serve::ServeArgs>),
     Register(register::RegisterArgs),
 }
 
