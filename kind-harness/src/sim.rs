@@ -36,7 +36,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 500)]
     steps: usize,
     /// Faults to inject: `all`, `none`, or a comma list of conflict, server-error, lost-response,
-    /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump.
+    /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump, tenant.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: std::collections::BTreeSet<Fault>,
     /// Chance of each enabled fault at each opportunity, in thousandths.

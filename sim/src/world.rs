@@ -99,11 +99,14 @@ pub enum Fault {
     WatchDisconnect,
     /// The clock jumps past the lock timeout.
     ClockJump,
+    /// Tenants create pods with forged scheduler annotations and strip or forge them on placed
+    /// pods, through admission ([`crate::tenant`]).
+    Tenant,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -113,6 +116,7 @@ impl Fault {
         Fault::PluginSilent,
         Fault::WatchDisconnect,
         Fault::ClockJump,
+        Fault::Tenant,
     ];
 
     /// The fault's name on the command line.
@@ -127,6 +131,7 @@ impl Fault {
             Fault::PluginSilent => "plugin-silent",
             Fault::WatchDisconnect => "watch-disconnect",
             Fault::ClockJump => "clock-jump",
+            Fault::Tenant => "tenant",
         }
     }
 
@@ -647,6 +652,9 @@ pub struct World {
     bound_at: Vec<(String, Timestamp)>,
     /// Check the invariants after every `check_every`-th step; 0: only on [`World::check`].
     check_every: u64,
+    /// The tenant fault's actors, and what running containers were granted.
+    tenants: crate::tenant::Tenants,
+    grants: crate::tenant::Grants,
 }
 
 impl fmt::Debug for World {
@@ -691,6 +699,8 @@ impl World {
         };
         World {
             rng: Rng::new(config.seed),
+            tenants: crate::tenant::Tenants::new(config.seed),
+            grants: crate::tenant::Grants::default(),
             config,
             core: Arc::new(Mutex::new(core)),
             scheduler: None,
@@ -776,8 +786,26 @@ impl World {
         }
     }
 
-    fn log(&self, line: String) {
+    pub(crate) fn log(&self, line: String) {
         self.core().log(line);
+    }
+
+    /// True when `fault` is enabled and faults are on.
+    pub fn fault_active(&self, fault: Fault) -> bool {
+        let core = self.core();
+        core.faults_on && core.faults.contains(&fault)
+    }
+
+    /// Answers an AdmissionReview with the running scheduler's webhook (`None`: none runs).
+    pub fn admission_review(&mut self, review: &Value) -> Option<Result<Value, String>> {
+        self.ensure_scheduler();
+        let instance = self.scheduler.as_ref()?;
+        Some(
+            instance
+                .service
+                .admit(review.to_string().as_bytes())
+                .map_err(|e| e.to_string()),
+        )
     }
 
     fn roll(&mut self, fault: Fault) -> bool {
@@ -1386,6 +1414,11 @@ impl World {
         self.ensure_scheduler();
         self.reap();
         self.kubelets();
+        let pods = self.core().store.typed_shared::<Pod>(Resource::Pods);
+        self.grants.observe(&pods);
+        let mut tenants = std::mem::replace(&mut self.tenants, crate::tenant::Tenants::new(0));
+        tenants.step(self);
+        self.tenants = tenants;
         let jump = if self.roll(Fault::ClockJump) {
             self.log("fault clock-jump past the lock timeout".into());
             self.config.lock_timeout + SignedDuration::from_secs(1)
@@ -1424,6 +1457,20 @@ impl World {
         }
         for v in sliceguard_invariants::checks::check_capacity(&registry, &live, &truth) {
             self.violation("capacity", v.to_string());
+        }
+        // What the running containers hold, whatever their annotations say now.
+        let granted = self.grants.pods();
+        let mut held = sliceguard::ledger::Ledger::new();
+        for pod in &granted {
+            let _ = held.observe(pod);
+        }
+        let found: Vec<String> =
+            sliceguard_invariants::checks::check_capacity(&registry, &granted, &held)
+                .into_iter()
+                .map(|v| format!("as granted to running containers: {v}"))
+                .collect();
+        for v in found {
+            self.violation("capacity", v);
         }
         // Agreement: only when the scheduler's view has caught up with the store.
         let caught_up = self.watch_down_until.is_none()
