@@ -2,7 +2,7 @@
 //! (sliceguard's `serve` with its HTTPS webhook, called by the simulated API on pod CREATE and
 //! UPDATE with the request's user): a pod created with forged allocation annotations is denied with
 //! a message naming the annotation; stripping the `hami.io/vgpu-node` label from a running GPU pod,
-//! or rewriting its allocation, is denied; sliceguard's own writes (its ServiceAccount's token)
+//! rewriting its allocation, or opting it out of the webhook, is denied; sliceguard's own writes (its ServiceAccount's token)
 //! still place and run the pod; HAMi's device plugin may write only its two keys.
 
 use k8s_openapi::api::core::v1::Pod;
@@ -166,6 +166,17 @@ async fn kubectl_cannot_forge_or_strip_scheduling_state() {
     );
     let (ok, out) = kubectl(&admin, &["label", "pod", "trainer", "team=ml"]).await;
     assert!(ok, "{out}");
+    // Nor opt the placed pod out of the webhook, which would let the next update pass unseen.
+    let (ok, out) = kubectl(
+        &admin,
+        &["label", "pod", "trainer", "hami.io/webhook=ignore"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("label hami.io/webhook cannot be changed by kubernetes-admin on a pod carrying scheduler-owned state"),
+        "{out}"
+    );
     let now = pods.get("trainer").await.unwrap();
     assert_eq!(label(&now).as_deref(), Some(node.as_str()));
     assert_eq!(allocation(&now).as_deref(), Some(allocated.as_str()));

@@ -11,6 +11,11 @@
 //!   from the trusted scheduler user (every key) or the trusted device-plugin user (only
 //!   [`DEVICE_PLUGIN_KEYS`]) ([`check_update`]).
 //!
+//! One more key is guarded on UPDATE: the `hami.io/webhook` label on a pod that already carries
+//! scheduler-owned state. The webhook's `objectSelector` skips a pod labelled `hami.io/webhook:
+//! ignore` (on UPDATE, when both the old and the new pod carry it), so a tenant who could add that
+//! label to a placed pod could strip or forge its allocation in the next update unseen.
+//!
 //! The guarded annotations are HAMi's list (`vgpu-node`, `bind-time`, `bind-phase`, the NVIDIA
 //! `vgpu-devices-to-allocate` and `vgpu-devices-allocated`) plus `vgpu-time`, which the filter
 //! writes too; the `hami.io/vgpu-node` label is guarded as well, since schedulers' pod watches
@@ -20,6 +25,7 @@
 
 use crate::annotations::{
     BIND_PHASE, BIND_TIME, DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, VGPU_TIME,
+    WEBHOOK_LABEL,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -180,23 +186,32 @@ pub fn check_update(
         return Ok(());
     }
     let plugin = !trusted.device_plugin.is_empty() && user == trusted.device_plugin;
+    let who = if user.is_empty() {
+        "an anonymous user"
+    } else {
+        user
+    };
     let offending = changed_keys(old, new)
         .into_iter()
         .find(|k| !(plugin && k.device_plugin_writes()));
-    match offending {
-        None => Ok(()),
-        Some(key) => Err(Denial {
+    if let Some(key) = offending {
+        return Err(Denial {
             key,
             message: format!(
-                "{key} is written by the scheduler and cannot be added, changed or removed by {}",
-                if user.is_empty() {
-                    "an anonymous user"
-                } else {
-                    user
-                }
+                "{key} is written by the scheduler and cannot be added, changed or removed by {who}"
             ),
-        }),
+        });
     }
+    let opt_out = GuardedKey::Label(WEBHOOK_LABEL);
+    if preset_key(old).is_some() && opt_out.lookup(&old) != opt_out.lookup(&new) {
+        return Err(Denial {
+            key: opt_out,
+            message: format!(
+                "{opt_out} cannot be changed by {who} on a pod carrying scheduler-owned state (later updates would skip the webhook)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -318,6 +333,39 @@ mod tests {
             ),
             Ok(())
         );
+        // The webhook's opt-out label may not be put on (or taken off) a placed pod, except by
+        // sliceguard; on a pod without scheduler state it is the owner's choice.
+        let mut opted_out = running_l.clone();
+        opted_out.insert(WEBHOOK_LABEL.into(), "ignore".into());
+        for user in [ALICE, DEFAULT_DEVICE_PLUGIN_USER] {
+            let err = check_update(
+                meta(&running_a, &running_l),
+                meta(&running_a, &opted_out),
+                user,
+                &trusted,
+            )
+            .unwrap_err();
+            assert_eq!(err.key, GuardedKey::Label(WEBHOOK_LABEL));
+            assert!(
+                err.message
+                    .starts_with("label hami.io/webhook cannot be changed by"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            check_update(
+                meta(&running_a, &running_l),
+                meta(&running_a, &opted_out),
+                DEFAULT_SCHEDULER_USER,
+                &trusted
+            ),
+            Ok(())
+        );
+        let ignore = map(&[(WEBHOOK_LABEL, "ignore")]);
+        assert_eq!(
+            check_update(meta(&empty, &empty), meta(&empty, &ignore), ALICE, &trusted),
+            Ok(())
+        );
         // An empty trusted name trusts nobody, including the anonymous user.
         let nobody = TrustedUsers {
             scheduler: String::new(),
@@ -330,8 +378,10 @@ mod tests {
 
     // ---- property test: an independent oracle over generated maps and users ----
 
-    /// Keys the generator draws from: every guarded key name plus two that are not.
-    const KEYS: [&str; 8] = [
+    /// Keys the generator draws from: every guarded key name, the webhook's opt-out label, and two
+    /// that are not guarded.
+    const KEYS: [&str; 9] = [
+        "hami.io/webhook",
         VGPU_NODE,
         VGPU_TIME,
         BIND_TIME,
@@ -397,8 +447,14 @@ mod tests {
         if old[1].get("hami.io/vgpu-node") != new[1].get("hami.io/vgpu-node") {
             changed.push((true, "hami.io/vgpu-node"));
         }
+        let placed = KEYS
+            .iter()
+            .any(|k| guarded_annotations.contains(k) && old[0].contains_key(*k))
+            || old[1].contains_key("hami.io/vgpu-node");
+        let opted = old[1].get("hami.io/webhook") != new[1].get("hami.io/webhook");
         match user {
             "system:serviceaccount:sliceguard-system:sliceguard" => true,
+            _ if placed && opted => false,
             "system:serviceaccount:kube-system:hami-device-plugin" => {
                 changed.iter().all(|(label, k)| {
                     !label
@@ -418,6 +474,7 @@ mod tests {
         DeniedPlugin,
         DeniedTenant,
         DeniedTenantLabelOnly,
+        DeniedOptOut,
     }
 
     fn branch(got: &Result<(), Denial>, changed: &[GuardedKey], user: &str) -> Option<Branch> {
@@ -425,6 +482,7 @@ mod tests {
             (Ok(()), _) if changed.is_empty() => Branch::AllowedUnchanged,
             (Ok(()), DEFAULT_SCHEDULER_USER) => Branch::AllowedScheduler,
             (Ok(()), DEFAULT_DEVICE_PLUGIN_USER) => Branch::AllowedPlugin,
+            (Err(d), _) if d.key == GuardedKey::Label(WEBHOOK_LABEL) => Branch::DeniedOptOut,
             (Err(_), DEFAULT_DEVICE_PLUGIN_USER) => Branch::DeniedPlugin,
             (Err(d), _) if changed == [d.key] && matches!(d.key, GuardedKey::Label(_)) => {
                 Branch::DeniedTenantLabelOnly
@@ -448,7 +506,9 @@ mod tests {
             let changed = changed_keys(meta(&oa, &ol), meta(&na, &nl));
             if let Err(denial) = &got {
                 // The denial names a key that really changed, and the user.
-                prop_assert!(changed.contains(&denial.key));
+                prop_assert!(
+                    changed.contains(&denial.key) || denial.key == GuardedKey::Label(WEBHOOK_LABEL)
+                );
                 prop_assert!(denial.message.contains(denial.key.name()));
                 prop_assert!(denial.message.contains(user));
             }
@@ -499,6 +559,7 @@ mod tests {
             Branch::DeniedPlugin,
             Branch::DeniedTenant,
             Branch::DeniedTenantLabelOnly,
+            Branch::DeniedOptOut,
         ] {
             let n = seen.get(&b).copied().unwrap_or(0);
             assert!(n >= 10, "only {n} cases of {b:?}: {seen:?}");
