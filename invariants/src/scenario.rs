@@ -15,9 +15,13 @@ use crate::recount::{self, Entry};
 use crate::violation::{Invariant, Violation, report};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus,
+    ResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use sliceguard_core::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE};
+use sliceguard_core::annotations::{
+    DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, RESOURCE_GPU, VGPU_NODE,
+};
 use sliceguard_core::decision::{Decision, Outcome, SchedulerSettings, filter};
 use sliceguard_core::ledger::{Ledger, Observed};
 use sliceguard_core::registry::Registry;
@@ -75,11 +79,23 @@ impl ExistingPod {
         let value = self
             .raw_annotation
             .map_or_else(|| recount::encode(&containers), str::to_string);
-        let named = |prefix: &str, n: usize| -> Vec<Container> {
+        // Each container asks for as many GPUs as it holds (at least one): only a pod that
+        // requests GPUs may hold an allocation (`sliceguard_core::request::requests_gpu`).
+        let named = |prefix: &str, held: &[Vec<Entry>], n: usize| -> Vec<Container> {
             (0..n)
-                .map(|i| Container {
-                    name: format!("{prefix}-{i}"),
-                    ..Default::default()
+                .map(|i| {
+                    let gpus = held.get(i).map_or(0, Vec::len).max(1);
+                    Container {
+                        name: format!("{prefix}-{i}"),
+                        resources: Some(ResourceRequirements {
+                            limits: Some(BTreeMap::from([(
+                                RESOURCE_GPU.to_string(),
+                                Quantity(gpus.to_string()),
+                            )])),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
                 })
                 .collect()
         };
@@ -96,8 +112,9 @@ impl ExistingPod {
                 ..Default::default()
             },
             spec: Some(PodSpec {
-                init_containers: (!self.init.is_empty()).then(|| named("init", self.init.len())),
-                containers: named("c", self.app.len().max(1)),
+                init_containers: (!self.init.is_empty())
+                    .then(|| named("init", &self.init, self.init.len())),
+                containers: named("c", &self.app, self.app.len().max(1)),
                 ..Default::default()
             }),
             status: None,

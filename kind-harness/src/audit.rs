@@ -9,10 +9,15 @@
 //!   by a pod that no longer exists, or malformed (which blocks binds forever in HAMi);
 //! - allocations and registrations that **do not decode**;
 //! - pods holding devices that are **unknown** to their node's registration (or on a node that is
-//!   gone or has no registration).
+//!   gone or has no registration);
+//! - scheduler-owned annotations (and the `hami.io/vgpu-node` label) on a pod that **requests no
+//!   GPU** ([`sliceguard::request::requests_gpu`]), one finding per key: a scheduler never writes
+//!   them there, so someone forged them; such a pod holds nothing;
+//! - a bound pod whose allocation names **another node** (`hami.io/vgpu-node` is not its
+//!   `spec.nodeName`).
 //!
 //! A pod counts against the node it is bound to (`spec.nodeName`, else HAMi's `hami.io/vgpu-node`
-//! from the filter) unless it has finished (`Succeeded`/`Failed`). Exit 0 when nothing is wrong,
+//! from the filter) unless it has finished (`Succeeded`/`Failed`) or requests no GPU. Exit 0 when nothing is wrong,
 //! 1 when anything is, 2 when the cluster cannot be read.
 
 use clap::Args;
@@ -82,6 +87,10 @@ pub enum Kind {
     Undecodable,
     /// A pod holding a device its node does not register.
     UnknownDevice,
+    /// Scheduler-owned state on a pod that requests no GPU.
+    UnrequestedAllocation,
+    /// A bound pod whose allocation names another node.
+    NodeMismatch,
 }
 
 impl Kind {
@@ -94,6 +103,8 @@ impl Kind {
             Kind::MalformedLock => "malformed-lock",
             Kind::Undecodable => "undecodable",
             Kind::UnknownDevice => "unknown-device",
+            Kind::UnrequestedAllocation => "unrequested",
+            Kind::NodeMismatch => "node-mismatch",
         }
     }
 }
@@ -284,9 +295,21 @@ pub fn audit(
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let object = format!("pod/{ns}/{pod_name}");
-        let Some(value) = annotation(&pod.metadata, DEVICES_ALLOCATED) else {
+        if !sliceguard::request::requests_gpu(pod) {
+            let meta = sliceguard::guard::Metadata::of(&pod.metadata);
+            let forged =
+                sliceguard::guard::changed_keys(sliceguard::guard::Metadata::default(), meta);
+            for key in forged {
+                report.findings.push(Finding {
+                    kind: Kind::UnrequestedAllocation,
+                    object: object.clone(),
+                    detail: format!(
+                        "{key} is set, but the pod requests no GPU: a scheduler never writes it there"
+                    ),
+                });
+            }
             continue;
-        };
+        }
         let phase = pod
             .status
             .as_ref()
@@ -295,6 +318,21 @@ pub fn audit(
         if phase == "Succeeded" || phase == "Failed" {
             continue;
         }
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        if let (Some(bound), Some(chosen)) = (bound, annotation(&pod.metadata, VGPU_NODE))
+            && bound != chosen
+        {
+            report.findings.push(Finding {
+                kind: Kind::NodeMismatch,
+                object: object.clone(),
+                detail: format!(
+                    "bound to {bound}, but its allocation is for {chosen} ({VGPU_NODE}); the devices it holds are not on its node"
+                ),
+            });
+        }
+        let Some(value) = annotation(&pod.metadata, DEVICES_ALLOCATED) else {
+            continue;
+        };
         let containers = match pod_devices::parse(value) {
             Ok(d) => d,
             Err(e) => {
@@ -586,6 +624,77 @@ mod tests {
             "{}",
             r.text()
         );
+    }
+
+    #[test]
+    fn forged_state_on_a_pod_without_gpus_and_a_node_mismatch_are_reported() {
+        let nodes = fleet(&spec(), now());
+        let mut squatter = placed(
+            "squatter",
+            "hami-sim-worker",
+            "GPU-hami-sim-worker-0,NVIDIA,10000,100:;",
+        );
+        squatter.spec.as_mut().unwrap().containers[0].resources = None;
+        let squatter = with_annotations(squatter, &[(VGPU_NODE, "hami-sim-worker")]);
+        let honest = placed(
+            "honest",
+            "hami-sim-worker",
+            "GPU-hami-sim-worker-0,NVIDIA,6000,50:;",
+        );
+        let moved = with_annotations(
+            placed(
+                "moved",
+                "hami-sim-worker2",
+                "GPU-hami-sim-worker-1,NVIDIA,1000,10:;",
+            ),
+            &[(VGPU_NODE, "hami-sim-worker")],
+        );
+        let r = audit(
+            &nodes,
+            &[squatter, honest, moved],
+            now(),
+            Duration::from_secs(300),
+        );
+        let found: Vec<(Kind, &str, &str)> = r
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.object.as_str(), f.detail.as_str()))
+            .collect();
+        assert_eq!(
+            found.iter().map(|(k, o, _)| (*k, *o)).collect::<Vec<_>>(),
+            vec![
+                (Kind::UnknownDevice, "pod/default/moved"),
+                (Kind::UnrequestedAllocation, "pod/default/squatter"),
+                (Kind::UnrequestedAllocation, "pod/default/squatter"),
+                (Kind::NodeMismatch, "pod/default/moved"),
+            ],
+            "{}",
+            r.text()
+        );
+        assert!(
+            found[1].2.starts_with(
+                "annotation hami.io/vgpu-devices-allocated is set, but the pod requests no GPU"
+            ),
+            "{}",
+            r.text()
+        );
+        assert!(
+            found[2]
+                .2
+                .starts_with("annotation hami.io/vgpu-node is set"),
+            "{}",
+            r.text()
+        );
+        assert!(
+            found[3].2.starts_with(
+                "bound to hami-sim-worker2, but its allocation is for hami-sim-worker"
+            ),
+            "{}",
+            r.text()
+        );
+        // The forged allocation holds nothing: the honest pod alone uses the device.
+        assert_eq!(r.usage[0].usedmem, 6000, "{}", r.text());
+        assert!(r.text().contains("unrequested"));
     }
 
     #[test]

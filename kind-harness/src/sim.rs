@@ -36,7 +36,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 500)]
     steps: usize,
     /// Faults to inject: `all`, `none`, or a comma list of conflict, server-error, lost-response,
-    /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump.
+    /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump, tenant.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: std::collections::BTreeSet<Fault>,
     /// Chance of each enabled fault at each opportunity, in thousandths.
@@ -96,16 +96,20 @@ Examples:
   kubectl --kubeconfig sim.kubeconfig get pods -o wide
 
   # sliceguard as a separate process, as in a real deployment
-  kind-harness sim serve --kubeconfig-out sim.kubeconfig --tls-out sim-tls &
-  sliceguard serve --kubeconfig sim.kubeconfig --tls-cert sim-tls/tls.crt --tls-key sim-tls/tls.key \\
+  kind-harness sim serve --kubeconfig-out sim.kubeconfig --scheduler-kubeconfig-out sliceguard.kubeconfig --tls-out sim-tls &
+  sliceguard serve --kubeconfig sliceguard.kubeconfig --tls-cert sim-tls/tls.crt --tls-key sim-tls/tls.key \\
       --webhook-bind-address 127.0.0.1:9443 --metrics-bind-address 127.0.0.1:9395")]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     addr: String,
-    /// Where to write a kubeconfig pointing at it.
+    /// Where to write a kubeconfig pointing at it (as the cluster admin, kubectl's user).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Where to write a kubeconfig for a `sliceguard serve` you run yourself: as sliceguard's
+    /// ServiceAccount, the one user its webhook lets write scheduler-owned annotations.
+    #[arg(long, value_name = "FILE")]
+    scheduler_kubeconfig_out: Option<PathBuf>,
     /// Fake GPU nodes to create.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
@@ -404,6 +408,15 @@ fn serve_cluster(args: &ServeArgs) -> Result<()> {
             };
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("kubeconfig written to {}", path.display());
+        }
+        if let Some(path) = &args.scheduler_kubeconfig_out {
+            let user = sliceguard::guard::DEFAULT_SCHEDULER_USER;
+            let text = match &served {
+                Served::Embedded(cluster) => cluster.cluster().kubeconfig_as(user),
+                Served::Live(cluster) => cluster.kubeconfig_as(user),
+            };
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("kubeconfig for sliceguard ({user}) written to {}", path.display());
         }
         eprintln!("{banner}; Ctrl-C stops it. A test tier, not Kubernetes.");
         let _ = tokio::signal::ctrl_c().await;

@@ -188,8 +188,9 @@ fn an_unreachable_cluster_exits_2_naming_the_address() {
 }
 
 /// On the embedded cluster, with sliceguard itself placing ten sharing pods on one GPU: the audit
-/// sees 80000 of 81920 MiB used and nothing wrong; one planted pod claiming 8000 MiB more on that
-/// GPU makes it over-committed.
+/// sees 80000 of 81920 MiB used and nothing wrong; a pod claiming 8000 MiB more on that GPU is
+/// denied by the webhook; planted behind admission, it is reported as forged when it requests no
+/// GPU, and makes the GPU over-committed when it requests one.
 #[test]
 fn the_audit_agrees_with_sliceguards_own_placements_and_catches_a_planted_one() {
     use k8s_openapi::api::core::v1::Pod;
@@ -256,23 +257,58 @@ fn the_audit_agrees_with_sliceguards_own_placements_and_catches_a_planted_one() 
         let used = report.usage.iter().find(|u| u.uuid == gpu).unwrap();
         assert_eq!((used.usedmem, used.usedcores, used.used), (80000, 100, 10));
 
-        // A pod claiming one more 8000 MiB slice of that GPU (no GPU resources, so the webhook
-        // and the scheduler leave it alone; only its annotation says it holds the device).
-        let mut planted: Pod = with_annotations(
-            gpu_pod("planted", &[], &[GpuAsk::default()]),
-            &[(DEVICES_ALLOCATED, &format!("{gpu},NVIDIA,8000,10:;"))],
+        // A pod claiming one more 8000 MiB slice of that GPU: through the API, the webhook denies
+        // it, naming the annotation (HAMi PR #3042's rule).
+        let claim = format!("{gpu},NVIDIA,8000,10:;");
+        let forged = |name: &str, ask: GpuAsk| {
+            let mut pod: Pod = with_annotations(
+                gpu_pod(name, &[], &[ask]),
+                &[(DEVICES_ALLOCATED, claim.as_str())],
+            );
+            pod.spec.as_mut().unwrap().node_name = Some("hami-sim-worker".into());
+            pod
+        };
+        let err = pods
+            .create(&PostParams::default(), &forged("planted", GpuAsk::default()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "annotation hami.io/vgpu-devices-allocated is written by the scheduler and cannot be set when creating a pod"
+            ),
+            "{err}"
         );
-        planted.spec.as_mut().unwrap().node_name = Some("hami-sim-worker".into());
-        pods.create(&PostParams::default(), &planted).await.unwrap();
+        // Written into the store behind admission (a cluster without the webhook, or from before
+        // it): on a pod that requests no GPU the claim holds nothing and is reported as forged...
+        let plant = |pod: Pod| {
+            embedded
+                .cluster()
+                .shared()
+                .write(|s| {
+                    s.create(
+                        Resource::Pods,
+                        Some("default"),
+                        serde_json::to_value(pod).unwrap(),
+                    )
+                })
+                .unwrap();
+        };
+        plant(forged("planted", GpuAsk::default()));
         let report = kind_harness::audit::audit_cluster(&args).await.unwrap();
         assert_eq!(report.findings.len(), 1, "{}", report.text());
+        assert_eq!(report.findings[0].kind.as_str(), "unrequested");
+        assert_eq!(report.findings[0].object, "pod/default/planted");
+        // ...and on a pod that requests one, the device is over-committed.
+        plant(forged("planted-gpu", GpuAsk::fraction(8000, 10)));
+        let report = kind_harness::audit::audit_cluster(&args).await.unwrap();
+        assert_eq!(report.findings.len(), 2, "{}", report.text());
         let finding = &report.findings[0];
         assert_eq!(finding.kind.as_str(), "over-committed");
         assert!(
             finding.detail.contains("memory 88000 of 81920 MiB")
                 && finding.detail.contains("cores 110 of 100")
                 && finding.detail.contains("tasks 11 of split 10")
-                && finding.detail.contains("default/planted"),
+                && finding.detail.contains("default/planted-gpu"),
             "{}",
             finding.detail
         );

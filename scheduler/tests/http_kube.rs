@@ -26,12 +26,21 @@ fn temp_path(name: &str) -> PathBuf {
 }
 
 fn stub_state_with_fleet() -> StubState {
+    stub_state_with_decision_for("n1")
+}
+
+/// Two nodes and pod `p`, carrying a filter decision for `node` (what `/bind` verifies).
+fn stub_state_with_decision_for(node: &str) -> StubState {
     let mut state = StubState::default();
     for node in fleet_nodes(2) {
         state.put_node(serde_json::to_value(node).unwrap());
     }
     let mut pod = gpu_pod_json("p", "1000", "20");
     pod["spec"]["schedulerName"] = json!("sliceguard-scheduler");
+    pod["metadata"]["annotations"] = json!({
+        "hami.io/vgpu-node": node,
+        "hami.io/vgpu-devices-allocated": "GPU-n1-0,NVIDIA,1000,20:;",
+    });
     state.put_pod(pod);
     state
 }
@@ -158,7 +167,7 @@ async fn a_409_from_the_api_on_the_lock_patch_is_retried_with_a_fresh_read() {
 
 #[tokio::test]
 async fn api_errors_map_to_the_bind_protocols_failures() {
-    let stub = ApiStub::start(stub_state_with_fleet()).await;
+    let stub = ApiStub::start(stub_state_with_decision_for("nowhere")).await;
     let svc = kube_service(&stub).await;
     let mut args = bind_args();
     args.node = "nowhere".into();
@@ -577,4 +586,23 @@ fn serve_help_documents_every_flag() {
         assert!(help.contains(default), "{default} missing");
     }
     assert!(help.contains("device-plugin"));
+}
+
+#[tokio::test]
+async fn a_bind_to_another_node_than_the_decision_is_refused_before_any_write() {
+    let stub = ApiStub::start(stub_state_with_fleet()).await;
+    let svc = kube_service(&stub).await;
+    let mut args = bind_args();
+    args.node = "n2".into();
+    let error = svc.bind(args).await.error;
+    assert_eq!(
+        error,
+        "pod default/p cannot be bound to node n2: its hami.io/vgpu-node annotation places it on node n1, not n2"
+    );
+    let locked = stub.with(|s| {
+        s.nodes
+            .values()
+            .any(|n| !n["metadata"]["annotations"][NODE_LOCK].is_null())
+    });
+    assert!(!locked, "no lock may be written for a refused bind");
 }

@@ -236,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rendered_webhook_scope_skips_system_namespaces_and_opted_out_pods() {
+    fn the_rendered_webhook_scope_skips_system_and_opted_out_namespaces_only() {
         let scope = WebhookScope::from_overlay(&repo_root(), SIM_OVERLAY).unwrap();
         assert_eq!(scope.path, "/webhook");
         assert!(!scope.ignore_failures);
@@ -249,6 +249,48 @@ mod tests {
         assert!(!scope.applies("CREATE", "sliceguard-system", &none, &none));
         let ignore = labels(&[("hami.io/webhook", "ignore")]);
         assert!(!scope.applies("CREATE", "default", &ignore, &none));
-        assert!(!scope.applies("CREATE", "default", &none, &ignore));
+        // No objectSelector: a pod labelled with the opt-out is still sent (the matchConditions
+        // and the webhook itself leave it alone unless it carries scheduling state), so a pod
+        // created with the label cannot carry forged state past the guard.
+        assert!(scope.applies("CREATE", "default", &none, &ignore));
+    }
+
+    /// The CEL matchConditions name the guarded keys by hand (CEL cannot read Rust constants):
+    /// they must be exactly the guard's, or a forged key would skip the webhook.
+    #[test]
+    fn the_match_conditions_name_exactly_the_guarded_keys() {
+        use sliceguard::annotations::WEBHOOK_LABEL;
+        use sliceguard::guard::{GUARDED_ANNOTATIONS, GUARDED_LABELS};
+        use std::collections::BTreeSet;
+        let rendered = render_overlay(&repo_root(), SIM_OVERLAY).unwrap();
+        let expressions: Vec<String> = rendered
+            .split("\n---\n")
+            .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
+            .filter(|d| d["kind"] == "MutatingWebhookConfiguration")
+            .flat_map(|d| {
+                d["webhooks"][0]["matchConditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|c| c["expression"].as_str().map(String::from))
+            .collect();
+        let guarded: BTreeSet<&str> = GUARDED_ANNOTATIONS
+            .iter()
+            .chain(GUARDED_LABELS.iter())
+            .copied()
+            .collect();
+        assert_eq!(expressions.len(), 2, "{rendered}");
+        for (expression, extra) in expressions.iter().zip([None, Some(WEBHOOK_LABEL)]) {
+            let quoted: BTreeSet<&str> = expression
+                .split('\'')
+                .skip(1)
+                .step_by(2)
+                .filter(|k| k.starts_with("hami.io/"))
+                .collect();
+            let mut expected = guarded.clone();
+            expected.extend(extra);
+            assert_eq!(quoted, expected, "{expression}");
+        }
     }
 }

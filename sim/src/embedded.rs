@@ -117,7 +117,12 @@ impl Embedded {
         };
         let cert = write("tls.crt", &ca_pem)?;
         let key = write("tls.key", &certified.signing_key.serialize_pem())?;
-        let kubeconfig = write("kubeconfig", &cluster.kubeconfig())?;
+        // sliceguard connects as its own ServiceAccount, the one user its webhook lets write
+        // scheduler-owned annotations.
+        let kubeconfig = write(
+            "kubeconfig",
+            &cluster.kubeconfig_as(sliceguard::guard::DEFAULT_SCHEDULER_USER),
+        )?;
         let loopback = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
         let config = SchedulerConfig {
             scheduler_name: options.scheduler_name.clone(),

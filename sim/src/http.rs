@@ -12,8 +12,21 @@
 //! - merge, strategic merge (as merge) and JSON patches with resourceVersion preconditions (409);
 //! - `Content-Type: application/json` on every answer, errors as `Status` objects.
 //!
-//! Pod creation goes through an optional [`Admission`] hook (sliceguard's webhook, over HTTPS or in
-//! process). Writes wake watchers through a `tokio::sync::watch` channel of the latest resourceVersion.
+//! Pod creation, and every update of a pod's main object (`PUT`, `PATCH`; not `status`, not
+//! `binding`), goes through an optional [`Admission`] hook (sliceguard's webhook, over HTTPS or in
+//! process) with the requesting user, as kube-apiserver runs validating and mutating webhooks on
+//! CREATE and UPDATE. An update is previewed, admitted with its old and new object, then written
+//! only if the object did not change meanwhile (else it is previewed and admitted again).
+//!
+//! **Users** (a documented test-tier simplification of authentication): a request carrying
+//! `Authorization: Bearer <name>` is made by the user `<name>`; one without is made by
+//! [`DEFAULT_USER`], the admin of a kind cluster. An `Impersonate-User: <name>` header (kubectl's
+//! `--as`, or `as:` in a kubeconfig) makes it `<name>`'s, as impersonation does on a real API
+//! server; kubectl needs it because it never sends a bearer token over plain HTTP. [`kubeconfig_as`]
+//! writes a kubeconfig carrying both. Nothing is authorized or refused by user here; the user only
+//! reaches admission.
+//!
+//! Writes wake watchers through a `tokio::sync::watch` channel of the latest resourceVersion.
 
 use crate::store::{ApiError, Part, PatchType, Resource, Selector, Store, selected};
 use axum::Router;
@@ -31,14 +44,107 @@ use std::time::Duration;
 /// The most a request body may carry.
 const BODY_LIMIT: usize = 3 * 1024 * 1024;
 
-/// A mutating admission step for pod creation: returns the (possibly mutated) pod, or a denial.
+/// The user of a request without a bearer token (a kind cluster's admin).
+pub const DEFAULT_USER: &str = "kubernetes-admin";
+
+/// The operation a pod admission request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST` of a new pod.
+    Create,
+    /// `PUT` or `PATCH` of an existing pod's main object.
+    Update,
+}
+
+impl Operation {
+    /// The AdmissionReview `operation` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+        }
+    }
+}
+
+/// One pod admission request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionRequest {
+    /// CREATE or UPDATE.
+    pub operation: Operation,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// Who asks ([`DEFAULT_USER`] without a bearer token).
+    pub user: String,
+    /// The pod as it would be stored.
+    pub object: Value,
+    /// On UPDATE, the pod as it is stored now.
+    pub old_object: Option<Value>,
+}
+
+/// A mutating admission step for pod creation and update: returns the (possibly mutated) pod, or a
+/// denial.
 pub trait Admission: Send + Sync + 'static {
-    /// Admits a pod about to be created in `namespace`.
+    /// Admits a pod about to be created or updated.
     fn admit(
         &self,
-        namespace: String,
-        pod: Value,
+        request: AdmissionRequest,
     ) -> Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send + '_>>;
+}
+
+/// The user a request is made by: the impersonated user, else its bearer token, else
+/// [`DEFAULT_USER`].
+pub fn user_of(headers: &HeaderMap) -> String {
+    let impersonated = headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    impersonated.or(bearer).unwrap_or(DEFAULT_USER).to_string()
+}
+
+/// How many times an update is previewed and admitted again when the object changed meanwhile.
+const UPDATE_ATTEMPTS: usize = 8;
+
+/// An update of a pod's main object through admission: `preview` gives the stored and the updated
+/// object; the admitted object is written with the stored one's resourceVersion as a precondition.
+async fn admitted_update(
+    state: &ApiState,
+    admission: &dyn Admission,
+    namespace: &str,
+    name: &str,
+    user: &str,
+    preview: impl Fn(&Store) -> Result<(Value, Value), ApiError>,
+) -> Result<Value, ApiError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let (old, new) = preview(&state.shared.read())?;
+        let seen = old["metadata"]["resourceVersion"].clone();
+        let mut admitted = admission
+            .admit(AdmissionRequest {
+                operation: Operation::Update,
+                namespace: namespace.to_string(),
+                user: user.to_string(),
+                object: new,
+                old_object: Some(old),
+            })
+            .await?;
+        admitted["metadata"]["resourceVersion"] = seen;
+        match state
+            .shared
+            .write(|s| s.replace(Resource::Pods, Some(namespace), name, Part::Main, admitted))
+        {
+            Err(e) if e.is_conflict() => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "Operation cannot be fulfilled on pods \"{name}\": the object kept changing while it was admitted"
+    )))
 }
 
 /// The store shared by the façade and the simulated controllers.
@@ -497,7 +603,13 @@ async fn handle(
                 && let Some(admission) = &state.admission
             {
                 object = admission
-                    .admit(ns.unwrap_or("default").to_string(), object)
+                    .admit(AdmissionRequest {
+                        operation: Operation::Create,
+                        namespace: ns.unwrap_or("default").to_string(),
+                        user: user_of(headers),
+                        object,
+                        old_object: None,
+                    })
                     .await?;
             }
             let created = state.shared.write(|s| s.create(resource, ns, object))?;
@@ -531,6 +643,30 @@ async fn handle(
                 Part::Main
             };
             let body = parse_body(&body)?;
+            if resource == Resource::Pods
+                && part == Part::Main
+                && let Some(admission) = &state.admission
+            {
+                let namespace = ns.unwrap_or("default");
+                let updated =
+                    admitted_update(state, admission.as_ref(), namespace, name, &user_of(headers), |s| {
+                        let current = s.get(resource, ns, name)?;
+                        let mut new = body.clone();
+                        if new["metadata"]["resourceVersion"].is_null() {
+                            new["metadata"]["resourceVersion"] =
+                                current["metadata"]["resourceVersion"].clone();
+                        } else if new["metadata"]["resourceVersion"]
+                            != current["metadata"]["resourceVersion"]
+                        {
+                            return Err(ApiError::Conflict(format!(
+                                "Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                            )));
+                        }
+                        Ok((current, new))
+                    })
+                    .await?;
+                return Ok(json_response(StatusCode::OK, &shape(updated)));
+            }
             let updated = state
                 .shared
                 .write(|s| s.replace(resource, ns, name, part, body))?;
@@ -552,6 +688,22 @@ async fn handle(
                 ))
             })?;
             let body = parse_body(&body)?;
+            if resource == Resource::Pods
+                && part == Part::Main
+                && let Some(admission) = &state.admission
+            {
+                let namespace = ns.unwrap_or("default");
+                let updated = admitted_update(
+                    state,
+                    admission.as_ref(),
+                    namespace,
+                    name,
+                    &user_of(headers),
+                    |s| s.preview_patch(resource, ns, name, part, patch_type, &body),
+                )
+                .await?;
+                return Ok(json_response(StatusCode::OK, &shape(updated)));
+            }
             let updated = state
                 .shared
                 .write(|s| s.patch(resource, ns, name, part, patch_type, &body))?;
@@ -734,7 +886,17 @@ pub async fn serve(
     })
 }
 
-/// A kubeconfig pointing at `url`, with context `sliceguard-sim`.
+/// A kubeconfig pointing at `url` for `user`: its bearer token is the username (see the module
+/// documentation), so the façade and admission see every request as made by `user`.
+pub fn kubeconfig_as(url: &str, user: &str) -> String {
+    let token = serde_json::to_string(user).unwrap_or_else(|_| "\"\"".into());
+    kubeconfig(url).replace(
+        "  user: {}\n",
+        &format!("  user:\n    token: {token}\n    as: {token}\n"),
+    )
+}
+
+/// A kubeconfig pointing at `url`, with context `sliceguard-sim`, as [`DEFAULT_USER`] (no token).
 pub fn kubeconfig(url: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: sliceguard-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: sliceguard-sim\n  context:\n    cluster: sliceguard-sim\n    user: sliceguard-sim\n    namespace: default\ncurrent-context: sliceguard-sim\nusers:\n- name: sliceguard-sim\n  user: {{}}\n"
@@ -783,6 +945,25 @@ mod tests {
         assert!(parse_path("/api/v1/namespaces/d/deployments").is_none());
         assert!(parse_path("/apis/apps/v1/pods").is_none());
         assert!(parse_path("/apis/batch/v1/jobs").is_none());
+    }
+
+    #[test]
+    fn users_come_from_impersonation_or_the_bearer_token() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(user_of(&headers), DEFAULT_USER);
+        headers.insert(header::AUTHORIZATION, "Bearer alice".parse().unwrap());
+        assert_eq!(user_of(&headers), "alice");
+        headers.insert("impersonate-user", "bob".parse().unwrap());
+        assert_eq!(user_of(&headers), "bob");
+        headers.remove("impersonate-user");
+        headers.insert(header::AUTHORIZATION, "Basic YTpi".parse().unwrap());
+        assert_eq!(user_of(&headers), DEFAULT_USER);
+        let config = kubeconfig_as("http://127.0.0.1:1", "system:serviceaccount:a:b");
+        assert!(
+            config.contains("  user:\n    token: \"system:serviceaccount:a:b\"\n    as: \"system:serviceaccount:a:b\"\n"),
+            "{config}"
+        );
+        assert!(kubeconfig("http://127.0.0.1:1").contains("  user: {}\n"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod kube_scheduler;
 pub mod node_agent;
 pub mod store;
 pub mod table;
+pub mod tenant;
 pub mod world;
 
 #[cfg(feature = "http")]

@@ -1,12 +1,14 @@
 //! The live simulated cluster: the REST façade ([`crate::http`]) plus the controllers a real cluster
 //! runs around sliceguard, in real time, talking to sliceguard only over its real HTTP interfaces.
 //!
-//! - **Admission**: a pod create goes to the configured mutating webhook as an AdmissionReview v1
-//!   over HTTPS (trusting the given CA), and the JSON Patch it answers is applied before the pod is
-//!   stored, as kube-apiserver does. With a [`WebhookScope`] (the embedded cluster reads it from the
-//!   rendered `deploy/overlays/fake-fleet`), its operations, namespaceSelector and objectSelector
-//!   decide which pods are sent (its CEL matchConditions are not evaluated, see [`crate::deploy`]);
-//!   without one, pods labelled `hami.io/webhook: ignore` (or in a namespace so labelled) skip it.
+//! - **Admission**: a pod create or update goes to the configured webhook as an AdmissionReview v1
+//!   over HTTPS (trusting the given CA), with the request's user in `userInfo` and, on UPDATE, the
+//!   stored pod as `oldObject`; the JSON Patch it answers is applied before the pod is stored, as
+//!   kube-apiserver does. With a [`WebhookScope`] (the embedded cluster reads it from the rendered
+//!   `deploy/overlays/fake-fleet`), its operations and namespaceSelector decide which pods are sent
+//!   (its CEL matchConditions are not evaluated, see [`crate::deploy`]; the webhook itself honours
+//!   the `hami.io/webhook: ignore` opt-out they express); without one, pods in a namespace
+//!   labelled `hami.io/webhook: ignore` skip it.
 //!   `failurePolicy: Fail` by default (a webhook that cannot be called rejects the create with
 //!   kube-apiserver's message), `Ignore` on request.
 //! - **kube-scheduler stand-in**: a pending pod whose `schedulerName` is sliceguard's goes to the
@@ -32,7 +34,7 @@
 //! HTTP extender) and to serve kubectl. It is a test tier, not Kubernetes.
 
 use crate::deploy::{WebhookScope, labels_of};
-use crate::http::{Admission, RunningApi, SharedStore};
+use crate::http::{Admission, AdmissionRequest, Operation, RunningApi, SharedStore};
 use crate::kube_scheduler::{
     NodeOffer, SchedulingQueue, binding_args, binding_body, filter_args, filter_body, offer,
 };
@@ -51,6 +53,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+
+/// The user the Deployment controller's pod creates are made by (kube-controller-manager's
+/// ReplicaSet controller).
+pub const CONTROLLER_USER: &str = "system:serviceaccount:kube-system:replicaset-controller";
 
 /// The webhook name the simulated API server reports in its errors (`deploy/base/webhook.yaml`'s).
 pub const WEBHOOK_NAME: &str = "vgpu.sliceguard.io";
@@ -209,9 +215,14 @@ impl LiveCluster {
         &self.api.url
     }
 
-    /// A kubeconfig (YAML) pointing at the façade.
+    /// A kubeconfig (YAML) pointing at the façade, as the cluster admin.
     pub fn kubeconfig(&self) -> String {
         crate::http::kubeconfig(&self.api.url)
+    }
+
+    /// A kubeconfig (YAML) pointing at the façade, as `user` (see [`crate::http::kubeconfig_as`]).
+    pub fn kubeconfig_as(&self, user: &str) -> String {
+        crate::http::kubeconfig_as(&self.api.url, user)
     }
 
     /// The store behind the façade (for checks and planted faults).
@@ -415,7 +426,14 @@ struct WebhookAdmission {
 }
 
 impl WebhookAdmission {
-    fn skipped(&self, scope: Option<&WebhookScope>, namespace: &str, pod: &Value) -> bool {
+    fn skipped(
+        &self,
+        scope: Option<&WebhookScope>,
+        operation: Operation,
+        namespace: &str,
+        pod: &Value,
+        old: Option<&Value>,
+    ) -> bool {
         if let Some(scope) = scope {
             let namespace_labels = self
                 .shared
@@ -423,12 +441,21 @@ impl WebhookAdmission {
                 .get(Resource::Namespaces, None, namespace)
                 .map(|ns| labels_of(&ns))
                 .unwrap_or_default();
-            return !scope.applies("CREATE", namespace, &namespace_labels, &labels_of(pod));
+            // An objectSelector matches an update when either the old or the new object matches.
+            let applies = |object: &Value| {
+                scope.applies(
+                    operation.as_str(),
+                    namespace,
+                    &namespace_labels,
+                    &labels_of(object),
+                )
+            };
+            return !(applies(pod) || old.is_some_and(applies));
         }
+        // Without a scope, as deploy/base/webhook.yaml: a namespace labelled hami.io/webhook=ignore
+        // is not sent; a pod so labelled is, and the webhook leaves it alone unless it carries
+        // scheduling state (an objectSelector would let it past the guard).
         let ignore = |labels: &Value| labels["hami.io/webhook"].as_str() == Some("ignore");
-        if ignore(&pod["metadata"]["labels"]) {
-            return true;
-        }
         self.shared
             .read()
             .get(Resource::Namespaces, None, namespace)
@@ -436,7 +463,14 @@ impl WebhookAdmission {
             .unwrap_or(false)
     }
 
-    async fn call(&self, namespace: String, pod: Value) -> Result<Value, ApiError> {
+    async fn call(&self, request: AdmissionRequest) -> Result<Value, ApiError> {
+        let AdmissionRequest {
+            operation,
+            namespace,
+            user,
+            object: pod,
+            old_object,
+        } = request;
         let webhook = self
             .targets
             .read()
@@ -446,9 +480,26 @@ impl WebhookAdmission {
         let Some((target, tls)) = webhook else {
             return Ok(pod);
         };
-        if self.skipped(target.scope.as_ref(), &namespace, &pod) {
+        if self.skipped(
+            target.scope.as_ref(),
+            operation,
+            &namespace,
+            &pod,
+            old_object.as_ref(),
+        ) {
             return Ok(pod);
         }
+        let groups = if user == crate::http::DEFAULT_USER {
+            json!(["system:masters", "system:authenticated"])
+        } else if user.starts_with("system:serviceaccount:") {
+            json!(["system:serviceaccounts", "system:authenticated"])
+        } else {
+            json!(["system:authenticated"])
+        };
+        let options = match operation {
+            Operation::Create => json!({"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}),
+            Operation::Update => json!({"apiVersion": "meta.k8s.io/v1", "kind": "UpdateOptions"}),
+        };
         let uid = format!(
             "00000000-0000-4000-a000-{:012x}",
             self.uid.fetch_add(1, Ordering::Relaxed) + 1
@@ -463,12 +514,12 @@ impl WebhookAdmission {
                 "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
                 "name": pod["metadata"]["name"].as_str().unwrap_or(""),
                 "namespace": namespace,
-                "operation": "CREATE",
-                "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+                "operation": operation.as_str(),
+                "userInfo": {"username": user, "groups": groups},
                 "object": pod,
-                "oldObject": null,
+                "oldObject": old_object,
                 "dryRun": false,
-                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+                "options": options
             }
         });
         let failed = |detail: String| {
@@ -507,10 +558,9 @@ impl WebhookAdmission {
 impl Admission for WebhookAdmission {
     fn admit(
         &self,
-        namespace: String,
-        pod: Value,
+        request: AdmissionRequest,
     ) -> Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send + '_>> {
-        Box::pin(self.call(namespace, pod))
+        Box::pin(self.call(request))
     }
 }
 
@@ -841,7 +891,14 @@ async fn deployments(shared: &SharedStore, admission: &dyn Admission) {
                 }
             }
             // Through admission, as the ReplicaSet controller's create goes through the API server.
-            let Ok(admitted) = admission.admit(ns.clone(), pod).await else {
+            let request = AdmissionRequest {
+                operation: Operation::Create,
+                namespace: ns.clone(),
+                user: CONTROLLER_USER.into(),
+                object: pod,
+                old_object: None,
+            };
+            let Ok(admitted) = admission.admit(request).await else {
                 break;
             };
             let _ = shared.write(|s| s.create(Resource::Pods, Some(&ns), admitted));

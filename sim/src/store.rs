@@ -832,6 +832,23 @@ impl Store {
         patch_type: PatchType,
         body: &Value,
     ) -> Result<Value, ApiError> {
+        let (current, updated) =
+            self.preview_patch(resource, namespace, name, part, patch_type, body)?;
+        let key = Store::key(resource, namespace, name);
+        self.commit(resource, key, &current, updated)
+    }
+
+    /// What [`Store::patch`] would store, without storing it: the current object and the patched
+    /// one (for admission, which judges an update before it is written).
+    pub fn preview_patch(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        patch_type: PatchType,
+        body: &Value,
+    ) -> Result<(Value, Value), ApiError> {
         let key = Store::key(resource, namespace, name);
         let current = self
             .objects
@@ -877,7 +894,7 @@ impl Store {
             }
         }
         Store::check_uid_unchanged(resource, name, &current, &updated)?;
-        self.commit(resource, key, &current, updated)
+        Ok((current, updated))
     }
 
     /// `metadata.uid` is immutable: a patch that would change it is refused with kube-apiserver's

@@ -114,11 +114,14 @@ pub enum Fault {
     /// kube-scheduler gives up on a bind (its bind timeout) after one of the bind's effects: the
     /// bind's task runs on alone and must stop at its next effect boundary without stranding a lock.
     BindTimeout,
+    /// Tenants create pods with forged scheduler annotations and strip or forge them on placed
+    /// pods, through admission ([`crate::tenant`]).
+    Tenant,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -131,6 +134,7 @@ impl Fault {
         Fault::Throttle,
         Fault::FilterTimeout,
         Fault::BindTimeout,
+        Fault::Tenant,
     ];
 
     /// The fault's name on the command line.
@@ -148,6 +152,7 @@ impl Fault {
             Fault::Throttle => "throttle",
             Fault::FilterTimeout => "filter-timeout",
             Fault::BindTimeout => "bind-timeout",
+            Fault::Tenant => "tenant",
         }
     }
 
@@ -744,6 +749,9 @@ pub struct World {
     bound_at: Vec<(String, Timestamp)>,
     /// Check the invariants after every `check_every`-th step; 0: only on [`World::check`].
     check_every: u64,
+    /// The tenant fault's actors, and what running containers were granted.
+    tenants: crate::tenant::Tenants,
+    grants: crate::tenant::Grants,
 }
 
 impl fmt::Debug for World {
@@ -789,6 +797,8 @@ impl World {
         };
         World {
             rng: Rng::new(config.seed),
+            tenants: crate::tenant::Tenants::new(config.seed),
+            grants: crate::tenant::Grants::default(),
             config,
             core: Arc::new(Mutex::new(core)),
             scheduler: None,
@@ -874,8 +884,26 @@ impl World {
         }
     }
 
-    fn log(&self, line: String) {
+    pub(crate) fn log(&self, line: String) {
         self.core().log(line);
+    }
+
+    /// True when `fault` is enabled and faults are on.
+    pub fn fault_active(&self, fault: Fault) -> bool {
+        let core = self.core();
+        core.faults_on && core.faults.contains(&fault)
+    }
+
+    /// Answers an AdmissionReview with the running scheduler's webhook (`None`: none runs).
+    pub fn admission_review(&mut self, review: &Value) -> Option<Result<Value, String>> {
+        self.ensure_scheduler();
+        let instance = self.scheduler.as_ref()?;
+        Some(
+            instance
+                .service
+                .admit(review.to_string().as_bytes())
+                .map_err(|e| e.to_string()),
+        )
     }
 
     fn roll(&mut self, fault: Fault) -> bool {
@@ -1502,6 +1530,11 @@ impl World {
         self.ensure_scheduler();
         self.reap();
         self.kubelets();
+        let pods = self.core().store.typed_shared::<Pod>(Resource::Pods);
+        self.grants.observe(&pods);
+        let mut tenants = std::mem::replace(&mut self.tenants, crate::tenant::Tenants::new(0));
+        tenants.step(self);
+        self.tenants = tenants;
         let jump = if self.roll(Fault::ClockJump) {
             self.log("fault clock-jump past the lock timeout".into());
             self.config.lock_timeout + SignedDuration::from_secs(1)
@@ -1540,6 +1573,20 @@ impl World {
         }
         for v in sliceguard_invariants::checks::check_capacity(&registry, &live, &truth) {
             self.violation("capacity", v.to_string());
+        }
+        // What the running containers hold, whatever their annotations say now.
+        let granted = self.grants.pods();
+        let mut held = sliceguard::ledger::Ledger::new();
+        for pod in &granted {
+            let _ = held.observe(pod);
+        }
+        let found: Vec<String> =
+            sliceguard_invariants::checks::check_capacity(&registry, &granted, &held)
+                .into_iter()
+                .map(|v| format!("as granted to running containers: {v}"))
+                .collect();
+        for v in found {
+            self.violation("capacity", v);
         }
         // Agreement: only when the scheduler's view has caught up with the store.
         let caught_up = self.watch_down_until.is_none()

@@ -2,11 +2,13 @@
 //! simulated world: a reference model generates operation sequences (create a pod that fits, one
 //! that can never fit, an exclusive or multi-GPU one; delete a pod; add or remove a node; crash the
 //! scheduler; turn faults on or off; advance the clock below or past the lock timeout; run steps;
-//! drain), the [`World`] executes them, and after every transition the test checks every invariant
+//! drain; a tenant forging scheduler annotations on create or stripping or forging them on a placed
+//! pod, through admission), the [`World`] executes them, and after every transition the test checks every invariant
 //! the world checks plus what the model knows that constrains the system:
 //!
 //! - the world's pods and nodes are the model's (the world may lose some to injected deletion
-//!   faults, and the webhook may deny a creation, never anything else);
+//!   faults, and the webhook may deny a creation, never anything else; a tenant's forged pod is
+//!   never in the model, so one that got through is caught here);
 //! - a pod the model says no node can ever hold (more GPUs or more memory per GPU than any node the
 //!   generator makes) is never bound and never given a node;
 //! - a bound pod sits on a node the model says is large enough for its ask;
@@ -40,6 +42,7 @@ use sliceguard_invariants::oracle::{self, DeviceState, Load, NodeState};
 use sliceguard_invariants::pods::{ContainerPlan, PodPlan};
 use sliceguard_invariants::recount;
 use sliceguard_sim::campaign::BinderRelease;
+use sliceguard_sim::tenant::{Attempt, Tenants};
 use sliceguard_sim::world::{DevicePlugin, EPOCH, Fault, SimConfig, World, WorldViolation};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -129,15 +132,34 @@ impl Model {
 
 #[derive(Debug, Clone)]
 enum Transition {
-    CreatePod { name: String, ask: Ask },
-    DeletePod { name: String },
-    AddNode { name: String, size: NodeSize },
-    RemoveNode { name: String },
+    CreatePod {
+        name: String,
+        ask: Ask,
+    },
+    DeletePod {
+        name: String,
+    },
+    AddNode {
+        name: String,
+        size: NodeSize,
+    },
+    RemoveNode {
+        name: String,
+    },
     CrashScheduler,
     SetFaults(bool),
-    Advance { seconds: i64 },
-    Run { steps: u32 },
+    Advance {
+        seconds: i64,
+    },
+    Run {
+        steps: u32,
+    },
     Drain,
+    /// A tenant's attempt (`Attempt::ALL[attempt]`) on the `pick`-th placed pod.
+    Tenant {
+        attempt: usize,
+        pick: u64,
+    },
 }
 
 struct Reference;
@@ -268,6 +290,12 @@ impl ReferenceStateMachine for Reference {
             (5, advance),
             (12, run),
             (2, Just(Transition::Drain).boxed()),
+            (
+                3,
+                (0..Attempt::ALL.len(), any::<u64>())
+                    .prop_map(|(attempt, pick)| Transition::Tenant { attempt, pick })
+                    .boxed(),
+            ),
         ];
         if !state.pods.is_empty() {
             let names: Vec<String> = state.pods.keys().cloned().collect();
@@ -332,6 +360,8 @@ impl ReferenceStateMachine for Reference {
                 state.drained = true;
                 state.clock_s += 300.max(LOCK_TIMEOUT_S + 120);
             }
+            // Admission denies it: nothing changes but the clock (one step).
+            Transition::Tenant { .. } => state.clock_s += 1,
         }
         state
     }
@@ -351,6 +381,7 @@ struct Coverage {
     drains: u64,
     impossible_created: u64,
     faults_injected: u64,
+    tenant_denied: u64,
 }
 
 static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
@@ -365,6 +396,7 @@ static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
     drains: 0,
     impossible_created: 0,
     faults_injected: 0,
+    tenant_denied: 0,
 });
 
 fn coverage() -> std::sync::MutexGuard<'static, Coverage> {
@@ -382,6 +414,8 @@ struct Sut {
     /// The campaign's binder-release check, run after every step.
     hygiene: BinderRelease,
     found: Vec<WorldViolation>,
+    /// The tenants of the model's `Tenant` transitions.
+    tenants: Tenants,
 }
 
 impl Sut {
@@ -413,6 +447,9 @@ impl Sut {
                 c.webhook_denials += 1;
             } else if text.starts_with("fault ") {
                 c.faults_injected += 1;
+                if text.starts_with("fault tenant:") && text.contains(": denied: ") {
+                    c.tenant_denied += 1;
+                }
                 if text.starts_with("fault crash: the scheduler stops before")
                     && [
                         "write-lock",
@@ -567,6 +604,7 @@ impl StateMachineTest for WorldMachine {
             locks: BTreeMap::new(),
             hygiene: BinderRelease::default(),
             found: Vec::new(),
+            tenants: Tenants::new(model.seed),
         }
     }
 
@@ -610,6 +648,11 @@ impl StateMachineTest for WorldMachine {
                 for _ in 0..*steps {
                     sut.step();
                 }
+            }
+            Transition::Tenant { attempt, pick } => {
+                let attempt = Attempt::ALL[attempt % Attempt::ALL.len()];
+                let _ = sut.tenants.attempt(&mut sut.world, attempt, *pick);
+                sut.step();
             }
             Transition::Drain => {
                 coverage().drains += 1;
@@ -832,5 +875,6 @@ fn the_world_follows_the_reference_model() {
         at_least(c.takeovers, "lock takeovers", 1);
     }
     at_least(c.drains, "drains", scale / 4);
+    at_least(c.tenant_denied, "denied tenant attempts", scale / 2);
     at_least(c.faults_injected, "injected faults", scale);
 }

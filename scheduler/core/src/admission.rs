@@ -12,6 +12,10 @@
 //! Then a GPU pod with a privileged container is denied, and one with `nodeName` set is denied;
 //! otherwise its `schedulerName` becomes sliceguard's. Pods for another scheduler pass untouched.
 //!
+//! Before any of that, a pod that arrives carrying scheduler-owned state is denied whatever its
+//! scheduler ([`crate::guard::check_create`], HAMi PR #3042); an UPDATE is judged by
+//! [`review_update`]: only the trusted users may add, change or remove those keys.
+//!
 //! Deliberate differences from HAMi, each closing a way around the scheduler:
 //! - a percentage out of range is a **denial**; HAMi answers HTTP 500, which `failurePolicy: Ignore`
 //!   turns into an unscheduled-by-HAMi pod;
@@ -20,8 +24,10 @@
 //! - the patch is computed against the submitted object, so fields this crate does not model survive.
 
 use crate::annotations::{
-    RESOURCE_GPU, RESOURCE_GPUCORES, RESOURCE_GPUMEM, RESOURCE_GPUMEM_PERCENTAGE, RESOURCE_PRIORITY,
+    RESOURCE_GPU, RESOURCE_GPUCORES, RESOURCE_GPUMEM, RESOURCE_GPUMEM_PERCENTAGE,
+    RESOURCE_PRIORITY, WEBHOOK_LABEL, WEBHOOK_OPT_OUT,
 };
+use crate::guard::{Metadata, TrustedUsers, check_create, check_update};
 use crate::quantity::parse_integer;
 use crate::request::{RequestDefaults, container_request};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -38,6 +44,8 @@ pub struct WebhookSettings {
     pub force_overwrite_default_scheduler: bool,
     /// Request defaults, used to validate what the pod will ask for.
     pub requests: RequestDefaults,
+    /// Who may write scheduler-owned annotations and labels on UPDATE.
+    pub trusted: TrustedUsers,
 }
 
 impl Default for WebhookSettings {
@@ -47,6 +55,7 @@ impl Default for WebhookSettings {
             default_gpu_num: 1,
             force_overwrite_default_scheduler: true,
             requests: RequestDefaults::default(),
+            trusted: TrustedUsers::default(),
         }
     }
 }
@@ -105,6 +114,25 @@ pub fn mutate(submitted: &Value, settings: &WebhookSettings) -> Result<Admission
     };
     if spec.containers.is_empty() {
         return denied("pod has no containers");
+    }
+    if let Err(denial) = check_create(Metadata::of(&pod.metadata)) {
+        return denied(denial.message);
+    }
+    // HAMi's opt-out label, honoured here as well as by the webhook configuration's matchConditions
+    // (deploy/base/webhook.yaml): a configuration without them, or an API server that cannot
+    // evaluate CEL, still leaves such pods alone. Forged scheduling state was refused above.
+    if pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(WEBHOOK_LABEL))
+        .is_some_and(|v| v == WEBHOOK_OPT_OUT)
+    {
+        return Ok(Admission::Allowed {
+            patch: json_patch::Patch(vec![]),
+            routed: false,
+            message: format!("pod is labelled {WEBHOOK_LABEL}={WEBHOOK_OPT_OUT}"),
+        });
     }
     let current = spec.scheduler_name.as_deref().unwrap_or("");
     if !current.is_empty()
@@ -238,6 +266,37 @@ pub fn mutate(submitted: &Value, settings: &WebhookSettings) -> Result<Admission
     })
 }
 
+fn decode_pod(value: &Value, which: &str) -> Result<Pod, DecodeError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| DecodeError(format!("{which} at {}: {}", e.path(), e.inner())))
+}
+
+/// The webhook's answer to a pod UPDATE by `user`: allowed unchanged (an existing pod is never
+/// mutated), or denied when the update adds, changes or removes a scheduler-owned key and `user`
+/// may not ([`crate::guard::check_update`]).
+pub fn review_update(
+    old: &Value,
+    new: &Value,
+    user: &str,
+    settings: &WebhookSettings,
+) -> Result<Admission, DecodeError> {
+    let old = decode_pod(old, "oldObject")?;
+    let new = decode_pod(new, "object")?;
+    match check_update(
+        Metadata::of(&old.metadata),
+        Metadata::of(&new.metadata),
+        user,
+        &settings.trusted,
+    ) {
+        Ok(()) => Ok(Admission::Allowed {
+            patch: json_patch::Patch(vec![]),
+            routed: false,
+            message: "no scheduler-owned key changed by an untrusted user".into(),
+        }),
+        Err(denial) => denied(denial.message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +316,26 @@ mod tests {
 
     fn run(submitted: &Value) -> Admission {
         mutate(submitted, &WebhookSettings::default()).unwrap()
+    }
+
+    #[test]
+    fn an_opted_out_pod_is_left_alone_but_cannot_carry_scheduling_state() {
+        let mut p = pod(
+            json!([{"name": "c", "image": "pause", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]),
+        );
+        p["metadata"]["labels"] = json!({WEBHOOK_LABEL: WEBHOOK_OPT_OUT});
+        let a = run(&p);
+        assert!(
+            matches!(&a, Admission::Allowed { routed: false, patch, .. } if patch.0.is_empty()),
+            "{a:?}"
+        );
+        p["metadata"]["annotations"] = json!({"hami.io/vgpu-node": "n1"});
+        match run(&p) {
+            Admission::Denied { message } => {
+                assert!(message.contains("hami.io/vgpu-node"), "{message}")
+            }
+            other => panic!("forged state on an opted-out pod must be denied: {other:?}"),
+        }
     }
 
     #[test]
@@ -403,6 +482,61 @@ mod tests {
             run(&privileged),
             Admission::Allowed { routed: false, .. }
         ));
+    }
+
+    #[test]
+    fn forged_scheduler_state_is_denied_at_create_for_every_scheduler() {
+        for scheduler in [None, Some("default-scheduler"), Some("volcano")] {
+            let mut p = pod(json!([{"name": "c", "image": "nginx"}]));
+            p["metadata"]["annotations"] =
+                json!({"hami.io/vgpu-devices-allocated": "GPU-0,NVIDIA,81920,100:;"});
+            if let Some(s) = scheduler {
+                p["spec"]["schedulerName"] = json!(s);
+            }
+            assert_eq!(
+                run(&p),
+                Admission::Denied {
+                    message: "annotation hami.io/vgpu-devices-allocated is written by the scheduler and cannot be set when creating a pod".into()
+                },
+                "{scheduler:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn updates_are_judged_by_user() {
+        let old = pod(json!([{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]));
+        let mut placed = old.clone();
+        placed["metadata"]["annotations"] = json!({"hami.io/vgpu-node": "n1"});
+        placed["metadata"]["labels"] = json!({"hami.io/vgpu-node": "n1"});
+        let settings = WebhookSettings::default();
+        let by = |user: &str, from: &Value, to: &Value| {
+            review_update(from, to, user, &settings).unwrap()
+        };
+        assert!(matches!(
+            by(crate::guard::DEFAULT_SCHEDULER_USER, &old, &placed),
+            Admission::Allowed { ref patch, routed: false, .. } if patch.0.is_empty()
+        ));
+        let mut stripped = placed.clone();
+        stripped["metadata"]["labels"] = json!({});
+        assert_eq!(
+            by("kubernetes-admin", &placed, &stripped),
+            Admission::Denied {
+                message: "label hami.io/vgpu-node is written by the scheduler and cannot be added, changed or removed by kubernetes-admin".into()
+            }
+        );
+        let mut relabelled = placed.clone();
+        relabelled["metadata"]["labels"]["team"] = json!("ml");
+        assert!(matches!(
+            by("kubernetes-admin", &placed, &relabelled),
+            Admission::Allowed { .. }
+        ));
+        let err = review_update(&json!({"spec": 1}), &placed, "x", &settings).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot decode the pod: oldObject at spec"),
+            "{err}"
+        );
     }
 
     #[test]

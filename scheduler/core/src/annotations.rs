@@ -11,6 +11,11 @@ pub const NODE_LOCK: &str = "hami.io/mutex.lock";
 /// Node: comma-separated GPU UUIDs excluded from new allocations.
 pub const DEVICE_CORDON: &str = "hami.io/device-cordon";
 
+/// Namespace or pod label: `ignore` takes the object out of the webhook's selectors.
+pub const WEBHOOK_LABEL: &str = "hami.io/webhook";
+/// The [`WEBHOOK_LABEL`] value that opts a pod or namespace out.
+pub const WEBHOOK_OPT_OUT: &str = "ignore";
+
 /// Pod (annotation and label): the node chosen by the filter.
 pub const VGPU_NODE: &str = "hami.io/vgpu-node";
 /// Pod: Unix seconds of the filter decision.

@@ -589,6 +589,9 @@ mod tests {
                 ),
                 ..Default::default()
             },
+            // A GPU request: only such a pod may hold an allocation.
+            spec: crate::objects::gpu_pod(name, &[], &[crate::objects::GpuAsk::fraction(1, 1)])
+                .spec,
             ..Default::default()
         }
     }

@@ -5,7 +5,8 @@
 //! pod) and a decision reads O(devices of the offered nodes), whatever the number of pods.
 //!
 //! A pod counts while it has `hami.io/vgpu-node` and a decodable `hami.io/vgpu-devices-allocated`,
-//! is not Succeeded or Failed, and exists (terminating pods keep their devices until deleted). Once
+//! requests a GPU ([`crate::request::requests_gpu`]: allocation annotations on a pod that asks for
+//! none are forged, not sliceguard's, and hold nothing), is not Succeeded or Failed, and exists (terminating pods keep their devices until deleted). Once
 //! all its init containers have exited 0, only its regular containers count (HAMi's
 //! `AppContainersOnlyDeviceUsage`). Usage is attributed to the node named by `hami.io/vgpu-node`.
 
@@ -83,6 +84,9 @@ pub fn pod_holding(pod: &Pod) -> Result<Option<(String, PodAllocation)>, Undecod
     let Some(value) = annotations.get(DEVICES_ALLOCATED) else {
         return Ok(None);
     };
+    if !crate::request::requests_gpu(pod) {
+        return Ok(None);
+    }
     let devices = pod_devices::parse(value).map_err(|source| UndecodableAllocation {
         pod: pod_key(pod),
         source,
@@ -273,12 +277,39 @@ mod tests {
                 }),
                 containers: vec![Container {
                     name: "c".into(),
+                    resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                        limits: Some(
+                            [(
+                                crate::annotations::RESOURCE_GPU.to_string(),
+                                k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+                            )]
+                            .into(),
+                        ),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()
             }),
             status: None,
         }
+    }
+
+    #[test]
+    fn a_pod_that_requests_no_gpu_holds_nothing() {
+        let annotations = [
+            (VGPU_NODE, "n1"),
+            (DEVICES_ALLOCATED, "GPU-0,NVIDIA,81920,100:;"),
+        ];
+        let mut forged = pod("forged", &annotations, 0);
+        let mut l = Ledger::new();
+        assert_eq!(l.observe(&forged), Ok(Observed::Counted));
+        if let Some(spec) = forged.spec.as_mut() {
+            spec.containers[0].resources = None;
+        }
+        assert_eq!(pod_holding(&forged), Ok(None));
+        assert_eq!(l.observe(&forged), Ok(Observed::NotCounted));
+        assert_eq!(l.device_usage("n1", "GPU-0"), DeviceUsage::default());
     }
 
     fn usage(used: u64, mem: u64, cores: u64) -> DeviceUsage {

@@ -25,6 +25,7 @@
 //! | [`quantity`] | Kubernetes resource quantities, exactly as `resource.Quantity.AsInt64` reads them |
 //! | [`request`] | a `Pod` into per-container GPU requests (HAMi's `GenerateResourceRequests`) |
 //! | [`admission`] | the webhook mutation as a pure function returning an RFC 6902 JSON Patch |
+//! | [`guard`] | scheduler-owned annotations and labels: denied at create, writable on update only by trusted users |
 //! | [`policy`] | node and GPU policies, per-pod selectors and scoring weights |
 //! | [`gpu_policy`] | GPU policies behind one trait, one file each: binpack, spread, mutex, fragmentation |
 //! | [`score`] | node and device scores (float32, as HAMi computes them) |
@@ -54,6 +55,7 @@ pub mod filter;
 pub mod fit;
 pub mod fragmentation;
 pub mod gpu_policy;
+pub mod guard;
 pub mod index;
 pub mod ledger;
 pub mod model;

@@ -143,6 +143,13 @@ pub fn pod_request(pod: &Pod, defaults: RequestDefaults) -> Result<PodRequest, R
     Ok(PodRequest { containers })
 }
 
+/// True when the pod asks for a GPU in some container, or when its GPU quantities cannot be read
+/// (then it may hold devices; leaving them out would free them). The one rule for "this pod may
+/// hold an allocation": the ledger counts, and the audit accepts, allocations only on such pods.
+pub fn requests_gpu(pod: &Pod) -> bool {
+    pod_request(pod, RequestDefaults::default()).map_or(true, |r| r.has_gpu_request())
+}
+
 /// The quantity of `resource` in limits, else requests.
 pub fn limit_or_request<'a>(container: &'a Container, resource: &str) -> Option<&'a Quantity> {
     let resources = container.resources.as_ref()?;

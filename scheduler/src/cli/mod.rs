@@ -38,6 +38,7 @@ enum Command {
     Fleet(fleet::FleetArgs),
     Place(place::PlaceArgs),
     Decode(decode::DecodeArgs),
+    // Boxed: its flags make it several times larger than the other commands.
     Serve(Box<serve::ServeArgs>),
     Register(register::RegisterArgs),
 }

@@ -71,6 +71,14 @@ pub struct ServeArgs {
     /// Also route pods whose schedulerName is default-scheduler (true or false).
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     force_overwrite_default_scheduler: bool,
+    /// The only user that may add, change or remove scheduler-owned pod annotations and the
+    /// hami.io/vgpu-node label (sliceguard's own ServiceAccount); the webhook denies anyone else.
+    #[arg(long, default_value = crate::guard::DEFAULT_SCHEDULER_USER, value_name = "USER")]
+    trusted_scheduler_user: String,
+    /// A user that may change only hami.io/bind-phase and hami.io/vgpu-devices-to-allocate (HAMi's
+    /// device plugin's ServiceAccount).
+    #[arg(long, default_value = crate::guard::DEFAULT_DEVICE_PLUGIN_USER, value_name = "USER")]
+    trusted_device_plugin_user: String,
     /// Webhook listener (HTTPS), HOST:PORT or :PORT.
     #[arg(long, visible_alias = "webhook-addr", default_value = "0.0.0.0:9443", value_parser = parse_address)]
     webhook_bind_address: SocketAddr,
@@ -240,6 +248,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         return Err(Failure::input("--scheduler-name must not be empty"));
     }
     check_extender_address(args.http_bind, args.allow_non_loopback_extender)?;
+    if args.trusted_scheduler_user.is_empty() {
+        return Err(Failure::input(
+            "--trusted-scheduler-user must not be empty (sliceguard's own writes would be denied)",
+        ));
+    }
     let release_mode = match args.lock_release {
         LockRelease::AfterBind => ReleaseMode::AfterBind,
         LockRelease::DevicePlugin => ReleaseMode::DevicePlugin,
@@ -257,6 +270,10 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
             scheduler_name: args.scheduler_name.clone(),
             force_overwrite_default_scheduler: args.force_overwrite_default_scheduler,
             requests: decision.requests,
+            trusted: crate::guard::TrustedUsers {
+                scheduler: args.trusted_scheduler_user.clone(),
+                device_plugin: args.trusted_device_plugin_user.clone(),
+            },
             ..Default::default()
         },
         decision,
@@ -354,5 +371,43 @@ mod tests {
                 .contains("must be positive")
         );
         assert!(parse_std_duration("5 minutes").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn trusted_users_default_to_the_service_accounts_and_may_be_set() {
+        use clap::Parser as _;
+        let w = Wrapper::try_parse_from(["serve"]).unwrap();
+        assert_eq!(
+            w.serve.trusted_scheduler_user,
+            "system:serviceaccount:sliceguard-system:sliceguard"
+        );
+        assert_eq!(
+            w.serve.trusted_device_plugin_user,
+            "system:serviceaccount:kube-system:hami-device-plugin"
+        );
+        let w = Wrapper::try_parse_from([
+            "serve",
+            "--trusted-scheduler-user",
+            "sched",
+            "--trusted-device-plugin-user",
+            "",
+        ])
+        .unwrap();
+        assert_eq!(w.serve.trusted_scheduler_user, "sched");
+        assert_eq!(w.serve.trusted_device_plugin_user, "");
+        let empty = Wrapper::try_parse_from(["serve", "--trusted-scheduler-user", ""]).unwrap();
+        let err = run(&empty.serve).unwrap_err();
+        assert!(
+            err.message
+                .contains("--trusted-scheduler-user must not be empty"),
+            "{}",
+            err.message
+        );
     }
 }

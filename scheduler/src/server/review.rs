@@ -13,10 +13,14 @@
 //! or `kind`, no `request`, no `request.uid`) is a [`ReviewError`]: the HTTP layer answers 400 with
 //! its message, naming the field.
 //!
-//! Deliberate difference from HAMi: only `CREATE` is mutated; any other operation is allowed
-//! unchanged (HAMi's handler does not look at the operation and relies on the registration).
+//! `CREATE` is mutated ([`crate::admission::mutate`], which also denies a pod arriving with
+//! scheduler-owned state). `UPDATE` is never mutated: it is judged by
+//! [`crate::admission::review_update`] on `request.oldObject`, `request.object` and
+//! `request.userInfo.username` (only the trusted users may add, change or remove scheduler-owned
+//! keys); an UPDATE without a decodable `oldObject` is answered 400 like an undecodable pod. Any
+//! other operation is allowed unchanged.
 
-use crate::admission::{Admission, WebhookSettings, mutate};
+use crate::admission::{Admission, WebhookSettings, mutate, review_update};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -100,15 +104,27 @@ pub fn review(
         .and_then(Value::as_str)
         .unwrap_or("CREATE");
 
-    let (response, verdict) = if operation != "CREATE" {
-        (
+    let submitted = request.get("object").cloned().unwrap_or(Value::Null);
+    let decided = match operation {
+        "CREATE" => Some(mutate(&submitted, settings)),
+        "UPDATE" => {
+            let old = request.get("oldObject").cloned().unwrap_or(Value::Null);
+            let user = request
+                .get("userInfo")
+                .and_then(|u| u.get("username"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            Some(review_update(&old, &submitted, user, settings))
+        }
+        _ => None,
+    };
+    let (response, verdict) = match decided {
+        None => (
             json!({"uid": uid, "allowed": true,
                    "status": {"code": 200, "message": format!("operation {operation} is not mutated")}}),
             ReviewVerdict::Allowed,
-        )
-    } else {
-        let submitted = request.get("object").cloned().unwrap_or(Value::Null);
-        match mutate(&submitted, settings) {
+        ),
+        Some(decided) => match decided {
             Err(e) => (
                 json!({"uid": uid, "allowed": false,
                        "status": {"code": 400, "message": e.to_string()}}),
@@ -140,7 +156,7 @@ pub fn review(
                 };
                 (response, verdict)
             }
-        }
+        },
     };
     Ok((
         json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}),
@@ -246,14 +262,93 @@ mod tests {
         }
     }
 
+    fn update(old: Value, new: Value, user: &str) -> Vec<u8> {
+        json!({"apiVersion": VERSIONS[0], "kind": "AdmissionReview",
+               "request": {"uid": "u-2", "operation": "UPDATE", "object": new, "oldObject": old,
+                           "userInfo": {"username": user, "groups": ["system:authenticated"]}}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn updates_of_scheduler_state_are_judged_by_user() {
+        let mut placed = gpu_pod();
+        placed["metadata"]["labels"] = json!({"hami.io/vgpu-node": "n1"});
+        placed["metadata"]["annotations"] = json!({"hami.io/vgpu-node": "n1"});
+        let mut stripped = placed.clone();
+        stripped["metadata"]["labels"] = json!({});
+        let settings = WebhookSettings::default();
+        let (answer, verdict) = review(
+            &update(placed.clone(), stripped.clone(), "alice"),
+            &settings,
+        )
+        .unwrap();
+        assert_eq!(verdict, ReviewVerdict::Denied);
+        assert_eq!(
+            answer["response"],
+            json!({"uid": "u-2", "allowed": false, "status": {"code": 403, "reason": "Forbidden",
+                   "message": "label hami.io/vgpu-node is written by the scheduler and cannot be added, changed or removed by alice"}})
+        );
+        let (answer, verdict) = review(
+            &update(
+                placed.clone(),
+                stripped,
+                crate::guard::DEFAULT_SCHEDULER_USER,
+            ),
+            &settings,
+        )
+        .unwrap();
+        assert_eq!(verdict, ReviewVerdict::Allowed);
+        assert!(answer["response"].get("patch").is_none());
+        // A configured trusted user replaces the default one.
+        let custom = WebhookSettings {
+            trusted: crate::guard::TrustedUsers {
+                scheduler: "sched".into(),
+                device_plugin: String::new(),
+            },
+            ..WebhookSettings::default()
+        };
+        let (_, verdict) = review(&update(gpu_pod(), placed.clone(), "sched"), &custom).unwrap();
+        assert_eq!(verdict, ReviewVerdict::Allowed);
+        let (_, verdict) = review(
+            &update(
+                gpu_pod(),
+                placed.clone(),
+                crate::guard::DEFAULT_SCHEDULER_USER,
+            ),
+            &custom,
+        )
+        .unwrap();
+        assert_eq!(verdict, ReviewVerdict::Denied);
+        // No oldObject: the update cannot be judged; 400 naming it.
+        let body = json!({"apiVersion": VERSIONS[0], "kind": "AdmissionReview",
+                          "request": {"uid": "u", "operation": "UPDATE", "object": placed}});
+        let (answer, verdict) = review(body.to_string().as_bytes(), &settings).unwrap();
+        assert_eq!(verdict, ReviewVerdict::Errored);
+        assert!(
+            answer["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("oldObject"),
+            "{answer}"
+        );
+    }
+
     #[test]
     fn other_operations_pass_unchanged() {
         let body = json!({"apiVersion": VERSIONS[0], "kind": "AdmissionReview",
-                          "request": {"uid": "u", "operation": "UPDATE", "object": gpu_pod()}});
+                          "request": {"uid": "u", "operation": "UPDATE", "object": gpu_pod(), "oldObject": gpu_pod(),
+                                      "userInfo": {"username": "alice"}}});
         let (answer, verdict) =
             review(body.to_string().as_bytes(), &WebhookSettings::default()).unwrap();
         assert_eq!(verdict, ReviewVerdict::Allowed);
         assert_eq!(answer["response"]["allowed"], true);
         assert!(answer["response"].get("patch").is_none());
+        let body = json!({"apiVersion": VERSIONS[0], "kind": "AdmissionReview",
+                          "request": {"uid": "u", "operation": "DELETE", "oldObject": gpu_pod()}});
+        let (answer, verdict) =
+            review(body.to_string().as_bytes(), &WebhookSettings::default()).unwrap();
+        assert_eq!(verdict, ReviewVerdict::Allowed);
+        assert_eq!(answer["response"]["allowed"], true);
     }
 }
