@@ -38,7 +38,7 @@ enum Command {
     Fleet(fleet::FleetArgs),
     Place(place::PlaceArgs),
     Decode(decode::DecodeArgs),
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     Register(register::RegisterArgs),
 }
 

@@ -8,7 +8,7 @@
 //! | `POST /bind` | extender | `ExtenderBindingResult`, same error rules |
 //! | `POST /webhook` | webhook (HTTPS) | `AdmissionReview` response; a body that is not an AdmissionReview is HTTP 400 with the reason |
 //! | `GET /healthz` | all | 200 `ok` |
-//! | `GET /readyz` | all | 200 `ok` once the node and pod watches have synced, else 503 naming what is missing |
+//! | `GET /readyz` | all | 200 once the node and pod watches have synced (body `ok`; with `--leader-elect`, `leader` or `standby`), else 503 naming what is missing |
 //! | `GET /metrics` | metrics | Prometheus text format |
 //!
 //! Limits: request bodies of at most [`EXTENDER_BODY_LIMIT`] (1 MiB, HAMi's) on the extender and
@@ -52,7 +52,13 @@ async fn healthz() -> &'static str {
 
 async fn readyz<C: ClusterApi>(State(svc): State<Arc<Scheduler<C>>>) -> Response {
     if svc.is_ready() {
-        return (StatusCode::OK, "ok").into_response();
+        // With leader election the body names the role; a standby is ready (it serves the webhook).
+        let body = match svc.leadership().is_elected() {
+            true if svc.leads() => "leader",
+            true => "standby",
+            false => "ok",
+        };
+        return (StatusCode::OK, body).into_response();
     }
     let (nodes, pods) = svc.sync_state();
     (

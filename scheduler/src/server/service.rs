@@ -27,6 +27,7 @@ use super::cluster::ClusterApi;
 use super::extender::{
     ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult,
 };
+use super::leader::Leadership;
 use super::metrics::Metrics;
 use super::review::{ReviewError, review};
 use crate::admission::WebhookSettings;
@@ -121,6 +122,7 @@ pub struct Scheduler<C> {
     reaper_wake: Notify,
     metrics: Metrics,
     clock: Clock,
+    leadership: Leadership,
 }
 
 impl<C> std::fmt::Debug for Scheduler<C> {
@@ -148,7 +150,48 @@ impl<C: ClusterApi> Scheduler<C> {
             reaper_wake: Notify::new(),
             metrics: Metrics::new(),
             clock,
+            leadership: Leadership::unelected(),
         }
+    }
+
+    /// The same service elected on a Lease: a standby until it wins a round
+    /// ([`Scheduler::lease_round`]).
+    pub fn with_leader_election(mut self, settings: crate::lease::LeaseSettings) -> Self {
+        self.leadership = Leadership::elected(settings);
+        self
+    }
+
+    /// This replica's leadership.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// True when this replica may decide and write now (always, without election).
+    pub fn leads(&self) -> bool {
+        self.leadership.leads(self.now())
+    }
+
+    /// A term begins: the view is dropped, so that no decision is made until the watches have
+    /// listed nodes and pods afresh (the previous leader may have changed anything meanwhile).
+    pub fn begin_term(&self) {
+        *self.view() = ClusterView::new();
+        self.synced.send_replace(false);
+        self.leadership.count_term();
+        tracing::info!("new leadership term: the view is rebuilt from a fresh list");
+    }
+
+    /// Executes an effect, refusing every write (`Rejected`, never sent) unless this replica leads
+    /// at this instant: the check before every write that keeps a deposed leader from writing.
+    async fn execute(&self, effect: &Effect) -> Observation {
+        let reads = matches!(effect, Effect::GetPod { .. } | Effect::GetNode { .. });
+        let now = self.now();
+        if !reads && !self.leadership.leads(now) {
+            return Observation::Failed(ApiFailure::Rejected {
+                code: 503,
+                message: self.leadership.not_leader(now),
+            });
+        }
+        self.cluster.execute(effect).await
     }
 
     /// The cluster API.
@@ -166,7 +209,7 @@ impl<C: ClusterApi> Scheduler<C> {
         &self.metrics
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         (self.clock)()
     }
 
@@ -334,7 +377,7 @@ impl<C: ClusterApi> Scheduler<C> {
                 pod: pod_ref.clone(),
                 event: event.clone(),
             };
-            if let Observation::Failed(e) = self.cluster.execute(&effect).await {
+            if let Observation::Failed(e) = self.execute(&effect).await {
                 tracing::debug!(reason = event.reason, error = %e, "event not recorded");
             }
         }
@@ -349,6 +392,10 @@ impl<C: ClusterApi> Scheduler<C> {
         };
         if let Some(nodes) = args.nodes {
             return self.filter_simulation(&pod, nodes);
+        }
+        if !self.leads() {
+            let message = self.leadership.not_leader(self.now());
+            return (ExtenderFilterResult::error(message), "standby");
         }
         let node_names = args.node_names.unwrap_or_default();
         let prepared = match decision::prepare(&pod, &self.config.decision) {
@@ -426,7 +473,7 @@ impl<C: ClusterApi> Scheduler<C> {
         loop {
             match step {
                 FilterStep::Do(effect) => {
-                    let observation = self.cluster.execute(&effect).await;
+                    let observation = self.execute(&effect).await;
                     tracing::trace!(pod = %machine.request().pod_key(), effect = effect.kind(), ?observation, "filter step");
                     let now = self.now();
                     step = machine.observe(&mut self.view(), observation, now);
@@ -533,7 +580,7 @@ impl<C: ClusterApi> Scheduler<C> {
         loop {
             match step {
                 Step::Do(effect) => {
-                    let observation = self.cluster.execute(&effect).await;
+                    let observation = self.execute(&effect).await;
                     tracing::trace!(pod = %machine.request().pod_key(), effect = effect.kind(), ?observation, "bind step");
                     step = machine.observe(observation, self.now());
                 }
@@ -550,6 +597,12 @@ impl<C: ClusterApi> Scheduler<C> {
             uid: args.pod_uid,
             node: args.node,
         };
+        if !self.leads() {
+            self.metrics.bind_outcome("standby");
+            return ExtenderBindingResult {
+                error: self.leadership.not_leader(self.now()),
+            };
+        }
         let gate = self.node_gate(&request.node);
         let Ok(_turn) = tokio::time::timeout(self.config.bind_wait, gate.lock_owned()).await else {
             self.metrics.bind_outcome("contention");
@@ -616,7 +669,7 @@ impl<C: ClusterApi> Scheduler<C> {
     /// One pass over the node locks: releases those a rule frees; returns the next instant at which
     /// a standing lock expires.
     pub async fn reap_once(&self) -> Option<Timestamp> {
-        if !self.is_ready() {
+        if !self.is_ready() || !self.leads() {
             return None;
         }
         let locks: Vec<(String, crate::cluster_view::SeenLock)> = self
@@ -662,7 +715,7 @@ impl<C: ClusterApi> Scheduler<C> {
                             namespace: h.namespace.clone(),
                             name: h.name.clone(),
                         };
-                        holder = match self.cluster.execute(&effect).await {
+                        holder = match self.execute(&effect).await {
                             Observation::Pod(p) => HolderState::Present(p),
                             Observation::Failed(ApiFailure::NotFound) => HolderState::Gone,
                             other => {
@@ -682,7 +735,7 @@ impl<C: ClusterApi> Scheduler<C> {
                         let result = loop {
                             match step {
                                 ReleaseStep::Do(effect) => {
-                                    step = release.observe(self.cluster.execute(&effect).await)
+                                    step = release.observe(self.execute(&effect).await)
                                 }
                                 ReleaseStep::Done(result) => break result,
                             }

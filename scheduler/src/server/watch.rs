@@ -7,6 +7,10 @@
 //! the annotation, as HAMi does): those are the pods that hold or are assigned GPUs. A lock holder
 //! that the cache does not know is looked up live before it counts as gone.
 //!
+//! When a leadership term begins ([`super::leader::Leadership::terms`]) each watch starts over
+//! with a fresh list, so that a new leader decides on the API as it is, not on what it saw as a
+//! standby.
+//!
 //! Deliberate difference from HAMi: HAMi's informer caches every pod in the cluster; sliceguard
 //! watches only pods labelled `hami.io/vgpu-node`, so memory and traffic scale with GPU pods.
 
@@ -28,12 +32,20 @@ pub async fn watch_nodes<C: ClusterApi>(
     svc: Arc<Scheduler<C>>,
     shutdown: CancellationToken,
 ) {
-    let stream =
-        watcher::watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut terms = svc.leadership().terms();
+    let fresh = || {
+        watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .boxed()
+    };
+    let mut stream = fresh();
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
+            Ok(()) = terms.changed() => {
+                stream = fresh();
+                continue;
+            }
             () = shutdown.cancelled() => return,
         };
         match event {
@@ -54,12 +66,21 @@ pub async fn watch_pods<C: ClusterApi>(
     svc: Arc<Scheduler<C>>,
     shutdown: CancellationToken,
 ) {
-    let config = watcher::Config::default().labels(VGPU_NODE);
-    let stream = watcher::watcher(Api::<Pod>::all(client), config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut terms = svc.leadership().terms();
+    let fresh = || {
+        let config = watcher::Config::default().labels(VGPU_NODE);
+        watcher::watcher(Api::<Pod>::all(client.clone()), config)
+            .default_backoff()
+            .boxed()
+    };
+    let mut stream = fresh();
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
+            Ok(()) = terms.changed() => {
+                stream = fresh();
+                continue;
+            }
             () = shutdown.cancelled() => return,
         };
         match event {
