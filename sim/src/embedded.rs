@@ -138,6 +138,7 @@ impl Embedded {
             extender_addr: loopback,
             metrics_addr: loopback,
             shutdown_grace: Duration::from_secs(2),
+            election: None,
         })
         .await
         .map_err(|e| format!("starting sliceguard: {e}"))?;
