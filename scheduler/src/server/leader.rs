@@ -428,7 +428,7 @@ mod tests {
         svc.replace_nodes(&[]);
         svc.replace_pods(&[]);
         assert!(svc.is_ready());
-        let mut terms = svc.leadership().terms();
+        let terms = svc.leadership().terms();
         let lease = MemoryLease::default();
         let outcome = svc.lease_round(&lease).await.unwrap();
         assert!(outcome.new_term);
