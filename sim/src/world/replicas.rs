@@ -343,13 +343,7 @@ impl World {
             return;
         }
         let now = self.now();
-        if !self.core().faults_on {
-            self.replicas.other_paused_until = None;
-            self.replicas.renewals_fail_until.clear();
-            self.replicas.overlap_until = None;
-            self.core().replicas.partitioned.clear();
-        }
-        self.inject_replica_faults(now);
+        self.inject_replica_faults();
         if self.replicas.other.instance.is_none() {
             let identity = self.replicas.other.identity.clone();
             if let Some((instance, rv)) = self.new_instance(Some(identity.clone())) {
@@ -381,65 +375,115 @@ impl World {
         self.maybe_swap(now);
     }
 
-    fn inject_replica_faults(&mut self, now: Timestamp) {
-        if self.roll(Fault::RollingUpdate) {
-            let old = self.replicas.other.identity.clone();
-            let name = format!("sliceguard-{}", self.replicas.next_name);
-            self.replicas.next_name += 1;
-            self.replicas.other = Other {
-                identity: name.clone(),
-                instance: None,
-                delivered: 0,
-            };
-            self.replicas.other_paused_until = None;
-            let overlap = self.seconds(5, 30);
-            self.replicas.overlap_until = Some(now + overlap);
-            self.log(format!(
-                "fault rolling-update: replica {name} starts (replacing {old}) while {} runs; kube-scheduler keeps calling {} for {overlap:#}",
-                self.replicas.primary, self.replicas.primary
-            ));
+    /// A replica fault at a quarter of the world's rate: each opens a window of 5 to 45 s without a
+    /// usable leader or with a misrouted kube-scheduler, so at the full rate the world would hardly
+    /// ever have one.
+    fn roll_replica_fault(&mut self, fault: Fault) -> bool {
+        self.roll(fault) && self.rng.below(4) == 0
+    }
+
+    /// The replica faults (every window they open closes by itself, so a drain outlasts them).
+    fn inject_replica_faults(&mut self) {
+        if self.roll_replica_fault(Fault::RollingUpdate) {
+            self.rolling_update();
         }
-        if self.roll(Fault::LeaseExpiry) {
-            let leader = if self.scheduler.as_ref().is_some_and(|i| i.service.leads()) {
-                self.replicas.primary.clone()
-            } else {
-                self.replicas.other.identity.clone()
-            };
-            let until = now + LEASE_DURATION + self.seconds(1, 20);
-            self.replicas
-                .renewals_fail_until
-                .insert(leader.clone(), until);
-            self.log(format!(
-                "fault lease-expiry: replica {leader}'s renewals fail until {until}"
-            ));
+        if self.roll_replica_fault(Fault::LeaseExpiry) {
+            self.expire_leader_lease();
         }
-        if self.roll(Fault::ReplicaPause) {
-            let until = now + LEASE_DURATION + self.seconds(1, 30);
-            self.replicas.other_paused_until = Some(until);
-            self.log(format!(
-                "fault replica-pause: replica {} stops until {until}",
-                self.replicas.other.identity
-            ));
+        if self.roll_replica_fault(Fault::ReplicaPause) {
+            self.pause_standby();
         }
-        if self.roll(Fault::ReplicaPartition) {
-            let victim = if self.rng.below(2) == 0 {
-                self.replicas.primary.clone()
-            } else {
-                self.replicas.other.identity.clone()
-            };
-            let until = now + self.seconds(5, 40);
-            self.core()
-                .replicas
-                .partitioned
-                .insert(victim.clone(), until);
-            if victim == self.replicas.primary {
-                // Its watches fail too, and re-list when it is back.
-                self.watch_down_until = Some(until);
-            }
-            self.log(format!(
-                "fault replica-partition: replica {victim} is cut off from the API until {until}"
-            ));
+        if self.roll_replica_fault(Fault::ReplicaPartition) {
+            let slot = self.rng.below(2) == 0;
+            self.partition_replica(slot);
         }
+    }
+
+    /// True when the world runs two elected replicas (a replica fault is enabled).
+    pub fn has_replicas(&self) -> bool {
+        self.replicas.on
+    }
+
+    /// A rolling update now: the other replica is replaced by a new one under a new name, started
+    /// while the slot's runs; kube-scheduler keeps calling the slot's for 5 to 35 s.
+    pub fn rolling_update(&mut self) {
+        if !self.replicas.on {
+            return;
+        }
+        let now = self.now();
+        let old = self.replicas.other.identity.clone();
+        let name = format!("sliceguard-{}", self.replicas.next_name);
+        self.replicas.next_name += 1;
+        self.replicas.other = Other {
+            identity: name.clone(),
+            instance: None,
+            delivered: 0,
+        };
+        self.replicas.other_paused_until = None;
+        let overlap = self.seconds(5, 30);
+        self.replicas.overlap_until = Some(now + overlap);
+        self.log(format!(
+            "fault rolling-update: replica {name} starts (replacing {old}) while {} runs; kube-scheduler keeps calling {} for {overlap:#}",
+            self.replicas.primary, self.replicas.primary
+        ));
+    }
+
+    /// The leader's renewals fail from now until past its lease duration.
+    pub fn expire_leader_lease(&mut self) {
+        if !self.replicas.on {
+            return;
+        }
+        let now = self.now();
+        let leader = if self.scheduler.as_ref().is_some_and(|i| i.service.leads()) {
+            self.replicas.primary.clone()
+        } else {
+            self.replicas.other.identity.clone()
+        };
+        let until = now + LEASE_DURATION + self.seconds(1, 20);
+        self.replicas
+            .renewals_fail_until
+            .insert(leader.clone(), until);
+        self.log(format!(
+            "fault lease-expiry: replica {leader}'s renewals fail until {until}"
+        ));
+    }
+
+    /// The replica outside the slot stops stepping (no renewals, no watch events) for longer than
+    /// the lease, then resumes.
+    pub fn pause_standby(&mut self) {
+        if !self.replicas.on {
+            return;
+        }
+        let until = self.now() + LEASE_DURATION + self.seconds(1, 30);
+        self.replicas.other_paused_until = Some(until);
+        self.log(format!(
+            "fault replica-pause: replica {} stops until {until}",
+            self.replicas.other.identity
+        ));
+    }
+
+    /// Cuts the slot's replica (`slot`) or the other one off from the API for 5 to 45 s.
+    pub fn partition_replica(&mut self, slot: bool) {
+        if !self.replicas.on {
+            return;
+        }
+        let victim = if slot {
+            self.replicas.primary.clone()
+        } else {
+            self.replicas.other.identity.clone()
+        };
+        let until = self.now() + self.seconds(5, 40);
+        self.core()
+            .replicas
+            .partitioned
+            .insert(victim.clone(), until);
+        if slot {
+            // Its watches fail too, and re-list when it is back.
+            self.watch_down_until = Some(until);
+        }
+        self.log(format!(
+            "fault replica-partition: replica {victim} is cut off from the API until {until}"
+        ));
     }
 
     /// The other replica's watches.
