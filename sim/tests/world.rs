@@ -246,7 +246,8 @@ fn two_replicas_hand_over_leadership_without_two_writers() {
     };
     create(&mut world, 4);
     run(&mut world, 20);
-    let faults: [(&str, fn(&mut World)); 5] = [
+    type Inject = fn(&mut World);
+    let faults: [(&str, Inject); 5] = [
         ("lease expiry", World::expire_leader_lease),
         ("standby pause", World::pause_standby),
         ("leader partition", |w| w.partition_replica(true)),
