@@ -145,6 +145,20 @@ impl Replica {
         }
     }
 
+    /// SIGTERM, and wait for the process to exit (it finishes its binds and releases the Lease).
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill -TERM {}", child.id());
+            let exit = child.wait().expect("the replica exits");
+            assert!(exit.success(), "{} exited with {exit}", self.identity);
+        }
+    }
+
     /// The `/readyz` body on the extender port (`leader`, `standby`), or `None` when not ready.
     fn role(&self) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.extender)).ok()?;
@@ -430,6 +444,30 @@ fn fifty_pods_while_the_leader_is_killed_and_restarted_twice() {
         stdout.contains("40 pods holding devices, 0 locks"),
         "{stdout}"
     );
+    // A graceful stop hands the Lease over at once: the holder is cleared before the process exits,
+    // so the Lease never names the stopped replica afterwards (an expiry would leave it there for
+    // the lease duration).
+    let leaving = wait_for_leader(&replicas, Duration::from_secs(5));
+    replicas[leaving].terminate();
+    let holder = {
+        let shared = cluster.shared();
+        let store = shared.read();
+        store
+            .get(Resource::Leases, Some("sliceguard-system"), "sliceguard")
+            .map(|l| {
+                l["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    assert_ne!(
+        holder, replicas[leaving].identity,
+        "the Lease was not released"
+    );
+    assert_ne!(wait_for_leader(&replicas, Duration::from_secs(5)), leaving);
+
     eprintln!(
         "settled in {:.1} s: {running} Running, {pending} Pending; leaders in turn {leaders:?}",
         started.elapsed().as_secs_f64()
