@@ -205,12 +205,15 @@ impl Leadership {
         api: &L,
         clock: impl Fn() -> Timestamp,
     ) -> Option<RoundOutcome> {
-        let mut step = self.elector().as_mut()?.start(clock());
+        // The clock is read before the elector is locked (the simulated world's clock locks its API).
+        let now = clock();
+        let mut step = self.elector().as_mut()?.start(now);
         loop {
             match step {
                 LeaseStep::Do(effect) => {
                     let observation = api.execute_lease(&effect).await;
-                    step = self.elector().as_mut()?.observe(observation, clock());
+                    let now = clock();
+                    step = self.elector().as_mut()?.observe(observation, now);
                 }
                 LeaseStep::Done(outcome) => return Some(outcome),
             }
