@@ -371,3 +371,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn serve_refuses_leader_election_settings_that_could_overlap_two_leaders() {
+    // A renew deadline as long as the lease would let a leader write after another may acquire.
+    let out = sliceguard(&[
+        "serve",
+        "--leader-elect",
+        "--leader-elect-identity=replica-a",
+        "--leader-elect-renew-deadline=15s",
+        "--kubeconfig=/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("--leader-elect-renew-deadline (15s) must be shorter than --leader-elect-lease-duration (15s)"),
+        "{message}"
+    );
+    // Whole seconds only: the Lease stores leaseDurationSeconds.
+    let out = sliceguard(&[
+        "serve",
+        "--leader-elect",
+        "--leader-elect-identity=replica-a",
+        "--leader-elect-lease-duration=1500ms",
+        "--leader-elect-renew-deadline=1s",
+        "--leader-elect-retry-period=200ms",
+        "--kubeconfig=/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "--leader-elect-lease-duration must be a whole number of seconds, got 1s 500ms"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

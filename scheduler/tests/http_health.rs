@@ -407,6 +407,7 @@ async fn readyz_follows_the_api_unready_while_it_stops_answering_ready_when_it_r
         extender_addr: loopback,
         metrics_addr: loopback,
         shutdown_grace: Duration::from_secs(1),
+        election: None,
         limits: ServeLimits {
             health: HealthSettings {
                 api_silence_limit: Duration::from_millis(900),

@@ -306,7 +306,10 @@ pub fn run(config: &SimConfig, ops: &[Op], liveness: bool) -> RunReport {
 /// very bind wrote, the binder left its lock behind. HAMi's rules would free it at the latest when
 /// it expires, which is why neither lock safety nor liveness notices; every other pod is locked out
 /// of the node meanwhile. A fault injected on the release's own effects (`clear-lock`, `get-node`)
-/// excuses the step, because a release that exhausted its retries is allowed to strand the lock.
+/// excuses the step, because a release that exhausted its retries is allowed to strand the lock;
+/// so does a replica pausing in the middle of a call (`replica-pause`): once its lease may have
+/// passed, a deposed leader writes nothing, its release included, and the leader's reaper frees the
+/// lock by rule.
 #[derive(Debug, Default, Clone)]
 pub struct BinderRelease {
     seen: usize,
@@ -323,7 +326,8 @@ impl BinderRelease {
             .map(|l| l.split_once(' ').map_or(l.as_str(), |(_, t)| t))
             .collect();
         let excused = texts.iter().any(|t| {
-            t.starts_with("fault ") && (t.contains("clear-lock") || t.contains("get-node"))
+            t.starts_with("fault replica-pause")
+                || (t.starts_with("fault ") && (t.contains("clear-lock") || t.contains("get-node")))
         });
         if excused {
             return Vec::new();

@@ -157,6 +157,7 @@ impl Embedded {
             metrics_addr: loopback,
             shutdown_grace: Duration::from_secs(2),
             limits: sliceguard::server::ServeLimits::default(),
+            election: None,
         })
         .await
         .map_err(|e| format!("starting sliceguard: {e}"))?;

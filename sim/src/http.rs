@@ -276,6 +276,12 @@ fn apps_group() -> Value {
     ]})
 }
 
+fn coordination_group() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1", "resources": [
+        resource_entry("leases", "Lease", true, &["create", "delete", "get", "list", "patch", "update", "watch"], &[]),
+    ]})
+}
+
 /// A parsed API path.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
@@ -293,6 +299,7 @@ fn parse_path(path: &str) -> Option<Target> {
         ["api", "v1", rest @ ..] => (rest, false, "v1"),
         ["apis", "events.k8s.io", "v1", rest @ ..] => (rest, true, "events.k8s.io/v1"),
         ["apis", "apps", "v1", rest @ ..] => (rest, false, "apps/v1"),
+        ["apis", "coordination.k8s.io", "v1", rest @ ..] => (rest, false, "coordination.k8s.io/v1"),
         _ => return None,
     };
     let (namespace, rest) = match rest {
@@ -388,7 +395,9 @@ async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
                 {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
                  "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}},
                 {"name": "events.k8s.io", "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
-                 "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}}]}),
+                 "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}},
+                {"name": "coordination.k8s.io", "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"}}]}),
             );
         }
         (Method::GET, "/api/v1") => return json_response(StatusCode::OK, &core_resources()),
@@ -397,6 +406,9 @@ async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
         }
         (Method::GET, "/apis/apps/v1") => {
             return json_response(StatusCode::OK, &apps_group());
+        }
+        (Method::GET, "/apis/coordination.k8s.io/v1") => {
+            return json_response(StatusCode::OK, &coordination_group());
         }
         (Method::GET, "/healthz" | "/readyz" | "/livez") => {
             return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response();
@@ -945,6 +957,13 @@ mod tests {
         assert!(parse_path("/api/v1/namespaces/d/deployments").is_none());
         assert!(parse_path("/apis/apps/v1/pods").is_none());
         assert!(parse_path("/apis/batch/v1/jobs").is_none());
+        assert_eq!(
+            parse_path("/apis/coordination.k8s.io/v1/namespaces/s/leases/sliceguard")
+                .unwrap()
+                .resource,
+            Resource::Leases
+        );
+        assert!(parse_path("/api/v1/namespaces/s/leases/x").is_none());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! and generated names come from counters, so the same operations give the same store, byte for byte.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -39,16 +40,19 @@ pub enum Resource {
     Events,
     /// `deployments` (namespaced, `apps/v1`; the live cluster's controller creates their pods).
     Deployments,
+    /// `leases` (namespaced, `coordination.k8s.io/v1`; leader election).
+    Leases,
 }
 
 impl Resource {
     /// Every resource.
-    pub const ALL: [Resource; 5] = [
+    pub const ALL: [Resource; 6] = [
         Resource::Namespaces,
         Resource::Nodes,
         Resource::Pods,
         Resource::Events,
         Resource::Deployments,
+        Resource::Leases,
     ];
 
     /// The object kind.
@@ -59,6 +63,7 @@ impl Resource {
             Resource::Pods => "Pod",
             Resource::Events => "Event",
             Resource::Deployments => "Deployment",
+            Resource::Leases => "Lease",
         }
     }
 
@@ -66,6 +71,7 @@ impl Resource {
     pub fn group_version(self) -> &'static str {
         match self {
             Resource::Deployments => "apps/v1",
+            Resource::Leases => "coordination.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -78,6 +84,7 @@ impl Resource {
             Resource::Pods => "pods",
             Resource::Events => "events",
             Resource::Deployments => "deployments",
+            Resource::Leases => "leases",
         }
     }
 
@@ -85,7 +92,7 @@ impl Resource {
     pub fn namespaced(self) -> bool {
         matches!(
             self,
-            Resource::Pods | Resource::Events | Resource::Deployments
+            Resource::Pods | Resource::Events | Resource::Deployments | Resource::Leases
         )
     }
 
@@ -524,6 +531,7 @@ impl Store {
             Resource::Pods => typed::<Pod>("Pod", &value)?,
             Resource::Events => typed::<Event>("Event", &value)?,
             Resource::Deployments => typed::<Deployment>("Deployment", &value)?,
+            Resource::Leases => typed::<Lease>("Lease", &value)?,
         };
         out["apiVersion"] = json!(resource.group_version());
         out["kind"] = json!(resource.kind());

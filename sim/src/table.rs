@@ -204,6 +204,23 @@ pub fn table(resource: Resource, items: &[Value], rv: u64, now: jiff::Timestamp)
                 })
                 .collect(),
         ),
+        Resource::Leases => (
+            vec![
+                column("Name", "string", 0),
+                column("Holder", "string", 0),
+                column("Age", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|l| {
+                    vec![
+                        l["metadata"]["name"].clone(),
+                        l["spec"]["holderIdentity"].clone(),
+                        json!(age(l, now)),
+                    ]
+                })
+                .collect(),
+        ),
     };
     let rows: Vec<Value> = rows
         .into_iter()

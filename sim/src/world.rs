@@ -43,6 +43,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod replicas;
+
 /// How a node's device plugin answers the kubelet's Allocate (spec §5.3, §5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DevicePlugin {
@@ -117,11 +119,21 @@ pub enum Fault {
     /// Tenants create pods with forged scheduler annotations and strip or forge them on placed
     /// pods, through admission ([`crate::tenant`]).
     Tenant,
+    /// A rolling update: a new sliceguard replica starts while the others run (runs two replicas
+    /// elected on a Lease; see [`replicas`]).
+    RollingUpdate,
+    /// The leader's renewals fail until its lease expires and may pass to the other replica.
+    LeaseExpiry,
+    /// A replica pauses (a long GC, a frozen node) in the middle of a call, or the standby for a
+    /// while, and resumes after its lease passed to the other.
+    ReplicaPause,
+    /// A replica is cut off from the API for a while, while the other may lead.
+    ReplicaPartition,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 17] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -135,6 +147,10 @@ impl Fault {
         Fault::FilterTimeout,
         Fault::BindTimeout,
         Fault::Tenant,
+        Fault::RollingUpdate,
+        Fault::LeaseExpiry,
+        Fault::ReplicaPause,
+        Fault::ReplicaPartition,
     ];
 
     /// The fault's name on the command line.
@@ -153,6 +169,10 @@ impl Fault {
             Fault::FilterTimeout => "filter-timeout",
             Fault::BindTimeout => "bind-timeout",
             Fault::Tenant => "tenant",
+            Fault::RollingUpdate => "rolling-update",
+            Fault::LeaseExpiry => "lease-expiry",
+            Fault::ReplicaPause => "replica-pause",
+            Fault::ReplicaPartition => "replica-partition",
         }
     }
 
@@ -312,6 +332,7 @@ struct ApiCore {
     lock_timeout: SignedDuration,
     malformed_seen: BTreeMap<(String, String), Timestamp>,
     event_counter: u64,
+    replicas: replicas::ApiReplicas,
 }
 
 impl ApiCore {
@@ -350,6 +371,8 @@ fn failure(e: ApiError) -> ApiFailure {
 #[derive(Debug, Clone)]
 pub struct SimCluster {
     core: Arc<Mutex<ApiCore>>,
+    /// The replica's Lease identity when replicas are elected (for the one-writer check).
+    replica: Option<String>,
 }
 
 /// A future that never completes: the answer a crashed scheduler waits for.
@@ -375,6 +398,9 @@ impl SimCluster {
         let mut core = lock_core(&self.core);
         if core.crashed {
             return None;
+        }
+        if let Some(refused) = replicas::partitioned(&core, self.replica.as_deref()) {
+            return Some(refused);
         }
         if !matches!(effect, Effect::EmitEvent { .. }) && core.roll(Fault::Crash) {
             core.crashed = true;
@@ -445,6 +471,9 @@ impl SimCluster {
             return Some(Observation::Failed(ApiFailure::Indeterminate(
                 "injected 500 Internal Server Error".into(),
             )));
+        }
+        if Self::is_write(effect) {
+            replicas::check_one_writer(&mut core, self.replica.as_deref(), effect);
         }
         let observation = apply_effect(&mut core, effect);
         if Self::is_write(effect)
@@ -752,6 +781,8 @@ pub struct World {
     /// The tenant fault's actors, and what running containers were granted.
     tenants: crate::tenant::Tenants,
     grants: crate::tenant::Grants,
+    /// The second sliceguard replica and the election (inert unless a replica fault is enabled).
+    replicas: replicas::Replicas,
 }
 
 impl fmt::Debug for World {
@@ -778,6 +809,7 @@ impl World {
                     .expect("a fresh fleet node is valid");
             }
         }
+        let config_faults = config.faults.clone();
         let core = ApiCore {
             store,
             rng: Rng::new(config.seed.wrapping_mul(31).wrapping_add(7)),
@@ -794,6 +826,7 @@ impl World {
             lock_timeout: config.lock_timeout,
             malformed_seen: BTreeMap::new(),
             event_counter: 0,
+            replicas: replicas::ApiReplicas::default(),
         };
         World {
             rng: Rng::new(config.seed),
@@ -810,6 +843,7 @@ impl World {
             step: 0,
             bound_at: Vec::new(),
             check_every: 1,
+            replicas: replicas::Replicas::new(&config_faults),
         }
     }
 
@@ -1104,15 +1138,23 @@ impl World {
         if self.scheduler.is_some() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        else {
+        let identity = self.replicas.primary_identity();
+        let Some((instance, rv)) = self.new_instance(identity) else {
             return;
         };
-        let core = Arc::clone(&self.core);
-        let clock: sliceguard::server::service::Clock =
-            Arc::new(move || lock_core(&core).store.now());
+        self.delivered = rv;
+        self.scheduler = Some(instance);
+        self.log("scheduler started (re-listed nodes and pods)".into());
+    }
+
+    /// A fresh scheduler instance (elected as `identity` when replicas are), with nodes and pods
+    /// listed from the store; and the resourceVersion it listed at.
+    fn new_instance(&self, identity: Option<String>) -> Option<(Instance, u64)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .ok()?;
+        let clock = replicas::clock(&self.core, identity.clone());
         let mut config = SchedulerConfig {
             scheduler_name: self.config.scheduler_name.clone(),
             ..SchedulerConfig::default()
@@ -1120,13 +1162,24 @@ impl World {
         config.webhook.scheduler_name = self.config.scheduler_name.clone();
         config.bind.release_mode = self.config.lock_release;
         config.bind.lock_timeout = self.config.lock_timeout;
-        let service = Arc::new(Scheduler::new(
+        let mut service = Scheduler::new(
             SimCluster {
                 core: Arc::clone(&self.core),
+                replica: identity.clone(),
             },
             config,
             clock,
-        ));
+        );
+        if let Some(identity) = identity {
+            service = service.with_leader_election(replicas::settings(identity));
+        }
+        let service = Arc::new(service);
+        let rv = self.relist(&service);
+        Some((Instance { runtime, service }, rv))
+    }
+
+    /// Lists nodes and pods from the store into `service`'s view; returns the resourceVersion.
+    fn relist(&self, service: &Scheduler<SimCluster>) -> u64 {
         let (nodes, pods, rv) = {
             let core = self.core();
             (
@@ -1137,9 +1190,7 @@ impl World {
         };
         service.replace_nodes(&nodes);
         service.replace_pods(&pods);
-        self.delivered = rv;
-        self.scheduler = Some(Instance { runtime, service });
-        self.log("scheduler started (re-listed nodes and pods)".into());
+        rv
     }
 
     /// Runs a service call; `None` if the scheduler crashed during it (the instance is then dropped).
@@ -1235,28 +1286,7 @@ impl World {
         let Some(instance) = &self.scheduler else {
             return;
         };
-        for event in &events {
-            self.delivered = event.rv;
-            match event.resource {
-                Resource::Nodes => {
-                    if let Ok(node) = serde_json::from_value::<Node>(event.object.clone()) {
-                        match event.event_type {
-                            crate::store::EventType::Deleted => instance.service.delete_node(&node),
-                            _ => instance.service.apply_node(&node),
-                        }
-                    }
-                }
-                Resource::Pods => {
-                    if let Ok(pod) = serde_json::from_value::<Pod>(event.object.clone()) {
-                        match event.event_type {
-                            crate::store::EventType::Deleted => instance.service.delete_pod(&pod),
-                            _ => instance.service.apply_pod(&pod),
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+        feed(&instance.service, &events);
         if let Some(last) = events.last() {
             self.delivered = last.rv;
         }
@@ -1498,6 +1528,7 @@ impl World {
     pub fn step(&mut self) {
         self.step += 1;
         self.ensure_scheduler();
+        self.replicas_step();
         self.deliver_watch_events();
         if self.roll(Fault::NodeDeletion) {
             let names = self.node_names();
@@ -1591,7 +1622,11 @@ impl World {
         // Agreement: only when the scheduler's view has caught up with the store.
         let caught_up = self.watch_down_until.is_none()
             && self.delivered == self.core().store.resource_version();
-        if caught_up && let Some(instance) = &self.scheduler {
+        // Only the leader's view decides (a new term rebuilds it), so only the leader's is compared.
+        if caught_up
+            && let Some(instance) = &self.scheduler
+            && instance.service.leads()
+        {
             let found: Vec<String> = instance.service.with_view(|view| {
                 // The service deliberately keeps counting a filter write whose answer was lost
                 // (`<pod>#unconfirmed-<n>`) until it is settled: conservative, so left out here.
@@ -1701,6 +1736,31 @@ impl World {
             .list(Resource::Pods, None, &fields, &Selector::default())
             .map(|(items, _)| items)
             .unwrap_or_default()
+    }
+}
+
+/// Feeds watch events (store changes) to a service's view, as its node and pod watches would.
+fn feed(service: &Scheduler<SimCluster>, events: &[crate::store::WatchEvent]) {
+    for event in events {
+        match event.resource {
+            Resource::Nodes => {
+                if let Ok(node) = serde_json::from_value::<Node>(event.object.clone()) {
+                    match event.event_type {
+                        crate::store::EventType::Deleted => service.delete_node(&node),
+                        _ => service.apply_node(&node),
+                    }
+                }
+            }
+            Resource::Pods => {
+                if let Ok(pod) = serde_json::from_value::<Pod>(event.object.clone()) {
+                    match event.event_type {
+                        crate::store::EventType::Deleted => service.delete_pod(&pod),
+                        _ => service.apply_pod(&pod),
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 

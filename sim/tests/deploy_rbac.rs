@@ -250,6 +250,7 @@ async fn serve_permissions(
         metrics_addr: loopback,
         shutdown_grace: Duration::from_secs(2),
         limits: ServeLimits::default(),
+        election: None,
     })
     .await
     .unwrap();

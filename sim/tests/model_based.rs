@@ -1,9 +1,11 @@
 //! Model-based state-machine tests (`proptest-state-machine`) of the real control plane in the
 //! simulated world: a reference model generates operation sequences (create a pod that fits, one
 //! that can never fit, an exclusive or multi-GPU one; delete a pod; add or remove a node; crash the
-//! scheduler; turn faults on or off; advance the clock below or past the lock timeout; run steps;
-//! drain; a tenant forging scheduler annotations on create or stripping or forging them on a placed
-//! pod, through admission), the [`World`] executes them, and after every transition the test checks every invariant
+//! scheduler; start a new sliceguard replica beside the running ones (rolling update), make the
+//! leader's lease expire, pause the standby replica, cut a replica off from the API; turn faults on
+//! or off; advance the clock below or past the lock timeout; run steps; drain; a tenant forging
+//! scheduler annotations on create or stripping or forging them on a placed pod, through
+//! admission), the [`World`] executes them, and after every transition the test checks every invariant
 //! the world checks plus what the model knows that constrains the system:
 //!
 //! - the world's pods and nodes are the model's (the world may lose some to injected deletion
@@ -88,10 +90,11 @@ struct NodeSize {
 /// Which faults the world injects while faults are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Profile {
-    /// Every fault.
+    /// Every fault; two sliceguard replicas elected on a Lease.
     All,
-    /// Every fault but the deletions and the clock jump, so the model's pods, nodes and clock are
-    /// exactly the world's.
+    /// Every fault but the deletions, the clock jump and the replica faults (a replica pausing in
+    /// a call jumps the clock too), so the model's pods, nodes and clock are exactly the world's; one
+    /// sliceguard replica, unelected.
     Exact,
 }
 
@@ -147,6 +150,16 @@ enum Transition {
         name: String,
     },
     CrashScheduler,
+    /// A new sliceguard replica starts while the others run (the world runs two, elected).
+    RollingUpdate,
+    /// The leader's renewals fail until its lease expires.
+    ExpireLease,
+    /// The replica kube-scheduler does not call stops stepping for longer than the lease.
+    PauseStandby,
+    /// A replica (the one kube-scheduler calls, or the other) is cut off from the API for a while.
+    Partition {
+        slot: bool,
+    },
     SetFaults(bool),
     Advance {
         seconds: i64,
@@ -286,6 +299,15 @@ impl ReferenceStateMachine for Reference {
             (10, create),
             (2, add),
             (2, Just(Transition::CrashScheduler).boxed()),
+            (1, Just(Transition::RollingUpdate).boxed()),
+            (1, Just(Transition::ExpireLease).boxed()),
+            (1, Just(Transition::PauseStandby).boxed()),
+            (
+                1,
+                any::<bool>()
+                    .prop_map(|slot| Transition::Partition { slot })
+                    .boxed(),
+            ),
             (2, faults),
             (5, advance),
             (12, run),
@@ -351,7 +373,11 @@ impl ReferenceStateMachine for Reference {
             Transition::RemoveNode { name } => {
                 state.nodes.remove(name);
             }
-            Transition::CrashScheduler => {}
+            Transition::CrashScheduler
+            | Transition::RollingUpdate
+            | Transition::ExpireLease
+            | Transition::PauseStandby
+            | Transition::Partition { .. } => {}
             Transition::SetFaults(on) => state.faults_on = *on,
             Transition::Advance { seconds } => state.clock_s += seconds,
             Transition::Run { steps } => state.clock_s += i64::from(*steps),
@@ -382,6 +408,8 @@ struct Coverage {
     impossible_created: u64,
     faults_injected: u64,
     tenant_denied: u64,
+    /// Leadership terms begun by a replica other than the first leader (failovers).
+    new_terms: u64,
 }
 
 static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
@@ -397,6 +425,7 @@ static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
     impossible_created: 0,
     faults_injected: 0,
     tenant_denied: 0,
+    new_terms: 0,
 });
 
 fn coverage() -> std::sync::MutexGuard<'static, Coverage> {
@@ -441,7 +470,9 @@ impl Sut {
         for line in &trace[self.trace_seen.min(trace.len())..] {
             // Lines are `<timestamp> <text>`.
             let text = line.split_once(' ').map_or(line.as_str(), |(_, t)| t);
-            if text.contains("unschedulable") {
+            if text.starts_with("replica ") && text.ends_with("(new term: view re-listed)") {
+                c.new_terms += 1;
+            } else if text.contains("unschedulable") {
                 c.unschedulable += 1;
             } else if text.starts_with("webhook denied") {
                 c.webhook_denials += 1;
@@ -567,7 +598,13 @@ impl StateMachineTest for WorldMachine {
                 .filter(|f| {
                     !matches!(
                         f,
-                        Fault::NodeDeletion | Fault::PodDeletion | Fault::ClockJump
+                        Fault::NodeDeletion
+                            | Fault::PodDeletion
+                            | Fault::ClockJump
+                            | Fault::RollingUpdate
+                            | Fault::LeaseExpiry
+                            | Fault::ReplicaPause
+                            | Fault::ReplicaPartition
                     )
                 })
                 .collect(),
@@ -638,6 +675,22 @@ impl StateMachineTest for WorldMachine {
             }
             Transition::CrashScheduler => {
                 sut.world.crash_scheduler();
+                sut.step();
+            }
+            Transition::RollingUpdate => {
+                sut.world.rolling_update();
+                sut.step();
+            }
+            Transition::ExpireLease => {
+                sut.world.expire_leader_lease();
+                sut.step();
+            }
+            Transition::PauseStandby => {
+                sut.world.pause_standby();
+                sut.step();
+            }
+            Transition::Partition { slot } => {
+                sut.world.partition_replica(*slot);
                 sut.step();
             }
             Transition::SetFaults(on) => sut.world.set_faults(*on),
@@ -810,10 +863,12 @@ fn tail(world: &World) -> String {
 /// The default cases and seed; the rare-event coverage minimums are asserted for this run. The seed
 /// moved from `0x5eed_0005` when the filter's pod patch went through the world's generic fault rolls
 /// (the filter machine): every later roll shifted and that seed's run had no lock takeover left.
-/// It moved from `0x5eed_0009` (one takeover) when the throttle, filter-timeout and bind-timeout
-/// faults joined `Fault::ALL` (none left); `0x5eed_000b` has three.
+/// It moved from `0x5eed_0009` when the throttle, filter-timeout, bind-timeout, tenant and replica
+/// faults joined `Fault::ALL` (17 faults share the fault budget, so the crash-then-expiry sequence a
+/// takeover needs became rare): `0x5eed_0010` has two. A generator that aims at takeovers instead of
+/// a chosen seed is open work (issue 18's generators).
 const DEFAULT_CASES: u32 = 48;
-const DEFAULT_SEED: u64 = 0x5eed_000b;
+const DEFAULT_SEED: u64 = 0x5eed_0010;
 
 /// `DEFAULT_CASES` cases from `DEFAULT_SEED`, unless `PROPTEST_CASES` / `PROPTEST_RNG_SEED` say
 /// otherwise (a fixed default seed keeps the coverage counts, and so their minimums, stable).
@@ -870,10 +925,13 @@ fn the_world_follows_the_reference_model() {
     if std::env::var_os("PROPTEST_CASES").is_none()
         && std::env::var_os("PROPTEST_RNG_SEED").is_none()
     {
-        // Rare events, asserted for the deterministic default run (it produces 59 and 3).
+        // Rare events, asserted for the deterministic default run (it produces 53 and 1).
         at_least(c.crashes_mid_bind, "crashes in the middle of a bind", 10);
         at_least(c.takeovers, "lock takeovers", 1);
     }
+    // The `All` cases (about half) run two elected replicas: each begins with a first term, and
+    // failovers add more (the default run produces 114).
+    at_least(c.new_terms, "leadership terms", scale);
     at_least(c.drains, "drains", scale / 4);
     at_least(c.tenant_denied, "denied tenant attempts", scale / 2);
     at_least(c.faults_injected, "injected faults", scale);

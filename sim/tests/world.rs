@@ -211,3 +211,75 @@ fn operations_reach_the_interesting_cases() {
     assert!(ops.iter().any(|o| matches!(o, Op::CrashScheduler)));
     let _ = SignedDuration::ZERO;
 }
+
+/// Two elected replicas through every leadership fault, by hand: each fault ends with exactly one
+/// replica leading and kube-scheduler calling it, pods keep being placed across the failovers, and
+/// no write ever came from a replica without the Lease (the world's `one-writer` check).
+#[test]
+fn two_replicas_hand_over_leadership_without_two_writers() {
+    let config = SimConfig {
+        fleet: one_node(4),
+        faults: [Fault::RollingUpdate].into_iter().collect(),
+        // Only the faults this test injects by hand.
+        fault_per_mille: 0,
+        ..SimConfig::default()
+    };
+    let mut world = World::new(config);
+    assert!(world.has_replicas());
+    let mut created = 0;
+    let mut create = |world: &mut World, n: usize| {
+        for _ in 0..n {
+            world
+                .create_pod(&gpu_pod(
+                    &format!("frac-{created}"),
+                    &[],
+                    &[GpuAsk::fraction(2000, 5)],
+                ))
+                .unwrap();
+            created += 1;
+        }
+    };
+    let run = |world: &mut World, steps: usize| {
+        for _ in 0..steps {
+            world.step();
+        }
+    };
+    create(&mut world, 4);
+    run(&mut world, 20);
+    type Inject = fn(&mut World);
+    let faults: [(&str, Inject); 5] = [
+        ("lease expiry", World::expire_leader_lease),
+        ("standby pause", World::pause_standby),
+        ("leader partition", |w| w.partition_replica(true)),
+        ("standby partition", |w| w.partition_replica(false)),
+        ("rolling update", World::rolling_update),
+    ];
+    for (what, fault) in faults {
+        let bound_before = world.bound_at().len();
+        fault(&mut world);
+        create(&mut world, 4);
+        run(&mut world, 90);
+        assert!(
+            world.violations().is_empty(),
+            "after {what}: {:?}",
+            world.violations()
+        );
+        assert_eq!(
+            world.bound_at().len(),
+            bound_before + 4,
+            "after {what}, the four new pods are placed by whoever leads"
+        );
+    }
+    let trace = world.trace().join("\n");
+    assert!(
+        trace.matches("(new term: view re-listed)").count() >= 2,
+        "leadership moved at least once:\n{trace}"
+    );
+    assert!(
+        trace.contains("kube-scheduler now calls replica"),
+        "{trace}"
+    );
+    world.drain_and_check_liveness();
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+    assert!(world.locks().is_empty());
+}

@@ -40,6 +40,7 @@
 //! | [`decision`] | the one entry point: scan or index, chosen in one place, for `serve`, `place` and the replay |
 //! | [`cluster_view`] | the cluster as the watches show it: registry, ledger, index, GPU pods, locks, assumptions |
 //! | [`filter`] | the extender filter's write-and-assume protocol as a sans-IO state machine |
+//! | [`lease`] | leader election on a coordination.k8s.io/v1 Lease as a sans-IO state machine (client-go's rules) |
 //! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
 //! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
@@ -57,6 +58,7 @@ pub mod fragmentation;
 pub mod gpu_policy;
 pub mod guard;
 pub mod index;
+pub mod lease;
 pub mod ledger;
 pub mod model;
 pub mod objects;

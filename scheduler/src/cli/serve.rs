@@ -14,10 +14,12 @@ use super::Failure;
 use crate::bind::{BindSettings, ReleaseMode};
 use crate::codec::go_duration;
 use crate::decision::SchedulerSettings;
+use crate::lease::LeaseSettings;
 use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
 use crate::server::api_client::ClientLimits;
 use crate::server::health::HealthSettings;
 use crate::server::http as sliceguard_http;
+use crate::server::leader::ElectionOptions;
 use crate::server::{self, KubeSource, SchedulerConfig, ServeLimits, ServeOptions};
 use clap::{ArgAction, Args, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -130,6 +132,75 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Elect one leader among the replicas on a coordination.k8s.io/v1 Lease: only the leader
+    /// answers /filter and /bind and writes; a standby answers them with an error kube-scheduler
+    /// retries, still serves the webhook, and says `standby` on /readyz.
+    #[arg(long, default_value_t = false)]
+    leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "sliceguard")]
+    leader_elect_lease_name: String,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else sliceguard-system).
+    #[arg(long)]
+    leader_elect_namespace: Option<String>,
+    /// This replica's holderIdentity (default: $POD_NAME, else the host name).
+    #[arg(long)]
+    leader_elect_identity: Option<String>,
+    /// How long a Lease stays valid after it was last seen renewed (Go duration, whole seconds).
+    #[arg(long, default_value = "15s", value_parser = parse_lock_timeout)]
+    leader_elect_lease_duration: jiff::SignedDuration,
+    /// How long the leader keeps leading after its last successful renew; shorter than the lease
+    /// duration, so that it stops writing before another replica may take over.
+    #[arg(long, default_value = "10s", value_parser = parse_lock_timeout)]
+    leader_elect_renew_deadline: jiff::SignedDuration,
+    /// How often a replica tries to acquire or renew the Lease.
+    #[arg(long, default_value = "2s", value_parser = parse_lock_timeout)]
+    leader_elect_retry_period: jiff::SignedDuration,
+}
+
+/// The `--leader-elect-*` flags as election options (`None` without `--leader-elect`).
+fn election(args: &ServeArgs) -> Result<Option<ElectionOptions>, Failure> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let identity = args
+        .leader_elect_identity
+        .clone()
+        .or_else(|| env("POD_NAME"))
+        .or_else(|| env("HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .ok_or_else(|| {
+            Failure::input("--leader-elect-identity: no $POD_NAME and no host name; give one")
+        })?;
+    let settings = LeaseSettings {
+        identity,
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
+    settings
+        .validate()
+        .map_err(|e| Failure::input(e.to_string()))?;
+    if args.leader_elect_lease_name.is_empty() {
+        return Err(Failure::input(
+            "--leader-elect-lease-name must not be empty",
+        ));
+    }
+    Ok(Some(ElectionOptions {
+        lease_name: args.leader_elect_lease_name.clone(),
+        namespace: args
+            .leader_elect_namespace
+            .clone()
+            .or_else(|| env("POD_NAMESPACE"))
+            .unwrap_or_else(|| "sliceguard-system".into()),
+        settings,
+    }))
 }
 
 /// `--lock-release` values.
@@ -309,6 +380,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
                 ..ClientLimits::default()
             },
         },
+        election: election(args)?,
     };
     runtime()?
         .block_on(server::serve(options))

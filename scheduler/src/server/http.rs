@@ -8,7 +8,7 @@
 //! | `POST /bind` | extender | `ExtenderBindingResult`, same error rules |
 //! | `POST /webhook` | webhook (HTTPS) | `AdmissionReview` response; a body that is not an AdmissionReview is HTTP 400 with the reason |
 //! | `GET /healthz` | all | 200 `ok`; 503 naming the background task that ended before shutdown |
-//! | `GET /readyz` | all | 200 `ok` once the node and pod watches have synced and while [`Health`] sees no problem (API answering, no failed watch, not shutting down); else 503 naming each reason |
+//! | `GET /readyz` | all | 200 once the node and pod watches have synced and while [`Health`] sees no problem (API answering, no failed watch, not shutting down), body `ok` (with `--leader-elect`, `leader` or `standby`); else 503 naming each reason |
 //! | `GET /metrics` | metrics | Prometheus text format |
 //!
 //! Limits: request bodies of at most [`EXTENDER_BODY_LIMIT`] (1 MiB, HAMi's) on the extender and
@@ -86,7 +86,13 @@ async fn readyz<C: ClusterApi>(
         ));
     }
     if reasons.is_empty() {
-        return (StatusCode::OK, "ok").into_response();
+        // With leader election the body names the role; a standby is ready (it serves the webhook).
+        let body = match svc.leadership().is_elected() {
+            true if svc.leads() => "leader",
+            true => "standby",
+            false => "ok",
+        };
+        return (StatusCode::OK, body).into_response();
     }
     if let Some(Extension(health)) = &health {
         health.metrics().ready.set(0);

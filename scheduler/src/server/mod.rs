@@ -8,6 +8,7 @@
 //! | [`service`] | the HTTP-free service: extender filter and bind, webhook review, lock reaper, the watch feed |
 //! | [`state`] | the cluster view the watches maintain: registry, ledger, GPU pods, node locks, assumptions |
 //! | [`watch`] | the kube-rs node and pod watches |
+//! | [`leader`] | leader election on a Lease: the replica's leadership, the Lease requests, the election loop |
 //! | [`extender`] | the kube-scheduler extender v1 wire format, decoded case-insensitively like Go |
 //! | [`review`] | AdmissionReview v1 and v1beta1 around [`crate::admission::mutate`] |
 //! | [`http`] | axum routers, body limits, the webhook's in-flight limit, timeouts, the TCP/TLS accept loop with graceful shutdown |
@@ -34,6 +35,7 @@ pub mod extender;
 pub mod health;
 pub mod http;
 pub mod kube_cluster;
+pub mod leader;
 pub mod metrics;
 pub mod review;
 pub mod service;
@@ -85,6 +87,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Load and health limits.
     pub limits: ServeLimits,
+    /// Leader election (`--leader-elect`); without it this replica always leads.
+    pub election: Option<leader::ElectionOptions>,
 }
 
 /// Load and health limits of `serve`.
@@ -298,6 +302,8 @@ pub struct Running {
     shutdown_delay: Duration,
     servers: Vec<tokio::task::JoinHandle<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    election: Option<(tokio::task::JoinHandle<()>, Arc<leader::KubeLease>)>,
+    stop_election: CancellationToken,
 }
 
 impl std::fmt::Debug for Running {
@@ -366,13 +372,35 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         options.config.scheduler_name.clone(),
         instance,
     );
-    let svc = Arc::new(Scheduler::new(
-        cluster,
-        options.config.clone(),
-        service::system_clock(),
-    ));
+    let mut service = Scheduler::new(cluster, options.config.clone(), service::system_clock());
+    if let Some(election) = &options.election {
+        service = service.with_leader_election(election.settings.clone());
+    }
+    let svc = Arc::new(service);
     let shutdown = CancellationToken::new();
     let grace = options.shutdown_grace;
+    // The election keeps renewing until the binds in flight have finished (see `Running::stop`).
+    let stop_election = CancellationToken::new();
+    let lease = options.election.as_ref().map(|e| {
+        Arc::new(leader::KubeLease::new(
+            client.clone(),
+            &e.namespace,
+            &e.lease_name,
+        ))
+    });
+    let election_task = match (&options.election, &lease) {
+        (Some(e), Some(api)) => {
+            tracing::info!(identity = %e.settings.identity, lease = %format!("{}/{}", e.namespace, e.lease_name), "leader election on");
+            let retry =
+                Duration::try_from(e.settings.retry_period).unwrap_or(Duration::from_secs(2));
+            Some(tokio::spawn(svc.clone().run_election(
+                api.clone(),
+                retry,
+                stop_election.clone(),
+            )))
+        }
+        _ => None,
+    };
 
     let background = vec![
         spawn_guarded(
@@ -446,6 +474,8 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         shutdown_delay: options.limits.shutdown_delay,
         servers,
         background,
+        election: election_task.zip(lease),
+        stop_election,
     })
 }
 
@@ -474,6 +504,12 @@ impl Running {
             tracing::warn!(
                 "binds still running after the grace period; their locks expire by rule"
             );
+        }
+        self.stop_election.cancel();
+        if let Some((task, lease)) = self.election {
+            let _ = task.await;
+            let now = jiff::Timestamp::now();
+            self.service.leadership().release(lease.as_ref(), now).await;
         }
         for task in self.background {
             task.abort();

@@ -27,6 +27,7 @@ use super::cluster::ClusterApi;
 use super::extender::{
     ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult,
 };
+use super::leader::Leadership;
 use super::metrics::Metrics;
 use super::review::{ReviewError, review};
 use crate::admission::WebhookSettings;
@@ -39,6 +40,7 @@ use crate::cluster_view::ClusterView;
 use crate::codec::{go_duration, lock};
 use crate::decision::{self, Decision, EventRecord, Outcome, SchedulerSettings};
 use crate::filter::{FilterMachine, FilterOutcome, FilterRequest, FilterStep, FilterVerdict};
+use crate::lease::Role;
 use crate::ledger::Ledger;
 use crate::registry::Registry;
 use jiff::Timestamp;
@@ -121,6 +123,7 @@ pub struct Scheduler<C> {
     reaper_wake: Notify,
     metrics: Metrics,
     clock: Clock,
+    leadership: Leadership,
 }
 
 impl<C> std::fmt::Debug for Scheduler<C> {
@@ -148,7 +151,61 @@ impl<C: ClusterApi> Scheduler<C> {
             reaper_wake: Notify::new(),
             metrics: Metrics::new(),
             clock,
+            leadership: Leadership::unelected(),
         }
+    }
+
+    /// The same service elected on a Lease: a standby until it wins a round
+    /// ([`Scheduler::lease_round`]).
+    pub fn with_leader_election(mut self, settings: crate::lease::LeaseSettings) -> Self {
+        self.leadership = Leadership::elected(settings);
+        self
+    }
+
+    /// This replica's leadership.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// True when this replica may decide and write now (always, without election).
+    pub fn leads(&self) -> bool {
+        self.leadership.leads(self.now())
+    }
+
+    /// A term begins: the view is dropped, so that no decision is made until the watches have
+    /// listed nodes and pods afresh (the previous leader may have changed anything meanwhile).
+    pub fn begin_term(&self) {
+        *self.view() = ClusterView::new();
+        self.synced.send_replace(false);
+        self.leadership.count_term();
+        tracing::info!("new leadership term: the view is rebuilt from a fresh list");
+    }
+
+    /// Executes an effect, refusing every write (`Rejected`, never sent) unless this replica leads
+    /// at this instant: the check before every write that keeps a deposed leader from writing.
+    async fn execute(&self, effect: &Effect) -> Observation {
+        let reads = matches!(effect, Effect::GetPod { .. } | Effect::GetNode { .. });
+        let now = self.now();
+        if !reads && !self.leadership.leads(now) {
+            return Observation::Failed(ApiFailure::Rejected {
+                code: 503,
+                message: self.leadership.not_leader(now),
+            });
+        }
+        // A write, with the client's retries and backoff (429, 503, 504), may not outlast the term
+        // it began in: at the term's end it is dropped between attempts and counts as
+        // indeterminate (it may have landed), so no retry is sent on stale leadership.
+        if let (false, Some(Role::Leader { until })) = (reads, self.leadership.role(now)) {
+            let left = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
+            return match tokio::time::timeout(left, self.cluster.execute(effect)).await {
+                Ok(observation) => observation,
+                Err(_) => Observation::Failed(ApiFailure::Indeterminate(format!(
+                    "{} outlasted this replica's leadership term (ended {until})",
+                    effect.kind()
+                ))),
+            };
+        }
+        self.cluster.execute(effect).await
     }
 
     /// The cluster API.
@@ -166,7 +223,7 @@ impl<C: ClusterApi> Scheduler<C> {
         &self.metrics
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         (self.clock)()
     }
 
@@ -334,7 +391,7 @@ impl<C: ClusterApi> Scheduler<C> {
                 pod: pod_ref.clone(),
                 event: event.clone(),
             };
-            if let Observation::Failed(e) = self.cluster.execute(&effect).await {
+            if let Observation::Failed(e) = self.execute(&effect).await {
                 tracing::debug!(reason = event.reason, error = %e, "event not recorded");
             }
         }
@@ -349,6 +406,10 @@ impl<C: ClusterApi> Scheduler<C> {
         };
         if let Some(nodes) = args.nodes {
             return self.filter_simulation(&pod, nodes);
+        }
+        if !self.leads() {
+            let message = self.leadership.not_leader(self.now());
+            return (ExtenderFilterResult::error(message), "standby");
         }
         let node_names = args.node_names.unwrap_or_default();
         let prepared = match decision::prepare(&pod, &self.config.decision) {
@@ -426,7 +487,7 @@ impl<C: ClusterApi> Scheduler<C> {
         loop {
             match step {
                 FilterStep::Do(effect) => {
-                    let observation = self.cluster.execute(&effect).await;
+                    let observation = self.execute(&effect).await;
                     tracing::trace!(pod = %machine.request().pod_key(), effect = effect.kind(), ?observation, "filter step");
                     let now = self.now();
                     step = machine.observe(&mut self.view(), observation, now);
@@ -552,7 +613,7 @@ impl<C: ClusterApi> Scheduler<C> {
                             continue;
                         }
                     }
-                    let observation = self.cluster.execute(&effect).await;
+                    let observation = self.execute(&effect).await;
                     tracing::trace!(pod = %machine.request().pod_key(), effect = effect.kind(), ?observation, "bind step");
                     step = machine.observe(observation, self.now());
                 }
@@ -573,6 +634,12 @@ impl<C: ClusterApi> Scheduler<C> {
             uid: args.pod_uid,
             node: args.node,
         };
+        if !self.leads() {
+            self.metrics.bind_outcome("standby");
+            return ExtenderBindingResult {
+                error: self.leadership.not_leader(self.now()),
+            };
+        }
         let gate = self.node_gate(&request.node);
         let waited = tokio::select! {
             waited = tokio::time::timeout(self.config.bind_wait, gate.lock_owned()) => waited,
@@ -652,7 +719,7 @@ impl<C: ClusterApi> Scheduler<C> {
     /// One pass over the node locks: releases those a rule frees; returns the next instant at which
     /// a standing lock expires.
     pub async fn reap_once(&self) -> Option<Timestamp> {
-        if !self.is_ready() {
+        if !self.is_ready() || !self.leads() {
             return None;
         }
         let locks: Vec<(String, crate::cluster_view::SeenLock)> = self
@@ -706,7 +773,7 @@ impl<C: ClusterApi> Scheduler<C> {
                             namespace: h.namespace.clone(),
                             name: h.name.clone(),
                         };
-                        holder = match self.cluster.execute(&effect).await {
+                        holder = match self.execute(&effect).await {
                             Observation::Pod(p) => HolderState::Present(p),
                             Observation::Failed(ApiFailure::NotFound) => HolderState::Gone,
                             other => {
@@ -726,7 +793,7 @@ impl<C: ClusterApi> Scheduler<C> {
                         let result = loop {
                             match step {
                                 ReleaseStep::Do(effect) => {
-                                    step = release.observe(self.cluster.execute(&effect).await)
+                                    step = release.observe(self.execute(&effect).await)
                                 }
                                 ReleaseStep::Done(result) => break result,
                             }
@@ -750,7 +817,7 @@ impl<C: ClusterApi> Scheduler<C> {
     async fn clear_stalled_holder(&self, node: &str, pod: &PodRef, now: Timestamp) -> bool {
         let key = format!("{}/{}", pod.namespace, pod.name);
         for effect in stalled_holder_effects(node, pod, &self.config.bind) {
-            match self.cluster.execute(&effect).await {
+            match self.execute(&effect).await {
                 _ if matches!(effect, Effect::EmitEvent { .. }) => {}
                 Observation::Written { .. } => {}
                 Observation::Failed(ApiFailure::NotFound) => break,

@@ -10,6 +10,10 @@
 //! Each event and each failure is reported to [`Health`] when one is given (readiness, and
 //! `sliceguard_watch_restarts_total`).
 //!
+//! When a leadership term begins ([`super::leader::Leadership::terms`]) each watch starts over
+//! with a fresh list, so that a new leader decides on the API as it is, not on what it saw as a
+//! standby.
+//!
 //! Deliberate difference from HAMi: HAMi's informer caches every pod in the cluster; sliceguard
 //! watches only pods labelled `hami.io/vgpu-node`, so memory and traffic scale with GPU pods.
 
@@ -33,12 +37,20 @@ pub async fn watch_nodes<C: ClusterApi>(
     shutdown: CancellationToken,
     health: Option<Arc<Health>>,
 ) {
-    let stream =
-        watcher::watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut terms = svc.leadership().terms();
+    let fresh = || {
+        watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .boxed()
+    };
+    let mut stream = fresh();
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
+            Ok(()) = terms.changed() => {
+                stream = fresh();
+                continue;
+            }
             () = shutdown.cancelled() => return,
         };
         if let Some(health) = &health {
@@ -67,12 +79,21 @@ pub async fn watch_pods<C: ClusterApi>(
     shutdown: CancellationToken,
     health: Option<Arc<Health>>,
 ) {
-    let config = watcher::Config::default().labels(VGPU_NODE);
-    let stream = watcher::watcher(Api::<Pod>::all(client), config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut terms = svc.leadership().terms();
+    let fresh = || {
+        let config = watcher::Config::default().labels(VGPU_NODE);
+        watcher::watcher(Api::<Pod>::all(client.clone()), config)
+            .default_backoff()
+            .boxed()
+    };
+    let mut stream = fresh();
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
+            Ok(()) = terms.changed() => {
+                stream = fresh();
+                continue;
+            }
             () = shutdown.cancelled() => return,
         };
         if let Some(health) = &health {
