@@ -67,9 +67,10 @@ sim: ## Simulation campaigns with every fault: SIM_SEEDS (20) seeds x SIM_STEPS 
 conformance: ## Conformance scenarios on the embedded simulated cluster (CLUSTER=kind or KUBECONFIG=... for others); prints the table, writes evidence/
 	$(CARGO) run -q -p sliceguard-kind-harness -- conformance $(CONFORMANCE_CLUSTER_FLAGS) --evidence $(EVIDENCE_DIR) $(CONFORMANCE_ARGS)
 
+# conformance-busy builds as `make test` does (workspace, tests), so after `make test` nothing rebuilds.
 .PHONY: conformance-busy
 conformance-busy: ## Conformance on a busy simulated cluster (other work, a cordoned device, a second GPU model; the seed applied) through a kubeconfig and a separate `sliceguard serve`; evidence/busy-<timestamp>/
-	$(CARGO) build -q -p sliceguard-scheduler -p sliceguard-kind-harness
+	$(CARGO) build -q --workspace --tests
 	ci/conformance-busy.sh target/debug $(dir $(EVIDENCE_DIR))busy-$(notdir $(EVIDENCE_DIR))
 
 .PHONY: conformance-k3s
@@ -79,7 +80,7 @@ conformance-k3s: ## Conformance on a K3s cluster started with testcontainers, sl
 
 .PHONY: real-clients
 real-clients: nextest ## kubectl (the seed's flow, the API walk) and the official Python client against the simulated API; the Python test says SKIPPED where python3-kubernetes is missing
-	$(CARGO) nextest run -p sliceguard-sim --profile $(NEXTEST_PROFILE) --no-capture --test kubectl_seed --test kubectl --test python_client
+	$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE) --no-capture -E 'binary(kubectl_seed) | binary(kubectl) | binary(python_client)'
 
 .PHONY: kind-tools
 kind-tools: ## Install kind and kubectl at pinned versions (CI runners; ci/install-kind-tools.sh)
