@@ -59,12 +59,13 @@ pub struct Skip {
 }
 
 /// A scenario's outcome: passed, failed, or skipped for an unmet precondition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every check held.
     Pass,
     /// A check did not hold, or the scenario stopped on an error.
+    #[default]
     Fail,
     /// The cluster could not offer what the scenario needs; nothing was claimed.
     Skip,
@@ -93,6 +94,10 @@ pub struct ScenarioResult {
     /// Set when the scenario was skipped: the unmet precondition and what was seen.
     #[serde(default)]
     pub skipped: Option<Skip>,
+    /// `pass`, `fail` or `skip`, as [`ScenarioResult::verdict`] rules (recorded by
+    /// [`ScenarioResult::settled`] for readers of report.json).
+    #[serde(default)]
+    pub outcome: Verdict,
     /// The checks, in order.
     pub checks: Vec<Check>,
     /// The scenario's pods.
@@ -116,6 +121,12 @@ impl ScenarioResult {
         } else {
             Verdict::Fail
         }
+    }
+
+    /// The result with [`ScenarioResult::outcome`] set from its checks, error and skip.
+    pub fn settled(mut self) -> ScenarioResult {
+        self.outcome = self.verdict();
+        self
     }
 
     /// The first failing check as `what: expected E, seen S` (or the error).
@@ -526,6 +537,7 @@ mod tests {
                     proves: "p".into(),
                     passed: true,
                     skipped: None,
+                    outcome: Verdict::Fail,
                     checks: vec![Check {
                         what: "a".into(),
                         passed: true,
@@ -548,6 +560,7 @@ mod tests {
                     proves: "q".into(),
                     passed: false,
                     skipped: None,
+                    outcome: Verdict::Fail,
                     checks: vec![Check {
                         what: "ten <pods> Running".into(),
                         passed: false,
@@ -566,6 +579,7 @@ mod tests {
                         precondition: "a GPU node with room for <3> replicas".into(),
                         seen: "every GPU full".into(),
                     }),
+                    outcome: Verdict::Fail,
                     checks: vec![],
                     pods: vec![],
                     error: None,
@@ -602,8 +616,16 @@ mod tests {
                 && l.contains("SKIPPED: needs")),
             "{table}"
         );
-        let json: Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["scenarios"][2]["skipped"]["seen"], "every GPU full");
+        let settled: Vec<ScenarioResult> = r
+            .scenarios
+            .iter()
+            .cloned()
+            .map(ScenarioResult::settled)
+            .collect();
+        let json: Value = serde_json::to_value(&settled).unwrap();
+        assert_eq!(json[2]["skipped"]["seen"], "every GPU full");
+        let outcomes: Vec<&Value> = (0..3).map(|i| &json[i]["outcome"]).collect();
+        assert_eq!(outcomes, ["pass", "fail", "skip"]);
         // A skip alone does not fail the run; a failure does; a lock check failing after a skip fails it.
         let mut only_skip = r.clone();
         only_skip.scenarios.retain(|s| s.name != "sharing");

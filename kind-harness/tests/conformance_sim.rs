@@ -145,6 +145,7 @@ fn a_broken_precondition_fails_the_scenario_saying_what_was_expected_and_seen() 
         report["scenarios"][0]["skipped"].is_null(),
         "a FAIL, not a skip"
     );
+    assert_eq!(report["scenarios"][0]["outcome"], "fail");
     let markdown = std::fs::read_to_string(dir.join("report.md")).unwrap();
     // The run itself shows what happened: five fit, the sixth is refused for memory.
     assert!(
@@ -212,7 +213,7 @@ fn a_cluster_that_cannot_offer_a_precondition_skips_with_the_reason_and_exits_0(
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| !s["skipped"].is_null())
+        .filter(|s| s["outcome"] == "skip" && !s["skipped"].is_null())
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(skipped, ["selectors", "multi-gpu"]);

@@ -160,11 +160,13 @@ impl Scenario {
             proves: self.proves.to_string(),
             passed,
             skipped: ctx.skipped,
+            outcome: Verdict::Fail,
             checks: ctx.checks,
             pods: ctx.rows,
             error,
             seconds: started.elapsed().as_secs_f64(),
-        };
+        }
+        .settled();
         (result, ctx.snapshot)
     }
 }
@@ -418,10 +420,12 @@ async fn locks_scenario(
         }
     }
     let deadline = Instant::now() + driver.waits.timeout;
+    let mut patience = context::Patience::new(driver.waits.patience);
     loop {
         match ctx.nodes().await {
             Ok(nodes) => {
                 let locks = observe::node_locks(&nodes);
+                patience.note(|| format!("hami.io/mutex.lock to be released: {locks:?}"));
                 if locks.is_empty() || Instant::now() >= deadline {
                     ctx.check(
                         "no node holds hami.io/mutex.lock at the end of the run",
@@ -450,11 +454,13 @@ async fn locks_scenario(
             proves: scenario.proves.to_string(),
             passed,
             skipped: None,
+            outcome: Verdict::Fail,
             checks: ctx.checks,
             pods: Vec::new(),
             error,
             seconds: started.elapsed().as_secs_f64(),
-        },
+        }
+        .settled(),
         None,
     )
 }
