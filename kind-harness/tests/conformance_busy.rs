@@ -3,7 +3,8 @@
 //! cordoned device, a node with a second GPU model) and `sliceguard serve` as separate processes,
 //! the seed's three manifests applied first with kubectl, then `kind-harness conformance --cluster
 //! kubeconfig`. It exits 0: every scenario passes or is skipped with its precondition named, and
-//! which ones skip here is asserted (none: the busy cluster still offers what each needs).
+//! which ones skip here is asserted (none: the busy cluster still offers what each needs). The
+//! same on the plain simulated cluster with only the seed's manifests applied (the case).
 
 mod binary;
 mod cluster;
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 /// The scenarios expected to skip on the busy cluster with the seed applied. None of the seed's
 /// three may ever be here.
 const SKIPPED_ON_BUSY: [&str; 0] = [];
+
+/// The scenarios expected to skip on the seed's cluster with its manifests applied.
+const SKIPPED_AFTER_SEED: [&str; 0] = [];
 
 fn seed_pods_running(cluster: &Cluster) -> (usize, String) {
     let (ok, out, err) = cluster.kubectl(&["get", "pods", "-n", "default", "-o", "json"]);
@@ -44,9 +48,11 @@ fn seed_pods_running(cluster: &Cluster) -> (usize, String) {
     (running, phases.join(", "))
 }
 
-#[test]
-fn conformance_on_a_busy_cluster_with_the_seed_applied_passes_or_skips_with_reasons() {
-    let cluster = Cluster::start("busy", &["--busy"]);
+/// Starts `sim serve EXTRA`, `sliceguard serve`, applies the seed's three manifests with kubectl,
+/// waits for their pods, and runs `kind-harness conformance --cluster kubeconfig`; asserts exit 0
+/// and returns the cluster, report.json and stdout.
+fn seed_then_conformance(tag: &str, extra: &[&str]) -> (Cluster, Value, String) {
+    let cluster = Cluster::start(tag, extra);
     for manifest in seed_manifests() {
         let path = manifest.display().to_string();
         let (ok, out, err) = cluster.kubectl(&["apply", "--validate=false", "-f", &path]);
@@ -70,7 +76,6 @@ fn conformance_on_a_busy_cluster_with_the_seed_applied_passes_or_skips_with_reas
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-
     let evidence = cluster.dir.join("evidence");
     let kubeconfig = cluster.kubeconfig.display().to_string();
     let evidence_arg = evidence.display().to_string();
@@ -97,11 +102,55 @@ fn conformance_on_a_busy_cluster_with_the_seed_applied_passes_or_skips_with_reas
         "stdout:\n{stdout}\nstderr:\n{stderr}\n{}",
         cluster.logs()
     );
-
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(evidence.join("report.json")).expect("report.json"),
     )
     .expect("report.json is JSON");
+    // The seed's pods were left alone.
+    let (running, seen) = seed_pods_running(&cluster);
+    assert_eq!(running, 4, "the seed's pods after the run: {seen}");
+    (cluster, report, stdout)
+}
+
+/// The scenarios that ended with `outcome`.
+fn with_outcome<'a>(report: &'a Value, outcome: &str) -> Vec<&'a str> {
+    report["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .filter(|s| s["outcome"] == outcome)
+        .filter_map(|s| s["name"].as_str())
+        .collect()
+}
+
+/// The reproduction: the seed's lab cluster with the seed's manifests applied first. Before
+/// preconditions, `placement` and `sharing` false-failed here and `churn` waited past 300 s.
+#[test]
+fn conformance_after_the_seeds_manifests_exits_0_with_nothing_skipped() {
+    let (_cluster, report, stdout) = seed_then_conformance("seed", &[]);
+    assert!(
+        report["inventory"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("3 GPU nodes, 24 GPUs")),
+        "{}",
+        report["inventory"]
+    );
+    assert_eq!(
+        with_outcome(&report, "fail"),
+        Vec::<&str>::new(),
+        "{stdout}"
+    );
+    assert_eq!(
+        with_outcome(&report, "skip"),
+        SKIPPED_AFTER_SEED,
+        "{stdout}"
+    );
+    assert_eq!(with_outcome(&report, "pass").len(), 10, "{stdout}");
+}
+
+#[test]
+fn conformance_on_a_busy_cluster_with_the_seed_applied_passes_or_skips_with_reasons() {
+    let (cluster, report, stdout) = seed_then_conformance("busy", &["--busy"]);
     assert!(
         report["inventory"]
             .as_str()
@@ -160,8 +209,6 @@ fn conformance_on_a_busy_cluster_with_the_seed_applied_passes_or_skips_with_reas
         "{stdout}"
     );
     // The other work was left alone.
-    let (running, seen) = seed_pods_running(&cluster);
-    assert_eq!(running, 4, "the seed's pods after the run: {seen}");
     let (ok, out, _) = cluster.kubectl(&["get", "pods", "-n", "busy", "--no-headers"]);
     assert!(
         ok && out.lines().count() == 10,
