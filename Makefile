@@ -68,12 +68,28 @@ build: ## Build the sliceguard binary (release)
 	$(CARGO) build --release -p sliceguard-scheduler
 
 .PHONY: sim
-sim: ## Simulation campaigns with every fault: SIM_SEEDS (20) seeds x SIM_STEPS (300) operations
+sim: ## Simulation campaigns with every fault: SIM_SEEDS (20) seeds x SIM_STEPS (300) operations, in both lock modes
 	$(CARGO) run -q -p sliceguard-kind-harness -- sim --seeds $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all
+	$(CARGO) run -q -p sliceguard-kind-harness -- sim --seeds $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --device-plugin hami --lock-release device-plugin
 
 .PHONY: conformance
 conformance: ## Conformance scenarios on the embedded simulated cluster (CLUSTER=kind or KUBECONFIG=... for others); prints the table, writes evidence/
 	$(CARGO) run -q -p sliceguard-kind-harness -- conformance $(CONFORMANCE_CLUSTER_FLAGS) --evidence $(EVIDENCE_DIR) $(CONFORMANCE_ARGS)
+
+# conformance-busy builds as `make test` does (workspace, tests), so after `make test` nothing rebuilds.
+.PHONY: conformance-busy
+conformance-busy: ## Conformance on a busy simulated cluster (other work, a cordoned device, a second GPU model; the seed applied) through a kubeconfig and a separate `sliceguard serve`; evidence/busy-<timestamp>/
+	$(CARGO) build -q --workspace --tests
+	ci/conformance-busy.sh target/debug $(dir $(EVIDENCE_DIR))busy-$(notdir $(EVIDENCE_DIR))
+
+.PHONY: conformance-k3s
+conformance-k3s: ## Conformance on a K3s cluster started with testcontainers, sliceguard deployed on it (needs Docker and the k3s image; exit 2 names what is missing)
+	$(CARGO) build -q -p sliceguard-scheduler -p sliceguard-kind-harness
+	target/debug/kind-harness conformance --cluster k3s --evidence $(dir $(EVIDENCE_DIR))k3s-$(notdir $(EVIDENCE_DIR)) $(CONFORMANCE_ARGS)
+
+.PHONY: real-clients
+real-clients: nextest ## kubectl (the seed's flow, the API walk) and the official Python client against the simulated API; the Python test says SKIPPED where python3-kubernetes is missing
+	$(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE) --no-capture -E 'binary(kubectl_seed) | binary(kubectl) | binary(python_client)'
 
 .PHONY: kind-tools
 kind-tools: ## Install kind and kubectl at pinned versions (CI runners; ci/install-kind-tools.sh)

@@ -5,11 +5,16 @@
 //! - `kind`: the kind cluster made by `kind-harness up` (context `kind-<name>` of the usual
 //!   kubeconfig), after the preflight of [`crate::kind::preflight`];
 //! - `kubeconfig`: any existing cluster (`--kubeconfig FILE`, else `KUBECONFIG`, `~/.kube/config`
-//!   or the in-cluster service account), running HAMi or sliceguard.
+//!   or the in-cluster service account), running HAMi or sliceguard;
+//! - `k3s`: a K3s cluster started in Docker with the `testcontainers` crate, sliceguard deployed on
+//!   it ([`k3s`]); without Docker or the K3s image it fails naming which is missing.
 //!
 //! The driver also carries the waiting policy ([`Waits`]): the simulated cluster answers in
 //! milliseconds, a real one in seconds, so every timeout is a flag.
 
+pub mod k3s;
+
+pub use k3s::K3S_IMAGE;
 use sliceguard::server::{KubeSource, connect};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +28,8 @@ pub enum ClusterChoice {
     Kind,
     /// Any existing cluster through a kubeconfig (`--kubeconfig`, else the usual environment).
     Kubeconfig,
+    /// A K3s cluster started with testcontainers, sliceguard deployed on it (needs Docker and the image).
+    K3s,
 }
 
 impl ClusterChoice {
@@ -32,6 +39,7 @@ impl ClusterChoice {
             ClusterChoice::Sim => "sim",
             ClusterChoice::Kind => "kind",
             ClusterChoice::Kubeconfig => "kubeconfig",
+            ClusterChoice::K3s => "k3s",
         }
     }
 }
@@ -46,6 +54,8 @@ pub struct Waits {
     /// How long a "nothing happens" claim (a pod stays Pending, the webhook leaves a pod alone) is
     /// watched after the scheduler has answered.
     pub settle: Duration,
+    /// After how long a wait says what it is waiting for (and again as often after).
+    pub patience: Duration,
 }
 
 impl Waits {
@@ -56,11 +66,13 @@ impl Waits {
                 timeout: Duration::from_secs(20),
                 poll: Duration::from_millis(50),
                 settle: Duration::from_millis(500),
+                patience: Duration::from_secs(5),
             },
-            ClusterChoice::Kind | ClusterChoice::Kubeconfig => Waits {
+            ClusterChoice::Kind | ClusterChoice::Kubeconfig | ClusterChoice::K3s => Waits {
                 timeout: Duration::from_secs(300),
                 poll: Duration::from_millis(500),
                 settle: Duration::from_secs(5),
+                patience: Duration::from_secs(15),
             },
         }
     }
@@ -83,6 +95,10 @@ pub struct DriverOptions {
     pub fleet: sliceguard::objects::FleetSpec,
     /// Waiting policy.
     pub waits: Waits,
+    /// `k3s` only: the K3s image (`NAME:TAG`).
+    pub k3s_image: String,
+    /// `k3s` only: the sliceguard image built and imported into K3s.
+    pub image: String,
 }
 
 /// Why a driver could not start.
@@ -115,6 +131,7 @@ pub struct Driver {
     /// Waiting policy.
     pub waits: Waits,
     embedded: Option<EmbeddedCluster>,
+    k3s: Option<k3s::K3sCluster>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -148,7 +165,23 @@ impl Driver {
                     scheduler_name: options.scheduler_name.clone(),
                     waits: options.waits,
                     embedded: Some(embedded),
+                    k3s: None,
                 })
+            }
+            ClusterChoice::K3s => {
+                if options.kubeconfig.is_some() || options.context.is_some() {
+                    return Err(DriverError::Usage(
+                        "--kubeconfig and --context need --cluster kubeconfig (or kind); --cluster k3s starts its own cluster".into(),
+                    ));
+                }
+                let repo = std::env::current_dir().map_err(|e| {
+                    DriverError::Connect(format!("reading the current directory: {e}"))
+                })?;
+                let cluster = k3s::start(options, &repo).await?;
+                let mut driver =
+                    Self::from_kubeconfig(options, Some(cluster.kubeconfig.clone()), None).await?;
+                driver.k3s = Some(cluster);
+                Ok(driver)
             }
             ClusterChoice::Kind => {
                 crate::kind::preflight_or_error(&crate::kind::KIND_TOOLS)?;
@@ -188,6 +221,7 @@ impl Driver {
             scheduler_name: options.scheduler_name.clone(),
             waits: options.waits,
             embedded: None,
+            k3s: None,
         })
     }
 
@@ -200,6 +234,9 @@ impl Driver {
     pub async fn stop(self) {
         if let Some(embedded) = self.embedded {
             embedded.stop().await;
+        }
+        if let Some(cluster) = self.k3s {
+            cluster.stop().await;
         }
     }
 }

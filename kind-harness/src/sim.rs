@@ -150,6 +150,11 @@ pub struct ServeArgs {
     /// devices: a large cluster's steady state (e.g. --nodes 20000 --pods 100000).
     #[arg(long, default_value_t = 0)]
     pods: usize,
+    /// Preload other work, as on a cluster in use: fractional and whole-GPU pods on some GPUs of
+    /// every node, a cordoned device, and a node with a second GPU model (see the conformance
+    /// module `busy`).
+    #[arg(long)]
+    busy: bool,
 }
 
 fn parse_faults(s: &str) -> Result<std::collections::BTreeSet<Fault>, String> {
@@ -354,6 +359,7 @@ fn serve_cluster(args: &ServeArgs) -> Result<()> {
         split: args.split,
         ..FleetSpec::default()
     };
+    let busy_fleet = fleet.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -401,6 +407,22 @@ fn serve_cluster(args: &ServeArgs) -> Result<()> {
             );
             (Served::Live(cluster), banner)
         };
+        if args.busy {
+            let shared = match &served {
+                Served::Embedded(cluster) => cluster.cluster().shared(),
+                Served::Live(cluster) => cluster.shared(),
+            };
+            let done = shared
+                .write(|s| crate::conformance::busy::preload(s, &busy_fleet, &args.scheduler_name))
+                .map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "busy cluster: {} pods of other work in namespace {}, device {} cordoned, node {} of a second GPU model",
+                done.pods,
+                crate::conformance::busy::NAMESPACE,
+                done.cordoned,
+                done.nodes.join(", ")
+            );
+        }
         if let Some(path) = &args.kubeconfig_out {
             let text = match &served {
                 Served::Embedded(cluster) => cluster.kubeconfig(),

@@ -1,7 +1,10 @@
 //! End to end on the embedded simulated cluster: `kind-harness conformance` runs every scenario,
 //! passes, prints the table and writes the evidence (report.md, report.json, JUnit, YAML
-//! snapshots); a broken precondition (40000 MiB GPUs for `sharing`) fails that scenario with what
-//! was expected and what was seen, and exits 1.
+//! snapshots); a fleet too small for a claim (40000 MiB GPUs for `sharing`) fails that scenario
+//! with what was expected and what was seen, and exits 1 (a precondition is about the cluster's
+//! state, never about the behaviour under test, so it does not turn into a skip); a cluster that
+//! cannot offer what a scenario needs (one GPU for `selectors` and `multi-gpu`) skips it, naming
+//! the precondition and what it saw, and exits 0.
 
 mod binary;
 
@@ -32,7 +35,10 @@ fn every_scenario_passes_on_the_simulated_cluster_and_leaves_evidence() {
     let dir = evidence_dir("all");
     let (code, stdout, stderr) = conformance(&[], &dir);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("10 of 10 scenarios passed"), "{stdout}");
+    assert!(
+        stdout.contains("10 of 10 scenarios passed, 0 skipped, 0 failed"),
+        "{stdout}"
+    );
     for scenario in [
         "fractional",
         "pending",
@@ -131,6 +137,15 @@ fn a_broken_precondition_fails_the_scenario_saying_what_was_expected_and_seen() 
         line.contains("seen") && line.contains("40000 MiB"),
         "{line}"
     );
+    assert!(!line.contains("SKIPPED"), "{line}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["scenarios"][0]["passed"], false);
+    assert!(
+        report["scenarios"][0]["skipped"].is_null(),
+        "a FAIL, not a skip"
+    );
+    assert_eq!(report["scenarios"][0]["outcome"], "fail");
     let markdown = std::fs::read_to_string(dir.join("report.md")).unwrap();
     // The run itself shows what happened: five fit, the sixth is refused for memory.
     assert!(
@@ -140,5 +155,69 @@ fn a_broken_precondition_fails_the_scenario_saying_what_was_expected_and_seen() 
     assert!(markdown.contains("CardInsufficientMemory"));
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert!(junit.contains("failures=\"1\"") && junit.contains("<failure "));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_cluster_that_cannot_offer_a_precondition_skips_with_the_reason_and_exits_0() {
+    let dir = evidence_dir("skip");
+    let (code, stdout, stderr) = conformance(
+        &[
+            "--nodes",
+            "1",
+            "--gpus-per-node",
+            "1",
+            "--scenario",
+            "fractional",
+            "--scenario",
+            "selectors",
+            "--scenario",
+            "multi-gpu",
+        ],
+        &dir,
+    );
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("1 of 3 scenarios passed, 2 skipped, 0 failed"),
+        "{stdout}"
+    );
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {stdout}"))
+            .to_string()
+    };
+    assert!(line("fractional").contains(" pass "));
+    let selectors = line("selectors");
+    assert!(
+        selectors.contains(" skip ")
+            && selectors.contains("SKIPPED: needs at least 2 GPU(s) registered")
+            && selectors.contains("seen 1 schedulable GPU nodes, 1 GPUs"),
+        "{selectors}"
+    );
+    let multi = line("multi-gpu");
+    assert!(
+        multi.contains(" skip ") && multi.contains("a GPU node with two usable GPUs"),
+        "{multi}"
+    );
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<skipped message=").count(), 2, "{junit}");
+    assert!(
+        junit.contains("failures=\"0\" errors=\"0\" skipped=\"2\""),
+        "{junit}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let skipped: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"] == "skip" && !s["skipped"].is_null())
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(skipped, ["selectors", "multi-gpu"]);
+    let markdown = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(markdown.contains("| selectors | skipped |"), "{markdown}");
     let _ = std::fs::remove_dir_all(&dir);
 }

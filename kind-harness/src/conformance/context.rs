@@ -1,13 +1,48 @@
 //! One scenario's run: its namespace, the pods it created, its checks (each with what was
-//! expected and what was seen), the waits it does, and the cleanup and lock check that end it.
+//! expected and what was seen), its skip when the cluster cannot offer what it needs, the waits it
+//! does (each says what it is waiting for once it has waited long), and the cleanup and lock
+//! check that end it.
 
 use super::observe::{self, Inventory};
+use super::precondition::ClusterState;
 use crate::driver::Driver;
-use crate::evidence::{Check, PodRow};
+use crate::evidence::{Check, PodRow, Skip};
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::Value;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Says what a wait is waiting for once it has waited `every`, and again every `every` after.
+#[derive(Debug)]
+pub struct Patience {
+    started: Instant,
+    last: Instant,
+    every: Duration,
+}
+
+impl Patience {
+    /// Starts counting now.
+    pub fn new(every: Duration) -> Patience {
+        let now = Instant::now();
+        Patience {
+            started: now,
+            last: now,
+            every,
+        }
+    }
+
+    /// Prints `still waiting after N s for WHAT` when it is time to.
+    pub fn note(&mut self, what: impl FnOnce() -> String) {
+        if self.last.elapsed() >= self.every {
+            self.last = Instant::now();
+            eprintln!(
+                "  still waiting after {:.0} s for {}",
+                self.started.elapsed().as_secs_f64(),
+                what()
+            );
+        }
+    }
+}
 
 /// A scenario's working state.
 pub struct Ctx<'d> {
@@ -23,6 +58,8 @@ pub struct Ctx<'d> {
     pub rows: Vec<PodRow>,
     /// Pods and events of the namespace captured before cleanup (for the snapshots).
     pub snapshot: Option<(Vec<Value>, Vec<Value>)>,
+    /// Set when the cluster could not offer what the scenario needs.
+    pub skipped: Option<Skip>,
     /// Pods deleted during the scenario, as they were just before (rows and objects).
     deleted: Vec<(PodRow, Value)>,
 }
@@ -52,8 +89,36 @@ impl<'d> Ctx<'d> {
             created: Vec::new(),
             rows: Vec::new(),
             snapshot: None,
+            skipped: None,
             deleted: Vec::new(),
         }
+    }
+
+    /// Marks the scenario skipped: the cluster's state does not meet `precondition`; `seen` says
+    /// what it offered. The scenario returns right after, claiming nothing.
+    pub fn skip(&mut self, precondition: impl Into<String>, seen: impl Into<String>) {
+        let skip = Skip {
+            precondition: precondition.into(),
+            seen: seen.into(),
+        };
+        eprintln!("  SKIPPED: needs {}; seen {}", skip.precondition, skip.seen);
+        self.skipped = Some(skip);
+    }
+
+    /// The cluster's GPU nodes and current usage (every node, every pod, read as the audit reads them).
+    pub async fn cluster_state(&self) -> Result<ClusterState, String> {
+        let nodes = self.nodes().await?;
+        let pods: Api<Pod> = Api::all(self.driver.client.clone());
+        let pods = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error("listing pods in every namespace", e))?
+            .items;
+        Ok(ClusterState::from_objects(&nodes, &pods))
+    }
+
+    fn patience(&self) -> Patience {
+        Patience::new(self.driver.waits.patience)
     }
 
     /// Pods of the scenario's namespace.
@@ -177,21 +242,31 @@ impl<'d> Ctx<'d> {
     pub async fn wait_decided(&self, names: &[String]) -> Result<Vec<Pod>, String> {
         let waits = self.driver.waits;
         let started = Instant::now();
+        let mut patience = self.patience();
         loop {
             let events = self.events().await?;
             let mut pods = Vec::with_capacity(names.len());
-            let mut all = true;
+            let mut undecided = Vec::new();
             for name in names {
                 let pod = self.pod(name).await?;
                 let about = observe::events_about(&events, name);
                 let decided = observe::phase(&pod) == "Running"
                     || !observe::messages(&about, "FilteringFailed").is_empty();
-                all &= decided;
+                if !decided {
+                    undecided.push(name.as_str());
+                }
                 pods.push(pod);
             }
-            if all || started.elapsed() >= waits.timeout {
+            if undecided.is_empty() || started.elapsed() >= waits.timeout {
                 return Ok(pods);
             }
+            patience.note(|| {
+                format!(
+                    "{} to be Running or told FilteringFailed (limit {:?})",
+                    undecided.join(", "),
+                    waits.timeout
+                )
+            });
             tokio::time::sleep(waits.poll).await;
         }
     }
@@ -200,8 +275,17 @@ impl<'d> Ctx<'d> {
     pub async fn expect_running(&mut self, name: &str) -> Result<Option<Pod>, String> {
         let waits = self.driver.waits;
         let started = Instant::now();
+        let mut patience = self.patience();
         loop {
             let pod = self.pod(name).await?;
+            patience.note(|| {
+                format!(
+                    "{name} to be Running (now {} on {}; limit {:?})",
+                    observe::phase(&pod),
+                    observe::node_name(&pod).unwrap_or_else(|| "no node".into()),
+                    waits.timeout
+                )
+            });
             if observe::phase(&pod) == "Running" {
                 let seen = self.describe(name).await;
                 self.check(format!("{name} is Running"), true, "Running", seen);
@@ -230,7 +314,14 @@ impl<'d> Ctx<'d> {
         let waits = self.driver.waits;
         let started = Instant::now();
         let mut told = false;
+        let mut patience = self.patience();
         while started.elapsed() < waits.timeout {
+            patience.note(|| {
+                format!(
+                    "the scheduler's FilteringFailed about {name} (limit {:?})",
+                    waits.timeout
+                )
+            });
             let events = self.events().await?;
             if !observe::messages(&observe::events_about(&events, name), "FilteringFailed")
                 .is_empty()
@@ -308,7 +399,9 @@ impl<'d> Ctx<'d> {
             Err(e) => return Err(api_error(&format!("deleting pod {name}"), e)),
         }
         let started = Instant::now();
+        let mut patience = self.patience();
         while started.elapsed() < self.driver.waits.timeout {
+            patience.note(|| format!("pod {}/{name} to be gone", self.namespace));
             match self.pods().get_opt(name).await {
                 Ok(None) => return Ok(()),
                 Ok(Some(_)) => tokio::time::sleep(self.driver.waits.poll).await,
@@ -375,8 +468,10 @@ impl<'d> Ctx<'d> {
             }
         }
         let started = Instant::now();
+        let mut patience = self.patience();
         loop {
             let locks = observe::node_locks(&self.nodes().await?);
+            patience.note(|| format!("hami.io/mutex.lock to be released: {locks:?}"));
             if locks.is_empty() {
                 self.check(
                     "no node holds hami.io/mutex.lock at the end",
