@@ -23,14 +23,15 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 api="127.0.0.1:$(port)"; webhook="127.0.0.1:$(port)"; extender="127.0.0.1:$(port)"; metrics="127.0.0.1:$(port)"
 kubeconfig="$work/kubeconfig"
 
-"$bin/kind-harness" sim serve --busy --addr "$api" --kubeconfig-out "$kubeconfig" --tls-out "$work/tls" \
+"$bin/kind-harness" sim serve --busy --addr "$api" --kubeconfig-out "$kubeconfig" \
+  --scheduler-kubeconfig-out "$work/sliceguard.kubeconfig" --tls-out "$work/tls" \
   --webhook-url "https://$webhook/webhook" --extender-url "http://$extender" 2>"$work/sim-serve.log" &
 pids+=($!)
-for _ in $(seq 600); do [[ -s "$kubeconfig" ]] && break; sleep 0.1; done
+for _ in $(seq 600); do [[ -s "$kubeconfig" && -s "$work/sliceguard.kubeconfig" ]] && break; sleep 0.1; done
 [[ -s "$kubeconfig" ]] || { echo "sim serve did not start:" >&2; cat "$work/sim-serve.log" >&2; exit 2; }
 grep -h "busy cluster" "$work/sim-serve.log" || true
 
-"$bin/sliceguard" serve --kubeconfig "$kubeconfig" --tls-cert "$work/tls/tls.crt" --tls-key "$work/tls/tls.key" \
+"$bin/sliceguard" serve --kubeconfig "$work/sliceguard.kubeconfig" --tls-cert "$work/tls/tls.crt" --tls-key "$work/tls/tls.key" \
   --webhook-bind-address "$webhook" --http_bind "$extender" --metrics-bind-address "$metrics" 2>"$work/sliceguard.log" &
 pids+=($!)
 ready=""

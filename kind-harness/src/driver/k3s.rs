@@ -1,7 +1,7 @@
 //! The `k3s` cluster driver: a real Kubernetes (K3s, one server node) started in Docker through
 //! the `testcontainers` crate's K3s module, with sliceguard deployed on it the way `kind-harness up`
 //! deploys it on kind (the image built from the repository's Dockerfile and imported into K3s's
-//! containerd, `deploy/sliceguard.yaml` rendered with a fresh webhook certificate, a fake fleet
+//! containerd, `deploy/overlays/fake-fleet` rendered with a fresh webhook certificate, a fake fleet
 //! registered with `sliceguard register`), so the same scenarios run on it.
 //!
 //! It needs a Docker engine and the K3s image (pulled from a registry, or loaded beforehand). When
@@ -163,9 +163,8 @@ async fn deploy(
         cluster.container.id()
     );
     run("sh", &["-c", &import])?;
-    let template_path = repo.join("deploy/sliceguard.yaml");
-    let template = std::fs::read_to_string(&template_path)
-        .map_err(|e| DriverError::Usage(format!("reading {}: {e}", template_path.display())))?;
+    // The fake-fleet overlay: a K3s node has no GPU, so `sliceguard register` gives it a fake fleet.
+    let template = kind::render_overlay(repo, "fake-fleet").map_err(DriverError::Usage)?;
     let version = split_image(&options.k3s_image)
         .map(|(_, tag)| tag.split('-').next().unwrap_or(tag).to_string())
         .map_err(DriverError::Usage)?;

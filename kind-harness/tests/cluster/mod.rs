@@ -85,6 +85,7 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch directory");
         let kubeconfig = dir.join("kubeconfig");
+        let scheduler_kubeconfig = dir.join("sliceguard.kubeconfig");
         let log =
             |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).expect("log file"));
         let api = format!("127.0.0.1:{}", free_port());
@@ -97,6 +98,10 @@ impl Cluster {
                 .args(extra)
                 .arg("--kubeconfig-out")
                 .arg(&kubeconfig)
+                // sliceguard connects as its ServiceAccount: the webhook's guard lets only that
+                // user write scheduling state.
+                .arg("--scheduler-kubeconfig-out")
+                .arg(&scheduler_kubeconfig)
                 .arg("--tls-out")
                 .arg(dir.join("tls"))
                 .args(["--webhook-url", &format!("https://{webhook}/webhook")])
@@ -107,7 +112,7 @@ impl Cluster {
                 .expect("starting kind-harness sim serve"),
         );
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !kubeconfig.exists() {
+        while !kubeconfig.exists() || !scheduler_kubeconfig.exists() {
             if let Ok(Some(status)) = sim.0.try_wait() {
                 panic!(
                     "sim serve exited {status}: {}",
@@ -124,7 +129,7 @@ impl Cluster {
             Command::new(sliceguard_binary())
                 .arg("serve")
                 .arg("--kubeconfig")
-                .arg(&kubeconfig)
+                .arg(&scheduler_kubeconfig)
                 .arg("--tls-cert")
                 .arg(dir.join("tls/tls.crt"))
                 .arg("--tls-key")
