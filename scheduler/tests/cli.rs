@@ -407,3 +407,20 @@ fn serve_refuses_leader_election_settings_that_could_overlap_two_leaders() {
         stderr(&out)
     );
 }
+
+#[test]
+fn serve_refuses_a_stall_timeout_shorter_than_the_lock_timeout() {
+    let out = sliceguard(&[
+        "serve",
+        "--lock-release=device-plugin",
+        "--allocation-stall-timeout=2m",
+        "--kubeconfig=/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("--allocation-stall-timeout 2m0s is shorter than --node-lock-timeout 5m0s"),
+        "{}",
+        stderr(&out)
+    );
+}

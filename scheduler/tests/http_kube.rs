@@ -562,6 +562,9 @@ fn serve_help_documents_every_flag() {
         "--shutdown-grace",
         "--log-level",
         "--log-format",
+        "--allocation-stall-timeout",
+        "--kube-api-qps",
+        "--kube-api-retries",
     ] {
         assert!(help.contains(flag), "{flag} missing from serve --help");
     }

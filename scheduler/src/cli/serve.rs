@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// settles, the pod ends or is deleted, or the timeout passes).
     #[arg(long, value_enum, default_value_t = LockRelease::AfterBind)]
     lock_release: LockRelease,
+    /// device-plugin mode: how long after its lock was taken a pod may stay bound, Pending and in
+    /// bind-phase allocating before its device plugin counts as silent; the reaper then marks it
+    /// failed and deletes it so the node's lock can pass on. Until then an expired lock of such a
+    /// pod is not taken over (HAMi #3096). Go duration, at least --node-lock-timeout.
+    #[arg(long, default_value = "15m", value_parser = parse_lock_timeout)]
+    allocation_stall_timeout: jiff::SignedDuration,
     /// Also route pods whose schedulerName is default-scheduler (true or false).
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     force_overwrite_default_scheduler: bool,
@@ -324,6 +330,13 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
             "--trusted-scheduler-user must not be empty (sliceguard's own writes would be denied)",
         ));
     }
+    if args.allocation_stall_timeout < args.node_lock_timeout {
+        return Err(Failure::input(format!(
+            "--allocation-stall-timeout {} is shorter than --node-lock-timeout {}: a holder must be given at least the lock's own time to be allocated",
+            go_duration::format(args.allocation_stall_timeout),
+            go_duration::format(args.node_lock_timeout)
+        )));
+    }
     let release_mode = match args.lock_release {
         LockRelease::AfterBind => ReleaseMode::AfterBind,
         LockRelease::DevicePlugin => ReleaseMode::DevicePlugin,
@@ -351,6 +364,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         bind: BindSettings {
             lock_timeout: args.node_lock_timeout,
             release_mode,
+            allocation_stall_timeout: args.allocation_stall_timeout,
             ..BindSettings::default()
         },
         sync_wait: args.sync_timeout,
