@@ -348,7 +348,8 @@ pub fn deploy_manifest(
     Ok(format!("{rendered}\n---\n{}", tls_secret_yaml(tls)))
 }
 
-fn run_command(program: &str, args: &[&str]) -> Result<(), KindError> {
+/// Runs `program args`, echoing the command line (`+ ...`) first; fails naming it.
+pub fn run_command(program: &str, args: &[&str]) -> Result<(), KindError> {
     let shown = format!("{program} {}", args.join(" "));
     eprintln!("+ {shown}");
     let status = Command::new(program)

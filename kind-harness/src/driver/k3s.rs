@@ -11,7 +11,6 @@
 use super::{DriverError, DriverOptions};
 use crate::kind;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 use testcontainers_modules::k3s::{K3s, KUBE_SECURE_PORT};
 use testcontainers_modules::testcontainers::core::client::ClientError;
@@ -85,17 +84,7 @@ pub fn start_error(image: &str, error: &TestcontainersError) -> String {
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), DriverError> {
-    let shown = format!("{program} {}", args.join(" "));
-    eprintln!("+ {shown}");
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .map_err(|e| DriverError::Connect(format!("`{shown}` did not start: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(DriverError::Connect(format!("`{shown}` failed ({status})")))
-    }
+    kind::run_command(program, args).map_err(|e| DriverError::Connect(e.message))
 }
 
 /// Starts K3s, deploys sliceguard on it, and returns the cluster and its kubeconfig.
