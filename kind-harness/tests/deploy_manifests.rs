@@ -220,6 +220,28 @@ fn each_overlay_sets_its_lock_mode_and_ha_runs_two_leader_elected_replicas() {
     let (ha, args, docs) = mode("ha");
     assert!(args.contains(&"--lock-release=device-plugin".to_string()));
     assert!(args.contains(&"--leader-elect".to_string()));
+    // sliceguard lines up with the Lease kube-scheduler's configuration elects on.
+    let followed = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--leader-elect-follow="))
+        .expect("the ha overlay follows kube-scheduler's Lease");
+    let (namespace, lease) = followed.split_once('/').unwrap();
+    let config = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap" && d["metadata"]["name"] == "sliceguard-scheduler-config"
+        })
+        .and_then(|d| d["data"]["config.yaml"].as_str())
+        .expect("kube-scheduler's configuration");
+    assert!(config.contains("leaderElect: true"), "{config}");
+    assert!(
+        config.contains(&format!("resourceName: {lease}")),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("resourceNamespace: {namespace}")),
+        "{config}"
+    );
     let spec = ha.spec;
     assert_eq!(spec.replicas, Some(2));
     let strategy = spec.strategy.unwrap();

@@ -87,6 +87,8 @@ struct Replica {
     metrics: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// Extra `serve` flags.
+    extra: Vec<String>,
 }
 
 impl Replica {
@@ -98,6 +100,7 @@ impl Replica {
             metrics: free_port(),
             child: None,
             log: dir.join(format!("{identity}.log")),
+            extra: Vec::new(),
         }
     }
 
@@ -128,8 +131,10 @@ impl Replica {
                 "--log-level=info",
             ])
             .arg(format!("--leader-elect-identity={}", self.identity))
-            // The events' reportingInstance: which replica decided.
+            .args(&self.extra)
+            // The events' reportingInstance: which replica decided; the host name is the pod's.
             .env("POD_NAME", self.identity)
+            .env("HOSTNAME", self.identity)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -477,5 +482,116 @@ fn fifty_pods_while_the_leader_is_killed_and_restarted_twice() {
         r.kill();
     }
     runtime.block_on(cluster.stop());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes kube-scheduler's Lease `sliceguard-system/sliceguard-kube-scheduler` naming `holder`.
+fn kube_scheduler_lease(config: &Path, cache: &Path, dir: &Path, holder: &str) {
+    let file = dir.join("kube-scheduler-lease.json");
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "sliceguard-kube-scheduler", "namespace": "sliceguard-system"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+            "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()}});
+    std::fs::write(&file, serde_json::to_vec(&lease).unwrap()).unwrap();
+    kubectl_apply(config, cache, &file);
+}
+
+/// Waits until replica `want` says `leader` and every other live one `standby`, never seeing two
+/// leaders on the way.
+fn wait_for_leader_at(replicas: &[Replica], want: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let roles: Vec<Option<String>> = replicas.iter().map(Replica::role).collect();
+        let leaders = roles
+            .iter()
+            .filter(|r| r.as_deref() == Some("leader"))
+            .count();
+        assert!(
+            leaders <= 1,
+            "two replicas say leader at once: {roles:?}\n{}",
+            logs(replicas)
+        );
+        let settled = roles
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.as_deref() == Some(if i == want { "leader" } else { "standby" }));
+        if settled {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not become the one leader within {within:?}: {roles:?}\n{}",
+            replicas[want].identity,
+            logs(replicas)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `--leader-elect-follow`: sliceguard's leadership moves into the pod whose kube-scheduler holds
+/// kube-scheduler's Lease (identity `<pod host name>_<uuid>`), through the real kube-rs Lease reads.
+#[test]
+fn the_leader_follows_kube_schedulers_lease_into_its_pod() {
+    let binary = sliceguard_binary();
+    let dir = std::env::temp_dir().join(format!("sliceguard-follow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.join("tls.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cluster = runtime
+        .block_on(LiveCluster::start(LiveOptions {
+            tick: Duration::from_millis(100),
+            ..LiveOptions::default()
+        }))
+        .unwrap();
+    let trusted = dir.join("sliceguard.kubeconfig");
+    std::fs::write(&trusted, kubeconfig_as(cluster.url(), SLICEGUARD_USER)).unwrap();
+    let admin = dir.join("admin.kubeconfig");
+    std::fs::write(&admin, kubeconfig(cluster.url())).unwrap();
+    let cache = dir.join("kubectl-cache");
+
+    // kube-scheduler leads in replica-b's pod before either sliceguard starts.
+    kube_scheduler_lease(
+        &admin,
+        &cache,
+        &dir,
+        "replica-b_6a0f3c1e-7d2b-4e9a-b1c8-3f5d7e9a0b2c",
+    );
+    let mut replicas = [
+        Replica::new("replica-a", &dir),
+        Replica::new("replica-b", &dir),
+    ];
+    for r in &mut replicas {
+        r.extra = vec!["--leader-elect-follow=sliceguard-system/sliceguard-kube-scheduler".into()];
+        r.start(&binary, &trusted, &dir);
+    }
+    wait_for_leader_at(&replicas, 1, Duration::from_secs(20));
+    // kube-scheduler's leadership moves to replica-a's pod: sliceguard's follows, with the Lease
+    // released by replica-b rather than left to expire.
+    kube_scheduler_lease(
+        &admin,
+        &cache,
+        &dir,
+        "replica-a_0c9b8a7f-6e5d-4c3b-a291-8f7e6d5c4b3a",
+    );
+    wait_for_leader_at(&replicas, 0, Duration::from_secs(10));
+    assert!(
+        std::fs::read_to_string(&replicas[1].log)
+            .unwrap_or_default()
+            .contains("stepping down"),
+        "replica-b says it steps down\n{}",
+        logs(&replicas)
+    );
+    for r in &mut replicas {
+        r.terminate();
+    }
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,12 @@
 //!   `renew_deadline < lease_duration` ([`LeaseSettings::validate`]) a replica that could not renew
 //!   stops leading before anyone may acquire. The shell asks [`Elector::leads`] before every write.
 //!
+//! **Following a co-located leader** ([`follow`]): kube-scheduler calls the extender on loopback,
+//! i.e. the sliceguard in its own pod. A replica told to follow kube-scheduler's Lease yields while
+//! that Lease names a kube-scheduler in another pod: it takes no new work, and as a leader it steps
+//! down once its binds have finished, so the two leaderships end up in one pod. Following only
+//! ever makes a replica do less; the safety rules above stay whole.
+//!
 //! The I/O shell executes the effects (kube-rs `Api<Lease>`: get, create, replace) and the
 //! simulated world executes them against its store; both drive this one machine.
 
@@ -467,6 +473,43 @@ impl Elector {
     }
 }
 
+/// The host part of a client-go leader-election identity. kube-scheduler (like every component
+/// built on client-go's `leaderelection` with the default identity) names itself
+/// `<os.Hostname()>_<uuid>`, and a container's host name is its pod's (kubelet: the pod name cut to
+/// 63 characters); an identity without `_` is taken whole.
+pub fn identity_host(identity: &str) -> &str {
+    identity.rsplit_once('_').map_or(identity, |(host, _)| host)
+}
+
+/// What following a co-located component's Lease asks of this replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Following {
+    /// The followed Lease names this host, names no one, or could not be read: elect as usual.
+    Free,
+    /// The followed Lease names a holder on another host: take no new work, step down.
+    Yield {
+        /// The followed Lease's holder.
+        holder: String,
+    },
+}
+
+/// Judges the answer to a `Get` of the followed Lease for the replica on `host`. Anything but a
+/// Lease held from another host leaves the election free: a missing, released or unreadable Lease
+/// must not stop sliceguard from leading (the safety of one writer never depends on it).
+pub fn follow(observation: &LeaseObservation, host: &str) -> Following {
+    match observation {
+        LeaseObservation::Found { record, .. } => match record.holder.as_deref() {
+            Some(holder) if !holder.is_empty() && identity_host(holder) != host => {
+                Following::Yield {
+                    holder: holder.to_string(),
+                }
+            }
+            _ => Following::Free,
+        },
+        _ => Following::Free,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,5 +800,48 @@ mod tests {
         };
         let lease = record.to_lease("ns", "sliceguard", Some("7"));
         assert_eq!(LeaseRecord::of(&lease), (record, "7".to_string()));
+    }
+
+    fn found(holder: Option<&str>) -> LeaseObservation {
+        LeaseObservation::Found {
+            record: LeaseRecord {
+                holder: holder.map(str::to_string),
+                lease_duration_seconds: Some(15),
+                acquire_time: Some(t(0)),
+                renew_time: Some(t(0)),
+                transitions: 0,
+            },
+            resource_version: "1".into(),
+        }
+    }
+
+    #[test]
+    fn following_yields_only_to_a_holder_on_another_host() {
+        let host = "sliceguard-scheduler-7d9f-abcde";
+        let uuid = "3f1c2a4e-8b7d-4c1e-9a55-0d2b6e7f8a90";
+        let mine = format!("{host}_{uuid}");
+        assert_eq!(identity_host(&mine), host);
+        assert_eq!(follow(&found(Some(&mine)), host), Following::Free);
+        let theirs = format!("sliceguard-scheduler-7d9f-zzzzz_{uuid}");
+        assert_eq!(
+            follow(&found(Some(&theirs)), host),
+            Following::Yield { holder: theirs }
+        );
+        // A pod name that extends this one is another host, not this one.
+        let longer = format!("{host}-2_{uuid}");
+        assert!(matches!(
+            follow(&found(Some(&longer)), host),
+            Following::Yield { .. }
+        ));
+        // An identity without a uuid is compared whole.
+        assert_eq!(follow(&found(Some(host)), host), Following::Free);
+        // Released, missing or unreadable: the election stays free.
+        assert_eq!(follow(&found(None), host), Following::Free);
+        assert_eq!(follow(&found(Some("")), host), Following::Free);
+        assert_eq!(follow(&LeaseObservation::NotFound, host), Following::Free);
+        assert_eq!(
+            follow(&LeaseObservation::Failed("timeout".into()), host),
+            Following::Free
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
 use crate::server::api_client::ClientLimits;
 use crate::server::health::HealthSettings;
 use crate::server::http as sliceguard_http;
-use crate::server::leader::ElectionOptions;
+use crate::server::leader::{ElectionOptions, FollowOptions};
 use crate::server::{self, KubeSource, SchedulerConfig, ServeLimits, ServeOptions};
 use clap::{ArgAction, Args, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -162,6 +162,27 @@ pub struct ServeArgs {
     /// How often a replica tries to acquire or renew the Lease.
     #[arg(long, default_value = "2s", value_parser = parse_lock_timeout)]
     leader_elect_retry_period: jiff::SignedDuration,
+    /// Line up with the kube-scheduler in this pod: NAMESPACE/NAME of its leader-election Lease.
+    /// While that Lease names a kube-scheduler in another pod (its identity is `<host>_<uuid>`,
+    /// compared with $HOSTNAME), this replica takes no /filter or /bind work and, as the leader,
+    /// steps down once its binds have finished, so that the sliceguard beside the active
+    /// kube-scheduler leads. A missing or released Lease leaves the election as it is.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    leader_elect_follow: Option<String>,
+}
+
+/// This container's host name, as kube-scheduler's `os.Hostname()` reads it: `$HOSTNAME`, else
+/// `/etc/hostname`.
+fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
 }
 
 /// The `--leader-elect-*` flags as election options (`None` without `--leader-elect`).
@@ -174,13 +195,7 @@ fn election(args: &ServeArgs) -> Result<Option<ElectionOptions>, Failure> {
         .leader_elect_identity
         .clone()
         .or_else(|| env("POD_NAME"))
-        .or_else(|| env("HOSTNAME"))
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-        })
+        .or_else(host_name)
         .ok_or_else(|| {
             Failure::input("--leader-elect-identity: no $POD_NAME and no host name; give one")
         })?;
@@ -198,6 +213,28 @@ fn election(args: &ServeArgs) -> Result<Option<ElectionOptions>, Failure> {
             "--leader-elect-lease-name must not be empty",
         ));
     }
+    let follow = match &args.leader_elect_follow {
+        None => None,
+        Some(raw) => {
+            let Some((namespace, lease_name)) = raw
+                .split_once('/')
+                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+            else {
+                return Err(Failure::input(format!(
+                    "--leader-elect-follow: expected NAMESPACE/NAME, got {raw:?}"
+                )));
+            };
+            let host = host_name()
+                .ok_or_else(|| {
+                    Failure::input("--leader-elect-follow: no $HOSTNAME and no /etc/hostname to compare kube-scheduler's identity with")
+                })?;
+            Some(FollowOptions {
+                namespace: namespace.to_string(),
+                lease_name: lease_name.to_string(),
+                host,
+            })
+        }
+    };
     Ok(Some(ElectionOptions {
         lease_name: args.leader_elect_lease_name.clone(),
         namespace: args
@@ -206,6 +243,7 @@ fn election(args: &ServeArgs) -> Result<Option<ElectionOptions>, Failure> {
             .or_else(|| env("POD_NAMESPACE"))
             .unwrap_or_else(|| "sliceguard-system".into()),
         settings,
+        follow,
     }))
 }
 

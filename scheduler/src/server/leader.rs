@@ -17,7 +17,7 @@
 use super::cluster::ClusterApi;
 use super::service::Scheduler;
 use crate::lease::{
-    Elector, LeaseEffect, LeaseObservation, LeaseRecord, LeaseSettings, LeaseStep, Role,
+    Elector, Following, LeaseEffect, LeaseObservation, LeaseRecord, LeaseSettings, LeaseStep, Role,
     RoundOutcome,
 };
 use jiff::Timestamp;
@@ -39,6 +39,20 @@ pub struct ElectionOptions {
     pub namespace: String,
     /// Identity and durations.
     pub settings: LeaseSettings,
+    /// `--leader-elect-follow`: the co-located kube-scheduler's Lease this replica lines up with.
+    pub follow: Option<FollowOptions>,
+}
+
+/// The Lease of the kube-scheduler that calls this replica (`--leader-elect-follow`), and the host
+/// name that kube-scheduler's identity carries when it runs in this replica's pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowOptions {
+    /// The followed Lease's namespace.
+    pub namespace: String,
+    /// The followed Lease's name.
+    pub lease_name: String,
+    /// This pod's host name (`$HOSTNAME`): kube-scheduler's identity is `<host>_<uuid>`.
+    pub host: String,
 }
 
 /// The Lease requests of one round.
@@ -126,6 +140,8 @@ impl LeaseApi for KubeLease {
 pub struct Leadership {
     elector: Mutex<Option<Elector>>,
     terms: watch::Sender<u64>,
+    /// The followed Lease's holder while it runs in another pod ([`Following::Yield`]).
+    yielding_to: Mutex<Option<String>>,
 }
 
 impl Default for Leadership {
@@ -140,6 +156,7 @@ impl Leadership {
         Leadership {
             elector: Mutex::new(None),
             terms: watch::Sender::new(0),
+            yielding_to: Mutex::new(None),
         }
     }
 
@@ -148,6 +165,7 @@ impl Leadership {
         Leadership {
             elector: Mutex::new(Some(Elector::new(settings))),
             terms: watch::Sender::new(0),
+            yielding_to: Mutex::new(None),
         }
     }
 
@@ -160,9 +178,37 @@ impl Leadership {
         self.elector().is_some()
     }
 
-    /// True when this replica may decide and write at `now`.
+    /// True when this replica may write at `now`.
     pub fn leads(&self, now: Timestamp) -> bool {
         self.elector().as_ref().is_none_or(|e| e.leads(now))
+    }
+
+    fn yielding_to(&self) -> Option<String> {
+        self.yielding_to
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// True when this replica takes new work (`/filter`, `/bind`) at `now`: it leads and is not
+    /// stepping down for a kube-scheduler that leads in another pod.
+    pub fn decides(&self, now: Timestamp) -> bool {
+        self.leads(now) && self.yielding_to().is_none()
+    }
+
+    /// Records what the followed Lease says; true when that changed.
+    pub fn set_following(&self, following: &Following) -> bool {
+        let to = match following {
+            Following::Free => None,
+            Following::Yield { holder } => Some(holder.clone()),
+        };
+        let mut yielding = self
+            .yielding_to
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let changed = *yielding != to;
+        *yielding = to;
+        changed
     }
 
     /// The role at `now` (`None` without election).
@@ -172,6 +218,17 @@ impl Leadership {
 
     /// The answer a standby gives to `/filter` and `/bind`, and the error of a write it refuses.
     pub fn not_leader(&self, now: Timestamp) -> String {
+        if let Some(scheduler) = self.yielding_to() {
+            let me = self
+                .elector()
+                .as_ref()
+                .map(|e| e.settings().identity.clone())
+                .unwrap_or_default();
+            return format!(
+                "sliceguard replica {me} takes no work: the kube-scheduler that leads ({scheduler}) \
+                 runs in another pod, whose sliceguard leads or will: retry"
+            );
+        }
         let (me, holder) = match self.elector().as_ref() {
             Some(e) => (
                 e.settings().identity.clone(),
@@ -243,18 +300,65 @@ impl<C: ClusterApi> Scheduler<C> {
         Some(outcome)
     }
 
-    /// Runs the election until `stop`: a round every retry period (renew for the leader, acquire
-    /// for a standby). The caller releases the Lease ([`Leadership::release`]) once its binds have
-    /// finished: the loop keeps renewing until then.
+    /// One iteration of the election loop. Without `follow`, one round. With it, the followed
+    /// Lease is read first: while it names a kube-scheduler in another pod this replica takes no new
+    /// work; a standby does not try to acquire, and a leader keeps renewing until its binds in
+    /// flight have finished, then releases the Lease so that the replica beside that kube-scheduler
+    /// takes it at once. `None` when no round ran.
+    pub async fn election_step<L: LeaseApi>(
+        &self,
+        api: &L,
+        follow: Option<(&L, &str)>,
+    ) -> Option<RoundOutcome> {
+        let following = match follow {
+            Some((followed, host)) => {
+                crate::lease::follow(&followed.execute_lease(&LeaseEffect::Get).await, host)
+            }
+            None => Following::Free,
+        };
+        if self.leadership().set_following(&following) {
+            match &following {
+                Following::Free => tracing::info!(
+                    "leader election: kube-scheduler leads here (or no one does): taking part"
+                ),
+                Following::Yield { holder } => {
+                    tracing::info!(kube_scheduler = %holder, "leader election: kube-scheduler leads in another pod: taking no work and stepping down")
+                }
+            }
+        }
+        if following == Following::Free {
+            return self.lease_round(api).await;
+        }
+        if !self.leads() {
+            return None;
+        }
+        if self.binds_in_flight() > 0 {
+            return self.lease_round(api).await;
+        }
+        self.leadership().release(api, self.now()).await;
+        let role = self.leadership().role(self.now())?;
+        Some(RoundOutcome {
+            role,
+            new_term: false,
+        })
+    }
+
+    /// Runs the election until `stop`: an [`election_step`](Self::election_step) every retry
+    /// period (renew for the leader, acquire for a standby). The caller releases the Lease
+    /// ([`Leadership::release`]) once its binds have finished: the loop keeps renewing until then.
     pub async fn run_election<L: LeaseApi>(
         self: Arc<Self>,
         api: Arc<L>,
+        follow: Option<(Arc<L>, String)>,
         retry_period: Duration,
         stop: CancellationToken,
     ) {
         let mut last = None;
         loop {
-            if let Some(outcome) = self.lease_round(api.as_ref()).await {
+            let followed = follow
+                .as_ref()
+                .map(|(api, host)| (api.as_ref(), host.as_str()));
+            if let Some(outcome) = self.election_step(api.as_ref(), followed).await {
                 let role = outcome.role.as_str();
                 if last != Some(role) {
                     match &outcome.role {
@@ -464,5 +568,101 @@ mod tests {
         assert!(svc.leads());
         let _ = svc.bind(bind_args()).await;
         assert!(writes(&svc).contains(&"write-lock"), "{:?}", writes(&svc));
+    }
+
+    impl MemoryLease {
+        fn held_by(holder: &str) -> MemoryLease {
+            let lease = MemoryLease::default();
+            lease.set_holder(Some(holder));
+            lease
+        }
+
+        fn set_holder(&self, holder: Option<&str>) {
+            let mut lease = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let rv = lease.as_ref().map_or(1, |(_, rv)| rv + 1);
+            let record = LeaseRecord {
+                holder: holder.map(str::to_string),
+                lease_duration_seconds: Some(15),
+                ..LeaseRecord::default()
+            };
+            *lease = Some((record, rv));
+        }
+
+        fn holder(&self) -> Option<String> {
+            let lease = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            lease.as_ref().and_then(|(record, _)| record.holder.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_following_kube_scheduler_leads_only_beside_the_one_that_leads() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let times = Arc::new(Mutex::new(VecDeque::from([t0])));
+        let svc = Arc::new(service(&times));
+        let lease = MemoryLease::default();
+        let kube_scheduler = MemoryLease::held_by("pod-a_0b7c5e1d-2f3a-4b6c-8d9e-1a2b3c4d5e6f");
+        let follow = Some((&kube_scheduler, "pod-a"));
+        let relist = |svc: &Scheduler<Recorder>| {
+            svc.replace_nodes(&[]);
+            svc.replace_pods(&[]);
+        };
+
+        // kube-scheduler leads in this pod: this replica takes part and leads.
+        let outcome = svc.election_step(&lease, follow).await.unwrap();
+        assert_eq!(outcome.role.as_str(), "leader");
+        relist(&svc);
+        assert!(svc.decides());
+        assert_eq!(lease.holder().as_deref(), Some("replica-a"));
+
+        // kube-scheduler's Lease passes to pod b while a bind is in flight here: no new work is
+        // taken, and the Lease is renewed until that bind finishes.
+        kube_scheduler.set_holder(Some("pod-b_9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"));
+        let bind = svc.bind_in_flight();
+        let outcome = svc.election_step(&lease, follow).await.unwrap();
+        assert_eq!(
+            outcome.role.as_str(),
+            "leader",
+            "renewing for the bind in flight"
+        );
+        assert!(svc.leads() && !svc.decides());
+        let filtered = svc
+            .filter(ExtenderArgs {
+                pod: Some(crate::objects::gpu_pod(
+                    "p",
+                    &[],
+                    &[crate::objects::GpuAsk::fraction(1000, 10)],
+                )),
+                nodes: None,
+                node_names: Some(vec!["n".into()]),
+            })
+            .await;
+        assert!(
+            filtered.error.contains("pod-b_") && filtered.error.contains("another pod"),
+            "{filtered:?}"
+        );
+        assert!(svc.bind(bind_args()).await.error.contains("another pod"));
+        assert_eq!(
+            writes(&svc),
+            Vec::<&str>::new(),
+            "no work taken while yielding"
+        );
+
+        // The bind finished: the leader steps down and clears the holder, so the replica in pod b
+        // takes the Lease at once.
+        drop(bind);
+        let outcome = svc.election_step(&lease, follow).await.unwrap();
+        assert_eq!(outcome.role.as_str(), "standby");
+        assert!(!svc.leads());
+        assert_eq!(lease.holder(), None, "released");
+
+        // A standby that yields does not acquire even a free Lease.
+        assert!(svc.election_step(&lease, follow).await.is_none());
+        assert_eq!(lease.holder(), None);
+
+        // kube-scheduler's Lease released (or unreadable): the election is free again.
+        kube_scheduler.set_holder(None);
+        let outcome = svc.election_step(&lease, follow).await.unwrap();
+        assert_eq!(outcome.role.as_str(), "leader");
+        assert!(outcome.new_term);
     }
 }

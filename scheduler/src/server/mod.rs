@@ -393,8 +393,20 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
             tracing::info!(identity = %e.settings.identity, lease = %format!("{}/{}", e.namespace, e.lease_name), "leader election on");
             let retry =
                 Duration::try_from(e.settings.retry_period).unwrap_or(Duration::from_secs(2));
+            let follow = e.follow.as_ref().map(|f| {
+                tracing::info!(lease = %format!("{}/{}", f.namespace, f.lease_name), host = %f.host, "leader election follows kube-scheduler's Lease");
+                (
+                    Arc::new(leader::KubeLease::new(
+                        client.clone(),
+                        &f.namespace,
+                        &f.lease_name,
+                    )),
+                    f.host.clone(),
+                )
+            });
             Some(tokio::spawn(svc.clone().run_election(
                 api.clone(),
+                follow,
                 retry,
                 stop_election.clone(),
             )))

@@ -167,9 +167,15 @@ impl<C: ClusterApi> Scheduler<C> {
         &self.leadership
     }
 
-    /// True when this replica may decide and write now (always, without election).
+    /// True when this replica may write now (always, without election).
     pub fn leads(&self) -> bool {
         self.leadership.leads(self.now())
+    }
+
+    /// True when this replica takes new `/filter` and `/bind` work now: it leads and is not
+    /// stepping down for a kube-scheduler leading in another pod ([`Leadership::decides`]).
+    pub fn decides(&self) -> bool {
+        self.leadership.decides(self.now())
     }
 
     /// A term begins: the view is dropped, so that no decision is made until the watches have
@@ -407,7 +413,7 @@ impl<C: ClusterApi> Scheduler<C> {
         if let Some(nodes) = args.nodes {
             return self.filter_simulation(&pod, nodes);
         }
-        if !self.leads() {
+        if !self.decides() {
             let message = self.leadership.not_leader(self.now());
             return (ExtenderFilterResult::error(message), "standby");
         }
@@ -595,6 +601,12 @@ impl<C: ClusterApi> Scheduler<C> {
         self.binds.len()
     }
 
+    /// Counts as a bind in flight until dropped (tests of what waits for binds).
+    #[cfg(test)]
+    pub(crate) fn bind_in_flight(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.binds.token()
+    }
+
     async fn drive(
         &self,
         machine: &mut BindMachine,
@@ -634,7 +646,7 @@ impl<C: ClusterApi> Scheduler<C> {
             uid: args.pod_uid,
             node: args.node,
         };
-        if !self.leads() {
+        if !self.decides() {
             self.metrics.bind_outcome("standby");
             return ExtenderBindingResult {
                 error: self.leadership.not_leader(self.now()),
