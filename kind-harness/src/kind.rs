@@ -55,6 +55,32 @@ pub fn service_account_kubeconfig(raw: &str, account: &str, token: &str) -> Resu
     serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
 }
 
+/// A kubeconfig for the `sliceguard-register` ServiceAccount (the fake-fleet overlay's
+/// least-privilege identity for `sliceguard register`), written privately into `dir`: a 15-minute
+/// token from `kubectl create token`, on the server and CA of the admin connection `admin` (kubectl
+/// flags naming it: `--context NAME` or `--kubeconfig FILE`). The kind and k3s tiers both register
+/// through it, so both exercise that ClusterRole.
+pub fn register_kubeconfig(admin: &[&str], dir: &Path) -> Result<PathBuf, KindError> {
+    let kubectl = |rest: &[&str]| {
+        let args: Vec<&str> = admin.iter().chain(rest).copied().collect();
+        command_output("kubectl", &args)
+    };
+    let token = kubectl(&[
+        "-n",
+        NAMESPACE,
+        "create",
+        "token",
+        REGISTER_ACCOUNT,
+        "--duration=15m",
+    ])?;
+    let raw = kubectl(&["config", "view", "--minify", "--raw", "-o", "json"])?;
+    let kubeconfig = service_account_kubeconfig(&raw, REGISTER_ACCOUNT, token.trim())
+        .map_err(KindError::failed)?;
+    let path = dir.join("register.kubeconfig");
+    write_private(&path, &kubeconfig)?;
+    Ok(path)
+}
+
 /// Writes `text` to `path`, readable by the owner only (it holds a token).
 fn write_private(path: &Path, text: &str) -> Result<(), KindError> {
     use std::io::Write as _;
@@ -477,36 +503,7 @@ pub fn up(args: &UpArgs) -> Result<(), KindError> {
     // register runs as its own ServiceAccount where the overlay has one (fake-fleet), so the kind
     // tier exercises its least-privilege ClusterRole; elsewhere with the kind admin context.
     let identity = if args.overlay == DEFAULT_OVERLAY {
-        let token = command_output(
-            "kubectl",
-            &[
-                "--context",
-                &context,
-                "-n",
-                NAMESPACE,
-                "create",
-                "token",
-                REGISTER_ACCOUNT,
-                "--duration=15m",
-            ],
-        )?;
-        let raw = command_output(
-            "kubectl",
-            &[
-                "--context",
-                &context,
-                "config",
-                "view",
-                "--minify",
-                "--raw",
-                "-o",
-                "json",
-            ],
-        )?;
-        let kubeconfig = service_account_kubeconfig(&raw, REGISTER_ACCOUNT, token.trim())
-            .map_err(KindError::failed)?;
-        let path = state.join("register.kubeconfig");
-        write_private(&path, &kubeconfig)?;
+        let path = register_kubeconfig(&["--context", &context], &state)?;
         ["--kubeconfig".to_string(), path.display().to_string()]
     } else {
         ["--context".to_string(), context.clone()]

@@ -36,9 +36,16 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 500)]
     steps: usize,
     /// Faults to inject: `all`, `none`, or a comma list of conflict, server-error, lost-response,
-    /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump, tenant.
+    /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump, throttle,
+    /// filter-timeout, bind-timeout, tenant, rolling-update, lease-expiry, replica-pause,
+    /// replica-partition, stale-bind.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: std::collections::BTreeSet<Fault>,
+    /// Replays spent shrinking a failing seed's operations (0: save and print it unshrunk). The
+    /// unshrunk run is saved first either way (`seed-N.unshrunk.json` in --out), so stopping a long
+    /// shrink loses nothing.
+    #[arg(long, default_value_t = 400)]
+    shrink_runs: usize,
     /// Chance of each enabled fault at each opportunity, in thousandths.
     #[arg(long, default_value_t = 30)]
     fault_rate: u64,
@@ -213,6 +220,7 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         .build()
         .context("starting the campaign's worker threads")?;
     let total_steps = std::sync::atomic::AtomicU64::new(0);
+    let coverage = std::sync::Mutex::new(std::collections::BTreeMap::<String, u64>::new());
     let first_failure = std::sync::atomic::AtomicU64::new(u64::MAX);
     let failures: Vec<(u64, Vec<campaign::Op>, campaign::RunReport)> = pool.install(|| {
         use rayon::prelude::*;
@@ -228,6 +236,14 @@ pub fn run(args: &SimArgs) -> Result<u8> {
                 let steps = total_steps
                     .fetch_add(report.steps, std::sync::atomic::Ordering::Relaxed)
                     + report.steps;
+                {
+                    let mut sums = coverage
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for (what, n) in campaign::coverage(&report.trace) {
+                        *sums.entry(what).or_insert(0) += n;
+                    }
+                }
                 bar.set_message(format!("{steps} steps"));
                 bar.inc(1);
                 if report.violations.is_empty() {
@@ -244,12 +260,24 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         if let Some(first) = report.violations.first() {
             bar.finish_and_clear();
             eprintln!("seed {seed}: {first}");
-            const SHRINK_RUNS: usize = 400;
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?;
+            let unshrunk = args.out.join(format!("seed-{seed}.unshrunk.json"));
+            std::fs::write(
+                &unshrunk,
+                serde_json::to_string_pretty(&Replay::new(&config, ops.clone(), true))?,
+            )
+            .with_context(|| format!("writing {}", unshrunk.display()))?;
             eprintln!(
-                "shrinking {} operations (at most {SHRINK_RUNS} replays) ...",
+                "saved before shrinking: kind-harness sim --replay {}",
+                unshrunk.display()
+            );
+            let shrink_runs = args.shrink_runs;
+            eprintln!(
+                "shrinking {} operations (at most {shrink_runs} replays; --shrink-runs 0 skips it) ...",
                 ops.len()
             );
-            let shrinking = ProgressBar::new(SHRINK_RUNS as u64);
+            let shrinking = ProgressBar::new(shrink_runs as u64);
             shrinking.set_style(
                 ProgressStyle::with_template(
                     "{spinner} shrinking {pos}/{len} runs [{elapsed_precise}] {msg}",
@@ -257,24 +285,26 @@ pub fn run(args: &SimArgs) -> Result<u8> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             shrinking.set_message(format!("{} operations", ops.len()));
-            let shrunk = campaign::shrink(
-                &config,
-                &ops,
-                first.invariant,
-                true,
-                SHRINK_RUNS,
-                &|runs, smallest| {
-                    shrinking.set_position(runs as u64);
-                    shrinking.set_message(format!(
-                        "smallest failing sequence {smallest} of {} operations",
-                        ops.len()
-                    ));
-                },
-            );
+            let shrunk = if shrink_runs == 0 {
+                ops.clone()
+            } else {
+                campaign::shrink(
+                    &config,
+                    &ops,
+                    first.invariant,
+                    true,
+                    shrink_runs,
+                    &|runs, smallest| {
+                        shrinking.set_position(runs as u64);
+                        shrinking.set_message(format!(
+                            "smallest failing sequence {smallest} of {} operations",
+                            ops.len()
+                        ));
+                    },
+                )
+            };
             shrinking.finish_and_clear();
             let again = campaign::run(&config, &shrunk, true);
-            std::fs::create_dir_all(&args.out)
-                .with_context(|| format!("creating {}", args.out.display()))?;
             let file = args.out.join(format!("seed-{seed}.json"));
             let saved = Replay::new(&config, shrunk.clone(), true);
             std::fs::write(&file, serde_json::to_string_pretty(&saved)?)
@@ -323,6 +353,21 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         started.elapsed().as_secs_f64(),
         jobs.max(1)
     );
+    let coverage = coverage
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut line = String::from("coverage:");
+    for fault in &args.faults {
+        let key = format!("fault {}", fault.as_str());
+        line.push_str(&format!(
+            " {key} {},",
+            coverage.get(&key).copied().unwrap_or(0)
+        ));
+    }
+    for (what, n) in coverage.iter().filter(|(k, _)| !k.starts_with("fault ")) {
+        line.push_str(&format!(" {what} {n},"));
+    }
+    println!("{}", line.trim_end_matches(','));
     Ok(0)
 }
 
@@ -501,4 +546,30 @@ fn write_webhook_certificate(dir: &std::path::Path) -> Result<String> {
         dir.display()
     );
     Ok(cert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, Command};
+
+    #[test]
+    fn the_faults_help_names_every_fault() {
+        let command = SimArgs::augment_args(Command::new("sim"));
+        let help = command
+            .get_arguments()
+            .find(|a| a.get_id() == "faults")
+            .and_then(|a| a.get_help())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let missing: Vec<&str> = Fault::ALL
+            .iter()
+            .map(|f| f.as_str())
+            .filter(|name| !help.contains(name))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "--faults help misses {missing:?}: {help}"
+        );
+    }
 }

@@ -204,6 +204,106 @@ pub struct RunReport {
     pub steps: u64,
 }
 
+/// What a trace line did to a node's lock ([`LockTrail::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockChange {
+    /// Written for the pod that held it, or on a free node.
+    Taken,
+    /// Written for another pod than the one that held it (an expired or dangling lock taken over).
+    TakenOver,
+    /// Cleared by the binder or the reaper.
+    Cleared,
+    /// Released by HAMi's device plugin, or gone with its node.
+    Released,
+    /// Not a lock line (or a refused write).
+    Unchanged,
+}
+
+/// Follows each node's lock holder through the world's trace, to tell a lock that passed from one
+/// pod to another (a takeover) from one that was freed first.
+#[derive(Debug, Default, Clone)]
+pub struct LockTrail {
+    holders: std::collections::BTreeMap<String, Option<String>>,
+}
+
+impl LockTrail {
+    /// Reads one trace line (without its timestamp).
+    pub fn observe(&mut self, text: &str) -> LockChange {
+        if let Some(rest) = text.strip_prefix("lock ") {
+            if rest.ends_with("(refused)") {
+                return LockChange::Unchanged;
+            }
+            if let Some((node, value)) = rest.split_once(" := ") {
+                let holder = sliceguard::codec::lock::parse(value)
+                    .ok()
+                    .and_then(|v| v.holder)
+                    .map(|h| format!("{}/{}", h.namespace, h.name));
+                return match self.holders.insert(node.to_string(), holder.clone()) {
+                    Some(before) if before != holder => LockChange::TakenOver,
+                    _ => LockChange::Taken,
+                };
+            }
+            if let Some(node) = rest.strip_suffix(" cleared") {
+                self.holders.remove(node);
+                return LockChange::Cleared;
+            }
+        } else if let Some(node) = text.strip_prefix("removed node ") {
+            self.holders.remove(node);
+            return LockChange::Released;
+        } else if let Some(rest) = text.strip_prefix("device plugin on ")
+            && rest.ends_with("released the lock")
+            && let Some((node, _)) = rest.split_once(' ')
+        {
+            self.holders.remove(node);
+            return LockChange::Released;
+        }
+        LockChange::Unchanged
+    }
+}
+
+/// What a run exercised, counted from its trace: each fault that fired (`fault <name>`) and the
+/// protocol paths the faults aim at. The campaign prints the sums over its seeds, so a fault that
+/// never fires, or a path that no seed reaches, shows as a zero instead of passing unseen.
+pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    let mut count = |key: String| *counts.entry(key).or_insert(0u64) += 1;
+    let mut locks = LockTrail::default();
+    for line in trace {
+        let text = line.split_once(' ').map_or(line.as_str(), |(_, t)| t);
+        if locks.observe(text) == LockChange::TakenOver {
+            count("lock taken over from another pod".into());
+        } else if let Some(rest) = text.strip_prefix("fault ") {
+            let name = rest.split([' ', ':']).next().unwrap_or(rest);
+            count(format!("fault {name}"));
+        } else if text.starts_with("delete pod ") && text.ends_with("(stalled allocation)") {
+            count("stalled allocation holder deleted".into());
+        } else if let Some(rest) = text.strip_prefix("bind ") {
+            let answer = rest.split_once(": ").map_or("", |(_, a)| a);
+            count(match answer {
+                "ok" => "bind succeeded".into(),
+                a if a.contains("cannot be bound to node") => "bind refused: decision".into(),
+                a if a.contains("is a standby") || a.contains("takes no work") => {
+                    "bind refused: standby".into()
+                }
+                _ => "bind failed otherwise".into(),
+            });
+        } else if text.starts_with("filter ") {
+            count(if text.contains(": unschedulable: ") {
+                "filter: unschedulable or error".into()
+            } else {
+                "filter: node chosen".into()
+            });
+        } else if text.starts_with("kube-scheduler abandoned the call") {
+            count("call abandoned by kube-scheduler".into());
+        } else if text.starts_with("lease taken by replica") {
+            count("lease taken over".into());
+        } else if text.starts_with("scheduler started") {
+            count("scheduler (re)started".into());
+        }
+    }
+    counts
+}
+
 /// Applies one operation to the world.
 pub fn apply(world: &mut World, op: &Op) -> u32 {
     match op {
@@ -544,5 +644,36 @@ mod tests {
         let text = serde_json::to_string(&ops).unwrap();
         let back: Vec<Op> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, ops);
+    }
+
+    #[test]
+    fn coverage_counts_faults_paths_and_lock_takeovers() {
+        let trace: Vec<String> = [
+            "lock n1 := 2026-01-01T00:00:00Z,default,a",
+            "fault crash: the scheduler stops before clear-lock",
+            "lock n1 := 2026-01-01T00:06:00Z,default,b",
+            "lock n1 cleared",
+            "lock n1 := 2026-01-01T00:07:00Z,default,c",
+            "device plugin on n1 released the lock",
+            "lock n1 := 2026-01-01T00:08:00Z,default,d",
+            "lock n1 := 2026-01-01T00:08:00Z,default,e (refused)",
+            "fault stale-bind: kube-scheduler binds default/x to n2, not the filter's n1",
+            "bind default/x -> n2: pod default/x cannot be bound to node n2: it carries hami.io/vgpu-node n1",
+            "bind default/y -> n1: ok",
+            "delete pod default/a (stalled allocation)",
+            "fault throttle: 429 on write-lock",
+        ]
+        .iter()
+        .map(|t| format!("2026-01-01T00:00:00Z {t}"))
+        .collect();
+        let counts = coverage(&trace);
+        let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+        assert_eq!(get("lock taken over from another pod"), 1, "{counts:?}");
+        assert_eq!(get("fault crash"), 1);
+        assert_eq!(get("fault stale-bind"), 1);
+        assert_eq!(get("fault throttle"), 1);
+        assert_eq!(get("bind refused: decision"), 1);
+        assert_eq!(get("bind succeeded"), 1);
+        assert_eq!(get("stalled allocation holder deleted"), 1);
     }
 }

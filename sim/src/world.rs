@@ -26,7 +26,7 @@
 //! call in progress never answer and drops the instance with its runtime, abandoning whatever it was
 //! doing between two effects.
 
-use crate::kube_scheduler::{SchedulingQueue, binding_args, filter_args, offer};
+use crate::kube_scheduler::{MAX_BACKOFF, SchedulingQueue, binding_args, filter_args, offer};
 use crate::store::{ApiError, Part, PatchType, Resource, Selector, Store};
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
@@ -129,11 +129,15 @@ pub enum Fault {
     ReplicaPause,
     /// A replica is cut off from the API for a while, while the other may lead.
     ReplicaPartition,
+    /// kube-scheduler's binding cycle acts on another answer than the filter's (a stale cycle, a
+    /// second kube-scheduler during a rollout): it sends `/bind` for another eligible node than the
+    /// one the filter chose. `/bind` must refuse it, leaving no Binding and no lock.
+    StaleBind,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 17] = [
+    pub const ALL: [Fault; 18] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -151,6 +155,7 @@ impl Fault {
         Fault::LeaseExpiry,
         Fault::ReplicaPause,
         Fault::ReplicaPartition,
+        Fault::StaleBind,
     ];
 
     /// The fault's name on the command line.
@@ -173,6 +178,7 @@ impl Fault {
             Fault::LeaseExpiry => "lease-expiry",
             Fault::ReplicaPause => "replica-pause",
             Fault::ReplicaPartition => "replica-partition",
+            Fault::StaleBind => "stale-bind",
         }
     }
 
@@ -776,6 +782,9 @@ pub struct World {
     violations: Vec<WorldViolation>,
     step: u64,
     bound_at: Vec<(String, Timestamp)>,
+    /// The pods kube-scheduler's stand-in sent to `/filter` since [`World::settle_queue`] last
+    /// began a pass.
+    attempted: BTreeSet<String>,
     /// Check the invariants after every `check_every`-th step; 0: only on [`World::check`].
     check_every: u64,
     /// The tenant fault's actors, and what running containers were granted.
@@ -842,6 +851,7 @@ impl World {
             violations: Vec::new(),
             step: 0,
             bound_at: Vec::new(),
+            attempted: BTreeSet::new(),
             check_every: 1,
             replicas: replicas::Replicas::new(&config_faults),
         }
@@ -1324,6 +1334,8 @@ impl World {
             }
             return;
         }
+        let offered = nodes.clone();
+        self.attempted.insert(key.clone());
         let args = filter_args(&pod, nodes);
         let Some(result) = self.call(
             Actor::Filter,
@@ -1344,6 +1356,18 @@ impl World {
             return;
         };
         self.log(format!("filter {key} -> {node}"));
+        let chosen = node.clone();
+        let stale = offered.iter().any(|n| *n != chosen) && self.roll(Fault::StaleBind);
+        let node = if stale {
+            let others: Vec<&String> = offered.iter().filter(|n| **n != chosen).collect();
+            let other = others[self.rng.below(others.len() as u64) as usize].clone();
+            self.log(format!(
+                "fault stale-bind: kube-scheduler binds {key} to {other}, not the filter's {chosen}"
+            ));
+            other
+        } else {
+            chosen.clone()
+        };
         // kube-scheduler binds with the pod it scheduled; the annotations the filter wrote are on the API.
         let args = binding_args(&pod, &node);
         self.core().indeterminate_in_bind = false;
@@ -1357,6 +1381,14 @@ impl World {
         let bound_here =
             self.pod(&key).and_then(|p| p.spec?.node_name).as_deref() == Some(node.as_str());
         let indeterminate = self.core().indeterminate_in_bind;
+        if stale && result.error.is_empty() && gpu_request(&pod) > 0 {
+            self.violation(
+                "protocol",
+                format!(
+                    "bind of {key} to {node} succeeded although the filter chose {chosen}: a GPU pod bound where the ledger never counted its devices"
+                ),
+            );
+        }
         if result.error.is_empty() {
             self.log(format!("bind {key} -> {node}: ok"));
             if !bound_here && self.pod(&key).is_some() {
@@ -1657,6 +1689,7 @@ impl World {
         for _ in 0..limit {
             self.step();
         }
+        self.settle_queue(20);
         for (node, value) in self.locks() {
             self.violation(
                 "liveness",
@@ -1681,16 +1714,7 @@ impl World {
             let _ = ledger.observe(p);
         }
         for pod in pods {
-            let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref())
-                == Some(self.config.scheduler_name.as_str());
-            let pending = pod.spec.as_ref().is_some_and(|s| s.node_name.is_none());
-            if !(ours && pending)
-                || pod
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key(VGPU_NODE))
-            {
+            if !self.awaits_placement(pod) {
                 continue;
             }
             let names = offer(nodes.iter().map(|n| &**n), pod).eligible;
@@ -1711,6 +1735,58 @@ impl World {
                     "liveness",
                     format!("pod {key} is still Pending although node {node} can hold it"),
                 );
+            }
+        }
+    }
+
+    /// True for a pod of sliceguard's that no node holds and no filter decided for yet: what the
+    /// liveness check asks a fresh decision about.
+    fn awaits_placement(&self, pod: &Pod) -> bool {
+        let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref())
+            == Some(self.config.scheduler_name.as_str());
+        let pending = pod.spec.as_ref().is_some_and(|s| s.node_name.is_none());
+        let decided = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(VGPU_NODE));
+        ours && pending && !decided
+    }
+
+    /// Steps in passes until the scheduling queue has settled: a pass ends once every pod awaiting
+    /// placement has been sent to `/filter` since it began, and a pass that bound no pod leaves
+    /// every waiting pod refused on the world as it now is. The stand-in schedules one pod per
+    /// step, so a backlog of N pods needs about N steps a pass: a fixed drain can end before a pod
+    /// is retried after the last capacity change, and the liveness check would then blame the
+    /// scheduler for the queue's turn. At most `max_passes` passes.
+    fn settle_queue(&mut self, max_passes: usize) {
+        for _ in 0..max_passes {
+            let bound_before = self.bound_at.len();
+            self.attempted.clear();
+            let mut steps = 0usize;
+            loop {
+                let pods = self.core().store.typed_shared::<Pod>(Resource::Pods);
+                let waiting: Vec<String> = pods
+                    .iter()
+                    .filter(|p| self.awaits_placement(p))
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            p.metadata.name.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                // Each pod is due again within the longest backoff, one pod per step.
+                let bound = (waiting.len() + 1) * (MAX_BACKOFF.as_secs() as usize + 1);
+                if waiting.iter().all(|k| self.attempted.contains(k)) || steps > bound {
+                    break;
+                }
+                self.step();
+                steps += 1;
+            }
+            if self.bound_at.len() == bound_before {
+                return;
             }
         }
     }

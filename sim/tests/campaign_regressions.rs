@@ -15,9 +15,9 @@ use sliceguard::objects::FleetSpec;
 use sliceguard_sim::campaign::{self, Replay};
 use sliceguard_sim::world::{DevicePlugin, Fault, SimConfig};
 
-#[test]
-fn every_saved_campaign_failure_replays_without_a_violation() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
+/// The replay files in `sim/<folder>/`, sorted.
+fn replay_files(folder: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(Result::ok)
@@ -26,6 +26,24 @@ fn every_saved_campaign_failure_replays_without_a_violation() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no replay files in {}", dir.display());
+    files
+}
+
+#[test]
+fn every_saved_campaign_failure_replays_without_a_violation() {
+    replays_pass(replay_files("regressions"));
+}
+
+/// The shrunk runs that found each planted bug (`sim/PLANTED_BUGS.md`) exercise exactly the path
+/// the bug broke; on the real code each must pass.
+#[test]
+fn every_planted_bug_replay_passes_on_the_real_code() {
+    let files = replay_files("planted");
+    assert!(files.len() >= 7, "{files:?}");
+    replays_pass(files);
+}
+
+fn replays_pass(files: Vec<std::path::PathBuf>) {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let saved: Replay = serde_json::from_str(&text)

@@ -43,7 +43,7 @@ use sliceguard_invariants::fleet::DevicePlan;
 use sliceguard_invariants::oracle::{self, DeviceState, Load, NodeState};
 use sliceguard_invariants::pods::{ContainerPlan, PodPlan};
 use sliceguard_invariants::recount;
-use sliceguard_sim::campaign::BinderRelease;
+use sliceguard_sim::campaign::{BinderRelease, LockChange, LockTrail};
 use sliceguard_sim::tenant::{Attempt, Tenants};
 use sliceguard_sim::world::{DevicePlugin, EPOCH, Fault, SimConfig, World, WorldViolation};
 use std::collections::{BTreeMap, BTreeSet};
@@ -439,7 +439,7 @@ struct Sut {
     trace_seen: usize,
     binds_seen: usize,
     /// The lock value per node as the trace shows it.
-    locks: BTreeMap<String, String>,
+    locks: LockTrail,
     /// The campaign's binder-release check, run after every step.
     hygiene: BinderRelease,
     found: Vec<WorldViolation>,
@@ -453,13 +453,6 @@ impl Sut {
         let found = self.hygiene.check(&self.world);
         self.found.extend(found);
     }
-}
-
-fn holder_of(value: &str) -> Option<String> {
-    sliceguard::codec::lock::parse(value)
-        .ok()
-        .and_then(|v| v.holder)
-        .map(|h| format!("{}/{}", h.namespace, h.name))
 }
 
 impl Sut {
@@ -494,28 +487,12 @@ impl Sut {
                 {
                     c.crashes_mid_bind += 1;
                 }
-            } else if let Some(rest) = text.strip_prefix("lock ") {
-                if rest.ends_with("(refused)") {
-                    continue;
+            } else {
+                match self.locks.observe(text) {
+                    LockChange::TakenOver => c.takeovers += 1,
+                    LockChange::Cleared => c.reaper_or_binder_clears += 1,
+                    _ => {}
                 }
-                if let Some((node, value)) = rest.split_once(" := ") {
-                    let before = self.locks.insert(node.to_string(), value.to_string());
-                    if let Some(before) = before
-                        && holder_of(&before) != holder_of(value)
-                    {
-                        c.takeovers += 1;
-                    }
-                } else if let Some(node) = rest.strip_suffix(" cleared") {
-                    self.locks.remove(node);
-                    c.reaper_or_binder_clears += 1;
-                }
-            } else if let Some(node) = text.strip_prefix("removed node ") {
-                self.locks.remove(node);
-            } else if let Some(rest) = text.strip_prefix("device plugin on ")
-                && rest.ends_with("released the lock")
-                && let Some((node, _)) = rest.split_once(' ')
-            {
-                self.locks.remove(node);
             }
         }
         self.trace_seen = trace.len();
@@ -638,7 +615,7 @@ impl StateMachineTest for WorldMachine {
             denied: BTreeSet::new(),
             trace_seen: 0,
             binds_seen: 0,
-            locks: BTreeMap::new(),
+            locks: LockTrail::default(),
             hygiene: BinderRelease::default(),
             found: Vec::new(),
             tenants: Tenants::new(model.seed),

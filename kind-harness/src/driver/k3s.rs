@@ -194,12 +194,21 @@ async fn deploy(
         .unwrap_or_else(|| PathBuf::from("sliceguard"));
     let gpus = options.fleet.gpus_per_node.to_string();
     let memory = options.fleet.memory_mib.to_string();
+    // As on kind: register runs as the overlay's own least-privilege ServiceAccount.
+    let dir = cluster
+        .kubeconfig
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let register = kind::register_kubeconfig(&["--kubeconfig", &kubeconfig], &dir)
+        .map_err(|e| DriverError::Connect(e.message))?
+        .display()
+        .to_string();
     run(
         &sliceguard.display().to_string(),
         &[
             "register",
             "--kubeconfig",
-            &kubeconfig,
+            &register,
             "--nodes",
             "gpu=on",
             "--gpus-per-node",

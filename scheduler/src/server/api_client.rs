@@ -97,3 +97,129 @@ pub fn request_client(
         .build();
     Ok(client)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The client against a loopback stub of the API server that throttles.
+    use super::super::health::HealthSettings;
+    use super::*;
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::Api;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    /// Serves `GET /api/v1/namespaces/default/pods/p`: the first `throttled` requests get 429 with
+    /// `Retry-After: 1`, the rest the pod. Returns the base URL and the request counter.
+    async fn stub(throttled: usize) -> (String, Arc<AtomicUsize>) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        let app = axum::Router::new().route(
+            "/api/v1/namespaces/default/pods/p",
+            axum::routing::get(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < throttled {
+                        let mut answer: Response = (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            axum::Json(serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                                "status": "Failure", "reason": "TooManyRequests", "code": 429,
+                                "message": "Too many requests, please try again later."})),
+                        )
+                            .into_response();
+                        answer
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        answer
+                    } else {
+                        axum::Json(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "p", "namespace": "default"}}))
+                        .into_response()
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    fn client(url: &str, limits: ClientLimits) -> Client {
+        let config = Config::new(url.parse().unwrap());
+        request_client(config, limits, &Health::new(HealthSettings::default())).unwrap()
+    }
+
+    const FAST: ClientLimits = ClientLimits {
+        qps: 1000,
+        max_retries: 4,
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+    };
+
+    #[tokio::test]
+    async fn a_throttled_request_is_retried_after_the_servers_retry_after() {
+        let (url, seen) = stub(2).await;
+        let pods: Api<Pod> = Api::namespaced(client(&url, FAST), "default");
+        let started = Instant::now();
+        let pod = pods.get("p").await.expect("answered after two 429s");
+        assert_eq!(pod.metadata.name.as_deref(), Some("p"));
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "two retries");
+        // Backoff alone would wait at most 2 × 20 ms; Retry-After: 1 asks for a second each time.
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900),
+            "Retry-After honoured: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_limit_and_the_429_reaches_the_caller() {
+        let (url, seen) = stub(usize::MAX).await;
+        let limits = ClientLimits {
+            max_retries: 2,
+            ..FAST
+        };
+        let pods: Api<Pod> = Api::namespaced(client(&url, limits), "default");
+        match pods.get("p").await {
+            Err(kube::Error::Api(status)) => assert_eq!(status.code, 429, "{status:?}"),
+            other => panic!("expected the 429, got {other:?}"),
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "one try and two retries");
+    }
+
+    #[tokio::test]
+    async fn requests_are_paced_by_the_qps_limit() {
+        let (url, seen) = stub(0).await;
+        let limits = ClientLimits { qps: 4, ..FAST };
+        let pods: Api<Pod> = Api::namespaced(client(&url, limits), "default");
+        let started = Instant::now();
+        for _ in 0..9 {
+            pods.get("p").await.unwrap();
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 9);
+        // Four per second: the ninth request goes out in the third one-second window.
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "paced: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn unusable_backoff_bounds_are_refused_naming_them() {
+        let limits = ClientLimits {
+            min_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(1),
+            ..FAST
+        };
+        let config = Config::new("http://127.0.0.1:1".parse().unwrap());
+        let Err(error) = request_client(config, limits, &Health::new(HealthSettings::default()))
+        else {
+            panic!("a minimum backoff above the maximum is refused");
+        };
+        let error = error.to_string();
+        assert!(error.contains("5s") && error.contains("1s"), "{error}");
+    }
+}

@@ -77,7 +77,6 @@ pub enum BindError {
         /// `namespace/name`.
         pod: String,
     },
-    /// The pod is bound to another node.
     /// The pod's decision does not allow this bind (see [`super::PodDecision`]).
     #[error("pod {pod} cannot be bound to node {node}: {problem}")]
     DecisionRefused {
