@@ -337,55 +337,100 @@ fn settled(cluster: &LiveCluster) -> Result<(usize, usize), String> {
     Ok((running, pending))
 }
 
+/// The simulated cluster on loopback and what the replicas need: a scratch directory with the
+/// webhook's TLS pair, kubeconfigs for sliceguard's ServiceAccount (`trusted`) and the admin, and
+/// kubectl's cache.
+struct Bench {
+    dir: PathBuf,
+    ca: String,
+    runtime: tokio::runtime::Runtime,
+    cluster: LiveCluster,
+    trusted: PathBuf,
+    admin: PathBuf,
+    cache: PathBuf,
+}
+
+impl Bench {
+    fn start(name: &str, fleet: FleetSpec) -> Bench {
+        let dir = std::env::temp_dir().join(format!("sliceguard-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        let ca = certified.cert.pem();
+        std::fs::write(dir.join("tls.crt"), &ca).unwrap();
+        std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cluster = runtime
+            .block_on(LiveCluster::start(LiveOptions {
+                fleet,
+                tick: Duration::from_millis(100),
+                ..LiveOptions::default()
+            }))
+            .unwrap();
+        let trusted = dir.join("sliceguard.kubeconfig");
+        std::fs::write(&trusted, kubeconfig_as(cluster.url(), SLICEGUARD_USER)).unwrap();
+        let admin = dir.join("admin.kubeconfig");
+        std::fs::write(&admin, kubeconfig(cluster.url())).unwrap();
+        let cache = dir.join("kubectl-cache");
+        Bench {
+            dir,
+            ca,
+            runtime,
+            cluster,
+            trusted,
+            admin,
+            cache,
+        }
+    }
+
+    fn stop(self) {
+        self.runtime.block_on(self.cluster.stop());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn fifty_pods_while_the_leader_is_killed_and_restarted_twice() {
     let started = Instant::now();
     let binary = sliceguard_binary();
-    let dir = std::env::temp_dir().join(format!("sliceguard-two-replicas-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let ca = certified.cert.pem();
-    std::fs::write(dir.join("tls.crt"), &ca).unwrap();
-    std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).unwrap();
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let cluster = runtime
-        .block_on(LiveCluster::start(LiveOptions {
-            fleet: FleetSpec {
-                nodes: 2,
-                gpus_per_node: 2,
-                ..FleetSpec::default()
-            },
-            tick: Duration::from_millis(100),
-            ..LiveOptions::default()
-        }))
-        .unwrap();
-    let trusted = dir.join("sliceguard.kubeconfig");
-    std::fs::write(&trusted, kubeconfig_as(cluster.url(), SLICEGUARD_USER)).unwrap();
-    let admin = dir.join("admin.kubeconfig");
-    std::fs::write(&admin, kubeconfig(cluster.url())).unwrap();
-    let cache = dir.join("kubectl-cache");
+    let bench = Bench::start(
+        "two-replicas",
+        FleetSpec {
+            nodes: 2,
+            gpus_per_node: 2,
+            ..FleetSpec::default()
+        },
+    );
+    let Bench {
+        dir,
+        ca,
+        cluster,
+        trusted,
+        admin,
+        cache,
+        ..
+    } = &bench;
 
     let mut replicas = [
-        Replica::new("replica-a", &dir),
-        Replica::new("replica-b", &dir),
+        Replica::new("replica-a", dir),
+        Replica::new("replica-b", dir),
     ];
     for r in &mut replicas {
-        r.start(&binary, &trusted, &dir);
+        r.start(&binary, trusted, dir);
     }
     let batches = [(0, 17), (17, 34), (34, PODS)];
     let mut leader = wait_for_leader(&replicas, Duration::from_secs(20));
     let mut leaders = vec![replicas[leader].identity];
     for (round, (from, to)) in batches.into_iter().enumerate() {
         let standby = 1 - leader;
-        point(&cluster, &ca, &replicas[standby], &replicas[leader]);
-        kubectl_apply(&admin, &cache, &pods_file(&dir, from, to));
+        point(cluster, ca, &replicas[standby], &replicas[leader]);
+        kubectl_apply(admin, cache, &pods_file(dir, from, to));
         if round == batches.len() - 1 {
             break;
         }
@@ -396,8 +441,8 @@ fn fifty_pods_while_the_leader_is_killed_and_restarted_twice() {
         leader = wait_for_leader(&replicas, Duration::from_secs(15));
         assert_ne!(leader, killed);
         leaders.push(replicas[leader].identity);
-        point(&cluster, &ca, &replicas[leader], &replicas[leader]);
-        replicas[killed].start(&binary, &trusted, &dir);
+        point(cluster, ca, &replicas[leader], &replicas[leader]);
+        replicas[killed].start(&binary, trusted, dir);
         // The restarted replica comes back as a standby: the survivor's lease is valid.
         assert_eq!(wait_for_leader(&replicas, Duration::from_secs(15)), leader);
     }
@@ -408,7 +453,7 @@ fn fifty_pods_while_the_leader_is_killed_and_restarted_twice() {
     // Wait until every pod has settled and no lock is left.
     let deadline = Instant::now() + Duration::from_secs(45);
     let (running, pending) = loop {
-        match settled(&cluster) {
+        match settled(cluster) {
             Ok((running, pending)) if running == 40 => break (running, pending),
             other => {
                 assert!(
@@ -442,7 +487,7 @@ fn fifty_pods_while_the_leader_is_killed_and_restarted_twice() {
         binary::kind_harness()
             .arg("audit")
             .arg("--kubeconfig")
-            .arg(&admin),
+            .arg(admin),
     );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("no problem found"), "{stdout}");
@@ -481,8 +526,7 @@ fn fifty_pods_while_the_leader_is_killed_and_restarted_twice() {
     for r in &mut replicas {
         r.kill();
     }
-    runtime.block_on(cluster.stop());
-    let _ = std::fs::remove_dir_all(&dir);
+    bench.stop();
 }
 
 /// Writes kube-scheduler's Lease `sliceguard-system/sliceguard-kube-scheduler` naming `holder`.
@@ -533,52 +577,37 @@ fn wait_for_leader_at(replicas: &[Replica], want: usize, within: Duration) {
 #[test]
 fn the_leader_follows_kube_schedulers_lease_into_its_pod() {
     let binary = sliceguard_binary();
-    let dir = std::env::temp_dir().join(format!("sliceguard-follow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    std::fs::write(dir.join("tls.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let cluster = runtime
-        .block_on(LiveCluster::start(LiveOptions {
-            tick: Duration::from_millis(100),
-            ..LiveOptions::default()
-        }))
-        .unwrap();
-    let trusted = dir.join("sliceguard.kubeconfig");
-    std::fs::write(&trusted, kubeconfig_as(cluster.url(), SLICEGUARD_USER)).unwrap();
-    let admin = dir.join("admin.kubeconfig");
-    std::fs::write(&admin, kubeconfig(cluster.url())).unwrap();
-    let cache = dir.join("kubectl-cache");
+    let bench = Bench::start("follow", FleetSpec::default());
+    let Bench {
+        dir,
+        trusted,
+        admin,
+        cache,
+        ..
+    } = &bench;
 
     // kube-scheduler leads in replica-b's pod before either sliceguard starts.
     kube_scheduler_lease(
-        &admin,
-        &cache,
-        &dir,
+        admin,
+        cache,
+        dir,
         "replica-b_6a0f3c1e-7d2b-4e9a-b1c8-3f5d7e9a0b2c",
     );
     let mut replicas = [
-        Replica::new("replica-a", &dir),
-        Replica::new("replica-b", &dir),
+        Replica::new("replica-a", dir),
+        Replica::new("replica-b", dir),
     ];
     for r in &mut replicas {
         r.extra = vec!["--leader-elect-follow=sliceguard-system/sliceguard-kube-scheduler".into()];
-        r.start(&binary, &trusted, &dir);
+        r.start(&binary, trusted, dir);
     }
     wait_for_leader_at(&replicas, 1, Duration::from_secs(20));
     // kube-scheduler's leadership moves to replica-a's pod: sliceguard's follows, with the Lease
     // released by replica-b rather than left to expire.
     kube_scheduler_lease(
-        &admin,
-        &cache,
-        &dir,
+        admin,
+        cache,
+        dir,
         "replica-a_0c9b8a7f-6e5d-4c3b-a291-8f7e6d5c4b3a",
     );
     wait_for_leader_at(&replicas, 0, Duration::from_secs(10));
@@ -592,6 +621,5 @@ fn the_leader_follows_kube_schedulers_lease_into_its_pod() {
     for r in &mut replicas {
         r.terminate();
     }
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
+    bench.stop();
 }
