@@ -6,8 +6,10 @@
 //! - `nvidia.com/priority` in limits adds `CUDA_TASK_PRIORITY` to the environment;
 //! - a container with `gpumem`, `gpucores` or `gpumem-percentage` in limits but no `nvidia.com/gpu`
 //!   gets `nvidia.com/gpu: 1` (the default GPU count);
-//! - a GPU container without `gpucores` and without `gpumem` (or with percentage 100) gets
-//!   `nvidia.com/gpucores: 100`, so `nvidia.com/gpu: 1` alone is an exclusive whole GPU.
+//! - a GPU container without `gpucores` gets `nvidia.com/gpucores: 100` when its
+//!   `gpumem-percentage` is 100, or, without a percentage, when it gives no `gpumem` (HAMi's
+//!   if / else-if chain): `nvidia.com/gpu: 1` alone is an exclusive whole GPU, and a percentage
+//!   below 100 leaves the cores unset.
 //!
 //! Then a GPU pod with a privileged container is denied, and one with `nodeName` set is denied;
 //! otherwise its `schedulerName` becomes sliceguard's. Pods for another scheduler pass untouched.
@@ -216,10 +218,15 @@ pub fn mutate(submitted: &Value, settings: &WebhookSettings) -> Result<Admission
             && !has(container, "requests", RESOURCE_GPUCORES);
         let mem_absent = !has(container, "limits", RESOURCE_GPUMEM)
             && !has(container, "requests", RESOURCE_GPUMEM);
-        let pct_is_100 = quantity(container, RESOURCE_GPUMEM_PERCENTAGE)
-            .and_then(|p| parse_integer(p).ok())
-            == Some(100);
-        if gpu_present && cores_absent && (pct_is_100 || mem_absent) {
+        // HAMi's `defaultExclusiveCoreIfNeeded` (device/nvidia/device.go) is an if / else-if chain:
+        // a percentage present decides alone (exclusive iff 100), and only without one does an
+        // absent gpumem make the container exclusive. `gpu: 1` with `gpumem-percentage: 50` is a
+        // half-memory share with unset cores, not an exclusive GPU.
+        let exclusive = match quantity(container, RESOURCE_GPUMEM_PERCENTAGE) {
+            Some(percentage) => parse_integer(percentage).ok() == Some(100),
+            None => mem_absent,
+        };
+        if gpu_present && cores_absent && exclusive {
             target["resources"]["limits"][RESOURCE_GPUCORES] = json!("100");
             container_has_resource = true;
         }
@@ -351,6 +358,64 @@ mod tests {
             "30"
         );
         assert!(matches!(a, Admission::Allowed { routed: true, .. }));
+    }
+
+    /// The exclusive-core default, case by case as HAMi's `defaultExclusiveCoreIfNeeded` decides it
+    /// (its test `TestMutateAdmissionDefaultsExclusiveCore` pins the 50 % case): the percentage, when
+    /// present, decides alone. The spec's rule 3.e had it as an OR, so 50 and 0 came out exclusive.
+    #[test]
+    fn the_exclusive_core_default_follows_hamis_if_else_chain() {
+        let cores = |limits: Value| {
+            let p = pod(json!([{"name": "c", "resources": {"limits": limits}}]));
+            apply(&p, &run(&p))["spec"]["containers"][0]["resources"]["limits"]
+                .get("nvidia.com/gpucores")
+                .cloned()
+        };
+        let cases = [
+            (
+                json!({"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "100"}),
+                Some("100"),
+            ),
+            (
+                json!({"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "50"}),
+                None,
+            ),
+            (
+                json!({"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "0"}),
+                None,
+            ),
+            (json!({"nvidia.com/gpu": "1"}), Some("100")),
+            (
+                json!({"nvidia.com/gpu": "1", "nvidia.com/gpumem": "8000"}),
+                None,
+            ),
+            // A percentage of 100 with an explicit gpumem: the percentage decides.
+            (
+                json!({"nvidia.com/gpu": "1", "nvidia.com/gpumem": "8000", "nvidia.com/gpumem-percentage": "100"}),
+                Some("100"),
+            ),
+            // Cores given: never defaulted.
+            (
+                json!({"nvidia.com/gpu": "1", "nvidia.com/gpucores": "30"}),
+                Some("30"),
+            ),
+        ];
+        for (limits, expected) in cases {
+            assert_eq!(
+                cores(limits.clone()),
+                expected.map(|c| json!(c)),
+                "limits {limits}"
+            );
+        }
+        // In requests only, the percentage decides the same way.
+        let p = pod(json!([{"name": "c", "resources": {
+            "limits": {"nvidia.com/gpu": "1"},
+            "requests": {"nvidia.com/gpumem-percentage": "50"}}}]));
+        assert!(
+            apply(&p, &run(&p))["spec"]["containers"][0]["resources"]["limits"]
+                .get("nvidia.com/gpucores")
+                .is_none()
+        );
     }
 
     #[test]
