@@ -167,7 +167,7 @@ pub struct ServeArgs {
     /// compared with $HOSTNAME), this replica takes no /filter or /bind work and, as the leader,
     /// steps down once its binds have finished, so that the sliceguard beside the active
     /// kube-scheduler leads. A missing or released Lease leaves the election as it is.
-    #[arg(long, value_name = "NAMESPACE/NAME")]
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "leader_elect")]
     leader_elect_follow: Option<String>,
 }
 
@@ -533,5 +533,41 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn leader_elect_follow_needs_leader_elect_and_a_namespaced_name() {
+        use clap::Parser as _;
+        let alone = Wrapper::try_parse_from(["serve", "--leader-elect-follow=ns/lease"]);
+        let error = alone
+            .expect_err("--leader-elect-follow without --leader-elect")
+            .to_string();
+        assert!(error.contains("--leader-elect"), "{error}");
+        let w = Wrapper::try_parse_from([
+            "serve",
+            "--leader-elect",
+            "--leader-elect-identity=replica-a",
+            "--leader-elect-follow=sliceguard-system/sliceguard-kube-scheduler",
+        ])
+        .unwrap();
+        let follow = election(&w.serve).unwrap().unwrap().follow.unwrap();
+        assert_eq!(
+            (follow.namespace.as_str(), follow.lease_name.as_str()),
+            ("sliceguard-system", "sliceguard-kube-scheduler")
+        );
+        for bad in ["lease", "/lease", "ns/", "ns/a/b"] {
+            let w = Wrapper::try_parse_from([
+                "serve",
+                "--leader-elect",
+                "--leader-elect-identity=replica-a",
+                &format!("--leader-elect-follow={bad}"),
+            ])
+            .unwrap();
+            let error = election(&w.serve).expect_err(bad).message;
+            assert!(
+                error.contains("NAMESPACE/NAME") && error.contains(bad),
+                "{error}"
+            );
+        }
     }
 }
