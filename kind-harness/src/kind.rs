@@ -55,6 +55,28 @@ pub fn service_account_kubeconfig(raw: &str, account: &str, token: &str) -> Resu
     serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
 }
 
+/// Runs `sliceguard register` on the nodes labelled `gpu=on`, as `identity` (kubectl-style
+/// connection flags), with `gpus` GPUs of `memory` MiB each: the fake fleet both the kind and the
+/// k3s tiers schedule onto.
+pub fn register_fake_fleet(
+    sliceguard: &Path,
+    identity: &[&str],
+    gpus: &str,
+    memory: &str,
+) -> Result<(), KindError> {
+    let mut args = vec!["register"];
+    args.extend_from_slice(identity);
+    args.extend_from_slice(&[
+        "--nodes",
+        "gpu=on",
+        "--gpus-per-node",
+        gpus,
+        "--memory",
+        memory,
+    ]);
+    run_command(&sliceguard.display().to_string(), &args)
+}
+
 /// A kubeconfig for the `sliceguard-register` ServiceAccount (the fake-fleet overlay's
 /// least-privilege identity for `sliceguard register`), written privately into `dir`: a 15-minute
 /// token from `kubectl create token`, on the server and CA of the admin connection `admin` (kubectl
@@ -508,20 +530,7 @@ pub fn up(args: &UpArgs) -> Result<(), KindError> {
     } else {
         ["--context".to_string(), context.clone()]
     };
-    run_command(
-        &sliceguard.display().to_string(),
-        &[
-            "register",
-            &identity[0],
-            &identity[1],
-            "--nodes",
-            "gpu=on",
-            "--gpus-per-node",
-            &gpus,
-            "--memory",
-            &memory,
-        ],
-    )?;
+    register_fake_fleet(&sliceguard, &[&identity[0], &identity[1]], &gpus, &memory)?;
     let wait = format!("--timeout={}s", args.wait_secs);
     run_command(
         "kubectl",

@@ -203,20 +203,8 @@ async fn deploy(
         .map_err(|e| DriverError::Connect(e.message))?
         .display()
         .to_string();
-    run(
-        &sliceguard.display().to_string(),
-        &[
-            "register",
-            "--kubeconfig",
-            &register,
-            "--nodes",
-            "gpu=on",
-            "--gpus-per-node",
-            &gpus,
-            "--memory",
-            &memory,
-        ],
-    )?;
+    kind::register_fake_fleet(&sliceguard, &["--kubeconfig", &register], &gpus, &memory)
+        .map_err(|e| DriverError::Connect(e.message))?;
     let wait = format!(
         "--timeout={}s",
         options.waits.timeout.max(Duration::from_secs(60)).as_secs()
