@@ -35,6 +35,7 @@ fn capacity_of(
     view: &str,
     sums: Sums,
     load: &DeviceLoad,
+    allowed: Option<&Sums>,
 ) -> Vec<Violation> {
     let holders = load.describe_holders();
     let pods: Vec<String> = load.holders.iter().map(|h| h.pod.clone()).collect();
@@ -48,26 +49,156 @@ fn capacity_of(
         );
     };
     let Sums { tasks, mem, cores } = sums;
-    if mem > u64::from(device.devmem) {
+    // A pre-existing over-commit raises the bound to what was already there (and no further).
+    let bound = |capacity: u32, pre: Option<u64>| u64::from(capacity).max(pre.unwrap_or(0));
+    let pre = |limit: u64, capacity: u32| -> String {
+        if limit > u64::from(capacity) {
+            format!(" (over-committed before any decision up to {limit})")
+        } else {
+            String::new()
+        }
+    };
+    let mem_limit = bound(device.devmem, allowed.map(|a| a.mem));
+    if mem > mem_limit {
         flag(format!(
-            "{view}Σ memory {mem} MiB > devmem {} MiB by {} MiB",
+            "{view}Σ memory {mem} MiB > devmem {} MiB by {} MiB{}",
             device.devmem,
-            mem - u64::from(device.devmem)
+            mem - u64::from(device.devmem),
+            pre(mem_limit, device.devmem)
         ));
     }
-    if cores > u64::from(device.devcore) {
+    let cores_limit = bound(device.devcore, allowed.map(|a| a.cores));
+    if cores > cores_limit {
         flag(format!(
-            "{view}Σ cores {cores} > devcore {} by {}",
+            "{view}Σ cores {cores} > devcore {} by {}{}",
             device.devcore,
-            cores - u64::from(device.devcore)
+            cores - u64::from(device.devcore),
+            pre(cores_limit, device.devcore)
         ));
     }
-    if tasks > u64::from(device.count) {
+    let tasks_limit = bound(device.count, allowed.map(|a| a.tasks));
+    if tasks > tasks_limit {
         flag(format!(
-            "{view}{tasks} tasks > split count {} by {}",
+            "{view}{tasks} tasks > split count {} by {}{}",
             device.count,
-            tasks - u64::from(device.count)
+            tasks - u64::from(device.count),
+            pre(tasks_limit, device.count)
         ));
+    }
+    out
+}
+
+/// Devices whose usage is over their registered capacity, with that usage: `(node, device UUID)`
+/// → the recounted sums. Built from the pods present before any decision (a node re-registered
+/// with less memory, an allocation someone else wrote), it is what [`check_capacity_allowing`]
+/// tolerates; [`relax_overcommit`] shrinks it as that usage goes away.
+pub type Overcommit = BTreeMap<(String, String), Sums>;
+
+fn device_sums(load: &DeviceLoad) -> Sums {
+    Sums {
+        tasks: load.tasks,
+        mem: load.mem,
+        cores: load.cores,
+    }
+}
+
+fn over(sums: &Sums, device: &sliceguard_core::model::DeviceInfo) -> bool {
+    sums.mem > u64::from(device.devmem)
+        || sums.cores > u64::from(device.devcore)
+        || sums.tasks > u64::from(device.count)
+}
+
+/// Every registered device over its capacity, recounted from `pods`.
+pub fn overcommitted(registry: &Registry, pods: &[&Pod]) -> Overcommit {
+    let usage = recount::recount(pods.iter().copied());
+    let mut out = Overcommit::new();
+    for node in registry.nodes() {
+        for device in &node.devices {
+            let sums = device_sums(&usage.load(&node.name, &device.id));
+            if over(&sums, device) {
+                out.insert((node.name.clone(), device.id.clone()), sums);
+            }
+        }
+    }
+    out
+}
+
+/// After a step: each tolerated over-commit shrinks to what is still there (never grows: usage
+/// added later is the scheduler's), and goes once the device is back within its capacity.
+pub fn relax_overcommit(overcommit: &mut Overcommit, registry: &Registry, pods: &[&Pod]) {
+    let usage = recount::recount(pods.iter().copied());
+    let devices: BTreeMap<(&str, &str), &sliceguard_core::model::DeviceInfo> = registry
+        .nodes()
+        .flat_map(|n| {
+            n.devices
+                .iter()
+                .map(move |d| ((n.name.as_str(), d.id.as_str()), d))
+        })
+        .collect();
+    overcommit.retain(|(node, uuid), allowed| {
+        let Some(device) = devices.get(&(node.as_str(), uuid.as_str())) else {
+            return false;
+        };
+        let now = device_sums(&usage.load(node, uuid));
+        allowed.mem = allowed.mem.min(now.mem.max(u64::from(device.devmem)));
+        allowed.cores = allowed.cores.min(now.cores.max(u64::from(device.devcore)));
+        allowed.tasks = allowed.tasks.min(now.tasks.max(u64::from(device.count)));
+        over(allowed, device)
+    });
+}
+
+/// One decision against devices already over their registered capacity: a placement that adds
+/// any usage to such a device is an [`Invariant::OverfullDecision`] naming the pod, the node, the
+/// device, what it adds and what the device held before. `before` is the usage the decision saw.
+pub fn check_no_addition_to_overfull(
+    before: &[NodeState],
+    pod: &str,
+    decision: &Decision,
+) -> Vec<Violation> {
+    let Outcome::Scheduled { node, .. } = &decision.outcome else {
+        return Vec::new();
+    };
+    let Some(allocated) = decision
+        .annotations
+        .get(DEVICES_ALLOCATED)
+        .and_then(|v| recount::decode(v))
+    else {
+        return Vec::new();
+    };
+    let Some(state) = before.iter().find(|n| &n.name == node) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in allocated.iter().flatten() {
+        let Some(device) = state.devices.iter().find(|d| d.plan.id == entry.uuid) else {
+            continue;
+        };
+        let (plan, load) = (&device.plan, &device.load);
+        let full = load.mem > u64::from(plan.devmem)
+            || load.cores > u64::from(plan.devcore)
+            || load.tasks > u64::from(plan.count);
+        if full {
+            out.push(
+                Violation::new(
+                    Invariant::OverfullDecision,
+                    format!(
+                        "the filter's decision for {pod} adds {} MiB and {} cores (one task) to {} on {node}, which already held {} MiB, {} cores and {} tasks over its registered {} MiB, {} cores and split count {}",
+                        entry.mem,
+                        entry.cores,
+                        entry.uuid,
+                        load.mem,
+                        load.cores,
+                        load.tasks,
+                        plan.devmem,
+                        plan.devcore,
+                        plan.count
+                    ),
+                )
+                .on_node(node)
+                .on_device(&entry.uuid)
+                .with_pods([pod.to_string()]),
+            );
+        }
     }
     out
 }
@@ -75,6 +206,17 @@ fn capacity_of(
 /// Capacity of every registered device, from the pods' annotations (recounted) and, where the
 /// ledger says something else, from the ledger too.
 pub fn check_capacity(registry: &Registry, pods: &[&Pod], ledger: &Ledger) -> Vec<Violation> {
+    check_capacity_allowing(registry, pods, ledger, &Overcommit::new())
+}
+
+/// [`check_capacity`], tolerating on each device of `allowed` the usage recorded there (an
+/// over-commit that predates every decision, see [`overcommitted`]), and no more.
+pub fn check_capacity_allowing(
+    registry: &Registry,
+    pods: &[&Pod],
+    ledger: &Ledger,
+    allowed: &Overcommit,
+) -> Vec<Violation> {
     let usage = recount::recount(pods.iter().copied());
     let mut out = Vec::new();
     for node in registry.nodes() {
@@ -87,7 +229,10 @@ pub fn check_capacity(registry: &Registry, pods: &[&Pod], ledger: &Ledger) -> Ve
                 mem: load.mem,
                 cores: load.cores,
             };
-            out.extend(capacity_of(&node.name, device, "", recounted, &load));
+            let tolerated = allowed.get(&(node.name.clone(), device.id.clone()));
+            out.extend(capacity_of(
+                &node.name, device, "", recounted, &load, tolerated,
+            ));
             let ledger_view = ledger.device_usage(&node.name, &device.id);
             let ledger_sums = Sums {
                 tasks: ledger_view.used,
@@ -101,6 +246,7 @@ pub fn check_capacity(registry: &Registry, pods: &[&Pod], ledger: &Ledger) -> Ve
                     "in the ledger, ",
                     ledger_sums,
                     &load,
+                    tolerated,
                 ));
             }
             if device.devcore == 100 {

@@ -412,23 +412,62 @@ pub mod strategies {
             })
     }
 
-    /// A pod: 0..=2 init containers, 1..=3 regular containers, annotations.
+    /// A pod: 0..=2 init containers, 1..=3 regular containers, annotations. Some pods get an
+    /// init container asking for more memory than any of their regular containers (HAMi collapses
+    /// init usage into the peak, so the init container decides what the pod holds at first), and
+    /// some a GPU-less regular container between two GPU ones (the annotation keeps its empty
+    /// slot).
     pub fn pod() -> impl Strategy<Value = PodPlan> {
         let init_count = prop_oneof![6 => Just(0usize), 3 => Just(1usize), 1 => Just(2usize)];
         let app_count = prop_oneof![6 => Just(1usize), 3 => Just(2usize), 2 => Just(3usize)];
-        (init_count, app_count)
-            .prop_flat_map(|(i, a)| {
+        let shape = prop_oneof![8 => Just(Shape::AsDrawn), 1 => Just(Shape::LargeInit), 1 => Just(Shape::GapBetween)];
+        (init_count, app_count, shape)
+            .prop_flat_map(|(i, a, shape)| {
                 (
                     prop::collection::vec(container(0.55), i),
                     prop::collection::vec(container(0.85), a),
                     annotations(),
+                    Just(shape),
                 )
             })
-            .prop_map(|(init, app, annotations)| PodPlan {
-                init,
-                app,
-                annotations,
+            .prop_map(|(mut init, mut app, annotations, shape)| {
+                match shape {
+                    Shape::AsDrawn => {}
+                    Shape::LargeInit => {
+                        let largest = app
+                            .iter()
+                            .filter_map(ContainerPlan::request)
+                            .map(|r| r.mib_on(LARGE_INIT_SCALE))
+                            .max()
+                            .unwrap_or(0);
+                        let mem = (largest.max(500) * 2).min(120_000) as u32;
+                        init.insert(0, ContainerPlan::fraction(1, mem, 20));
+                    }
+                    Shape::GapBetween => {
+                        let gpu = |c: &ContainerPlan| c.request().is_some();
+                        let first = app.iter().find(|c| gpu(c)).cloned();
+                        if let Some(first) = first {
+                            app = vec![first.clone(), ContainerPlan::default(), first];
+                        }
+                    }
+                }
+                PodPlan {
+                    init,
+                    app,
+                    annotations,
+                }
             })
+    }
+
+    /// The device memory a large init container is sized against when regular containers ask for
+    /// a percentage (24 GiB, a common card).
+    pub const LARGE_INIT_SCALE: u32 = 24_576;
+
+    #[derive(Debug, Clone, Copy)]
+    enum Shape {
+        AsDrawn,
+        LargeInit,
+        GapBetween,
     }
 }
 

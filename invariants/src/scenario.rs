@@ -8,6 +8,7 @@
 //! [`Step`]s. [`World`] holds the state; [`run`] executes the steps and calls a checker after each,
 //! stopping at the first step with violations and returning the trace up to it.
 
+use crate::checks::{Overcommit, overcommitted, relax_overcommit};
 use crate::fleet::FleetPlan;
 use crate::oracle::{self, NodeState};
 use crate::pods::PodPlan;
@@ -50,12 +51,22 @@ pub struct ExistingPod {
     pub app: Vec<Vec<Entry>>,
     /// When set, the annotation written instead (an undecodable value).
     pub raw_annotation: Option<&'static str>,
+    /// The allocation puts its device over the registered capacity (as after a node re-registered
+    /// with less memory, or an allocation someone else wrote): a pre-existing over-commit, which
+    /// the world tolerates ([`World::overcommit`]) and no decision may add to.
+    pub overfull: bool,
 }
 
 impl fmt::Debug for ExistingPod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.raw_annotation {
             Some(raw) => write!(f, "{}: raw {raw:?}", self.node),
+            None if self.overfull => write!(
+                f,
+                "{} (over capacity): {}",
+                self.node,
+                recount::encode(&self.app)
+            ),
             None => {
                 let mut containers = self.init.clone();
                 containers.extend(self.app.iter().cloned());
@@ -103,6 +114,7 @@ impl ExistingPod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
                 annotations: Some(BTreeMap::from([
                     (VGPU_NODE.to_string(), self.node.clone()),
                     (DEVICES_ALLOCATED.to_string(), value.clone()),
@@ -136,6 +148,10 @@ pub enum Step {
     Finish(usize),
     /// Set a live pod's deletion timestamp (it keeps its devices until deleted).
     MarkTerminating(usize),
+    /// The same live pod (same UID, same annotations) removed and added again, as a watch
+    /// re-delivers it after a relist or a delete event racing an update: the ledger must count it
+    /// exactly once.
+    Redeliver(usize),
 }
 
 impl fmt::Debug for Step {
@@ -146,6 +162,7 @@ impl fmt::Debug for Step {
             Step::FinishInit(i) => write!(f, "finish init of #{i}"),
             Step::Finish(i) => write!(f, "finish #{i}"),
             Step::MarkTerminating(i) => write!(f, "mark #{i} terminating"),
+            Step::Redeliver(i) => write!(f, "remove and re-add #{i}"),
         }
     }
 }
@@ -204,6 +221,9 @@ pub struct World {
     pub offered: Vec<String>,
     /// Scheduler settings.
     pub settings: SchedulerSettings,
+    /// Devices over their registered capacity before any decision, with the usage tolerated there
+    /// (shrinking as it goes away; see [`crate::checks::relax_overcommit`]).
+    pub overcommit: Overcommit,
     /// Pods created so far (names `p<n>`).
     created: usize,
 }
@@ -279,6 +299,7 @@ impl World {
             plans: BTreeMap::new(),
             offered,
             settings: SchedulerSettings::default(),
+            overcommit: Overcommit::new(),
             created: 0,
         };
         for (i, existing) in scenario.existing.iter().enumerate() {
@@ -291,6 +312,7 @@ impl World {
             }
             world.pods.insert(recount::key(&pod), pod);
         }
+        world.overcommit = overcommitted(&world.registry, &world.live_pods());
         Ok(world)
     }
 
@@ -314,6 +336,7 @@ impl World {
         let name = self.next_pod_name();
         self.created += 1;
         let mut pod = plan.to_pod(&name);
+        pod.metadata.uid = Some(format!("uid-{name}"));
         let key = recount::key(&pod);
         let before = self.node_states();
         let decision = filter(
@@ -364,8 +387,16 @@ impl World {
         self.pods.keys().nth(index % self.pods.len()).cloned()
     }
 
-    /// Applies one step.
+    /// Applies one step, then shrinks the tolerated over-commit to what is left of it.
     pub fn apply(&mut self, step: &Step, now: jiff::Timestamp) -> Result<StepEffect, String> {
+        let effect = self.apply_step(step, now)?;
+        let mut overcommit = std::mem::take(&mut self.overcommit);
+        relax_overcommit(&mut overcommit, &self.registry, &self.live_pods());
+        self.overcommit = overcommit;
+        Ok(effect)
+    }
+
+    fn apply_step(&mut self, step: &Step, now: jiff::Timestamp) -> Result<StepEffect, String> {
         let change = |world: &mut World, index: usize, edit: &dyn Fn(&mut Pod)| {
             let Some(key) = world.pick(index) else {
                 return Ok(StepEffect::Changed(None));
@@ -423,6 +454,18 @@ impl World {
             Step::MarkTerminating(index) => change(self, *index, &|pod: &mut Pod| {
                 pod.metadata.deletion_timestamp = Some(Time(start_time()));
             }),
+            Step::Redeliver(index) => {
+                let Some(key) = self.pick(*index) else {
+                    return Ok(StepEffect::Changed(None));
+                };
+                if let Some(pod) = self.pods.get(&key) {
+                    self.ledger.forget(pod);
+                    // Reported and left out when undecodable, as on its first delivery.
+                    let _ = self.ledger.observe(pod);
+                    let _ = self.ledger.observe(pod);
+                }
+                Ok(StepEffect::Changed(Some(key)))
+            }
         }
     }
 }
@@ -500,7 +543,7 @@ pub fn run(
 #[cfg(feature = "strategies")]
 pub mod strategies {
     use super::*;
-    use crate::checks::check_capacity;
+    use crate::checks::check_capacity_allowing;
     use crate::fleet::strategies::fleet;
     use crate::pods::strategies::pod;
     use proptest::prelude::*;
@@ -528,6 +571,8 @@ pub mod strategies {
         app: Vec<Vec<RawGrant>>,
         stale: bool,
         raw: Option<&'static str>,
+        /// Over the device's capacity by this percent of its memory (a pre-existing over-commit).
+        overfull: Option<u32>,
     }
 
     fn raw_grant() -> impl Strategy<Value = RawGrant> {
@@ -554,19 +599,23 @@ pub mod strategies {
             prop::collection::vec(prop::collection::vec(raw_grant(), 1..=2), 1..=2),
             prop::bool::weighted(0.04),
             proptest::option::weighted(0.04, prop::sample::select(&UNDECODABLE_ALLOCATIONS[..])),
+            proptest::option::weighted(0.06, prop::sample::select(vec![1u32, 10, 50])),
         )
-            .prop_map(|(node, init, app, stale, raw)| RawExisting {
+            .prop_map(|(node, init, app, stale, raw, overfull)| RawExisting {
                 node,
                 init,
                 app,
                 stale,
                 raw,
+                overfull,
             })
     }
 
     /// Turns raw grants into pods, keeping only those that leave every capacity invariant intact
     /// (checked by [`check_capacity`] itself), so that every violation a property finds was made
-    /// by the scheduler.
+    /// by the scheduler. The exception is an over-full grant: one container holding the rest of
+    /// a device's memory and then some, which the world records as a pre-existing over-commit
+    /// (kept only where it breaks nothing but the sums, so it never shares an exclusive device).
     fn admit(fleet: &FleetPlan, raws: Vec<RawExisting>) -> Vec<ExistingPod> {
         let Ok(registry) = fleet.registry() else {
             return Vec::new();
@@ -614,6 +663,29 @@ pub mod strategies {
                     })
                     .collect(),
                 raw_annotation: raw.raw,
+                overfull: false,
+            };
+            let candidate = match raw.overfull {
+                Some(extra) if raw.raw.is_none() && !raw.stale => {
+                    let grant = raw.app.first().and_then(|c| c.first());
+                    let device = &node.devices[grant.map_or(0, |g| g.device) % node.devices.len()];
+                    let used = usage.load(&node.name, &device.id).mem;
+                    let mem = u64::from(device.devmem).saturating_sub(used)
+                        + (u64::from(device.devmem) * u64::from(extra) / 100).max(1);
+                    ExistingPod {
+                        node: node.name.clone(),
+                        init: Vec::new(),
+                        app: vec![vec![Entry {
+                            uuid: device.id.clone(),
+                            backend: "NVIDIA".into(),
+                            mem,
+                            cores: 0,
+                        }]],
+                        raw_annotation: None,
+                        overfull: true,
+                    }
+                }
+                _ => candidate,
             };
             let pod = candidate.to_pod(&format!("old-{}", admitted.len()));
             let mut trial = pods.clone();
@@ -621,7 +693,13 @@ pub mod strategies {
             let refs: Vec<&Pod> = trial.iter().collect();
             // An empty ledger disagrees with the pods, which only adds "in the ledger" lines when
             // the ledger view is over capacity; it never is, so only the recount is judged here.
-            if check_capacity(&registry, &refs, &empty).is_empty() {
+            // An over-full grant is judged with its own over-commit tolerated.
+            let tolerated = if candidate.overfull {
+                overcommitted(&registry, &refs)
+            } else {
+                Overcommit::new()
+            };
+            if check_capacity_allowing(&registry, &refs, &empty, &tolerated).is_empty() {
                 admitted.push(candidate);
                 pods.push(pod);
             }
@@ -637,6 +715,7 @@ pub mod strategies {
             1 => any::<u8>().prop_map(|i| Step::FinishInit(i.into())),
             1 => any::<u8>().prop_map(|i| Step::Finish(i.into())),
             1 => any::<u8>().prop_map(|i| Step::MarkTerminating(i.into())),
+            1 => any::<u8>().prop_map(|i| Step::Redeliver(i.into())),
         ]
     }
 

@@ -20,6 +20,10 @@ pub enum Invariant {
     Codec,
     /// The same input gives the same decision.
     Determinism,
+    /// A decision added usage to a device already over its registered capacity (a node
+    /// re-registered with less, or an allocation written by someone else): the scheduler made it
+    /// worse, unlike a pre-existing over-commit, which is the audit's finding, not a decision's.
+    OverfullDecision,
 }
 
 impl fmt::Display for Invariant {
@@ -32,6 +36,7 @@ impl fmt::Display for Invariant {
             Invariant::Protocol => "protocol",
             Invariant::Codec => "codec",
             Invariant::Determinism => "determinism",
+            Invariant::OverfullDecision => "overfull-decision",
         })
     }
 }

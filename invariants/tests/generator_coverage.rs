@@ -30,6 +30,7 @@ const CLASSES: &[&str] = &[
     "existing: undecodable allocation",
     "existing: stale device",
     "existing: full device (memory, tasks or exclusive)",
+    "existing: device over its registered capacity",
     "pod: multi-GPU container",
     "pod: GPU init container",
     "pod: two GPU init containers",
@@ -40,6 +41,10 @@ const CLASSES: &[&str] = &[
     "pod: memory in percent",
     "pod: whole card (no memory given)",
     "pod: requests only (no limits)",
+    "pod: init container larger than every app container",
+    "pod: GPU-less app container between GPU ones",
+    "pod: memory percent exactly 0",
+    "pod: memory percent exactly 100",
     "pod: no GPU request",
     "pod: more GPUs than any node",
     "pod: use-gputype",
@@ -53,11 +58,13 @@ const CLASSES: &[&str] = &[
     "step: finish init containers",
     "step: finish pod",
     "step: mark terminating",
+    "step: same pod (same UID) removed and re-added",
     "outcome: scheduled",
     "outcome: scheduled on a multi-GPU container",
     "outcome: unschedulable",
     "outcome: invalid",
     "outcome: device full after placement",
+    "outcome: placed on a node with a device over capacity",
     "reason: CardInsufficientMemory",
     "reason: NodeInsufficientDevice",
     "reason: CardTimeSlicingExhausted",
@@ -146,6 +153,10 @@ fn generators_reach_every_interesting_class() {
 
         let mut world = World::new(&scenario).expect("world");
         hit(
+            "existing: device over its registered capacity",
+            scenario.existing.iter().any(|e| e.overfull) && !world.overcommit.is_empty(),
+        );
+        hit(
             "existing: full device (memory, tasks or exclusive)",
             device_full(&world),
         );
@@ -210,6 +221,31 @@ fn generators_reach_every_interesting_class() {
                             .any(|c| c.gpu.limit.is_none() && c.gpu.request.is_some()),
                     );
                     hit("pod: no GPU request", !plan.has_gpu_request());
+                    let scale = sliceguard_invariants::pods::strategies::LARGE_INIT_SCALE;
+                    let peak = |list: &[sliceguard_invariants::pods::ContainerPlan]| {
+                        list.iter()
+                            .filter_map(|c| c.request())
+                            .map(|r| r.mib_on(scale))
+                            .max()
+                    };
+                    hit(
+                        "pod: init container larger than every app container",
+                        matches!((peak(&plan.init), peak(&plan.app)), (Some(i), Some(a)) if i > a),
+                    );
+                    hit(
+                        "pod: GPU-less app container between GPU ones",
+                        plan.app.windows(3).any(|w| {
+                            gpu(&w[0]).is_some() && gpu(&w[1]).is_none() && gpu(&w[2]).is_some()
+                        }),
+                    );
+                    let percent = |p: u32| {
+                        plan.init
+                            .iter()
+                            .chain(&plan.app)
+                            .any(|c| gpu(c).is_some() && c.pct.effective() == Some(p))
+                    };
+                    hit("pod: memory percent exactly 0", percent(0));
+                    hit("pod: memory percent exactly 100", percent(100));
                     hit(
                         "pod: more GPUs than any node",
                         requests.iter().flatten().any(|r| r.nums > max_candidates),
@@ -263,6 +299,7 @@ fn generators_reach_every_interesting_class() {
                 Step::FinishInit(_) => hit("step: finish init containers", true),
                 Step::Finish(_) => hit("step: finish pod", true),
                 Step::MarkTerminating(_) => hit("step: mark terminating", true),
+                Step::Redeliver(_) => hit("step: same pod (same UID) removed and re-added", true),
             }
             let now = start_time() + jiff::SignedDuration::from_secs(i as i64);
             let effect = world.apply(step, now).expect("step applies");
@@ -285,6 +322,12 @@ fn generators_reach_every_interesting_class() {
                     "outcome: device full after placement",
                     scheduled && device_full(&world),
                 );
+                if let Outcome::Scheduled { node, .. } = &decision.outcome {
+                    hit(
+                        "outcome: placed on a node with a device over capacity",
+                        world.overcommit.keys().any(|(n, _)| n == node),
+                    );
+                }
                 for verdict in decision.verdicts.values() {
                     if let Some(text) = verdict.reasons() {
                         for class in CLASSES.iter().filter(|c| c.starts_with("reason: ")) {

@@ -16,7 +16,8 @@ use proptest::prelude::*;
 use sliceguard_core::decision::{Decision, Outcome, filter};
 use sliceguard_core::ledger::{Ledger, Observed};
 use sliceguard_invariants::checks::{
-    DecisionInput, check_agreement, check_capacity, check_decision,
+    DecisionInput, check_agreement, check_capacity, check_capacity_allowing, check_decision,
+    check_no_addition_to_overfull,
 };
 use sliceguard_invariants::oracle;
 use sliceguard_invariants::pods::strategies::pod;
@@ -33,10 +34,21 @@ fn run_checked(
     run(scenario, check).map_err(|failure| TestCaseError::fail(failure.to_string()))
 }
 
-fn capacity_and_agreement(world: &World) -> Vec<Violation> {
+/// Capacity (tolerating only what was over capacity before any decision, as it shrinks), the
+/// ledger against the annotations, and no decision adding to an over-full device.
+fn capacity_and_agreement(world: &World, effect: Option<&StepEffect>) -> Vec<Violation> {
     let pods = world.live_pods();
-    let mut out = check_capacity(&world.registry, &pods, &world.ledger);
+    let mut out = check_capacity_allowing(&world.registry, &pods, &world.ledger, &world.overcommit);
     out.extend(check_agreement(&pods, &world.ledger));
+    if let Some(StepEffect::Placed {
+        pod,
+        before,
+        decision,
+        ..
+    }) = effect
+    {
+        out.extend(check_no_addition_to_overfull(before, pod, decision));
+    }
     out
 }
 
@@ -46,7 +58,7 @@ proptest! {
     /// Every capacity invariant holds and the ledger equals the annotations, after every step.
     #[test]
     fn capacity_and_agreement_hold_after_every_step(scenario in scenario(4, 12)) {
-        run_checked(&scenario, |world, _| capacity_and_agreement(world))?;
+        run_checked(&scenario, capacity_and_agreement)?;
     }
 }
 
@@ -221,4 +233,111 @@ proptest! {
             }
         }
     }
+}
+
+/// The over-full checker can fail, and says what it found: a fleet of one 10,000 MiB device that a
+/// pod written by someone else already over-fills (12,000 MiB), and a decision made as if that pod
+/// did not exist (a scheduler whose arithmetic forgets the excess) adding 2,000 MiB there. The
+/// capacity check tolerates the pre-existing 12,000 MiB but not a MiB more; the decision check
+/// names the pod, the device and both amounts.
+#[test]
+fn an_addition_to_an_overfull_device_is_named_as_such() {
+    use sliceguard_invariants::fleet::{DevicePlan, FleetPlan, NodePlan, Registration};
+    use sliceguard_invariants::recount::Entry;
+    use sliceguard_invariants::scenario::ExistingPod;
+    let fleet = FleetPlan {
+        nodes: vec![NodePlan {
+            name: "n0".into(),
+            devices: vec![DevicePlan {
+                id: "GPU-n0-0".into(),
+                index: 0,
+                count: 10,
+                devmem: 10_000,
+                devcore: 100,
+                device_type: "NVIDIA-A100".into(),
+                numa: 0,
+                mode: "hami-core".into(),
+                health: true,
+            }],
+            cordoned: vec![],
+            registration: Registration::Json,
+        }],
+    };
+    let overfull = ExistingPod {
+        node: "n0".into(),
+        init: vec![],
+        app: vec![vec![Entry {
+            uuid: "GPU-n0-0".into(),
+            backend: "NVIDIA".into(),
+            mem: 12_000,
+            cores: 0,
+        }]],
+        raw_annotation: None,
+        overfull: true,
+    };
+    let pod = PodPlan {
+        init: vec![],
+        app: vec![ContainerPlan::fraction(1, 2_000, 10)],
+        annotations: Default::default(),
+    };
+    let scenario = |existing: Vec<ExistingPod>| Scenario {
+        fleet: fleet.clone(),
+        existing,
+        offer_ghost: false,
+        steps: vec![Step::Place(pod.clone())],
+    };
+    // The real scheduler refuses the device: nothing to report.
+    let honest = run(&scenario(vec![overfull.clone()]), capacity_and_agreement);
+    assert!(
+        honest.is_ok(),
+        "{}",
+        honest.err().map(|f| f.to_string()).unwrap_or_default()
+    );
+
+    // A decision that ignored the excess, judged against the world that has it.
+    let mut blind = World::new(&scenario(vec![])).expect("world");
+    let Ok(StepEffect::Placed { decision, .. }) =
+        blind.apply(&Step::Place(pod.clone()), start_time())
+    else {
+        panic!("the blind world places the pod");
+    };
+    let seen = World::new(&scenario(vec![overfull])).expect("world");
+    assert_eq!(seen.overcommit.len(), 1, "{:?}", seen.overcommit);
+    let found = sliceguard_invariants::checks::check_no_addition_to_overfull(
+        &seen.node_states(),
+        "default/p1",
+        &decision,
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].invariant, Invariant::OverfullDecision);
+    let text = found[0].to_string();
+    for needle in [
+        "default/p1",
+        "GPU-n0-0",
+        "2000 MiB",
+        "12000 MiB",
+        "10000 MiB",
+        "overfull-decision",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from {text}");
+    }
+    // And the capacity check lets the excess stand but not a MiB more.
+    let mut pods: Vec<k8s_openapi::api::core::v1::Pod> =
+        seen.live_pods().into_iter().cloned().collect();
+    let mut placed = blind.pods.values().next().cloned().expect("placed pod");
+    placed.metadata.name = Some("p1".into());
+    pods.push(placed);
+    let refs: Vec<&k8s_openapi::api::core::v1::Pod> = pods.iter().collect();
+    let capacity = check_capacity_allowing(&seen.registry, &refs, &seen.ledger, &seen.overcommit);
+    assert!(
+        capacity.iter().any(|v| v.invariant == Invariant::Capacity
+            && v.to_string()
+                .contains("over-committed before any decision up to 12000")),
+        "{capacity:?}"
+    );
+    let alone: Vec<&k8s_openapi::api::core::v1::Pod> = seen.live_pods();
+    assert!(
+        check_capacity_allowing(&seen.registry, &alone, &seen.ledger, &seen.overcommit).is_empty()
+    );
+    assert!(!check_capacity(&seen.registry, &alone, &seen.ledger).is_empty());
 }
