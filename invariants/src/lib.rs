@@ -19,6 +19,7 @@
 //! | [`scenario`] | placement sequences (place, delete, finish init, terminate) driven through the real core |
 //! | [`codecs`] | codec round-trip and never-panic checks, plus valid and adversarial annotation strings |
 //! | [`fuzz_checks`] | the byte-level entry points shared by the fuzz targets and the corpus replay test |
+//! | [`webhook_model`] | an independent model of the webhook's rules (routing, default count, exclusive cores, denials) |
 //!
 //! Proptest strategies sit next to the types they generate (feature `strategies`, on by default;
 //! the fuzz crate turns it off). Properties live in `tests/`.
@@ -33,6 +34,10 @@
 //!    for pods with at most one GPU-requesting regular container it places wherever the oracle can.
 //! 5. **Codecs**: `parse(render(x)) == x`, and `parse` never panics on any string.
 //! 6. **Determinism**: the same input gives the same decision.
+//! 7. **No addition to an over-full device**: a device already over its registered capacity (a node
+//!    re-registered with less, an allocation someone else wrote) gets nothing more from a decision;
+//!    the pre-existing over-commit itself is tolerated, and only as it shrinks.
+//! 8. **Webhook**: `admission::mutate` answers as [`webhook_model`] says, object for object.
 
 pub mod checks;
 pub mod codecs;
@@ -43,6 +48,7 @@ pub mod pods;
 pub mod recount;
 pub mod scenario;
 pub mod violation;
+pub mod webhook_model;
 
 /// A proptest configuration for one property: `default_cases` unless `PROPTEST_CASES` is set, and
 /// failing seeds persisted to (and replayed first from) `path`, a file under the repository's
