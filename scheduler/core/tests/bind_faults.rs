@@ -61,8 +61,30 @@ fn config(default_cases: u32) -> ProptestConfig {
     }
 }
 
+/// Pairs of pods a careless ownership check confuses: a name and an extension of it, a name and a
+/// copy with a prefix, the same name in two namespaces (and one plain pair). A lock is compared
+/// with its holder by namespace and name, exactly.
+const RIVALS: [((&str, &str), (&str, &str)); 6] = [
+    (("default", "a"), ("default", "b")),
+    (("default", "abc"), ("default", "abc-123")),
+    (("default", "abc-123"), ("default", "abc")),
+    (("default", "abc"), ("default", "x-abc")),
+    (("default", "x-abc"), ("default", "abc")),
+    (("default", "abc"), ("team-b", "abc")),
+];
+
+/// The lock on n1 names exactly `namespace/name` (the value is `<time>,<namespace>,<name>`; this
+/// reads it without the codec under test).
+fn held_by(c: &FakeCluster, (namespace, name): (&str, &str)) -> bool {
+    c.lock("n1").is_some_and(|v| {
+        let mut parts = v.splitn(3, ',');
+        let _time = parts.next();
+        parts.next() == Some(namespace) && parts.next() == Some(name)
+    })
+}
+
 fn held_by_p(c: &FakeCluster) -> bool {
-    c.lock("n1").is_some_and(|v| v.ends_with(",default,p"))
+    held_by(c, ("default", "p"))
 }
 
 proptest! {
@@ -154,18 +176,25 @@ proptest! {
         }
     }
 
-    /// Two binders racing for one node through interleaved effects: each marks and binds its pod
-    /// only while the lock names it, the loser (if any) reports contention, and the lock ends free.
+    /// Two binders racing for one node through interleaved effects, their pods named so that a
+    /// prefix, suffix or namespace-blind ownership check would mistake one's lock for the other's:
+    /// each marks and binds its pod only while the lock names it exactly, the loser (if any)
+    /// reports contention, and the lock ends free.
     #[test]
-    fn racing_binders_never_share_the_lock(schedule in prop::collection::vec(any::<bool>(), 40)) {
+    fn racing_binders_never_share_the_lock(
+        schedule in prop::collection::vec(any::<bool>(), 40),
+        rivals in prop::sample::select(&RIVALS[..]),
+        mode in mode(),
+    ) {
         use sliceguard_core::bind::{BindMachine, Step};
         let mut c = FakeCluster::with_nodes(&["n1"]);
-        c.add_pod("default", "a");
-        c.add_pod("default", "b");
-        let s = settings(ReleaseMode::AfterBind);
+        let (first, second) = rivals;
+        c.add_pod(first.0, first.1);
+        c.add_pod(second.0, second.1);
+        let s = settings(mode);
         let mut machines = [
-            BindMachine::new(c.request("default", "a", "n1"), s.clone(), None),
-            BindMachine::new(c.request("default", "b", "n1"), s, None),
+            BindMachine::new(c.request(first.0, first.1, "n1"), s.clone(), None),
+            BindMachine::new(c.request(second.0, second.1, "n1"), s, None),
         ];
         let mut steps = [machines[0].start(c.now), machines[1].start(c.now)];
         let mut turn = schedule.into_iter().cycle();
@@ -178,9 +207,9 @@ proptest! {
                 || matches!(&effect, Effect::PatchPodAnnotations { annotations, .. }
                     if annotations.get("hami.io/bind-phase").map(String::as_str) == Some("allocating"));
             if protected {
-                let owner = machines[i].request().name.clone();
-                let lock = c.lock("n1").unwrap_or_default();
-                prop_assert!(lock.ends_with(&format!(",default,{owner}")), "{owner} ran {effect:?} under {lock:?}");
+                let request = machines[i].request();
+                let owner = (request.namespace.as_str(), request.name.as_str());
+                prop_assert!(held_by(&c, owner), "{owner:?} ran {effect:?} under {:?}", c.lock("n1"));
             }
             let observation = c.execute(&effect);
             steps[i] = machines[i].observe(observation, c.now);
@@ -198,6 +227,35 @@ proptest! {
                 prop_assert!(e.is_contention(), "{e}");
             }
         }
-        prop_assert_eq!(c.lock("n1"), None);
+        match mode {
+            ReleaseMode::AfterBind => prop_assert_eq!(c.lock("n1"), None),
+            // The winner keeps the lock for the device plugin, under its own exact name.
+            ReleaseMode::DevicePlugin => {
+                let winners: Vec<(&str, &str)> = [first, second]
+                    .into_iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| o.result.is_ok())
+                    .map(|(who, _)| who)
+                    .collect();
+                prop_assert_eq!(winners.len(), 1, "both bound under one lock");
+                prop_assert!(held_by(&c, winners[0]), "{:?} left {:?}", winners, c.lock("n1"));
+            }
+        }
     }
+}
+
+/// The rival pairs each reach the racing property often (it draws them uniformly): over its
+/// default case count every pair occurs, so each confusion is tried.
+#[test]
+fn every_rival_pair_is_raced() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = prop::sample::select(&RIVALS[..]);
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..512 {
+        let pair = strategy.new_tree(&mut runner).expect("tree").current();
+        *seen.entry(pair).or_insert(0u32) += 1;
+    }
+    assert_eq!(seen.len(), RIVALS.len(), "{seen:?}");
+    assert!(seen.values().all(|n| *n >= 20), "{seen:?}");
 }
