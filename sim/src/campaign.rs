@@ -21,6 +21,9 @@ pub enum Op {
     CreatePod {
         /// Pod name.
         name: String,
+        /// Namespace (`None`: `default`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
         /// GPUs per container.
         gpus: u32,
         /// MiB per GPU (`None`: a percentage or the whole card).
@@ -71,6 +74,7 @@ impl Op {
         match self {
             Op::CreatePod {
                 name,
+                namespace: _,
                 gpus,
                 memory_mib,
                 memory_percent,
@@ -131,11 +135,39 @@ impl Op {
     }
 }
 
+/// The second namespace campaigns create pods in.
+pub const OTHER_NAMESPACE: &str = "team-b";
+
+/// A name for the `n`-th created pod. Mostly `p<n>`; sometimes one that a careless lock-owner or
+/// ledger-key check confuses with an earlier pod's: an extension of it (`p3` → `p3-7`), a
+/// prefixed copy (`x-p3`), or the same name in the other namespace.
+fn pod_identity(
+    rng: &mut Rng,
+    n: usize,
+    earlier: &[(Option<String>, String)],
+) -> (Option<String>, String) {
+    let plain = (None, format!("p{n}"));
+    if earlier.is_empty() {
+        return plain;
+    }
+    let (namespace, base) = earlier[rng.below(earlier.len() as u64) as usize].clone();
+    match rng.below(10) {
+        0 => (namespace, format!("{base}-{n}")),
+        1 => (namespace, format!("x{n}-{base}")),
+        2 if namespace.is_none() => (Some(OTHER_NAMESPACE.to_string()), base),
+        3 => (Some(OTHER_NAMESPACE.to_string()), format!("p{n}")),
+        _ => plain,
+    }
+}
+
 /// Generates `count` operations from `seed`.
 pub fn generate(seed: u64, count: usize) -> Vec<Op> {
     let mut rng = Rng::new(seed ^ 0xc0ff_ee00);
+    // Names come from their own stream, so the operations themselves stay those of the seed.
+    let mut names = Rng::new(seed ^ 0x5eed_0a3e);
     let mut ops = Vec::with_capacity(count);
     let mut pods = 0usize;
+    let mut identities: Vec<(Option<String>, String)> = Vec::new();
     let mut nodes = 0usize;
     for _ in 0..count {
         let roll = rng.below(100);
@@ -157,8 +189,13 @@ pub fn generate(seed: u64, count: usize) -> Vec<Op> {
                     let i = rng.below(options.len() as u64 + 2) as usize;
                     options.get(i).map(|s| (*s).to_string())
                 };
+                let (namespace, name) = pod_identity(&mut names, pods, &identities);
+                if !identities.contains(&(namespace.clone(), name.clone())) {
+                    identities.push((namespace.clone(), name.clone()));
+                }
                 Op::CreatePod {
-                    name: format!("p{pods}"),
+                    name,
+                    namespace,
                     gpus: if rng.below(6) == 0 { 2 } else { 1 },
                     memory_mib: memory.0,
                     memory_percent: memory.1,
@@ -268,8 +305,21 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
     let mut counts = std::collections::BTreeMap::new();
     let mut count = |key: String| *counts.entry(key).or_insert(0u64) += 1;
     let mut locks = LockTrail::default();
+    let mut live: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for line in trace {
         let text = line.split_once(' ').map_or(line.as_str(), |(_, t)| t);
+        if let Some(rest) = text.strip_prefix("created pod ") {
+            live.insert(rest.split(' ').next().unwrap_or(rest).to_string());
+        } else if let Some(key) = text.strip_prefix("deleted pod ") {
+            live.remove(key);
+        } else if let Some(rest) = text.strip_prefix("bind ")
+            && let Some((call, "ok")) = rest.split_once(": ")
+            && let Some((key, _)) = call.split_once(" -> ")
+        {
+            for class in confusable(key, &live) {
+                count(class.into());
+            }
+        }
         if locks.observe(text) == LockChange::TakenOver {
             count("lock taken over from another pod".into());
         } else if let Some(rest) = text.strip_prefix("fault ") {
@@ -304,11 +354,45 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
     counts
 }
 
+/// How a bound pod's `namespace/name` relates to the other live pods' (the cases where a lock-owner
+/// or ledger-key check that compares by prefix, suffix or name alone goes wrong).
+fn confusable(key: &str, live: &std::collections::BTreeSet<String>) -> Vec<&'static str> {
+    let Some((namespace, name)) = key.split_once('/') else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if namespace != "default" {
+        out.push("bind succeeded: pod outside the default namespace");
+    }
+    let others = live
+        .iter()
+        .filter(|k| k.as_str() != key)
+        .filter_map(|k| k.split_once('/'));
+    let (mut extends, mut namesake) = (false, false);
+    for (other_namespace, other) in others {
+        namesake |= other == name && other_namespace != namespace;
+        extends |= other_namespace == namespace
+            && other != name
+            && (other.starts_with(name)
+                || name.starts_with(other)
+                || other.ends_with(name)
+                || name.ends_with(other));
+    }
+    if extends {
+        out.push("bind succeeded: a live pod's name extends this one's or is extended by it");
+    }
+    if namesake {
+        out.push("bind succeeded: a live pod of the same name in another namespace");
+    }
+    out
+}
+
 /// Applies one operation to the world.
 pub fn apply(world: &mut World, op: &Op) -> u32 {
     match op {
         Op::CreatePod {
             name,
+            namespace,
             gpus,
             memory_mib,
             memory_percent,
@@ -333,7 +417,10 @@ pub fn apply(world: &mut World, op: &Op) -> u32 {
             if let Some(p) = gpu_policy {
                 annotations.push((GPU_SCHEDULER_POLICY, p.as_str()));
             }
-            let pod = with_annotations(gpu_pod(name, &init_asks, &app), &annotations);
+            let mut pod = with_annotations(gpu_pod(name, &init_asks, &app), &annotations);
+            if let Some(namespace) = namespace {
+                pod.metadata.namespace = Some(namespace.clone());
+            }
             let _ = world.create_pod(&pod);
             1
         }

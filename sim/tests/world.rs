@@ -190,6 +190,67 @@ fn a_small_fault_campaign_finds_no_violation() {
     }
 }
 
+/// The campaign's pods include names that a careless check confuses (an extension, a prefixed copy,
+/// one name in two namespaces), and pods so named are bound while their namesakes live, in both
+/// lock modes, with no violation: the coverage line counts each case.
+#[test]
+fn campaigns_bind_pods_whose_names_confuse_careless_checks() {
+    let ops = campaign::generate(3, 300);
+    let created: Vec<(Option<String>, String)> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::CreatePod {
+                name, namespace, ..
+            } => Some((namespace.clone(), name.clone())),
+            _ => None,
+        })
+        .collect();
+    let in_other = created.iter().filter(|(ns, _)| ns.is_some()).count();
+    let related = created
+        .iter()
+        .filter(|(ns, n)| {
+            created.iter().any(|(ons, o)| {
+                ons == ns && o != n && (o.starts_with(n.as_str()) || o.ends_with(n.as_str()))
+            })
+        })
+        .count();
+    assert!(in_other >= 5 && related >= 5, "{created:?}");
+    for lock_release in [ReleaseMode::AfterBind, ReleaseMode::DevicePlugin] {
+        let mut totals = std::collections::BTreeMap::<String, u64>::new();
+        for seed in 1..=2u64 {
+            let config = SimConfig {
+                seed,
+                lock_release,
+                device_plugin: match lock_release {
+                    ReleaseMode::AfterBind => DevicePlugin::None,
+                    ReleaseMode::DevicePlugin => DevicePlugin::Hami,
+                },
+                faults: Fault::ALL.into_iter().collect(),
+                ..SimConfig::default()
+            };
+            let report = campaign::run(&config, &campaign::generate(seed, 300), false);
+            assert!(
+                report.violations.is_empty(),
+                "seed {seed} {lock_release:?}: {:?}",
+                report.violations
+            );
+            for (k, v) in campaign::coverage(&report.trace) {
+                *totals.entry(k).or_default() += v;
+            }
+        }
+        for class in [
+            "bind succeeded: pod outside the default namespace",
+            "bind succeeded: a live pod's name extends this one's or is extended by it",
+            "bind succeeded: a live pod of the same name in another namespace",
+        ] {
+            assert!(
+                totals.get(class).copied().unwrap_or(0) > 0,
+                "{lock_release:?}: {class:?} never happened: {totals:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn operations_reach_the_interesting_cases() {
     let ops = campaign::generate(5, 400);
