@@ -356,7 +356,7 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
 
 /// How a bound pod's `namespace/name` relates to the other live pods' (the cases where a lock-owner
 /// or ledger-key check that compares by prefix, suffix or name alone goes wrong).
-fn confusable(key: &str, live: &std::collections::BTreeSet<String>) -> Vec<&'static str> {
+pub fn confusable(key: &str, live: &std::collections::BTreeSet<String>) -> Vec<&'static str> {
     let Some((namespace, name)) = key.split_once('/') else {
         return Vec::new();
     };
