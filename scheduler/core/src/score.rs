@@ -84,10 +84,16 @@ pub fn device_score(
     } else {
         (0, 0, 0)
     };
+    // HAMi (`gpu_policy.go` `ComputeScore`) rounds each ratio to float32 first, then weighs it:
+    // `W * (Ws*(a/c) + ...)`. Weighing first (`(Ws*a)/c`) rounds differently, and with weights
+    // other than 1 two devices can swap places.
+    let used = (req + usage.used) as f32 / device.count as f32;
+    let cores = (core + usage.usedcores) as f32 / device.devcore as f32;
+    let memory = (mem + usage.usedmem) as f32 / device.devmem as f32;
     WEIGHT
-        * (weights.slot as f32 * (req + usage.used) as f32 / device.count as f32
-            + weights.core as f32 * (core + usage.usedcores) as f32 / device.devcore as f32
-            + weights.memory as f32 * (mem + usage.usedmem) as f32 / device.devmem as f32)
+        * (weights.slot as f32 * used
+            + weights.core as f32 * cores
+            + weights.memory as f32 * memory)
 }
 
 #[cfg(test)]
@@ -123,6 +129,52 @@ mod tests {
         let node2 = node_score([(&d1, &used(0, 0, 0)), (&d2, &used(1, 6000, 75))]);
         assert_eq!(format!("{node1:.2}"), "3.00");
         assert_eq!(format!("{node2:.2}"), "8.00");
+    }
+
+    /// HAMi's float32 order, ratio first (`W * (Ws*(a/c) + Wc*(b/d) + Wm*(e/f))`), bit for bit, on
+    /// weights where weighing first rounds differently (found by checking the spec's rules against
+    /// `gpu_policy.go`; the old order made these two devices trade places under binpack).
+    #[test]
+    fn device_scores_round_each_ratio_before_weighing_as_hami_does() {
+        let weights = ScoreWeights {
+            slot: 1,
+            core: 1,
+            memory: 3,
+        };
+        let device = |id: &str| DeviceInfo {
+            devmem: 15360,
+            ..gpu(id, "NVIDIA")
+        };
+        let request = ContainerRequest {
+            nums: 1,
+            memreq: 1000,
+            mem_percentage: PERCENTAGE_UNSET,
+            coresreq: 0,
+        };
+        let hami = |u: &DeviceUsage, d: &DeviceInfo| -> f32 {
+            let used = (1 + u.used) as f32 / d.count as f32;
+            let cores = u.usedcores as f32 / d.devcore as f32;
+            let mem = (1000 + u.usedmem) as f32 / d.devmem as f32;
+            10.0f32 * (1.0f32 * used + 1.0f32 * cores + 3.0f32 * mem)
+        };
+        let weighed_first = |u: &DeviceUsage, d: &DeviceInfo| -> f32 {
+            10.0f32
+                * (1.0f32 * (1 + u.used) as f32 / d.count as f32
+                    + 1.0f32 * u.usedcores as f32 / d.devcore as f32
+                    + 3.0f32 * (1000 + u.usedmem) as f32 / d.devmem as f32)
+        };
+        let (a, b) = (device("GPU-a"), device("GPU-b"));
+        let (ua, ub) = (used(1, 728, 0), used(1, 1024, 20));
+        let score_a = device_score(&a, &ua, &request, weights);
+        let score_b = device_score(&b, &ub, &request, weights);
+        assert_eq!(score_a.to_bits(), hami(&ua, &a).to_bits(), "{score_a}");
+        assert_eq!(score_b.to_bits(), hami(&ub, &b).to_bits(), "{score_b}");
+        // The case discriminates: the other order gives other bits on one of the devices.
+        assert!(
+            weighed_first(&ua, &a).to_bits() != hami(&ua, &a).to_bits()
+                || weighed_first(&ub, &b).to_bits() != hami(&ub, &b).to_bits(),
+            "pick inputs where the orders differ"
+        );
     }
 
     #[test]
