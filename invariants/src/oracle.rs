@@ -231,7 +231,7 @@ pub fn selectors(pod: &PodPlan) -> Result<Selectors, String> {
         vgpu_mode: a.get(VGPU_MODE).cloned(),
         mutex: a
             .get(GPU_SCHEDULER_POLICY)
-            .is_some_and(|p| p.contains("mutex")),
+            .is_some_and(|p| p.split(',').any(|t| t.trim() == "mutex")),
     })
 }
 

@@ -262,14 +262,16 @@ impl PodPlan {
 pub mod vocabulary {
     /// `hami.io/node-scheduler-policy` values (anything but `spread` is binpack).
     pub const NODE_POLICIES: [&str; 3] = ["binpack", "spread", "weird-policy"];
-    /// `hami.io/gpu-scheduler-policy` values.
-    pub const GPU_POLICIES: [&str; 6] = [
+    /// `hami.io/gpu-scheduler-policy` values; `spread-mutex` has no `mutex` token (HAMi compares
+    /// whole comma-separated tokens), so it orders as spread and refuses nothing.
+    pub const GPU_POLICIES: [&str; 7] = [
         "binpack",
         "spread",
         "mutex",
         "binpack,mutex",
         "topology-aware",
         "spread,numa",
+        "spread-mutex",
     ];
     /// `nvidia.com/use-gputype` values; `none-such` excludes every device.
     pub const USE_TYPES: [&str; 7] = [

@@ -4,7 +4,8 @@
 //!   pod annotation `hami.io/node-scheduler-policy` overrides the default, and any value other than
 //!   `spread` behaves as binpack, as in HAMi.
 //! - GPU policy: `binpack`, `spread` (HAMi's default), `mutex`; any other single value orders devices
-//!   as spread, as in HAMi. A policy containing `mutex` also refuses devices that are in use.
+//!   as spread, as in HAMi. A policy with a `mutex` token (`mutex`, `binpack,mutex`) also refuses
+//!   devices that are in use.
 //!   sliceguard adds `fragmentation`, a combined policy: it picks the node *and* the devices by the
 //!   least growth of the node's expected fragmentation (see [`crate::fragmentation`]); the node
 //!   policy does not apply to such pods.
@@ -91,9 +92,10 @@ impl GpuPolicy {
         self.device_policy().node_ranking()
     }
 
-    /// True when the policy refuses devices already in use (`mutex` anywhere in it).
+    /// True when the policy refuses devices already in use: one of its comma-separated tokens is
+    /// `mutex` (HAMi's `util.PolicyContains`: trimmed tokens compared whole, so `nomutex` is not).
     pub fn is_mutex(&self) -> bool {
-        self.0.contains("mutex")
+        self.0.split(',').any(|token| token.trim() == "mutex")
     }
 }
 
@@ -349,6 +351,11 @@ mod tests {
         );
         assert!(GpuPolicy("binpack,mutex".into()).is_mutex());
         assert!(!GpuPolicy("binpack".into()).is_mutex());
+        // HAMi's PolicyContains compares whole, trimmed tokens.
+        assert!(GpuPolicy("spread , mutex".into()).is_mutex());
+        for not_mutex in ["nomutex", "mutexes", "spread-mutex", ""] {
+            assert!(!GpuPolicy(not_mutex.into()).is_mutex(), "{not_mutex}");
+        }
     }
 
     #[test]

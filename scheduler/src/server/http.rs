@@ -4,7 +4,7 @@
 //!
 //! | route | listener | answer |
 //! |---|---|---|
-//! | `POST /filter` | extender | `ExtenderFilterResult`; an empty body is HTTP 400 `Please send a request body`; a body that does not decode, or has no `Pod`, is HTTP 200 with `Error` set (HAMi) |
+//! | `POST /filter` | extender | `ExtenderFilterResult`; a body that is empty, does not decode, or has no `Pod` is HTTP 200 with `Error` set, as HAMi answers (an empty body: `EOF: ...`, Go's decoder error; HAMi's `checkBody` 400 never fires, Go's server never passes a nil body) |
 //! | `POST /bind` | extender | `ExtenderBindingResult`, same error rules |
 //! | `POST /webhook` | webhook (HTTPS) | `AdmissionReview` response; a body that is not an AdmissionReview is HTTP 400 with the reason |
 //! | `GET /healthz` | all | 200 `ok`; 503 naming the background task that ended before shutdown |
@@ -108,11 +108,16 @@ fn no_body() -> Response {
     (StatusCode::BAD_REQUEST, "Please send a request body\n").into_response()
 }
 
+/// HAMi's answer to an empty extender body: its JSON decoder's `EOF`, as `Error` with HTTP 200.
+const EMPTY_BODY: &str = "EOF: the request body is empty";
+
 async fn filter<C: ClusterApi>(State(svc): State<Arc<Scheduler<C>>>, body: Bytes) -> Response {
-    if body.is_empty() {
-        return no_body();
-    }
-    let result = match extender::decode_args(&body) {
+    let decoded = if body.is_empty() {
+        Err(extender::WireError(format!("ExtenderArgs: {EMPTY_BODY}")))
+    } else {
+        extender::decode_args(&body)
+    };
+    let result = match decoded {
         Ok(args) => svc.filter(args).await,
         Err(e) => {
             svc.metrics().decision("error");
@@ -123,10 +128,14 @@ async fn filter<C: ClusterApi>(State(svc): State<Arc<Scheduler<C>>>, body: Bytes
 }
 
 async fn bind<C: ClusterApi>(State(svc): State<Arc<Scheduler<C>>>, body: Bytes) -> Response {
-    if body.is_empty() {
-        return no_body();
-    }
-    let result = match extender::decode_binding_args(&body) {
+    let decoded = if body.is_empty() {
+        Err(extender::WireError(format!(
+            "ExtenderBindingArgs: {EMPTY_BODY}"
+        )))
+    } else {
+        extender::decode_binding_args(&body)
+    };
+    let result = match decoded {
         Ok(args) => svc.bind(args).await,
         Err(e) => {
             svc.metrics().bind_outcome("malformed");
