@@ -325,6 +325,18 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
         } else if let Some(rest) = text.strip_prefix("fault ") {
             let name = rest.split([' ', ':']).next().unwrap_or(rest);
             count(format!("fault {name}"));
+            if name == "stale-view" {
+                count(
+                    if rest.contains("a node already gone") {
+                        "stale view: a gone node offered"
+                    } else if rest.contains("binds") {
+                        "stale view: bind of a pod deleted since its filter"
+                    } else {
+                        "stale view: filter of a deleted pod"
+                    }
+                    .into(),
+                );
+            }
         } else if text.starts_with("delete pod ") && text.ends_with("(stalled allocation)") {
             count("stalled allocation holder deleted".into());
         } else if let Some(rest) = text.strip_prefix("bind ") {

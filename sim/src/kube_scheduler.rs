@@ -107,6 +107,18 @@ impl<T: Copy + Ord + Add<Duration, Output = T>> SchedulingQueue<T> {
             .map(|(k, _)| k.clone())
     }
 
+    /// Every queued pod due at `now`, longest-waiting first (ties by key).
+    pub fn due(&self, now: T) -> Vec<String> {
+        let mut due: Vec<(&T, &String)> = self
+            .pods
+            .iter()
+            .filter(|(_, b)| b.next <= now)
+            .map(|(k, b)| (&b.next, k))
+            .collect();
+        due.sort();
+        due.into_iter().map(|(_, k)| k.clone()).collect()
+    }
+
     /// True when `key` is queued and its backoff has not run out at `now`.
     pub fn backing_off(&self, key: &str, now: T) -> bool {
         self.pods.get(key).is_some_and(|b| b.next > now)

@@ -32,7 +32,9 @@ use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
-use sliceguard::annotations::{BIND_PHASE, NODE_LOCK, RESOURCE_GPU, VGPU_NODE, bind_phase};
+use sliceguard::annotations::{
+    BIND_PHASE, NODE_LOCK, NODE_REGISTER, RESOURCE_GPU, VGPU_NODE, bind_phase,
+};
 use sliceguard::bind::{ApiFailure, Effect, NodeLockView, Observation, PodView, ReleaseMode};
 use sliceguard::codec::lock;
 use sliceguard::objects::FleetSpec;
@@ -133,11 +135,24 @@ pub enum Fault {
     /// second kube-scheduler during a rollout): it sends `/bind` for another eligible node than the
     /// one the filter chose. `/bind` must refuse it, leaving no Binding and no lock.
     StaleBind,
+    /// A node's device plugin re-registers its devices with half the memory (a driver update, a
+    /// changed `deviceMemoryScaling`): allocations already there may now exceed the registered
+    /// capacity. That over-commit is the audit's finding, not a decision's; no decision may add to
+    /// such a device.
+    NodeShrink,
+    /// kube-scheduler's binding cycles run concurrently: a second pod whose filter chose the same
+    /// node is bound at the same time as the first (two binds in flight on one node).
+    ConcurrentBind,
+    /// kube-scheduler acts on a stale view (its informers lag the API): it filters a pod already
+    /// deleted, binds a pod deleted since its filter (the Binding answers NotFound), or offers a
+    /// node already gone. Once the scheduler's watches have caught up, its ledger must hold nothing
+    /// for such a pod.
+    StaleView,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 18] = [
+    pub const ALL: [Fault; 21] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -156,6 +171,9 @@ impl Fault {
         Fault::ReplicaPause,
         Fault::ReplicaPartition,
         Fault::StaleBind,
+        Fault::NodeShrink,
+        Fault::ConcurrentBind,
+        Fault::StaleView,
     ];
 
     /// The fault's name on the command line.
@@ -179,6 +197,9 @@ impl Fault {
             Fault::ReplicaPause => "replica-pause",
             Fault::ReplicaPartition => "replica-partition",
             Fault::StaleBind => "stale-bind",
+            Fault::NodeShrink => "node-shrink",
+            Fault::ConcurrentBind => "concurrent-bind",
+            Fault::StaleView => "stale-view",
         }
     }
 
@@ -311,12 +332,36 @@ impl fmt::Display for WorldViolation {
 enum Actor {
     /// A bind of this pod (`namespace/name`).
     Bind(String),
+    /// Two binds in flight at once (kube-scheduler's concurrent binding cycles). Their effects
+    /// cannot be told apart here (each runs in a task the service spawns), so the lock-safety
+    /// check lets either pod's binder change either pod's lock; the service's per-node bind gate
+    /// orders them, and a third party's lock is judged as ever.
+    Binds(String, String),
     /// The lock reaper.
     Reaper,
     /// The filter.
     Filter,
     /// Nobody in particular.
     Other,
+}
+
+impl Actor {
+    /// The pod a bind is for (the first, for two at once).
+    fn binding(&self) -> Option<&str> {
+        match self {
+            Actor::Bind(key) | Actor::Binds(key, _) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// True when `holder` is a pod this actor binds.
+    fn binds(&self, holder: &str) -> bool {
+        match self {
+            Actor::Bind(key) => key == holder,
+            Actor::Binds(a, b) => a == holder || b == holder,
+            _ => false,
+        }
+    }
 }
 
 /// The API state shared by the world and the service's [`SimCluster`].
@@ -414,7 +459,7 @@ impl SimCluster {
             core.log(line);
             return None;
         }
-        if let Actor::Bind(key) = core.actor.clone()
+        if let Some(key) = core.actor.binding().map(str::to_string)
             && core.roll(Fault::PodDeletion)
             && let Some((ns, name)) = key.split_once('/')
             && core.store.delete(Resource::Pods, Some(ns), name).is_ok()
@@ -457,6 +502,8 @@ impl SimCluster {
             ));
             return None;
         }
+        // Not for two binds at once: which of the two stops first once the caller is gone would
+        // depend on the service's unbiased `select!`s, and a run must replay byte for byte.
         if matches!(core.actor, Actor::Bind(_))
             && !matches!(effect, Effect::EmitEvent { .. })
             && !core.abandoned
@@ -471,7 +518,7 @@ impl SimCluster {
         }
         if !matches!(effect, Effect::EmitEvent { .. }) && core.roll(Fault::ServerError) {
             core.log(format!("fault server-error on {}", effect.kind()));
-            if matches!(core.actor, Actor::Bind(_)) {
+            if core.actor.binding().is_some() {
                 core.indeterminate_in_bind = true;
             }
             return Some(Observation::Failed(ApiFailure::Indeterminate(
@@ -490,7 +537,7 @@ impl SimCluster {
                 "fault lost-response on {} (applied)",
                 effect.kind()
             ));
-            if matches!(core.actor, Actor::Bind(_)) {
+            if core.actor.binding().is_some() {
                 core.indeterminate_in_bind = true;
             }
             return Some(Observation::Failed(ApiFailure::Indeterminate(
@@ -720,13 +767,14 @@ fn check_lock_change(core: &mut ApiCore, node: &str, old: &str, new: Option<&str
         .ok()
         .and_then(|v| v.holder)
         .map(|h| format!("{}/{}", h.namespace, h.name));
-    let own = matches!((&core.actor, &holder), (Actor::Bind(key), Some(h)) if key == h);
+    let own = holder.as_deref().is_some_and(|h| core.actor.binds(h));
     if own {
         return;
     }
     if free_by_rule(core, node, old, now).is_none() {
         let who = match &core.actor {
             Actor::Bind(k) => format!("the binder of {k}"),
+            Actor::Binds(a, b) => format!("the binder of {a} or {b}"),
             Actor::Reaper => "the lock reaper".into(),
             Actor::Filter => "the filter".into(),
             Actor::Other => "someone".into(),
@@ -792,6 +840,19 @@ pub struct World {
     grants: crate::tenant::Grants,
     /// The second sliceguard replica and the election (inert unless a replica fault is enabled).
     replicas: replicas::Replicas,
+    /// Nodes removed so far: what a stale kube-scheduler view may still offer.
+    gone_nodes: Vec<String>,
+    /// Pods the stale-view fault deleted under kube-scheduler's feet; once the scheduler's view has
+    /// caught up, its ledger must hold nothing for them.
+    stale_victims: BTreeSet<String>,
+    /// Devices over their registered capacity because a node re-registered with less (the
+    /// node-shrink fault), with the usage tolerated there; it only shrinks as that usage goes.
+    overcommit: sliceguard_invariants::checks::Overcommit,
+    /// The store's resourceVersion at each node's last re-registration with less memory: a filter
+    /// whose view had not reached it decided on the old capacity.
+    shrunk_at: BTreeMap<String, u64>,
+    /// The oldest view (delivered resourceVersion) a filter decided on since the last check.
+    oldest_decision_view: Option<u64>,
 }
 
 impl fmt::Debug for World {
@@ -854,6 +915,11 @@ impl World {
             attempted: BTreeSet::new(),
             check_every: 1,
             replicas: replicas::Replicas::new(&config_faults),
+            gone_nodes: Vec::new(),
+            stale_victims: BTreeSet::new(),
+            overcommit: Default::default(),
+            shrunk_at: BTreeMap::new(),
+            oldest_decision_view: None,
         }
     }
 
@@ -1064,6 +1130,146 @@ impl World {
         ok
     }
 
+    /// The node-shrink fault: a random node's register annotation rewritten with half the memory
+    /// per device; the devices it leaves over capacity join the tolerated over-commit.
+    fn shrink_a_node(&mut self) {
+        let names = self.node_names();
+        if names.is_empty() {
+            return;
+        }
+        let name = names[self.rng.below(names.len() as u64) as usize].clone();
+        let Ok(node) = self.core().store.get(Resource::Nodes, None, &name) else {
+            return;
+        };
+        let Some(raw) = node["metadata"]["annotations"][NODE_REGISTER].as_str() else {
+            return;
+        };
+        let Ok(Value::Array(mut devices)) = serde_json::from_str::<Value>(raw) else {
+            return;
+        };
+        // Down to 1 GiB at the least: a fleet of empty cards tests nothing.
+        if devices
+            .iter()
+            .any(|d| d["devmem"].as_u64().is_none_or(|m| m < 2048))
+        {
+            return;
+        }
+        for device in &mut devices {
+            if let Some(mem) = device["devmem"].as_u64() {
+                device["devmem"] = json!(mem / 2);
+            }
+        }
+        let patch = json!({"metadata": {"annotations": {
+            NODE_REGISTER: Value::Array(devices).to_string()
+        }}});
+        let patched = self.core().store.patch(
+            Resource::Nodes,
+            None,
+            &name,
+            Part::Main,
+            PatchType::Merge,
+            &patch,
+        );
+        if patched.is_err() {
+            return;
+        }
+        self.log(format!(
+            "fault node-shrink: {name} re-registers its devices with half the memory"
+        ));
+        let rv = self.core().store.resource_version();
+        self.shrunk_at.insert(name.clone(), rv);
+        self.tolerate_overcommit_on(None);
+    }
+
+    /// Adds what is over capacity now (on `node`, or everywhere) to the tolerated over-commit.
+    fn tolerate_overcommit_on(&mut self, node: Option<&str>) {
+        let (registry, pods) = self.registry_and_pods();
+        let live: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
+        for (device, usage) in sliceguard_invariants::checks::overcommitted(&registry, &live) {
+            if node.is_some_and(|n| n != device.0) {
+                continue;
+            }
+            let tolerated = self.overcommit.entry(device).or_default();
+            tolerated.mem = tolerated.mem.max(usage.mem);
+            tolerated.cores = tolerated.cores.max(usage.cores);
+            tolerated.tasks = tolerated.tasks.max(usage.tasks);
+        }
+    }
+
+    /// The registry over the store's nodes, and the store's pods.
+    fn registry_and_pods(&self) -> (Registry, Arc<Vec<Arc<Pod>>>) {
+        let core = self.core();
+        let mut registry = Registry::new();
+        for node in core.store.typed_shared::<Node>(Resource::Nodes).iter() {
+            let _ = registry.upsert_node(node);
+        }
+        (registry, core.store.typed_shared::<Pod>(Resource::Pods))
+    }
+
+    /// A decision never adds to a device already over its registered capacity: checked when a
+    /// filter chose `node` for `key` while the scheduler's view was caught up with the store. A
+    /// view that had not yet seen the node re-register with less memory decided on the old
+    /// capacity, as HAMi would; [`World::check`] tolerates what such decisions put over capacity.
+    fn judge_decision_capacity(&mut self, key: &str, node: &str, view_rv: u64, caught_up: bool) {
+        if caught_up && self.shrunk_at.get(node).is_none_or(|rv| *rv <= view_rv) {
+            self.check_decision_on_overfull(key);
+        }
+    }
+
+    fn check_decision_on_overfull(&mut self, key: &str) {
+        let (registry, pods) = self.registry_and_pods();
+        let Some(pod) = pods
+            .iter()
+            .find(|p| sliceguard_invariants::recount::key(p) == key)
+        else {
+            return;
+        };
+        let Some(node) = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(VGPU_NODE))
+        else {
+            return;
+        };
+        let Some(allocation) = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(sliceguard::annotations::DEVICES_ALLOCATED))
+            .and_then(|v| sliceguard_invariants::recount::decode(v))
+        else {
+            return;
+        };
+        let others = sliceguard_invariants::recount::recount(
+            pods.iter()
+                .filter(|p| sliceguard_invariants::recount::key(p) != key)
+                .map(|p| &**p),
+        );
+        let Some(info) = registry.nodes().find(|n| &n.name == node) else {
+            return;
+        };
+        let mut found = Vec::new();
+        for entry in allocation.iter().flatten() {
+            let Some(device) = info.devices.iter().find(|d| d.id == entry.uuid) else {
+                continue;
+            };
+            let load = others.load(node, &entry.uuid);
+            if load.mem > u64::from(device.devmem)
+                || load.cores > u64::from(device.devcore)
+                || load.tasks > u64::from(device.count)
+            {
+                found.push(format!(
+                    "the filter's decision for {key} adds {} MiB and {} cores to {} on {node}, which other pods already held over its registered capacity ({} of {} MiB, {} of {} cores, {} of {} tasks)",
+                    entry.mem, entry.cores, entry.uuid, load.mem, device.devmem, load.cores, device.devcore, load.tasks, device.count
+                ));
+            }
+        }
+        for v in found {
+            self.violation("overfull-decision", v);
+        }
+    }
+
     /// Deletes a node.
     pub fn remove_node(&mut self, name: &str) -> bool {
         let ok = self
@@ -1073,6 +1279,7 @@ impl World {
             .is_ok();
         if ok {
             self.log(format!("removed node {name}"));
+            self.gone_nodes.push(name.to_string());
         }
         ok
     }
@@ -1321,8 +1528,37 @@ impl World {
             self.queue.remove(&key);
             return;
         }
-        let nodes = self.eligible_nodes(&pod);
-        if spec.scheduler_name.as_deref() != Some(self.config.scheduler_name.as_str()) {
+        let mut nodes = self.eligible_nodes(&pod);
+        let ours = spec.scheduler_name.as_deref() == Some(self.config.scheduler_name.as_str());
+        // A stale view: kube-scheduler's informers have not seen a deletion yet (of the pod before
+        // its filter, of a node; of the pod before its bind, below).
+        if ours && self.roll(Fault::StaleView) {
+            match self.rng.below(2) {
+                0 => {
+                    self.log(format!(
+                        "fault stale-view: kube-scheduler filters {key}, already deleted"
+                    ));
+                    self.delete_pod(&key);
+                    self.stale_victims.insert(key.clone());
+                }
+                _ => {
+                    let gone: Vec<String> = self
+                        .gone_nodes
+                        .iter()
+                        .filter(|n| !nodes.contains(n) && !self.node_names().contains(n))
+                        .cloned()
+                        .collect();
+                    if !gone.is_empty() {
+                        let node = gone[self.rng.below(gone.len() as u64) as usize].clone();
+                        self.log(format!(
+                            "fault stale-view: kube-scheduler offers {node}, a node already gone, for {key}"
+                        ));
+                        nodes.push(node);
+                    }
+                }
+            }
+        }
+        if !ours {
             // A plain default placement: the first eligible node.
             if let Some(node) = nodes.first() {
                 let (ns, name) = key.split_once('/').unwrap_or(("default", ""));
@@ -1336,6 +1572,13 @@ impl World {
         }
         let offered = nodes.clone();
         self.attempted.insert(key.clone());
+        let view_rv = self.delivered;
+        self.oldest_decision_view = Some(
+            self.oldest_decision_view
+                .map_or(view_rv, |v| v.min(view_rv)),
+        );
+        let view_caught_up = self.watch_down_until.is_none()
+            && self.delivered == self.core().store.resource_version();
         let args = filter_args(&pod, nodes);
         let Some(result) = self.call(
             Actor::Filter,
@@ -1356,6 +1599,9 @@ impl World {
             return;
         };
         self.log(format!("filter {key} -> {node}"));
+        if self.pod(&key).is_some() {
+            self.judge_decision_capacity(&key, &node, view_rv, view_caught_up);
+        }
         let chosen = node.clone();
         let stale = offered.iter().any(|n| *n != chosen) && self.roll(Fault::StaleBind);
         let node = if stale {
@@ -1368,20 +1614,137 @@ impl World {
         } else {
             chosen.clone()
         };
+        if self.roll(Fault::StaleView) {
+            self.log(format!(
+                "fault stale-view: kube-scheduler binds {key}, deleted since its filter"
+            ));
+            self.delete_pod(&key);
+            self.stale_victims.insert(key.clone());
+        }
+        // kube-scheduler runs binding cycles concurrently: another pod's cycle may bind to the same
+        // node while this one does.
+        // Concurrent binding cycles are kube-scheduler's normal behaviour, so this one is tried ten
+        // times as often as a fault proper.
+        let rate = (self.core().fault_per_mille * 10).min(1000);
+        let partner = if self.fault_active(Fault::ConcurrentBind) && self.rng.chance_per_mille(rate)
+        {
+            self.partner_for(&key, &node)
+        } else {
+            None
+        };
         // kube-scheduler binds with the pod it scheduled; the annotations the filter wrote are on the API.
         let args = binding_args(&pod, &node);
         self.core().indeterminate_in_bind = false;
-        let Some(result) = self.call(Actor::Bind(key.clone()), move |svc| async move {
-            svc.bind(args).await
-        }) else {
-            self.back_off(&key);
+        let trace_before_bind = self.core().trace.len();
+        let Some((partner_key, partner_pod)) = partner else {
+            let Some(result) = self.call(Actor::Bind(key.clone()), move |svc| async move {
+                svc.bind(args).await
+            }) else {
+                self.back_off(&key);
+                return;
+            };
+            self.settle_bind(&key, &pod, &node, &chosen, stale, result, trace_before_bind);
             return;
         };
+        self.log(format!(
+            "fault concurrent-bind: kube-scheduler binds {key} and {partner_key} to {node} at once"
+        ));
+        let partner_args = binding_args(&partner_pod, &node);
+        let Some((result, partner_result)) = self.call(
+            Actor::Binds(key.clone(), partner_key.clone()),
+            move |svc| async move { tokio::join!(svc.bind(args), svc.bind(partner_args)) },
+        ) else {
+            self.back_off(&key);
+            self.back_off(&partner_key);
+            return;
+        };
+        self.settle_bind(&key, &pod, &node, &chosen, stale, result, trace_before_bind);
+        self.settle_bind(
+            &partner_key,
+            &partner_pod,
+            &node,
+            &node,
+            false,
+            partner_result,
+            trace_before_bind,
+        );
+    }
+
+    /// Another pod of sliceguard's, due now, whose filter also chooses `node`: the partner of a
+    /// concurrent bind. Its filter runs here (the scheduling cycles stay one at a time).
+    fn partner_for(&mut self, key: &str, node: &str) -> Option<(String, Pod)> {
         let now = self.now();
-        let bound_here =
-            self.pod(&key).and_then(|p| p.spec?.node_name).as_deref() == Some(node.as_str());
+        let ours = |p: &Pod| {
+            let spec = p.spec.clone().unwrap_or_default();
+            spec.node_name.is_none()
+                && spec.scheduler_name.as_deref() == Some(self.config.scheduler_name.as_str())
+        };
+        let (other, pod, nodes) = self
+            .queue
+            .due(now)
+            .into_iter()
+            .filter(|k| k != key)
+            .filter_map(|k| self.pod(&k).map(|p| (k, p)))
+            .filter(|(_, p)| ours(p))
+            .map(|(k, p)| {
+                let nodes = self.eligible_nodes(&p);
+                (k, p, nodes)
+            })
+            .find(|(_, _, nodes)| nodes.iter().any(|n| n == node))?;
+        self.attempted.insert(other.clone());
+        let view_rv = self.delivered;
+        self.oldest_decision_view = Some(
+            self.oldest_decision_view
+                .map_or(view_rv, |v| v.min(view_rv)),
+        );
+        let view_caught_up = self.watch_down_until.is_none()
+            && self.delivered == self.core().store.resource_version();
+        let args = filter_args(&pod, nodes);
+        let Some(result) = self.call(
+            Actor::Filter,
+            move |svc| async move { svc.filter(args).await },
+        ) else {
+            self.back_off(&other);
+            return None;
+        };
+        match result.node_names.as_ref().and_then(|n| n.first()) {
+            Some(chosen) if result.error.is_empty() => {
+                self.log(format!("filter {other} -> {chosen}"));
+                if self.pod(&other).is_some() {
+                    self.judge_decision_capacity(&other, chosen, view_rv, view_caught_up);
+                }
+                if chosen == node {
+                    return Some((other, pod));
+                }
+                // Bound later, on its own turn; the filter's assumption stands meanwhile.
+                None
+            }
+            _ => {
+                self.log(format!("filter {other}: unschedulable: {:?}", result.error));
+                self.back_off(&other);
+                None
+            }
+        }
+    }
+
+    /// What kube-scheduler makes of a bind's answer, and the checks on it: the protocol (success
+    /// iff the Binding exists, never for a node the filter did not choose), lock liveness on a
+    /// contention refusal, and the queue.
+    #[allow(clippy::too_many_arguments)]
+    fn settle_bind(
+        &mut self,
+        key: &str,
+        pod: &Pod,
+        node: &str,
+        chosen: &str,
+        stale: bool,
+        result: sliceguard::server::extender::ExtenderBindingResult,
+        trace_before_bind: usize,
+    ) {
+        let now = self.now();
+        let bound_here = self.pod(key).and_then(|p| p.spec?.node_name).as_deref() == Some(node);
         let indeterminate = self.core().indeterminate_in_bind;
-        if stale && result.error.is_empty() && gpu_request(&pod) > 0 {
+        if stale && result.error.is_empty() && gpu_request(pod) > 0 {
             self.violation(
                 "protocol",
                 format!(
@@ -1391,7 +1754,7 @@ impl World {
         }
         if result.error.is_empty() {
             self.log(format!("bind {key} -> {node}: ok"));
-            if !bound_here && self.pod(&key).is_some() {
+            if !bound_here && self.pod(key).is_some() {
                 self.violation(
                     "protocol",
                     format!(
@@ -1399,10 +1762,13 @@ impl World {
                     ),
                 );
             }
-            self.bound_at.push((key.clone(), now));
-            self.queue.remove(&key);
+            self.bound_at.push((key.to_string(), now));
+            self.queue.remove(key);
         } else {
             self.log(format!("bind {key} -> {node}: {}", result.error));
+            if result.error.contains("has been locked within") {
+                self.judge_lock_refusal(key, node, trace_before_bind);
+            }
             if bound_here && !indeterminate {
                 self.violation(
                     "protocol",
@@ -1413,11 +1779,100 @@ impl World {
                 );
             }
             if bound_here {
-                self.bound_at.push((key.clone(), now));
-                self.queue.remove(&key);
+                self.bound_at.push((key.to_string(), now));
+                self.queue.remove(key);
             } else {
-                self.back_off(&key);
+                self.back_off(key);
             }
+        }
+    }
+
+    /// Lock liveness at the moment of a refusal: a bind refused for contention must have met a
+    /// lock that stands. It does not when the lock names the pod being bound (re-entrant), or a
+    /// holder that is gone, finished (Succeeded, Failed, being deleted) or bound to another node, or
+    /// (`after-bind`) bound to this node, or (`device-plugin`) bound here with its phase settled, or
+    /// when the lock expired and its holder is not mid-allocation. The holder is read from the API
+    /// as the binder read it (nothing else moves inside a call); a fault on the bind's own reads or
+    /// writes excuses the step, since a binder that could not read may refuse.
+    fn judge_lock_refusal(&mut self, key: &str, node: &str, trace_from: usize) {
+        let excused = self.core().trace[trace_from..].iter().any(|line| {
+            let text = line.split_once(' ').map_or(line.as_str(), |(_, t)| t);
+            text.starts_with("fault ")
+                && [
+                    "get-pod",
+                    "get-node",
+                    "write-lock",
+                    "replica",
+                    "crash",
+                    "partition",
+                ]
+                .iter()
+                .any(|k| text.contains(k))
+        });
+        let Some(value) = self.locks().get(node).cloned() else {
+            return;
+        };
+        // `<RFC 3339>,<namespace>,<name>`, read without the codec under test; a legacy bare
+        // timestamp or a malformed value has its own rules.
+        let mut parts = value.splitn(3, ',');
+        let (Some(taken), Some(namespace), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let Ok(taken) = taken.parse::<Timestamp>() else {
+            return;
+        };
+        let holder_key = format!("{namespace}/{name}");
+        let holder = self.pod(&holder_key);
+        let bound_to = holder
+            .as_ref()
+            .and_then(|p| p.spec.as_ref()?.node_name.clone());
+        let phase = holder
+            .as_ref()
+            .and_then(|p| p.status.as_ref()?.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
+        let bind_phase_value = holder
+            .as_ref()
+            .and_then(|p| p.metadata.annotations.as_ref()?.get(BIND_PHASE).cloned());
+        let terminating = holder
+            .as_ref()
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+        let device_plugin = self.config.lock_release == sliceguard::bind::ReleaseMode::DevicePlugin;
+        let mid_allocation = device_plugin
+            && bound_to.as_deref() == Some(node)
+            && phase == "Pending"
+            && !terminating
+            && bind_phase_value.as_deref() == Some(bind_phase::ALLOCATING);
+        let free = if holder_key == key {
+            Some("names the pod being bound (the lock is re-entrant)")
+        } else if holder.is_none() {
+            Some("names a pod that is gone")
+        } else if phase == "Succeeded" || phase == "Failed" || terminating {
+            Some("names a pod that finished or is being deleted")
+        } else if bound_to.as_deref().is_some_and(|n| n != node) {
+            Some("names a pod bound to another node")
+        } else if !device_plugin && bound_to.as_deref() == Some(node) {
+            Some("names a pod already bound to this node (after-bind mode)")
+        } else if device_plugin
+            && bound_to.as_deref() == Some(node)
+            && matches!(
+                bind_phase_value.as_deref(),
+                Some(bind_phase::SUCCESS | bind_phase::FAILED)
+            )
+        {
+            Some("names a pod whose device plugin settled its phase")
+        } else if self.now().duration_since(taken) > self.config.lock_timeout && !mid_allocation {
+            Some("expired, and its holder is not mid-allocation")
+        } else {
+            None
+        };
+        if let Some(why) = free
+            && !excused
+        {
+            self.violation(
+                "lock-liveness",
+                format!("the bind of {key} to {node} was refused for contention, but the lock {value:?} {why}"),
+            );
         }
     }
 
@@ -1562,6 +2017,9 @@ impl World {
         self.ensure_scheduler();
         self.replicas_step();
         self.deliver_watch_events();
+        if self.roll(Fault::NodeShrink) {
+            self.shrink_a_node();
+        }
         if self.roll(Fault::NodeDeletion) {
             let names = self.node_names();
             if names.len() > 1 {
@@ -1612,6 +2070,23 @@ impl World {
 
     /// Checks every safety invariant now.
     pub fn check(&mut self) {
+        // Until the scheduler's watches deliver a node's re-registration with less memory, its
+        // decisions (even a filter kube-scheduler abandoned, whose write landed) use the old
+        // capacity: what they put over the new one is the shrink's over-commit, not theirs.
+        let oldest_view = self
+            .oldest_decision_view
+            .take()
+            .unwrap_or(u64::MAX)
+            .min(self.delivered);
+        let unseen: Vec<String> = self
+            .shrunk_at
+            .iter()
+            .filter(|(_, rv)| oldest_view < **rv)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in unseen {
+            self.tolerate_overcommit_on(Some(&node));
+        }
         let lock_violations: Vec<(&'static str, String)> =
             std::mem::take(&mut self.core().violations);
         for (invariant, detail) in lock_violations {
@@ -1634,8 +2109,17 @@ impl World {
         for pod in &live {
             let _ = truth.observe(pod);
         }
-        for v in sliceguard_invariants::checks::check_capacity(&registry, &live, &truth) {
-            self.violation("capacity", v.to_string());
+        let found: Vec<String> = sliceguard_invariants::checks::check_capacity_allowing(
+            &registry,
+            &live,
+            &truth,
+            &self.overcommit,
+        )
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect();
+        for v in found {
+            self.violation("capacity", v);
         }
         // What the running containers hold, whatever their annotations say now.
         let granted = self.grants.pods();
@@ -1643,14 +2127,23 @@ impl World {
         for pod in &granted {
             let _ = held.observe(pod);
         }
-        let found: Vec<String> =
-            sliceguard_invariants::checks::check_capacity(&registry, &granted, &held)
-                .into_iter()
-                .map(|v| format!("as granted to running containers: {v}"))
-                .collect();
+        let found: Vec<String> = sliceguard_invariants::checks::check_capacity_allowing(
+            &registry,
+            &granted,
+            &held,
+            &self.overcommit,
+        )
+        .into_iter()
+        .map(|v| format!("as granted to running containers: {v}"))
+        .collect();
         for v in found {
             self.violation("capacity", v);
         }
+        // The tolerated over-commit shrinks with what is left of it (on what the annotations say;
+        // running containers' grants are judged against the same allowance).
+        let mut overcommit = std::mem::take(&mut self.overcommit);
+        sliceguard_invariants::checks::relax_overcommit(&mut overcommit, &registry, &live);
+        self.overcommit = overcommit;
         // Agreement: only when the scheduler's view has caught up with the store.
         let caught_up = self.watch_down_until.is_none()
             && self.delivered == self.core().store.resource_version();
@@ -1675,8 +2168,40 @@ impl World {
                     .map(|v| v.to_string())
                     .collect()
             });
+            // A pod deleted under a stale kube-scheduler view leaves nothing behind once the view
+            // has caught up (an unconfirmed write is settled by its own rule, within a minute).
+            let victims: Vec<String> = self.stale_victims.iter().cloned().collect();
+            let mut leaked = Vec::new();
+            for key in victims {
+                if self.pod(&key).is_some() {
+                    continue; // re-created under the same name
+                }
+                let held: Vec<String> = instance.service.with_view(|view| {
+                    let mut held: Vec<String> = view
+                        .ledger()
+                        .entries()
+                        .map(|(k, _)| k)
+                        .filter(|k| *k == key.as_str())
+                        .map(|k| format!("ledger entry {k}"))
+                        .collect();
+                    if view.is_assumed(&key) {
+                        held.push("an assumption".into());
+                    }
+                    held
+                });
+                if !held.is_empty() {
+                    leaked.push(format!(
+                        "pod {key}, deleted before kube-scheduler's stale filter or bind, still holds {} in the leader's view after its watches caught up",
+                        held.join(" and ")
+                    ));
+                }
+            }
+            self.stale_victims.clear();
             for v in found {
                 self.violation("agreement", v);
+            }
+            for v in leaked {
+                self.violation("stale-view", v);
             }
         }
     }

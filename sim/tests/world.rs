@@ -164,6 +164,22 @@ fn fault_config(seed: u64) -> SimConfig {
 
 #[test]
 fn the_same_seed_gives_the_same_trace_byte_for_byte() {
+    // Two binds in flight at once run as two tasks; a replay must still be exact, in both modes.
+    for seed in 13..=15u64 {
+        for lock_release in [ReleaseMode::AfterBind, ReleaseMode::DevicePlugin] {
+            let config = SimConfig {
+                lock_release,
+                ..fault_config(seed)
+            };
+            let ops = campaign::generate(seed, 120);
+            let a = campaign::run(&config, &ops, false);
+            let b = campaign::run(&config, &ops, false);
+            assert!(
+                a.trace == b.trace,
+                "seed {seed} {lock_release:?} does not replay"
+            );
+        }
+    }
     let ops = campaign::generate(11, 120);
     let a = campaign::run(&fault_config(11), &ops, false);
     let b = campaign::run(&fault_config(11), &ops, false);
@@ -182,19 +198,21 @@ fn a_small_fault_campaign_finds_no_violation() {
     for seed in 0..6u64 {
         let ops = campaign::generate(seed, 150);
         let report = campaign::run(&fault_config(seed), &ops, true);
+        let tail = report.trace[report.trace.len().saturating_sub(60)..].join("\n");
         assert!(
             report.violations.is_empty(),
-            "seed {seed}: {:?}",
+            "seed {seed}: {:?}\n{tail}",
             report.violations
         );
     }
 }
 
 /// The campaign's pods include names that a careless check confuses (an extension, a prefixed copy,
-/// one name in two namespaces), and pods so named are bound while their namesakes live, in both
-/// lock modes, with no violation: the coverage line counts each case.
+/// one name in two namespaces), and pods so named are bound while their namesakes live; kube-scheduler
+/// acts on stale views (a deleted pod filtered or bound, a gone node offered) and binds two pods to
+/// one node at once; in both lock modes, with no violation: the coverage line counts each case.
 #[test]
-fn campaigns_bind_pods_whose_names_confuse_careless_checks() {
+fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
     let ops = campaign::generate(3, 300);
     let created: Vec<(Option<String>, String)> = ops
         .iter()
@@ -242,6 +260,11 @@ fn campaigns_bind_pods_whose_names_confuse_careless_checks() {
             "bind succeeded: pod outside the default namespace",
             "bind succeeded: a live pod's name extends this one's or is extended by it",
             "bind succeeded: a live pod of the same name in another namespace",
+            "stale view: filter of a deleted pod",
+            "stale view: bind of a pod deleted since its filter",
+            "stale view: a gone node offered",
+            "fault concurrent-bind",
+            "fault node-shrink",
         ] {
             assert!(
                 totals.get(class).copied().unwrap_or(0) > 0,
