@@ -1648,7 +1648,16 @@ impl World {
                 self.back_off(&key);
                 return;
             };
-            self.settle_bind(&key, &pod, &node, &chosen, stale, result, trace_before_bind);
+            self.settle_bind(
+                &key,
+                &pod,
+                &node,
+                &chosen,
+                stale,
+                result,
+                trace_before_bind,
+                None,
+            );
             return;
         };
         self.log(format!(
@@ -1663,7 +1672,16 @@ impl World {
             self.back_off(&partner_key);
             return;
         };
-        self.settle_bind(&key, &pod, &node, &chosen, stale, result, trace_before_bind);
+        self.settle_bind(
+            &key,
+            &pod,
+            &node,
+            &chosen,
+            stale,
+            result,
+            trace_before_bind,
+            Some(&partner_key),
+        );
         self.settle_bind(
             &partner_key,
             &partner_pod,
@@ -1672,6 +1690,7 @@ impl World {
             false,
             partner_result,
             trace_before_bind,
+            Some(&key),
         );
     }
 
@@ -1745,6 +1764,7 @@ impl World {
         stale: bool,
         result: sliceguard::server::extender::ExtenderBindingResult,
         trace_before_bind: usize,
+        in_flight_with: Option<&str>,
     ) {
         let now = self.now();
         let bound_here = self.pod(key).and_then(|p| p.spec?.node_name).as_deref() == Some(node);
@@ -1772,7 +1792,7 @@ impl World {
         } else {
             self.log(format!("bind {key} -> {node}: {}", result.error));
             if result.error.contains("has been locked within") {
-                self.judge_lock_refusal(key, node, trace_before_bind);
+                self.judge_lock_refusal(key, node, trace_before_bind, in_flight_with);
             }
             if bound_here && !indeterminate {
                 self.violation(
@@ -1797,9 +1817,16 @@ impl World {
     /// holder that is gone, finished (Succeeded, Failed, being deleted) or bound to another node, or
     /// (`after-bind`) bound to this node, or (`device-plugin`) bound here with its phase settled, or
     /// when the lock expired and its holder is not mid-allocation. The holder is read from the API
-    /// as the binder read it (nothing else moves inside a call); a fault on the bind's own reads or
+    /// as the binder read it (nothing else moves inside a call, except the other bind of a pair in
+    /// flight at once, whose lock is therefore not judged); a fault on the bind's own reads or
     /// writes excuses the step, since a binder that could not read may refuse.
-    fn judge_lock_refusal(&mut self, key: &str, node: &str, trace_from: usize) {
+    fn judge_lock_refusal(
+        &mut self,
+        key: &str,
+        node: &str,
+        trace_from: usize,
+        in_flight_with: Option<&str>,
+    ) {
         let excused = self.core().trace[trace_from..].iter().any(|line| {
             let text = line.split_once(' ').map_or(line.as_str(), |(_, t)| t);
             text.starts_with("fault ")
@@ -1828,6 +1855,11 @@ impl World {
             return;
         };
         let holder_key = format!("{namespace}/{name}");
+        // The other bind in flight moved on after this one read its lock (it failed, finished, or
+        // its pod was deleted meanwhile): what this binder saw is gone, so it is not judged.
+        if in_flight_with == Some(holder_key.as_str()) {
+            return;
+        }
         let holder = self.pod(&holder_key);
         let bound_to = holder
             .as_ref()
