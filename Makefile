@@ -63,6 +63,21 @@ fuzz: cargo-fuzz ## Fuzz FUZZ_TARGET (annotation_parser) for FUZZ_SECONDS (60); 
 fuzz-all: cargo-fuzz ## Fuzz every target for FUZZ_SECONDS each
 	@for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(FUZZ_SECONDS) || exit $$?; done
 
+# Mutation testing of the core: cargo-mutants with nextest, configured in .cargo/mutants.toml.
+MUTANTS_JOBS ?= 2
+MUTANTS_PROPTEST_CASES ?= 64
+MUTANTS_ARGS ?=
+.PHONY: cargo-mutants
+cargo-mutants:
+	@command -v cargo-mutants >/dev/null 2>&1 || { echo "installing cargo-mutants (about 4 minutes)"; $(CARGO) install cargo-mutants --locked; }
+
+.PHONY: mutants
+mutants: nextest cargo-mutants ## Mutants of the core judged by the core's and the invariants' tests; writes mutants.md (MUTANTS_ARGS="-f FILE" or "--shard K/N" narrows the run)
+	@status=0; PROPTEST_CASES=$(MUTANTS_PROPTEST_CASES) $(CARGO) mutants -p sliceguard-core --jobs $(MUTANTS_JOBS) \
+	    -o target/mutants $(MUTANTS_ARGS) || status=$$?; \
+	python3 ci/mutants-report.py target/mutants/mutants.out > mutants.md && echo "wrote mutants.md"; \
+	exit $$status
+
 .PHONY: build
 build: ## Build the sliceguard binary (release)
 	$(CARGO) build --release -p sliceguard-scheduler

@@ -140,6 +140,24 @@ mod tests {
         assert_eq!(parse(lifecycle).unwrap().0[0][0], dev("GPU-aaa", 3000, 30));
     }
 
+    /// Only a trailing `;` terminates the list: without it the last container is still a
+    /// container (HAMi's writer always ends with `;`, a hand-written value may not).
+    #[test]
+    fn the_last_container_counts_without_a_trailing_separator() {
+        let parsed = parse("GPU-a,NVIDIA,1000,30:;GPU-b,NVIDIA,2000,40:").unwrap();
+        assert_eq!(
+            parsed,
+            PodDevices(vec![
+                vec![dev("GPU-a", 1000, 30)],
+                vec![dev("GPU-b", 2000, 40)]
+            ])
+        );
+        assert_eq!(
+            parse("GPU-a,NVIDIA,1000,30:").unwrap(),
+            PodDevices(vec![vec![dev("GPU-a", 1000, 30)]])
+        );
+    }
+
     #[test]
     fn erased_annotations_keep_their_empty_containers() {
         assert_eq!(parse(";;").unwrap(), PodDevices(vec![vec![], vec![]]));
