@@ -811,6 +811,18 @@ impl ClusterApi for SimCluster {
     }
 }
 
+/// One `/bind` kube-scheduler sends: the pod, the node it names, the node the filter chose (they
+/// differ under the stale-bind fault), and the other pod bound at the same time, if any.
+#[derive(Clone, Copy)]
+struct BindAttempt<'a> {
+    key: &'a str,
+    pod: &'a Pod,
+    node: &'a str,
+    chosen: &'a str,
+    stale: bool,
+    in_flight_with: Option<&'a str>,
+}
+
 /// A running scheduler instance: the service and the runtime its async functions run on.
 struct Instance {
     runtime: tokio::runtime::Runtime,
@@ -1576,20 +1588,7 @@ impl World {
             return;
         }
         let offered = nodes.clone();
-        self.attempted.insert(key.clone());
-        let view_rv = self.delivered;
-        self.oldest_decision_view = Some(
-            self.oldest_decision_view
-                .map_or(view_rv, |v| v.min(view_rv)),
-        );
-        let view_caught_up = self.watch_down_until.is_none()
-            && self.delivered == self.core().store.resource_version();
-        let args = filter_args(&pod, nodes);
-        let Some(result) = self.call(
-            Actor::Filter,
-            move |svc| async move { svc.filter(args).await },
-        ) else {
-            self.back_off(&key);
+        let Some((result, view_rv, view_caught_up)) = self.send_filter(&key, &pod, nodes) else {
             return;
         };
         let chosen = result.node_names.as_ref().and_then(|n| n.first().cloned());
@@ -1648,16 +1647,15 @@ impl World {
                 self.back_off(&key);
                 return;
             };
-            self.settle_bind(
-                &key,
-                &pod,
-                &node,
-                &chosen,
+            let attempt = BindAttempt {
+                key: &key,
+                pod: &pod,
+                node: &node,
+                chosen: &chosen,
                 stale,
-                result,
-                trace_before_bind,
-                None,
-            );
+                in_flight_with: None,
+            };
+            self.settle_bind(&attempt, result, trace_before_bind);
             return;
         };
         self.log(format!(
@@ -1672,26 +1670,56 @@ impl World {
             self.back_off(&partner_key);
             return;
         };
-        self.settle_bind(
-            &key,
-            &pod,
-            &node,
-            &chosen,
+        let first = BindAttempt {
+            key: &key,
+            pod: &pod,
+            node: &node,
+            chosen: &chosen,
             stale,
-            result,
-            trace_before_bind,
-            Some(&partner_key),
+            in_flight_with: Some(&partner_key),
+        };
+        self.settle_bind(&first, result, trace_before_bind);
+        let second = BindAttempt {
+            key: &partner_key,
+            pod: &partner_pod,
+            node: &node,
+            chosen: &node,
+            stale: false,
+            in_flight_with: Some(&key),
+        };
+        self.settle_bind(&second, partner_result, trace_before_bind);
+    }
+
+    /// kube-scheduler's `/filter` call for `key` with `nodes`: the answer, the view it was decided
+    /// on (the delivered resourceVersion) and whether that view had caught up with the store.
+    /// `None` when the call did not answer (a crash, an abandoned call): the pod backs off.
+    fn send_filter(
+        &mut self,
+        key: &str,
+        pod: &Pod,
+        nodes: Vec<String>,
+    ) -> Option<(
+        sliceguard::server::extender::ExtenderFilterResult,
+        u64,
+        bool,
+    )> {
+        self.attempted.insert(key.to_string());
+        let view_rv = self.delivered;
+        self.oldest_decision_view = Some(
+            self.oldest_decision_view
+                .map_or(view_rv, |v| v.min(view_rv)),
         );
-        self.settle_bind(
-            &partner_key,
-            &partner_pod,
-            &node,
-            &node,
-            false,
-            partner_result,
-            trace_before_bind,
-            Some(&key),
-        );
+        let caught_up = self.watch_down_until.is_none()
+            && self.delivered == self.core().store.resource_version();
+        let args = filter_args(pod, nodes);
+        let Some(result) = self.call(
+            Actor::Filter,
+            move |svc| async move { svc.filter(args).await },
+        ) else {
+            self.back_off(key);
+            return None;
+        };
+        Some((result, view_rv, caught_up))
     }
 
     /// Another pod of sliceguard's, due now, whose filter also chooses `node`: the partner of a
@@ -1715,22 +1743,7 @@ impl World {
                 (k, p, nodes)
             })
             .find(|(_, _, nodes)| nodes.iter().any(|n| n == node))?;
-        self.attempted.insert(other.clone());
-        let view_rv = self.delivered;
-        self.oldest_decision_view = Some(
-            self.oldest_decision_view
-                .map_or(view_rv, |v| v.min(view_rv)),
-        );
-        let view_caught_up = self.watch_down_until.is_none()
-            && self.delivered == self.core().store.resource_version();
-        let args = filter_args(&pod, nodes);
-        let Some(result) = self.call(
-            Actor::Filter,
-            move |svc| async move { svc.filter(args).await },
-        ) else {
-            self.back_off(&other);
-            return None;
-        };
+        let (result, view_rv, view_caught_up) = self.send_filter(&other, &pod, nodes)?;
         match result.node_names.as_ref().and_then(|n| n.first()) {
             Some(chosen) if result.error.is_empty() => {
                 self.log(format!("filter {other} -> {chosen}"));
@@ -1754,18 +1767,20 @@ impl World {
     /// What kube-scheduler makes of a bind's answer, and the checks on it: the protocol (success
     /// iff the Binding exists, never for a node the filter did not choose), lock liveness on a
     /// contention refusal, and the queue.
-    #[allow(clippy::too_many_arguments)]
     fn settle_bind(
         &mut self,
-        key: &str,
-        pod: &Pod,
-        node: &str,
-        chosen: &str,
-        stale: bool,
+        attempt: &BindAttempt<'_>,
         result: sliceguard::server::extender::ExtenderBindingResult,
         trace_before_bind: usize,
-        in_flight_with: Option<&str>,
     ) {
+        let BindAttempt {
+            key,
+            pod,
+            node,
+            chosen,
+            stale,
+            in_flight_with,
+        } = *attempt;
         let now = self.now();
         let bound_here = self.pod(key).and_then(|p| p.spec?.node_name).as_deref() == Some(node);
         let indeterminate = self.core().indeterminate_in_bind;
