@@ -64,7 +64,9 @@ fn config(default_cases: u32) -> ProptestConfig {
 /// Pairs of pods a careless ownership check confuses: a name and an extension of it, a name and a
 /// copy with a prefix, the same name in two namespaces (and one plain pair). A lock is compared
 /// with its holder by namespace and name, exactly.
-const RIVALS: [((&str, &str), (&str, &str)); 6] = [
+type PodId = (&'static str, &'static str);
+
+const RIVALS: [(PodId, PodId); 6] = [
     (("default", "a"), ("default", "b")),
     (("default", "abc"), ("default", "abc-123")),
     (("default", "abc-123"), ("default", "abc")),
