@@ -50,9 +50,7 @@ pub fn reference_duration(text: &str) -> Option<(bool, u128)> {
             i += 1;
         }
         let mut frac_digits = String::new();
-        let mut dot = false;
         if i < chars.len() && chars[i] == '.' {
-            dot = true;
             i += 1;
             while i < chars.len() && chars[i].is_ascii_digit() {
                 frac_digits.push(chars[i]);
@@ -62,7 +60,6 @@ pub fn reference_duration(text: &str) -> Option<(bool, u128)> {
         if int_digits.is_empty() && frac_digits.is_empty() {
             return None;
         }
-        let _ = dot;
         let mut unit = String::new();
         while i < chars.len() && !chars[i].is_ascii_digit() && chars[i] != '.' {
             unit.push(chars[i]);

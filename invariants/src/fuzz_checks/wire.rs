@@ -4,7 +4,7 @@
 use crate::violation::{Invariant, Violation};
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sliceguard_core::admission::WebhookSettings;
 use sliceguard_core::wire::admission_review::{ReviewVerdict, review};
 use sliceguard_core::wire::extender::{
@@ -16,9 +16,10 @@ fn wire(detail: String) -> Violation {
     Violation::new(Invariant::Codec, detail)
 }
 
-/// The top-level keys with their ASCII letters' case changed (alternately upper and lower, starting
-/// with `upper_first`), which Go's `encoding/json` folds back to the same fields. `None` unless the
-/// body is an object whose keys stay distinct under folding (two keys folding together make Go
+/// The body with the ASCII letters of its top-level keys recased (alternately upper and lower,
+/// starting with `upper_first`), which Go's `encoding/json` folds back to the same fields; every
+/// other byte is left alone (re-serializing would round floats differently). `None` unless the
+/// body is a JSON object whose keys stay distinct under folding (two keys folding together make Go
 /// prefer the exact one, so changing case would change which one wins).
 fn recased(body: &[u8], upper_first: bool) -> Option<Vec<u8>> {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
@@ -39,22 +40,57 @@ fn recased(body: &[u8], upper_first: bool) -> Option<Vec<u8>> {
     if folded.len() != map.len() {
         return None;
     }
-    let mut out = Map::new();
-    for (k, v) in map {
-        let key: String = k
-            .chars()
-            .enumerate()
-            .map(|(i, c)| {
-                if (i % 2 == 0) == upper_first {
+    // The body is valid JSON: walk it, tracking the nesting depth, and recase the strings at depth
+    // 1 that a `:` follows (the top-level keys), leaving escape sequences as they are.
+    let mut out = Vec::with_capacity(body.len());
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if b != b'"' {
+            match b {
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let mut end = i + 1;
+        while end < body.len() && body[end] != b'"' {
+            end += if body[end] == b'\\' { 2 } else { 1 };
+        }
+        let is_key = depth == 1
+            && body[(end + 1).min(body.len())..]
+                .iter()
+                .find(|c| !c.is_ascii_whitespace())
+                == Some(&b':');
+        let mut j = i;
+        let mut letter = 0usize;
+        while j <= end.min(body.len() - 1) {
+            let c = body[j];
+            if c == b'\\' {
+                let skip = if body.get(j + 1) == Some(&b'u') { 6 } else { 2 };
+                out.extend_from_slice(&body[j..(j + skip).min(body.len())]);
+                j += skip;
+                continue;
+            }
+            if is_key && c.is_ascii_alphabetic() {
+                out.push(if letter.is_multiple_of(2) == upper_first {
                     c.to_ascii_uppercase()
                 } else {
                     c.to_ascii_lowercase()
-                }
-            })
-            .collect();
-        out.insert(key, v);
+                });
+                letter += 1;
+            } else {
+                out.push(c);
+            }
+            j += 1;
+        }
+        i = end + 1;
     }
-    serde_json::to_vec(&Value::Object(out)).ok()
+    Some(out)
 }
 
 fn same_args(a: &Result<ExtenderArgs, WireError>, b: &Result<ExtenderArgs, WireError>) -> bool {
@@ -317,7 +353,7 @@ pub fn place_manifests(data: &[u8]) -> Vec<Violation> {
             )));
         }
         match serde_json::to_string(&object.value).map(|json| manifest::parse_objects(&json)) {
-            Ok(Ok(again)) if again.len() == 1 && again[0].value == object.value => {}
+            Ok(Ok(again)) if again.len() == 1 && same_json(&again[0].value, &object.value) => {}
             Ok(again) => out.push(v(format!(
                 "{} printed as JSON reads back as {:?}",
                 object.label,
@@ -337,10 +373,10 @@ pub fn place_manifests(data: &[u8]) -> Vec<Violation> {
         }
     }
     let mut skipped = Vec::new();
-    if let Err(e) = manifest::nodes(objects.clone(), &mut skipped) {
-        if e.object.is_none() || e.message.is_empty() {
-            out.push(v(format!("nodes: an error that names no object: {e}")));
-        }
+    if let Err(e) = manifest::nodes(objects.clone(), &mut skipped)
+        && (e.object.is_none() || e.message.is_empty())
+    {
+        out.push(v(format!("nodes: an error that names no object: {e}")));
     }
     if !expandable {
         return out;
@@ -374,6 +410,28 @@ pub fn place_manifests(data: &[u8]) -> Vec<Violation> {
     out
 }
 
+/// Equal JSON values, where two floats count as equal within a few ulps: serde_json's default
+/// float parser is not correctly rounded, so a float printed and read back may move by one.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-14 * x.abs().max(y.abs()),
+                _ => false,
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 fn typed_names<T>(
     object: &RawObject,
     typed: Result<T, manifest::ManifestError>,
@@ -405,6 +463,17 @@ mod tests {
         let variant = recased(body, true).unwrap();
         assert!(String::from_utf8_lossy(&variant).contains("\"PoD\""));
         assert!(recased(br#"{"Node":"a","node":"b"}"#, true).is_none());
+        // Only top-level keys change, escapes and values stay byte for byte (a float re-printed
+        // by serde_json may round differently: the first crash was that false positive).
+        assert_eq!(
+            recased(
+                br#"{"Pod": {"a": 3.066666666666666e46}, "No\u0064e": "x\"y", "k": [{"x": 1}]}"#,
+                true
+            )
+            .unwrap(),
+            br#"{"PoD": {"a": 3.066666666666666e46}, "No\u0064E": "x\"y", "K": [{"x": 1}]}"#
+                .to_vec()
+        );
     }
 
     #[test]
