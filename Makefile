@@ -6,7 +6,8 @@ SIM_SEEDS ?= 20
 SIM_STEPS ?= 300
 FUZZ_TARGET ?= annotation_parser
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := annotation_parser admission_webhook quantity_request
+# Every fuzz target (fuzz/fuzz_targets/); .ci/run and ci/nightly-fuzz.yml read this list.
+FUZZ_TARGETS := annotation_parser admission_webhook quantity_request extender admission_review place_manifests go_duration policy_annotations watch_events
 QUALITY_DATA ?= ../shared/data/alibaba-openb
 QUALITY_SEEDS ?= 42..51
 QUALITY_JOBS ?= 2
@@ -60,8 +61,12 @@ fuzz: cargo-fuzz ## Fuzz FUZZ_TARGET (annotation_parser) for FUZZ_SECONDS (60); 
 	fuzz/run.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)
 
 .PHONY: fuzz-all
-fuzz-all: cargo-fuzz ## Fuzz every target for FUZZ_SECONDS each
+fuzz-all: cargo-fuzz ## Fuzz every target (FUZZ_TARGETS) for FUZZ_SECONDS each, one after another
 	@for t in $(FUZZ_TARGETS); do fuzz/run.sh $$t $(FUZZ_SECONDS) || exit $$?; done
+
+.PHONY: print-fuzz-targets
+print-fuzz-targets: ## Print FUZZ_TARGETS, one line (for .ci/run and the nightly fuzz workflow)
+	@echo $(FUZZ_TARGETS)
 
 # Mutation testing of the core: cargo-mutants with nextest, configured in .cargo/mutants.toml.
 MUTANTS_JOBS ?= 2

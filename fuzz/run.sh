@@ -56,7 +56,9 @@ fi
 echo "fuzz: running $target for ${seconds}s with: $chosen_label"
 log="$(mktemp)"
 env "${chosen_env[@]}" "${chosen_cmd[@]}" fuzz run $extra "$target" "$corpus" "$seeds" -- \
-  -max_total_time="$seconds" -print_final_stats=1 2>&1 | tee "$log" | grep -E "^(#[0-9]+ +(INITED|DONE)|Done|INFO: Running|==|SUMMARY|thread|stat::number_of_executed_units|stat::average_exec_per_sec)" || true
+  -max_total_time="$seconds" -print_final_stats=1 2>&1 | tee "$log" | grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|Done|INFO: Running|==|SUMMARY|thread|stat::number_of_executed_units|stat::average_exec_per_sec)"
+# Read the fuzzer's status straight from this pipeline: an `|| true` after it would run when the
+# pipeline fails (pipefail) and overwrite PIPESTATUS, reporting a crash as a clean run.
 status=${PIPESTATUS[0]}
 executed=$(grep -E "^stat::number_of_executed_units" "$log" | awk '{print $2}' | tail -1)
 rate=$(grep -E "^stat::average_exec_per_sec" "$log" | awk '{print $2}' | tail -1)

@@ -8,6 +8,12 @@
 //! | `annotation_parser` | any string | every codec: what parses renders and parses back to itself ([`crate::codecs`]) |
 //! | `admission_webhook` | a JSON document | `admission::mutate`: the patch applies to the submitted object, the result is still a pod, a routed pod names sliceguard's scheduler and has readable GPU requests, the patch only touches `/spec`, a pass-through has an empty patch, a denial has a message |
 //! | `quantity_request` | lines of quantities | `quantity::parse_integer` against Rust's integer parser and an exact suffix product; `request::container_request` against this crate's own reading of spec §2 |
+//! | `extender` | an `ExtenderArgs` or `ExtenderBindingArgs` body | both decoders of [`sliceguard_core::wire::extender`]: an error names a field under `ExtenderArgs`/`ExtenderBindingArgs`, changing the case of the top-level keys changes nothing (Go folds them), decoded binding args have a pod name, namespace and node |
+//! | `admission_review` | an AdmissionReview body | [`sliceguard_core::wire::admission_review::review`]: an error names the field, the answer carries the request's `apiVersion` and `uid`, a patch is base64 of an RFC 6902 patch that applies to `request.object`, a refusal has a 4xx code and a message |
+//! | `place_manifests` | YAML or JSON as kubectl prints it | [`sliceguard_core::wire::manifest`]: every object has a non-empty kind equal to its value's and a label naming its document, reads back from its JSON, typing errors name the field, `pods` gives one pod per Pod and each workload's replica count, errors name a document |
+//! | `go_duration` | a Go duration | [`sliceguard_core::codec::go_duration`]: what parses formats and parses back; accept/reject and value equal an independent reading of Go's `ParseDuration` grammar |
+//! | `policy_annotations` | lines of pod policy annotations | [`sliceguard_core::policy`]: weights in range and round-tripping, type and UUID lists and `type_allowed`/`uuid_allowed` equal to a reference reading of HAMi's comma lists (trimmed, empty entries skipped) |
+//! | `watch_events` | bytes read as node and pod watch events ([`arbitrary`]) | [`sliceguard_core::cluster_view::ClusterView`]: after every event the ledger equals the recount of the live pods ([`crate::checks::check_agreement`]), and an undecodable allocation comes back as an `Err` |
 
 use crate::codecs;
 use crate::pods::{ContainerPlan, ResourceValue};
@@ -23,8 +29,26 @@ use sliceguard_core::quantity::{QuantityError, parse_integer};
 use sliceguard_core::request::{PERCENTAGE_UNSET, RequestDefaults, container_request};
 use std::collections::BTreeMap;
 
+mod values;
+mod watch_events;
+mod wire;
+
+pub use values::{go_duration, policy_annotations, reference_duration};
+pub use watch_events::watch_events;
+pub use wire::{admission_review, extender, place_manifests};
+
 /// The fuzz targets, by name (the directory names under `fuzz/corpus/` and `fuzz/regressions/`).
-pub const TARGETS: [&str; 3] = ["annotation_parser", "admission_webhook", "quantity_request"];
+pub const TARGETS: [&str; 9] = [
+    "annotation_parser",
+    "admission_webhook",
+    "quantity_request",
+    "extender",
+    "admission_review",
+    "place_manifests",
+    "go_duration",
+    "policy_annotations",
+    "watch_events",
+];
 
 /// Runs the check of the named target.
 pub fn check_target(target: &str, data: &[u8]) -> Option<Vec<Violation>> {
@@ -32,6 +56,12 @@ pub fn check_target(target: &str, data: &[u8]) -> Option<Vec<Violation>> {
         "annotation_parser" => Some(annotation_parser(data)),
         "admission_webhook" => Some(admission_webhook(data)),
         "quantity_request" => Some(quantity_request(data)),
+        "extender" => Some(extender(data)),
+        "admission_review" => Some(admission_review(data)),
+        "place_manifests" => Some(place_manifests(data)),
+        "go_duration" => Some(go_duration(data)),
+        "policy_annotations" => Some(policy_annotations(data)),
+        "watch_events" => Some(watch_events(data)),
         _ => None,
     }
 }

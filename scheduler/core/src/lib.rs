@@ -44,6 +44,7 @@
 //! | [`bind`] | the bind protocol and the node lock as sans-IO state machines; the lock reaper's rules |
 //! | [`eligibility`] | which nodes kube-scheduler would offer the extender (selectors, taints, cordons) |
 //! | [`objects`] | the Kubernetes objects the project builds: fake GPU fleet nodes and GPU pods |
+//! | [`wire`] | the decoders of outside input: extender bodies, AdmissionReview, manifests as kubectl prints them |
 
 pub mod admission;
 pub mod annotations;
@@ -70,3 +71,4 @@ pub mod request;
 pub mod rules;
 pub mod scan;
 pub mod score;
+pub mod wire;

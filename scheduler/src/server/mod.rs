@@ -9,8 +9,8 @@
 //! | [`state`] | the cluster view the watches maintain: registry, ledger, GPU pods, node locks, assumptions |
 //! | [`watch`] | the kube-rs node and pod watches |
 //! | [`leader`] | leader election on a Lease: the replica's leadership, the Lease requests, the election loop |
-//! | [`extender`] | the kube-scheduler extender v1 wire format, decoded case-insensitively like Go |
-//! | [`review`] | AdmissionReview v1 and v1beta1 around [`crate::admission::mutate`] |
+//! | [`extender`] | the kube-scheduler extender v1 wire format, decoded case-insensitively like Go (re-exported from [`sliceguard_core::wire`]) |
+//! | [`review`] | AdmissionReview v1 and v1beta1 around [`crate::admission::mutate`] (re-exported from [`sliceguard_core::wire`]) |
 //! | [`http`] | axum routers, body limits, the webhook's in-flight limit, timeouts, the TCP/TLS accept loop with graceful shutdown |
 //! | [`tls`] | the webhook's certificate and key, reloaded when their files change |
 //! | [`health`] | what `/healthz` and `/readyz` answer beyond the first sync; the API heartbeat |
@@ -31,19 +31,19 @@
 pub mod api_client;
 pub mod api_requests;
 pub mod cluster;
-pub mod extender;
 pub mod health;
 pub mod http;
 pub mod kube_cluster;
 pub mod leader;
 pub mod metrics;
-pub mod review;
 pub mod service;
 pub mod tls;
 pub mod watch;
 
 pub use cluster::ClusterApi;
 pub use service::{Scheduler, SchedulerConfig};
+/// The decoders live in the sans-IO core ([`sliceguard_core::wire`]); re-exported under their old paths.
+pub use sliceguard_core::wire::{admission_review as review, extender};
 pub use tls::tls_acceptor;
 
 use health::{Health, HealthSettings};

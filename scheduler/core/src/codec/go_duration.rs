@@ -107,7 +107,9 @@ pub fn parse(value: &str) -> Result<SignedDuration, DurationError> {
         };
         let mut part = whole.checked_mul(scale).ok_or(err("out of range"))?;
         if !frac_part.is_empty() {
-            let digits = &frac_part[..frac_part.len().min(30)];
+            // At most 18 digits, as Go's `leadingFraction` keeps (it stops below 2^63): the
+            // numerator stays under 10^18, so numerator × 3.6e12 (an hour) fits a u128.
+            let digits = &frac_part[..frac_part.len().min(18)];
             let numerator: u128 = digits.parse().map_err(|_| err("bad fraction"))?;
             let denominator = 10u128.pow(digits.len() as u32);
             part += numerator * scale / denominator;
@@ -161,6 +163,16 @@ mod tests {
             Ok(SignedDuration::from_micros(2))
         );
         assert_eq!(go_duration::parse("0"), Ok(SignedDuration::ZERO));
+        // Found writing the `go_duration` fuzz target: a 30-digit fraction times the unit overflowed
+        // a u128 (a panic with overflow checks, a wrong value without).
+        assert_eq!(
+            go_duration::parse("1.999999999999999999999999999999h"),
+            Ok(SignedDuration::from_nanos(7_199_999_999_999))
+        );
+        assert_eq!(
+            go_duration::parse("0.123456789012345678901234567890s"),
+            Ok(SignedDuration::from_nanos(123_456_789))
+        );
         for bad in ["", "5", "5x", "m", "-", "1.s5", ".s", "99999999999h", "5 m"] {
             let err = go_duration::parse(bad).unwrap_err();
             assert!(
