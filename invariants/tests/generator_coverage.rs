@@ -268,7 +268,7 @@ fn generators_reach_every_interesting_class() {
                     hit(
                         "pod: mutex policy",
                         a.get(sliceguard_core::annotations::GPU_SCHEDULER_POLICY)
-                            .is_some_and(|v| v.contains("mutex")),
+                            .is_some_and(|v| v.split(',').any(|t| t.trim() == "mutex")),
                     );
                     hit(
                         "pod: spread node policy",

@@ -298,9 +298,10 @@ pub fn policy_annotations(data: &[u8]) -> Vec<Violation> {
     }
     let gpu = prefs.gpu_policy.clone();
     let _ = (gpu.device_policy(), gpu.node_ranking());
-    if gpu.is_mutex() != gpu.0.contains("mutex") {
+    // HAMi's `PolicyContains`: a whole comma-separated token, trimmed (`bmutexk` is not mutex).
+    if gpu.is_mutex() != gpu.0.split(',').any(|token| token.trim() == "mutex") {
         out.push(v(format!(
-            "GPU policy {gpu:?}: is_mutex disagrees with its text"
+            "GPU policy {gpu:?}: is_mutex disagrees with its comma-separated tokens"
         )));
     }
     if let Some(g) = get(GPU_SCHEDULER_POLICY)
