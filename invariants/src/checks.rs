@@ -94,7 +94,8 @@ fn capacity_of(
 /// tolerates; [`relax_overcommit`] shrinks it as that usage goes away.
 pub type Overcommit = BTreeMap<(String, String), Sums>;
 
-fn device_sums(load: &DeviceLoad) -> Sums {
+/// A device's recounted load as sums.
+pub fn device_sums(load: &DeviceLoad) -> Sums {
     Sums {
         tasks: load.tasks,
         mem: load.mem,
@@ -102,7 +103,8 @@ fn device_sums(load: &DeviceLoad) -> Sums {
     }
 }
 
-fn over(sums: &Sums, device: &sliceguard_core::model::DeviceInfo) -> bool {
+/// True when `sums` exceed the device's registered memory, cores or split count.
+pub fn over_capacity(sums: &Sums, device: &sliceguard_core::model::DeviceInfo) -> bool {
     sums.mem > u64::from(device.devmem)
         || sums.cores > u64::from(device.devcore)
         || sums.tasks > u64::from(device.count)
@@ -115,7 +117,7 @@ pub fn overcommitted(registry: &Registry, pods: &[&Pod]) -> Overcommit {
     for node in registry.nodes() {
         for device in &node.devices {
             let sums = device_sums(&usage.load(&node.name, &device.id));
-            if over(&sums, device) {
+            if over_capacity(&sums, device) {
                 out.insert((node.name.clone(), device.id.clone()), sums);
             }
         }
@@ -143,7 +145,7 @@ pub fn relax_overcommit(overcommit: &mut Overcommit, registry: &Registry, pods: 
         allowed.mem = allowed.mem.min(now.mem.max(u64::from(device.devmem)));
         allowed.cores = allowed.cores.min(now.cores.max(u64::from(device.devcore)));
         allowed.tasks = allowed.tasks.min(now.tasks.max(u64::from(device.count)));
-        over(allowed, device)
+        over_capacity(allowed, device)
     });
 }
 

@@ -1267,10 +1267,8 @@ impl World {
                 continue;
             };
             let load = others.load(node, &entry.uuid);
-            if load.mem > u64::from(device.devmem)
-                || load.cores > u64::from(device.devcore)
-                || load.tasks > u64::from(device.count)
-            {
+            let sums = sliceguard_invariants::checks::device_sums(&load);
+            if sliceguard_invariants::checks::over_capacity(&sums, device) {
                 found.push(format!(
                     "the filter's decision for {key} adds {} MiB and {} cores to {} on {node}, which other pods already held over its registered capacity ({} of {} MiB, {} of {} cores, {} of {} tasks)",
                     entry.mem, entry.cores, entry.uuid, load.mem, device.devmem, load.cores, device.devcore, load.tasks, device.count
@@ -1828,13 +1826,14 @@ impl World {
     }
 
     /// Lock liveness at the moment of a refusal: a bind refused for contention must have met a
-    /// lock that stands. It does not when the lock names the pod being bound (re-entrant), or a
-    /// holder that is gone, finished (Succeeded, Failed, being deleted) or bound to another node, or
-    /// (`after-bind`) bound to this node, or (`device-plugin`) bound here with its phase settled, or
-    /// when the lock expired and its holder is not mid-allocation. The holder is read from the API
-    /// as the binder read it (nothing else moves inside a call, except the other bind of a pair in
-    /// flight at once, whose lock is therefore not judged); a fault on the bind's own reads or
-    /// writes excuses the step, since a binder that could not read may refuse.
+    /// lock that stands. It does not when the lock names the pod being bound (re-entrant), or when
+    /// the world's own reading of the takeover rules ([`free_by_rule`], the one lock safety uses)
+    /// finds it free: a holder gone, finished, bound elsewhere (or here, in `after-bind` mode), its
+    /// phase settled, an expired lock whose holder is not mid-allocation, a malformed value past
+    /// the timeout. The holder is read from the API as the binder read it (nothing else moves inside
+    /// a call, except the other bind of a pair in flight at once, whose lock is therefore not
+    /// judged); a fault on the bind's own reads or writes excuses the step, since a binder that
+    /// could not read may refuse.
     fn judge_lock_refusal(
         &mut self,
         key: &str,
@@ -1842,88 +1841,54 @@ impl World {
         trace_from: usize,
         in_flight_with: Option<&str>,
     ) {
-        let excused = self.core().trace[trace_from..].iter().any(|line| {
-            let text = line.split_once(' ').map_or(line.as_str(), |(_, t)| t);
-            text.starts_with("fault ")
-                && [
-                    "get-pod",
-                    "get-node",
-                    "write-lock",
-                    "replica",
-                    "crash",
-                    "partition",
-                ]
-                .iter()
-                .any(|k| text.contains(k))
-        });
-        let Some(value) = self.locks().get(node).cloned() else {
-            return;
+        let now = self.now();
+        let verdict = {
+            let core = self.core();
+            let excused = core.trace[trace_from..].iter().any(|line| {
+                let text = line.split_once(' ').map_or(line.as_str(), |(_, t)| t);
+                text.starts_with("fault ")
+                    && [
+                        "get-pod",
+                        "get-node",
+                        "write-lock",
+                        "replica",
+                        "crash",
+                        "partition",
+                    ]
+                    .iter()
+                    .any(|k| text.contains(k))
+            });
+            let value = core
+                .store
+                .get(Resource::Nodes, None, node)
+                .ok()
+                .and_then(|n| {
+                    n["metadata"]["annotations"][NODE_LOCK]
+                        .as_str()
+                        .map(str::to_string)
+                });
+            value.and_then(|value| {
+                let holder = lock::parse(&value)
+                    .ok()
+                    .and_then(|v| v.holder)
+                    .map(|h| format!("{}/{}", h.namespace, h.name));
+                if excused || (in_flight_with.is_some() && holder.as_deref() == in_flight_with) {
+                    return None;
+                }
+                let why = if holder.as_deref() == Some(key) {
+                    Some("names the pod being bound (the lock is re-entrant)")
+                } else {
+                    free_by_rule(&core, node, &value, now)
+                }?;
+                Some((value, why))
+            })
         };
-        // `<RFC 3339>,<namespace>,<name>`, read without the codec under test; a legacy bare
-        // timestamp or a malformed value has its own rules.
-        let mut parts = value.splitn(3, ',');
-        let (Some(taken), Some(namespace), Some(name)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return;
-        };
-        let Ok(taken) = taken.parse::<Timestamp>() else {
-            return;
-        };
-        let holder_key = format!("{namespace}/{name}");
-        // The other bind in flight moved on after this one read its lock (it failed, finished, or
-        // its pod was deleted meanwhile): what this binder saw is gone, so it is not judged.
-        if in_flight_with == Some(holder_key.as_str()) {
-            return;
-        }
-        let holder = self.pod(&holder_key);
-        let bound_to = holder
-            .as_ref()
-            .and_then(|p| p.spec.as_ref()?.node_name.clone());
-        let phase = holder
-            .as_ref()
-            .and_then(|p| p.status.as_ref()?.phase.clone())
-            .unwrap_or_else(|| "Pending".into());
-        let bind_phase_value = holder
-            .as_ref()
-            .and_then(|p| p.metadata.annotations.as_ref()?.get(BIND_PHASE).cloned());
-        let terminating = holder
-            .as_ref()
-            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-        let device_plugin = self.config.lock_release == sliceguard::bind::ReleaseMode::DevicePlugin;
-        let mid_allocation = device_plugin
-            && bound_to.as_deref() == Some(node)
-            && phase == "Pending"
-            && !terminating
-            && bind_phase_value.as_deref() == Some(bind_phase::ALLOCATING);
-        let free = if holder_key == key {
-            Some("names the pod being bound (the lock is re-entrant)")
-        } else if holder.is_none() {
-            Some("names a pod that is gone")
-        } else if phase == "Succeeded" || phase == "Failed" || terminating {
-            Some("names a pod that finished or is being deleted")
-        } else if bound_to.as_deref().is_some_and(|n| n != node) {
-            Some("names a pod bound to another node")
-        } else if !device_plugin && bound_to.as_deref() == Some(node) {
-            Some("names a pod already bound to this node (after-bind mode)")
-        } else if device_plugin
-            && bound_to.as_deref() == Some(node)
-            && matches!(
-                bind_phase_value.as_deref(),
-                Some(bind_phase::SUCCESS | bind_phase::FAILED)
-            )
-        {
-            Some("names a pod whose device plugin settled its phase")
-        } else if self.now().duration_since(taken) > self.config.lock_timeout && !mid_allocation {
-            Some("expired, and its holder is not mid-allocation")
-        } else {
-            None
-        };
-        if let Some(why) = free
-            && !excused
-        {
+        if let Some((value, why)) = verdict {
             self.violation(
                 "lock-liveness",
-                format!("the bind of {key} to {node} was refused for contention, but the lock {value:?} {why}"),
+                format!(
+                    "the bind of {key} to {node} was refused for contention, but the lock {value:?} was free ({why})"
+                ),
             );
         }
     }
