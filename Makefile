@@ -78,7 +78,7 @@ cargo-mutants:
 
 .PHONY: mutants
 mutants: nextest cargo-mutants ## Mutants of the core judged by the core's and the invariants' tests; writes mutants.md (MUTANTS_ARGS="-f FILE" or "--shard K/N" narrows the run)
-	@status=0; PROPTEST_CASES=$(MUTANTS_PROPTEST_CASES) $(CARGO) mutants -p sliceguard-core --jobs $(MUTANTS_JOBS) \
+	@mkdir -p target/mutants; status=0; PROPTEST_CASES=$(MUTANTS_PROPTEST_CASES) $(CARGO) mutants -p sliceguard-core --jobs $(MUTANTS_JOBS) \
 	    -o target/mutants $(MUTANTS_ARGS) || status=$$?; \
 	python3 ci/mutants-report.py target/mutants/mutants.out > mutants.md && echo "wrote mutants.md"; \
 	exit $$status
