@@ -475,6 +475,23 @@ mod tests {
     }
 
     #[test]
+    fn priority_joins_other_variables_and_is_never_set_twice() {
+        let p = pod(
+            json!([{"name": "c", "env": [{"name": "OTHER", "value": "x"}], "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/priority": "0"}}}]),
+        );
+        let out = apply(&p, &run(&p));
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([{"name": "OTHER", "value": "x"}, {"name": "CUDA_TASK_PRIORITY", "value": "0"}])
+        );
+        let again = apply(&out, &run(&out));
+        assert_eq!(
+            again["spec"]["containers"][0]["env"],
+            out["spec"]["containers"][0]["env"]
+        );
+    }
+
+    #[test]
     fn routing_rules() {
         let plain = pod(json!([{"name": "c", "image": "nginx"}]));
         match run(&plain) {

@@ -676,6 +676,113 @@ mod tests {
     }
 
     #[test]
+    fn synced_needs_both_lists_in_either_order() {
+        let now = t("2025-01-01T00:00:00Z");
+        let mut nodes_first = ClusterView::new();
+        assert_eq!(nodes_first.sync_state(), (false, false));
+        nodes_first.replace_nodes(&[node("n1", "1", None)], now);
+        assert_eq!(nodes_first.sync_state(), (true, false));
+        assert!(!nodes_first.is_synced());
+        nodes_first.replace_pods(&[]);
+        assert_eq!(nodes_first.sync_state(), (true, true));
+        assert!(nodes_first.is_synced());
+
+        let mut pods_first = ClusterView::new();
+        pods_first.replace_pods(&[]);
+        assert_eq!(pods_first.sync_state(), (false, true));
+        assert!(!pods_first.is_synced());
+    }
+
+    #[test]
+    fn the_index_follows_applied_and_deleted_nodes() {
+        let now = t("2025-01-01T00:00:00Z");
+        let mut v = ClusterView::new();
+        v.apply_node(&node("n1", "1", None), now).unwrap();
+        v.apply_node(&node("n2", "1", None), now).unwrap();
+        assert_eq!(v.index().len(), 2, "every registered node is indexed");
+        let request = crate::decision::prepare(
+            &pod("p", &[]),
+            &crate::decision::SchedulerSettings::default(),
+        )
+        .unwrap();
+        let offered = vec!["n2".to_string()];
+        assert!(
+            matches!(v.decide(&request, &offered, now).outcome, crate::outcome::Outcome::Scheduled { ref node, .. } if node == "n2"),
+            "a node applied is placeable at once"
+        );
+        v.delete_node("n2");
+        assert_eq!(v.index().len(), 1);
+        assert!(!matches!(
+            v.decide(&request, &offered, now).outcome,
+            crate::outcome::Outcome::Scheduled { .. }
+        ));
+    }
+
+    #[test]
+    fn an_event_carrying_the_assumed_node_but_other_devices_keeps_the_assumption() {
+        let mut v = ClusterView::new();
+        let allocated = "GPU-0,NVIDIA,100,10:;";
+        let decoded = crate::codec::pod_devices::parse(allocated).unwrap();
+        let allocation = PodAllocation::from_pod_devices(decoded, 0);
+        v.assume("ns/a", "n1", &allocation, allocated);
+        // An earlier filter's write (same node, other devices) is not the assumed decision.
+        let earlier = pod(
+            "a",
+            &[
+                (VGPU_NODE, "n1"),
+                (DEVICES_ALLOCATED, "GPU-1,NVIDIA,100,10:;"),
+            ],
+        );
+        v.apply_pod(&earlier).unwrap();
+        assert!(v.is_assumed("ns/a"));
+        // So is a write on another node with the same devices string.
+        let elsewhere = pod("a", &[(VGPU_NODE, "n2"), (DEVICES_ALLOCATED, allocated)]);
+        v.apply_pod(&elsewhere).unwrap();
+        assert!(v.is_assumed("ns/a"));
+        assert_eq!(
+            v.ledger().entry("ns/a").map(|e| e.node.as_str()),
+            Some("n1")
+        );
+    }
+
+    #[test]
+    fn a_deleted_pod_takes_its_unconfirmed_writes_with_it() {
+        let now = t("2025-01-01T00:00:00Z");
+        let mut v = ClusterView::new();
+        let allocated = "GPU-0,NVIDIA,100,10:;";
+        let decoded = crate::codec::pod_devices::parse(allocated).unwrap();
+        let allocation = PodAllocation::from_pod_devices(decoded, 0);
+        v.apply_pod(&pod("a", &[])).unwrap();
+        assert!(v.pod("ns/a").is_some(), "a watched pod is kept");
+        v.note_unconfirmed("ns/a", "n1", &allocation, allocated, now);
+        assert_eq!(v.ledger().pod_count(), 1, "an unconfirmed write counts");
+        v.delete_pod(&pod("a", &[]));
+        assert_eq!(v.ledger().pod_count(), 0);
+        assert!(
+            v.unconfirmed_older_than(jiff::SignedDuration::ZERO, now)
+                .is_empty()
+        );
+        assert!(v.pod("ns/a").is_none());
+    }
+
+    #[test]
+    fn a_sighting_of_another_value_leaves_the_current_lock_alone() {
+        let mut v = ClusterView::new();
+        v.apply_node(&node("n1", "5", Some("lock")), t("2025-01-01T00:03:00Z"))
+            .unwrap();
+        v.note_sighting(&MalformedSighting {
+            node: "n1".into(),
+            value: "other".into(),
+            first_seen: t("2025-01-01T00:01:00Z"),
+        });
+        let seen = v.sighting("n1").unwrap();
+        assert_eq!(
+            (seen.value.as_str(), seen.first_seen),
+            ("lock", t("2025-01-01T00:03:00Z"))
+        );
+    }
+
+    #[test]
     fn sightings_keep_the_earliest_time() {
         let mut v = ClusterView::new();
         let s = MalformedSighting {

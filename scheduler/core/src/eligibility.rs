@@ -203,5 +203,46 @@ mod tests {
             ..equal("v")
         };
         assert!(!tolerates(&wrong_effect, &taint));
+        let same_effect = Toleration {
+            effect: Some("NoSchedule".into()),
+            ..equal("v")
+        };
+        assert!(tolerates(&same_effect, &taint));
+        let empty_effect = Toleration {
+            effect: Some(String::new()),
+            ..equal("v")
+        };
+        assert!(
+            tolerates(&empty_effect, &taint),
+            "an empty effect matches every effect"
+        );
+    }
+
+    #[test]
+    fn a_cordon_is_tolerated_only_by_its_own_key_and_effect() {
+        let cordon = |key: &str, effect: &str| Toleration {
+            key: Some(key.into()),
+            operator: Some("Exists".into()),
+            effect: Some(effect.into()),
+            ..Default::default()
+        };
+        let cordoned = node(&[], vec![], true);
+        let unschedulable = "node.kubernetes.io/unschedulable";
+        assert_eq!(
+            ineligibility(
+                &cordoned,
+                &pod(&[], vec![cordon(unschedulable, "NoSchedule")])
+            ),
+            None
+        );
+        for other in [
+            cordon("other", "NoSchedule"),
+            cordon(unschedulable, "NoExecute"),
+        ] {
+            assert_eq!(
+                ineligibility(&cordoned, &pod(&[], vec![other])).as_deref(),
+                Some("node(s) were unschedulable")
+            );
+        }
     }
 }

@@ -372,11 +372,10 @@ impl FilterMachine {
         };
         // Not placed: the pod keeps whatever it held before (its annotations on the API).
         view.restore(&key, taken);
-        let events = match verdict {
-            FilterVerdict::NoGpuRequest => Vec::new(),
-            _ => decision.events,
-        };
-        self.finish(FilterOutcome { verdict, events })
+        self.finish(FilterOutcome {
+            verdict,
+            events: decision.events,
+        })
     }
 
     /// The patch's answer.

@@ -95,3 +95,56 @@ fn decision_reads_one_usage_per_offered_device_whatever_the_pod_count() {
     }
     assert_eq!(reads, [spec.nodes * spec.gpus_per_node; 2]);
 }
+
+/// Which sibling answers is decided once, in `decision::decide`: the index from
+/// `INDEX_MIN_OFFERED` offered nodes up (it reads its own summaries, never the usage source), the
+/// scan below (one usage read per offered device).
+#[test]
+fn the_index_answers_from_the_threshold_up_and_the_scan_below_it() {
+    use sliceguard_core::decision::{Fleet, INDEX_MIN_OFFERED, decide, prepare};
+    use sliceguard_core::fragmentation::FragmentationInputs;
+    use sliceguard_core::index::PlacementIndex;
+    let spec = FleetSpec {
+        nodes: INDEX_MIN_OFFERED + 1,
+        ..FleetSpec::default()
+    };
+    let mut registry = Registry::new();
+    for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
+        registry.upsert_node(&node).unwrap();
+    }
+    let ledger = ledger_with(spec.nodes, &spec);
+    let index = PlacementIndex::build(&registry, &ledger);
+    let names: Vec<String> = (0..spec.nodes)
+        .map(|i| fleet_node_name(&spec.name_prefix, i))
+        .collect();
+    let pod = prepare(
+        &gpu_pod("p", &[], &[GpuAsk::fraction(1000, 10)]),
+        &SchedulerSettings::default(),
+    )
+    .unwrap();
+    let reads = |offered: &[String]| {
+        let counting = Counting {
+            inner: &ledger,
+            reads: Cell::new(0),
+        };
+        let decision = decide(
+            Fleet::indexed(&registry, &counting, &index),
+            &pod,
+            offered,
+            jiff::Timestamp::UNIX_EPOCH,
+            FragmentationInputs::default(),
+        );
+        assert!(decision.node().is_some());
+        counting.reads.get()
+    };
+    assert_eq!(
+        reads(&names[..INDEX_MIN_OFFERED - 1]),
+        (INDEX_MIN_OFFERED - 1) * spec.gpus_per_node,
+        "below the threshold the scan reads every offered device"
+    );
+    assert_eq!(
+        reads(&names[..INDEX_MIN_OFFERED]),
+        0,
+        "at the threshold the index decides"
+    );
+}

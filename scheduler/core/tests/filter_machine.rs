@@ -583,3 +583,44 @@ fn one_read_settles_every_due_write_of_a_pod() {
     assert_eq!(usage(&view, "n2"), DeviceUsage::default());
     assert_eq!(usage(&view, "n1"), used(1, 8000, 100));
 }
+
+#[test]
+fn each_pod_with_due_writes_gets_its_own_read() {
+    let mut view = fleet_view();
+    for (name, node) in [("a", "n1"), ("c", "n2")] {
+        let p = pod(name, 8000, 100);
+        let mut m = machine(&p, &[node]);
+        run(&mut m, &mut view, t0(), |_, _| lost());
+    }
+    let effects = filter_b(&mut view, at(61), Observation::Pod(PodView::default()));
+    let reads: Vec<&Effect> = effects.iter().filter(|e| e.kind() == "get-pod").collect();
+    assert_eq!(
+        reads,
+        [
+            &Effect::GetPod {
+                namespace: "default".into(),
+                name: "a".into()
+            },
+            &Effect::GetPod {
+                namespace: "default".into(),
+                name: "c".into()
+            }
+        ]
+    );
+    assert!(unconfirmed(&view, "default/a").is_empty());
+    assert!(unconfirmed(&view, "default/c").is_empty());
+}
+
+#[test]
+fn a_pod_without_a_gpu_request_passes_with_no_events_and_no_write() {
+    let mut view = fleet_view();
+    let plain = gpu_pod("plain", &[], &[GpuAsk::default()]);
+    let mut m = machine(&plain, &["n1", "n2"]);
+    assert!(!m.is_finished());
+    let (outcome, effects) = run(&mut m, &mut view, t0(), |_, _| written());
+    assert!(m.is_finished());
+    assert_eq!(outcome.verdict, FilterVerdict::NoGpuRequest);
+    assert!(outcome.events.is_empty(), "{:?}", outcome.events);
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(view.ledger().pod_count(), 0);
+}

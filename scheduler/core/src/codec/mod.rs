@@ -190,4 +190,11 @@ mod tests {
         assert!(err.to_string().len() < 200, "{err}");
         assert!(err.to_string().contains("(1000 bytes)"));
     }
+
+    #[test]
+    fn a_quoted_value_debugs_as_it_displays() {
+        let quoted = Quoted::new("a\"b");
+        assert_eq!(format!("{quoted:?}"), r#""a\"b""#);
+        assert_eq!(format!("{quoted:?}"), quoted.to_string());
+    }
 }
