@@ -69,7 +69,7 @@ print-fuzz-targets: ## Print FUZZ_TARGETS, one line (for .ci/run and the nightly
 	@echo $(FUZZ_TARGETS)
 
 # Mutation testing of the core: cargo-mutants with nextest, configured in .cargo/mutants.toml.
-MUTANTS_JOBS ?= 2
+MUTANTS_JOBS ?= 1
 MUTANTS_PROPTEST_CASES ?= 64
 MUTANTS_ARGS ?=
 .PHONY: cargo-mutants
@@ -77,10 +77,12 @@ cargo-mutants:
 	@command -v cargo-mutants >/dev/null 2>&1 || { echo "installing cargo-mutants (about 4 minutes)"; $(CARGO) install cargo-mutants --locked; }
 
 .PHONY: mutants
-mutants: nextest cargo-mutants ## Mutants of the core judged by the core's and the invariants' tests; writes mutants.md (MUTANTS_ARGS="-f FILE" or "--shard K/N" narrows the run)
-	@mkdir -p target/mutants; status=0; PROPTEST_CASES=$(MUTANTS_PROPTEST_CASES) $(CARGO) mutants -p sliceguard-core --jobs $(MUTANTS_JOBS) \
+mutants: nextest cargo-mutants ## Mutants of the core judged by the core's and the invariants' tests; writes mutants.md (MUTANTS_ARGS="-f FILE", "--shard K/N", or "--iterate" to resume and test only what no earlier run caught)
+	@mkdir -p target/mutants/runs; status=0; PROPTEST_CASES=$(MUTANTS_PROPTEST_CASES) $(CARGO) mutants -p sliceguard-core --jobs $(MUTANTS_JOBS) \
 	    -o target/mutants $(MUTANTS_ARGS) || status=$$?; \
-	python3 ci/mutants-report.py target/mutants/mutants.out > mutants.md && echo "wrote mutants.md"; \
+	cp -r target/mutants/mutants.out target/mutants/runs/$$(date -u +%Y%m%dT%H%M%SZ); \
+	$(CARGO) mutants -p sliceguard-core --list > target/mutants/current.txt; \
+	python3 ci/mutants-report.py --current target/mutants/current.txt target/mutants/runs/* > mutants.md && echo "wrote mutants.md"; \
 	exit $$status
 
 .PHONY: build

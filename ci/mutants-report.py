@@ -6,9 +6,12 @@ equivalent).
 
 usage: ci/mutants-report.py MUTANTS_OUT_DIR [LATER_OUT_DIR ...] [--survivor-notes FILE] > mutants.md
 
-With several runs, a file's numbers come from the last run that mutated it: a whole-core run
-followed by reruns of the files whose tests were strengthened (`make mutants MUTANTS_ARGS="-f
-FILE ..."`) reports each file as its last run found it, and the header names every run.
+With several runs (oldest first), each mutant's outcome is the one of the last run that tested
+it: a whole-core run interrupted and resumed with `--iterate`, or followed by reruns of the files
+whose tests were strengthened, reports every mutant as it was last tested. With `--current FILE`
+(`cargo mutants --list` of the tree now), mutants that no longer exist (their line moved) are left
+out, and mutants of the tree that no run tested are counted as untested: a report with untested
+mutants is not a complete run.
 """
 import argparse
 import collections
@@ -29,7 +32,15 @@ def main() -> int:
         default=os.path.join(os.path.dirname(__file__), "mutants-survivors.md"),
         help="lines '- `<mutant name>`: <note>' explaining survivors",
     )
+    parser.add_argument(
+        "--current",
+        help="`cargo mutants --list` of the tree now: the mutants the report must account for",
+    )
     args = parser.parse_args()
+    current = None
+    if args.current:
+        with open(args.current, encoding="utf-8") as f:
+            current = [line.strip() for line in f if line.strip()]
     runs = []
     for out in args.out:
         path = os.path.join(out, "outcomes.json")
@@ -46,29 +57,33 @@ def main() -> int:
                 if line.startswith("- `") and "`: " in line:
                     name, note = line[3:].split("`: ", 1)
                     notes[name] = note.strip()
-    # The outcomes of each file from the last run that mutated it.
-    by_file = {}
-    run_of_file = {}
+    # Each mutant's outcome from the last run that tested it.
+    latest = {}
     baselines = []
     for number, run in enumerate(runs, start=1):
-        files = collections.defaultdict(list)
         for outcome in run.get("outcomes", []):
             scenario = outcome.get("scenario")
             if scenario == "Baseline":
                 baselines.append(outcome.get("summary"))
                 continue
             mutant = scenario.get("Mutant", {}) if isinstance(scenario, dict) else {}
-            files[mutant.get("file", "?")].append((mutant, outcome.get("summary", "?")))
-        for file, outcomes in files.items():
-            by_file[file] = outcomes
-            run_of_file[file] = number
+            name = mutant.get("name", "?")
+            latest[name] = (mutant.get("file", "?"), outcome.get("summary", "?"), number)
+    untested = []
+    if current is not None:
+        wanted = set(current)
+        latest = {name: v for name, v in latest.items() if name in wanted}
+        untested = [name for name in current if name not in latest]
     per_file = collections.defaultdict(collections.Counter)
+    runs_of_file = collections.defaultdict(set)
     survivors = collections.defaultdict(list)
-    for file, outcomes in by_file.items():
-        for mutant, summary in outcomes:
-            per_file[file][summary] += 1
-            if summary in ("MissedMutant", "Timeout"):
-                survivors[file].append((mutant.get("name", "?"), summary))
+    for name, (file, summary, number) in sorted(latest.items()):
+        per_file[file][summary] += 1
+        runs_of_file[file].add(number)
+        if summary in ("MissedMutant", "Timeout"):
+            survivors[file].append((name, summary))
+    for name in untested:
+        per_file[name.split(":", 1)[0]]["Untested"] += 1
     print("# Mutation testing of the core")
     print()
     described = "; ".join(
@@ -86,39 +101,49 @@ def main() -> int:
     if len(runs) > 1:
         print()
         print(
-            "Each file's row comes from the last run that mutated it (the `run` column): run 1 "
-            "mutated the whole core; later runs mutated again the files whose tests were "
-            "strengthened after it, with the source under mutation unchanged unless the note says so."
+            "Each mutant counts with its outcome in the last run that tested it (the `runs` column "
+            "names the runs a file's outcomes come from): later runs resumed an interrupted run "
+            "(`--iterate`) or tested again the mutants of files whose tests were strengthened."
+        )
+    if current is not None:
+        print()
+        print(
+            f"Mutants in the tree now (`cargo mutants --list`): {len(current)}; tested: "
+            f"{len(current) - len(untested)}; untested: {len(untested)}."
         )
     print()
-    print("| file | run | mutants | caught | missed | timeout | unviable | caught of viable | target |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| file | runs | mutants | caught | missed | timeout | unviable | untested | caught of viable | target |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     totals = collections.Counter()
     below = []
     for file in sorted(per_file):
         c = per_file[file]
-        caught, missed, timeout, unviable = (
+        caught, missed, timeout, unviable, never = (
             c["CaughtMutant"],
             c["MissedMutant"],
             c["Timeout"],
             c["Unviable"],
+            c["Untested"],
         )
         total = sum(c.values())
         viable = caught + missed + timeout
         share = 100.0 * caught / viable if viable else 100.0
-        met = share >= TARGET
+        met = share >= TARGET and never == 0
         if not met:
             below.append(file)
         totals.update(c)
         print(
-            f"| `{file}` | {run_of_file[file]} | {total} | {caught} | {missed} | {timeout} | {unviable} | "
-            f"{share:.1f} % | {'met' if met else 'missed'} |"
+            f"| `{file}` | {', '.join(str(n) for n in sorted(runs_of_file[file])) or '—'} | {total} | "
+            f"{caught} | {missed} | {timeout} | {unviable} | {never} | "
+            f"{f'{share:.1f} %' if viable else '—'} | {'met' if met else ('untested' if never else 'missed')} |"
         )
     viable = totals["CaughtMutant"] + totals["MissedMutant"] + totals["Timeout"]
     share = 100.0 * totals["CaughtMutant"] / viable if viable else 100.0
     print(
         f"| **all** | | {sum(totals.values())} | {totals['CaughtMutant']} | {totals['MissedMutant']} | "
-        f"{totals['Timeout']} | {totals['Unviable']} | {share:.1f} % | |"
+        f"{totals['Timeout']} | {totals['Unviable']} | {totals['Untested']} | {share:.1f} % | |"
     )
     print()
     print("## Survivors")
