@@ -77,12 +77,15 @@ cargo-mutants:
 	@command -v cargo-mutants >/dev/null 2>&1 || { echo "installing cargo-mutants (about 4 minutes)"; $(CARGO) install cargo-mutants --locked; }
 
 .PHONY: mutants
-mutants: nextest cargo-mutants ## Mutants of the core judged by the core's and the invariants' tests; writes mutants.md (MUTANTS_ARGS="-f FILE", "--shard K/N", or "--iterate" to resume and test only what no earlier run caught)
-	@mkdir -p target/mutants/runs; status=0; PROPTEST_CASES=$(MUTANTS_PROPTEST_CASES) $(CARGO) mutants -p sliceguard-core --jobs $(MUTANTS_JOBS) \
+mutants: nextest cargo-mutants ## Mutants of the core judged by the core's and the invariants' tests; writes mutants.md and ci/mutants-outcomes/ (MUTANTS_ARGS="-f FILE", "--shard K/N", or "--iterate" to resume from the committed outcomes)
+	@mkdir -p target/mutants ci/mutants-outcomes; \
+	case " $(MUTANTS_ARGS) " in *" --iterate "*) [ -d target/mutants/mutants.out ] || \
+	    python3 ci/mutants-report.py --seed-iterate target/mutants/mutants.out ci/mutants-outcomes/*.tsv;; esac; \
+	status=0; PROPTEST_CASES=$(MUTANTS_PROPTEST_CASES) $(CARGO) mutants -p sliceguard-core --jobs $(MUTANTS_JOBS) \
 	    -o target/mutants $(MUTANTS_ARGS) || status=$$?; \
-	cp -r target/mutants/mutants.out target/mutants/runs/$$(date -u +%Y%m%dT%H%M%SZ); \
+	python3 ci/mutants-report.py --export target/mutants/mutants.out > ci/mutants-outcomes/$$(date -u +%Y%m%dT%H%M%SZ).tsv; \
 	$(CARGO) mutants -p sliceguard-core --list > target/mutants/current.txt; \
-	python3 ci/mutants-report.py --current target/mutants/current.txt target/mutants/runs/* > mutants.md && echo "wrote mutants.md"; \
+	python3 ci/mutants-report.py --current target/mutants/current.txt ci/mutants-outcomes/*.tsv > mutants.md && echo "wrote mutants.md"; \
 	exit $$status
 
 .PHONY: build

@@ -4,7 +4,15 @@ and timed out, the caught share of viable mutants against the 90 % target, and e
 the note that explains it (ci/mutants-survivors.md: the test that now kills it, or why it is
 equivalent).
 
-usage: ci/mutants-report.py MUTANTS_OUT_DIR [LATER_OUT_DIR ...] [--survivor-notes FILE] > mutants.md
+usage: ci/mutants-report.py [--current LIST] RUN [RUN ...] [--survivor-notes FILE] > mutants.md
+       ci/mutants-report.py --export MUTANTS_OUT_DIR > ci/mutants-outcomes/<time>.tsv
+       ci/mutants-report.py --seed-iterate MUTANTS_OUT_DIR RUN [RUN ...]
+
+A RUN is a cargo-mutants output directory (its outcomes.json) or a committed outcome file
+(ci/mutants-outcomes/*.tsv, written by --export: a `#` header line naming the run, then one
+`outcome<TAB>mutant` line per mutant), so the accumulated run survives `cargo clean` and moves
+between machines. --seed-iterate writes the previously_caught.txt that `cargo mutants --iterate`
+reads, from the runs' caught and unviable mutants, so a later session resumes where the last stopped.
 
 With several runs (oldest first), each mutant's outcome is the one of the last run that tested
 it: a whole-core run interrupted and resumed with `--iterate`, or followed by reruns of the files
@@ -22,10 +30,45 @@ import sys
 TARGET = 90.0
 
 
+def read_run(path):
+    """One run as outcomes.json holds it, from a mutants.out directory or an exported .tsv file."""
+    if os.path.isdir(path):
+        with open(os.path.join(path, "outcomes.json"), encoding="utf-8") as f:
+            return json.load(f)
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if not lines or not lines[0].startswith("# cargo-mutants "):
+        raise ValueError("not an exported run: the first line must be '# cargo-mutants ...'")
+    header = lines[0].split()
+    run = {
+        "cargo_mutants_version": header[2] if len(header) > 2 else "?",
+        "start_time": header[3] if len(header) > 3 else "?",
+        "end_time": header[4] if len(header) > 4 else "?",
+        "outcomes": [],
+    }
+    for number, line in enumerate(lines[1:], start=2):
+        summary, _, name = line.partition("\t")
+        if not name:
+            raise ValueError(f"line {number}: expected 'outcome<TAB>mutant', found {line!r}")
+        scenario = "Baseline" if name == "Baseline" else {
+            "Mutant": {"name": name, "file": name.split(":", 1)[0]}
+        }
+        run["outcomes"].append({"scenario": scenario, "summary": summary})
+    return run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "out", nargs="+", help="mutants.out directories of cargo-mutants runs, oldest first"
+        "out",
+        nargs="+",
+        help="runs, oldest first: mutants.out directories or committed .tsv outcome files",
+    )
+    parser.add_argument("--export", action="store_true", help="print the one run given as TSV")
+    parser.add_argument(
+        "--seed-iterate",
+        metavar="DIR",
+        help="write DIR/previously_caught.txt for `cargo mutants --iterate` from the runs",
     )
     parser.add_argument(
         "--survivor-notes",
@@ -43,13 +86,29 @@ def main() -> int:
             current = [line.strip() for line in f if line.strip()]
     runs = []
     for out in args.out:
-        path = os.path.join(out, "outcomes.json")
+        if "*" in out and not os.path.exists(out):
+            continue  # an unmatched shell glob: no committed runs yet
         try:
-            with open(path, encoding="utf-8") as f:
-                runs.append(json.load(f))
-        except (OSError, json.JSONDecodeError) as e:
-            print(f"mutants-report: cannot read {path}: {e}", file=sys.stderr)
+            runs.append(read_run(out))
+        except (OSError, ValueError) as e:
+            print(f"mutants-report: cannot read {out}: {e}", file=sys.stderr)
             return 2
+    if args.export:
+        if len(runs) != 1:
+            print("mutants-report: --export takes one run", file=sys.stderr)
+            return 2
+        run = runs[0]
+        print(
+            f"# cargo-mutants {run.get('cargo_mutants_version', '?')} "
+            f"{run.get('start_time', '?')} {run.get('end_time', '?')}"
+        )
+        for outcome in run.get("outcomes", []):
+            scenario = outcome.get("scenario")
+            if scenario == "Baseline":
+                print(f"{outcome.get('summary')}\tBaseline")
+            else:
+                print(f"{outcome.get('summary')}\t{scenario['Mutant']['name']}")
+        return 0
     notes = {}
     if os.path.exists(args.survivor_notes):
         with open(args.survivor_notes, encoding="utf-8") as f:
@@ -69,6 +128,16 @@ def main() -> int:
             mutant = scenario.get("Mutant", {}) if isinstance(scenario, dict) else {}
             name = mutant.get("name", "?")
             latest[name] = (mutant.get("file", "?"), outcome.get("summary", "?"), number)
+    if args.seed_iterate:
+        os.makedirs(args.seed_iterate, exist_ok=True)
+        done = sorted(
+            name for name, (_, summary, _) in latest.items()
+            if summary in ("CaughtMutant", "Unviable")
+        )
+        with open(os.path.join(args.seed_iterate, "previously_caught.txt"), "w", encoding="utf-8") as f:
+            f.writelines(f"{name}\n" for name in done)
+        print(f"mutants-report: {len(done)} caught or unviable mutants seeded", file=sys.stderr)
+        return 0
     untested = []
     if current is not None:
         wanted = set(current)
