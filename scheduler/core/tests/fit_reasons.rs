@@ -360,6 +360,29 @@ fn split_count_caps_tasks_across_containers_of_one_pod() {
     );
 }
 
+/// A later container is ordered by the usage the earlier ones left, not the node's usage before the
+/// pod: under `mutex`, the device the first container took sorts last for the second (it is in
+/// use), after both NUMA groups, so the numa-bound second container reports its partial NUMA 0
+/// group as NumaNotFit when it reaches it. Ordered by the usage before the pod, the taken device
+/// would sort first, inside NUMA 1, and the same devices would be reported as
+/// AllocatedCardsInsufficientRequest.
+#[test]
+fn later_containers_are_ordered_by_the_usage_earlier_containers_left() {
+    let mut devices: Vec<DeviceInfo> = (0..3).map(|i| gpu(&format!("g{i}"))).collect();
+    devices[2].numa = 1;
+    let c = Case::new(devices);
+    let p = prefs(&[(GPU_SCHEDULER_POLICY, "mutex"), (NUMA_BIND, "true")]);
+    assert_eq!(
+        c.eval(&pod(&[ask(1, 10, 0)]), &p).unwrap(),
+        [["g2:10:0"]],
+        "mutex takes the idle device of the higher NUMA node first"
+    );
+    assert_eq!(
+        c.reason(&pod(&[ask(1, 10, 0), ask(3, 10, 0)]), &p),
+        "1/3 ExclusiveDeviceAllocateConflict, 2/3 NumaNotFit"
+    );
+}
+
 #[test]
 fn numa_bind_keeps_a_container_on_one_numa_node() {
     let mut devices: Vec<DeviceInfo> = (0..4).map(|i| gpu(&format!("g{i}"))).collect();
