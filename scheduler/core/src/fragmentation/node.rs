@@ -448,6 +448,19 @@ mod tests {
             (g - 1.5).abs() < 1e-9,
             "taking 3 of 10 free cores strands the node: {g}"
         );
+        // With 12 cores free, the 9 left after the pod still host the workload: nothing stranded.
+        let roomy = NodeScorer::new(
+            view,
+            &usage,
+            &[0, 1],
+            NodeInputs {
+                typical: &typical,
+                cpu_free: Some(12_000),
+                pod_cpu_milli: 3000,
+                score_scale_gpus: SCORE_SCALE_GPUS,
+            },
+        );
+        assert_eq!(roomy.growth(view, &[0, 1], &usage), 0.0);
     }
 
     #[test]

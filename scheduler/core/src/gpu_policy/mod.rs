@@ -135,6 +135,9 @@ mod tests {
             ("topology-aware", "spread"),
             ("", "spread"),
             ("BINPACK", "spread"),
+            // Not the exact name and no chain: HAMi compares the whole value.
+            (" binpack", "spread"),
+            ("binpack ", "spread"),
         ] {
             assert_eq!(resolve(value).name(), expected, "{value:?}");
         }
