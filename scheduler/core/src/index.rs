@@ -93,9 +93,7 @@ impl Dev {
 /// What rejects a node without looking at its devices: necessary conditions only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Summary {
-    /// NVIDIA devices (the fit's candidates).
-    candidates: u32,
-    /// Candidates that are healthy, not cordoned, not MIG and have a free slot.
+    /// Candidates (NVIDIA devices) that are healthy, not cordoned, not MIG and have a free slot.
     open: u32,
     /// Open devices with no task.
     idle: u32,
@@ -118,9 +116,6 @@ impl Summary {
             ..Default::default()
         };
         for d in devices {
-            if d.flags & CANDIDATE != 0 {
-                s.candidates += 1;
-            }
             if !d.open() {
                 continue;
             }
@@ -146,7 +141,8 @@ impl Summary {
     /// grows while a pod is fitted, so this holds for every container of the pod).
     fn rejects(&self, r: &ContainerRequest, mutex: bool) -> bool {
         let nums = r.nums;
-        if nums > self.candidates || nums > self.open {
+        // `open` counts candidates only, so this also covers `nums` above the candidates.
+        if nums > self.open {
             return true;
         }
         if mutex && nums > self.idle {
@@ -190,6 +186,15 @@ impl Entry {
             cordoned: &node.cordoned,
         }
     }
+}
+
+/// The work one decision through the index did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkWork {
+    /// Offered nodes the walk reached, in score order, before it stopped.
+    pub examined: usize,
+    /// Of those, the nodes whose summary let them through to the exact fit.
+    pub evaluated: usize,
 }
 
 /// Maps an `f32` to a `u32` that orders as [`f32::total_cmp`].
@@ -375,6 +380,31 @@ impl PlacementIndex {
         node_names: &[String],
         now: jiff::Timestamp,
     ) -> Option<Decision> {
+        self.decide_counting(registry, pod, node_names, now).0
+    }
+
+    /// [`PlacementIndex::decide`], with the work its walk did: what the tests of the pruning bounds
+    /// read, since a looser bound changes no decision, only the work (the fits evaluated).
+    pub fn decide_counting(
+        &self,
+        registry: &Registry,
+        pod: &PreparedPod,
+        node_names: &[String],
+        now: jiff::Timestamp,
+    ) -> (Option<Decision>, WalkWork) {
+        let mut work = WalkWork::default();
+        let decision = self.decide_inner(registry, pod, node_names, now, &mut work);
+        (decision, work)
+    }
+
+    fn decide_inner(
+        &self,
+        registry: &Registry,
+        pod: &PreparedPod,
+        node_names: &[String],
+        now: jiff::Timestamp,
+        work: &mut WalkWork,
+    ) -> Option<Decision> {
         if !applies(pod) {
             return None;
         }
@@ -408,6 +438,7 @@ impl PlacementIndex {
                 return true;
             }
             let view = entry.view(node, &mut usage_buffer);
+            work.evaluated += 1;
             match evaluate_node_with(view, &pod.request, &pod.preferences, None) {
                 Ok(fit) => {
                     winner = Some((name.clone(), fit.score, fit.allocation));
@@ -416,6 +447,7 @@ impl PlacementIndex {
                 Err(_) => false,
             }
         });
+        work.examined = examined;
         if stale {
             return None;
         }
