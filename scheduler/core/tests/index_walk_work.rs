@@ -124,6 +124,19 @@ fn assert_pruned(trap: Trap, ask: GpuAsk, policy: Option<&str>) {
 }
 
 #[test]
+fn an_index_counts_the_nodes_it_holds() {
+    assert!(PlacementIndex::new().is_empty());
+    let now: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+    let mut registry = Registry::new();
+    registry
+        .upsert_node(&gpu_node("n", &[device("n", 0)], now))
+        .unwrap();
+    let index = PlacementIndex::build(&registry, &Usage::default());
+    assert!(!index.is_empty());
+    assert_eq!(index.len(), 1);
+}
+
+#[test]
 fn the_walk_evaluates_the_first_node_that_may_fit_and_stops() {
     let (node, work) = decide(Trap::used(0, 0, 0), fraction(1000, 10), None);
     assert_eq!(node.as_deref(), Some("a-trap"));
