@@ -195,6 +195,9 @@ pub struct WalkWork {
     pub examined: usize,
     /// Of those, the nodes whose summary let them through to the exact fit.
     pub evaluated: usize,
+    /// When no node fits: the offered nodes whose reasons needed the exact per-node evaluation
+    /// (the others were counted from the compact device copy).
+    pub exact_rejections: usize,
 }
 
 /// Maps an `f32` to a `u32` that orders as [`f32::total_cmp`].
@@ -467,7 +470,7 @@ impl PlacementIndex {
                     message,
                 ))
             }
-            None => self.all_rejected(registry, pod, &offered, &requests),
+            None => self.all_rejected(registry, pod, &offered, &requests, work),
         }
     }
 
@@ -478,6 +481,7 @@ impl PlacementIndex {
         pod: &PreparedPod,
         offered: &HashSet<&str, FixedState>,
         requests: &[ContainerRequest],
+        work: &mut WalkWork,
     ) -> Option<Decision> {
         let prefs = &pod.preferences;
         let simple = {
@@ -512,6 +516,7 @@ impl PlacementIndex {
                 quick_rejection(&entry.devices, &requests[0], mutex)?
             } else {
                 let view = entry.view(node, &mut usage_buffer);
+                work.exact_rejections += 1;
                 match evaluate_node_with(view, &pod.request, prefs, None) {
                     Ok(_) => return None,
                     Err(rejection) => rejection,

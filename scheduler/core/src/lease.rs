@@ -750,6 +750,27 @@ mod tests {
         assert!(!record.lapsed(t(14), SignedDuration::from_secs(15)));
         assert!(record.lapsed(t(15), SignedDuration::from_secs(15)));
         assert!(LeaseRecord::default().lapsed(t(0), SignedDuration::from_secs(15)));
+        // The record's own duration counts over the fallback; a missing or non-positive one does not.
+        let longer = LeaseRecord {
+            lease_duration_seconds: Some(30),
+            ..record.clone()
+        };
+        assert!(!longer.lapsed(t(29), SignedDuration::from_secs(15)));
+        assert!(longer.lapsed(t(30), SignedDuration::from_secs(15)));
+        for unusable in [None, Some(0), Some(-5)] {
+            let record = LeaseRecord {
+                lease_duration_seconds: unusable,
+                ..record.clone()
+            };
+            assert!(
+                !record.lapsed(t(14), SignedDuration::from_secs(15)),
+                "{unusable:?}"
+            );
+            assert!(
+                record.lapsed(t(15), SignedDuration::from_secs(15)),
+                "{unusable:?}"
+            );
+        }
     }
 
     #[test]
@@ -799,6 +820,8 @@ mod tests {
             transitions: 2,
         };
         let lease = record.to_lease("ns", "sliceguard", Some("7"));
+        assert_eq!(lease.metadata.name.as_deref(), Some("sliceguard"));
+        assert_eq!(lease.metadata.namespace.as_deref(), Some("ns"));
         assert_eq!(LeaseRecord::of(&lease), (record, "7".to_string()));
     }
 

@@ -6,7 +6,10 @@
 //! the second.
 
 use jiff::Timestamp;
-use sliceguard_core::annotations::{DEVICE_CORDON, GPU_SCHEDULER_POLICY};
+use sliceguard_core::annotations::{
+    DEVICE_CORDON, GPU_SCHEDULER_POLICY, NOUSE_GPUTYPE, NOUSE_GPUUUID, NUMA_BIND, USE_GPUTYPE,
+    USE_GPUUUID, VGPU_MODE,
+};
 use sliceguard_core::decision::{SchedulerSettings, prepare};
 use sliceguard_core::index::{PlacementIndex, WalkWork};
 use sliceguard_core::ledger::UsageSource;
@@ -109,6 +112,7 @@ fn decide(trap: Trap, ask: GpuAsk, policy: Option<&str>) -> (Option<String>, Wal
 const PRUNED: WalkWork = WalkWork {
     examined: 2,
     evaluated: 1,
+    exact_rejections: 0,
 };
 
 fn fraction(memory_mib: u32, cores: u32) -> GpuAsk {
@@ -144,7 +148,8 @@ fn the_walk_evaluates_the_first_node_that_may_fit_and_stops() {
         work,
         WalkWork {
             examined: 1,
-            evaluated: 1
+            evaluated: 1,
+            exact_rejections: 0
         }
     );
 }
@@ -245,4 +250,53 @@ fn over_full_devices_are_pruned_even_for_requests_of_nothing() {
         },
         None,
     );
+}
+
+/// When nothing fits, reasons come from the compact device copy for a pod whose reasons do not
+/// depend on device order (one regular GPU container, no selectors, no `numa-bind`), and from the
+/// exact per-node evaluation otherwise.
+#[test]
+fn reasons_need_the_exact_evaluation_only_where_device_order_matters() {
+    let now: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+    let mut registry = Registry::new();
+    for name in ["n1", "n2"] {
+        let devices: Vec<DeviceInfo> = (0..2).map(|i| device(name, i)).collect();
+        registry
+            .upsert_node(&gpu_node(name, &devices, now))
+            .unwrap();
+    }
+    let index = PlacementIndex::build(&registry, &Usage::default());
+    let offered = vec!["n1".to_string(), "n2".to_string()];
+    let too_big = fraction(9000, 10);
+    let exact = |pod: k8s_openapi::api::core::v1::Pod| {
+        let prepared = prepare(&pod, &SchedulerSettings::default()).unwrap();
+        let (decision, work) = index.decide_counting(&registry, &prepared, &offered, now);
+        let decision = decision.expect("the index answers a pod that fits nowhere");
+        assert!(decision.node().is_none(), "{decision:?}");
+        assert_eq!(work.evaluated, 0, "the summaries reject every node");
+        work.exact_rejections
+    };
+    assert_eq!(exact(gpu_pod("simple", &[], &[too_big.clone()])), 0);
+    assert_eq!(
+        exact(gpu_pod("init", &[too_big.clone()], &[fraction(1000, 10)])),
+        2
+    );
+    assert_eq!(
+        exact(gpu_pod("two", &[], &[too_big.clone(), fraction(1000, 10)])),
+        2
+    );
+    for (key, value) in [
+        (NUMA_BIND, "true"),
+        (USE_GPUTYPE, "A100"),
+        (NOUSE_GPUTYPE, "H100"),
+        (USE_GPUUUID, "GPU-n1-0"),
+        (NOUSE_GPUUUID, "GPU-n1-0"),
+        (VGPU_MODE, "hami-core"),
+    ] {
+        let pod = with_annotations(
+            gpu_pod("selective", &[], &[too_big.clone()]),
+            &[(key, value)],
+        );
+        assert_eq!(exact(pod), 2, "{key}");
+    }
 }
