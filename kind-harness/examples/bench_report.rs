@@ -14,8 +14,10 @@
 //!
 //! `cargo run --release -p sliceguard-kind-harness --example bench_report -- --rows <json> --out
 //! bench/REPORT.md [--e2e-nodes 1000] [--e2e-pods 1000] [--serve-nodes 20000] [--serve-pods 100000]
-//! [--bin-dir target/release] [--skip-serve] [--only in-process|loopback|serve]` (`--only` runs
-//! one measurement and prints it, for profiling, without writing the report)
+//! [--bin-dir target/release] [--skip-serve] [--only in-process|loopback|serve]
+//! [--service-rows <json>]` (`--only` runs one measurement and prints it, for profiling, without
+//! writing the report; `--service-rows` adds the service benchmark's rows, written by
+//! `scheduler/benches/service.rs`)
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
@@ -29,6 +31,8 @@ use std::time::{Duration, Instant};
 
 struct Args {
     rows: String,
+    /// Rows of `scheduler/benches/service.rs` (`SLICEGUARD_BENCH_SERVICE_JSON`), if measured.
+    service_rows: Option<String>,
     out: String,
     e2e_nodes: usize,
     e2e_pods: usize,
@@ -43,6 +47,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         rows: String::new(),
+        service_rows: None,
         out: "bench/REPORT.md".into(),
         e2e_nodes: 1000,
         e2e_pods: 1000,
@@ -61,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--rows" => args.rows = value()?,
+            "--service-rows" => args.service_rows = Some(value()?),
             "--out" => args.out = value()?,
             "--e2e-nodes" => args.e2e_nodes = number(value()?, "--e2e-nodes")?,
             "--e2e-pods" => args.e2e_pods = number(value()?, "--e2e-pods")?,
@@ -555,7 +561,17 @@ fn main() {
             serve.push(measured);
         }
     }
-    let report = render(&rows, &args, &e2e_in, &e2e_http, &serve);
+    let service = match &args.service_rows {
+        Some(path) => match read_service_rows(path) {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        },
+        None => Vec::new(),
+    };
+    let report = render(&rows, &args, &e2e_in, &e2e_http, &serve, &service);
     if let Some(dir) = std::path::Path::new(&args.out).parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -574,6 +590,7 @@ fn render(
     e2e_in: &E2e,
     e2e_http: &E2e,
     serve: &[Result<ServeRss, String>],
+    service: &[ServiceRow],
 ) -> String {
     let mut md = String::new();
     let commit = shell("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or("unknown".into());
@@ -741,6 +758,7 @@ fn render(
         }
     }
     let _ = writeln!(md);
+    render_service(&mut md, service);
     let full = serve.first().and_then(|r| r.as_ref().ok());
     let _ = writeln!(
         md,
@@ -881,6 +899,7 @@ fn render(
             );
         }
     }
+    service_targets(&mut md, service);
     if let Some(per) = per_device_total {
         let _ = writeln!(
             md,
@@ -907,4 +926,116 @@ fn render(
         }
     }
     md
+}
+
+/// One row of `scheduler/benches/service.rs`.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ServiceRow {
+    nodes: usize,
+    shape: String,
+    clients: usize,
+    offered: usize,
+    bound: usize,
+    pods_per_s: f64,
+    filter_p50_ns: u64,
+    filter_p99_ns: u64,
+    bind_p50_ns: u64,
+    bind_p99_ns: u64,
+    sliceguard_cpu_per_pod_ns: u64,
+    stand_in_share: f64,
+    client_cpu_per_pod_ns: u64,
+}
+
+fn read_service_rows(path: &str) -> Result<Vec<ServiceRow>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{path}:{}: {e}", i + 1)))
+        .collect()
+}
+
+fn render_service(md: &mut String, rows: &[ServiceRow]) {
+    let _ = writeln!(
+        md,
+        "## Service: `/filter` then `/bind` through sliceguard's HTTP handlers\n\n`scheduler/benches/service.rs`: the production extender router and accept loop on loopback; a separate client process plays kube-scheduler (one HTTP/1.1 connection per client, `ExtenderArgs` with the pod and the node names kube-scheduler's `numFeasibleNodesToFind` would offer, then `ExtenderBindingArgs` for the chosen node); the Kubernetes API is an in-process stand-in answering every effect in constant time from typed objects and feeding each write back through the service's watch handlers; bound pods finish once half the fleet's capacity is bound. CPU per pod is the server process's (every thread's schedstat) less the stand-in's own time; the stand-in's share is of the server process's CPU. The client process shares the same two cores.\n"
+    );
+    if rows.is_empty() {
+        let _ = writeln!(md, "Not measured in this run.\n");
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| nodes | pods | offered | clients | pods/s | `/filter` p50 | `/filter` p99 | `/bind` p50 | `/bind` p99 | sliceguard CPU per pod | stand-in share | client CPU per pod |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} % | {} |",
+            r.nodes,
+            r.shape,
+            r.offered,
+            r.clients,
+            r.pods_per_s,
+            fmt_ns(r.filter_p50_ns as f64),
+            fmt_ns(r.filter_p99_ns as f64),
+            fmt_ns(r.bind_p50_ns as f64),
+            fmt_ns(r.bind_p99_ns as f64),
+            fmt_ns(r.sliceguard_cpu_per_pod_ns as f64),
+            r.stand_in_share * 100.0,
+            fmt_ns(r.client_cpu_per_pod_ns as f64),
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// The service targets: the best rate at 1,000 nodes (any shape and client count) with the stand-in
+/// under 20 % of the profile, and the worst `/filter` p99 at 5,000 nodes over the rows.
+fn service_targets(md: &mut String, rows: &[ServiceRow]) {
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let best = rows
+        .iter()
+        .filter(|r| r.nodes == 1000 && r.bound > 0)
+        .max_by(|a, b| a.pods_per_s.total_cmp(&b.pods_per_s));
+    match best {
+        Some(r) => {
+            let _ = writeln!(
+                md,
+                "| filter + bind through sliceguard's HTTP handlers at 1,000 nodes ≥ 5,000 pods/s, stand-in < 20 % | {:.0} pods/s ({} pods, {} clients), stand-in {:.1} % | {} |",
+                r.pods_per_s,
+                r.shape,
+                r.clients,
+                r.stand_in_share * 100.0,
+                verdict(r.pods_per_s >= 5000.0 && r.stand_in_share < 0.2)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "| filter + bind through sliceguard's HTTP handlers at 1,000 nodes ≥ 5,000 pods/s | not measured | **missed** (not measured) |"
+            );
+        }
+    }
+    let worst = rows
+        .iter()
+        .filter(|r| r.nodes == 5000)
+        .max_by_key(|r| r.filter_p99_ns);
+    match worst {
+        Some(r) => {
+            let _ = writeln!(
+                md,
+                "| `/filter` p99 ≤ 2 ms at 5,000 nodes (worst row) | {} ({} pods, {} clients) | {} |",
+                fmt_ns(r.filter_p99_ns as f64),
+                r.shape,
+                r.clients,
+                verdict(r.filter_p99_ns <= 2_000_000)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "| `/filter` p99 ≤ 2 ms at 5,000 nodes | not measured | **missed** (not measured) |"
+            );
+        }
+    }
 }
