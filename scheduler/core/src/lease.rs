@@ -602,6 +602,83 @@ mod tests {
     }
 
     #[test]
+    fn roles_read_as_the_readyz_body_and_leadership_ends_at_the_deadline() {
+        let mut api = Api::default();
+        let mut a = Elector::new(settings("a"));
+        assert_eq!(a.settings().identity, "a");
+        assert_eq!(a.role(t(0)).as_str(), "standby");
+        round(&mut a, &mut api, t(0));
+        assert_eq!(a.role(t(9)).as_str(), "leader");
+        assert_eq!(a.role(t(10)), Role::Standby { holder: None });
+    }
+
+    #[test]
+    fn a_renew_keeps_the_term_and_writes_the_current_duration() {
+        let mut a = Elector::new(settings("a"));
+        let mut api = Api {
+            lease: Some((
+                LeaseRecord {
+                    holder: Some("a".into()),
+                    lease_duration_seconds: Some(30),
+                    acquire_time: None,
+                    renew_time: Some(t(0)),
+                    transitions: 4,
+                },
+                1,
+            )),
+            fail: false,
+        };
+        round(&mut a, &mut api, t(5));
+        let (record, _) = api.lease.clone().unwrap();
+        assert_eq!(
+            record,
+            LeaseRecord {
+                holder: Some("a".into()),
+                lease_duration_seconds: Some(15),
+                acquire_time: Some(t(5)),
+                renew_time: Some(t(5)),
+                transitions: 4,
+            },
+            "own record: renewed, not taken over (no transition, acquire time kept or first set)"
+        );
+        round(&mut a, &mut api, t(7));
+        let (record, _) = api.lease.clone().unwrap();
+        assert_eq!(
+            (record.acquire_time, record.renew_time, record.transitions),
+            (Some(t(5)), Some(t(7)), 4)
+        );
+    }
+
+    #[test]
+    fn a_new_resource_version_restarts_the_standby_clock_even_with_the_same_record() {
+        let held = LeaseRecord {
+            holder: Some("b".into()),
+            lease_duration_seconds: Some(15),
+            acquire_time: Some(t(0)),
+            renew_time: Some(t(0)),
+            transitions: 0,
+        };
+        let mut a = Elector::new(settings("a"));
+        let mut api = Api {
+            lease: Some((held.clone(), 1)),
+            fail: false,
+        };
+        round(&mut a, &mut api, t(0));
+        // The object was written again (its resourceVersion moved) with the same record.
+        api.lease = Some((held, 2));
+        round(&mut a, &mut api, t(10));
+        let out = round(&mut a, &mut api, t(20));
+        assert_eq!(
+            out.role,
+            Role::Standby {
+                holder: Some("b".into())
+            },
+            "first seen at resourceVersion 2 at t(10): not takeable before t(25)"
+        );
+        assert!(round(&mut a, &mut api, t(25)).new_term);
+    }
+
+    #[test]
     fn a_standby_takes_over_only_after_the_record_stood_unchanged_for_the_lease_duration() {
         let mut api = Api::default();
         let mut a = Elector::new(settings("a"));
