@@ -349,6 +349,17 @@ mod tests {
         // Re-observing is idempotent.
         l.observe(&a).unwrap();
         assert_eq!(l.device_usage("n1", "GPU-0"), usage(2, 4000, 40));
+        let on_n1: std::collections::BTreeMap<&str, DeviceUsage> = l
+            .node_devices("n1")
+            .map(|(id, u)| (id.as_str(), *u))
+            .collect();
+        assert_eq!(
+            on_n1,
+            std::collections::BTreeMap::from([
+                ("GPU-0", usage(2, 4000, 40)),
+                ("GPU-1", usage(1, 1000, 10))
+            ])
+        );
         assert!(l.forget(&a));
         assert!(!l.forget(&a));
         assert_eq!(l.device_usage("n1", "GPU-0"), usage(1, 1000, 10));

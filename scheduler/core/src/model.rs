@@ -122,11 +122,6 @@ impl PodDevices {
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(Vec::is_empty)
     }
-
-    /// Total number of container-device entries.
-    pub fn device_count(&self) -> usize {
-        self.0.iter().map(Vec::len).sum()
-    }
 }
 
 /// A pod's allocation split into its init and regular containers, which HAMi accounts differently:
@@ -208,6 +203,13 @@ mod tests {
             usedmem: mem,
             usedcores: cores,
         }
+    }
+
+    #[test]
+    fn pod_devices_are_empty_only_when_no_container_holds_one() {
+        assert!(PodDevices::default().is_empty());
+        assert!(PodDevices(vec![vec![], vec![]]).is_empty());
+        assert!(!PodDevices(vec![vec![], vec![dev("GPU-0", 1, 1)]]).is_empty());
     }
 
     #[test]
