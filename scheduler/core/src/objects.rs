@@ -257,6 +257,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nodes_and_pods_have_the_shape_the_harness_relies_on() {
+        let node = gpu_node(
+            "n1",
+            &fleet_devices("n1", &FleetSpec::default()),
+            "2026-07-27T18:22:36Z".parse().unwrap(),
+        );
+        let labels = node.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["kubernetes.io/hostname"], "n1");
+        assert_eq!(labels["gpu"], "on");
+        let status = node.status.as_ref().unwrap();
+        assert_eq!(status.capacity, status.allocatable);
+        assert_eq!(
+            status.capacity.as_ref().unwrap()[RESOURCE_GPU],
+            Quantity("80".into()),
+            "Σ split counts: 8 GPUs × 10"
+        );
+        let ready = &status.conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "True")
+        );
+
+        let pod = gpu_pod("p", &[GpuAsk::fraction(1, 1)], &[GpuAsk::default()]);
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("default"));
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let init = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.name, "init-0");
+        assert_eq!(spec.containers[0].name, "c-0");
+        assert!(
+            spec.containers[0].image.is_some(),
+            "kubectl and the API require an image"
+        );
+        assert!(
+            spec.containers[0].resources.is_none(),
+            "an ask of nothing sets no limits"
+        );
+    }
+
+    #[test]
     fn fleet_matches_the_seed_register_script() {
         let nodes = fleet(
             &FleetSpec::default(),

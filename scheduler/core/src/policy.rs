@@ -316,6 +316,14 @@ mod tests {
     }
 
     #[test]
+    fn node_policies_print_as_written() {
+        for policy in [NodePolicy::Binpack, NodePolicy::Spread] {
+            assert_eq!(policy.to_string().parse::<NodePolicy>(), Ok(policy));
+        }
+        assert_eq!(NodePolicy::Binpack.to_string(), "binpack");
+    }
+
+    #[test]
     fn node_policy_reading() {
         assert_eq!(NodePolicy::from_annotation("spread"), NodePolicy::Spread);
         assert_eq!(NodePolicy::from_annotation("binpack"), NodePolicy::Binpack);
