@@ -321,6 +321,8 @@ mod tests {
             assert_eq!(policy.to_string().parse::<NodePolicy>(), Ok(policy));
         }
         assert_eq!(NodePolicy::Binpack.to_string(), "binpack");
+        let gpu: GpuPolicy = "mutex".parse().unwrap();
+        assert_eq!(gpu.to_string(), "mutex");
     }
 
     #[test]
