@@ -276,9 +276,16 @@ fn reasons_need_the_exact_evaluation_only_where_device_order_matters() {
         assert_eq!(work.evaluated, 0, "the summaries reject every node");
         work.exact_rejections
     };
-    assert_eq!(exact(gpu_pod("simple", &[], &[too_big.clone()])), 0);
     assert_eq!(
-        exact(gpu_pod("init", &[too_big.clone()], &[fraction(1000, 10)])),
+        exact(gpu_pod("simple", &[], std::slice::from_ref(&too_big))),
+        0
+    );
+    assert_eq!(
+        exact(gpu_pod(
+            "init",
+            std::slice::from_ref(&too_big),
+            &[fraction(1000, 10)]
+        )),
         2
     );
     assert_eq!(
@@ -294,7 +301,7 @@ fn reasons_need_the_exact_evaluation_only_where_device_order_matters() {
         (VGPU_MODE, "hami-core"),
     ] {
         let pod = with_annotations(
-            gpu_pod("selective", &[], &[too_big.clone()]),
+            gpu_pod("selective", &[], std::slice::from_ref(&too_big)),
             &[(key, value)],
         );
         assert_eq!(exact(pod), 2, "{key}");
