@@ -38,6 +38,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use serde::{Deserialize, Serialize};
 use sliceguard::annotations::NODE_LOCK;
 use sliceguard::bind::{ApiFailure, Effect, NodeLockView, Observation, PodView};
+use sliceguard::ledger;
 use sliceguard::objects::{FleetSpec, GpuAsk, fleet, gpu_pod};
 use sliceguard::server::service::system_clock;
 use sliceguard::server::{ClusterApi, Scheduler, SchedulerConfig, http};
@@ -160,6 +161,7 @@ struct StandIn {
     busy_ns: Arc<AtomicU64>,
 }
 
+/// The store's key for an effect's pod: [`ledger::pod_key`]'s `namespace/name`.
 fn pod_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
@@ -331,10 +333,7 @@ async fn watch_feed(
                 bound.push_back(pod);
                 while bound.len() > live {
                     let Some(done) = bound.pop_front() else { break };
-                    svc.cluster().remove_pod(&pod_key(
-                        done.metadata.namespace.as_deref().unwrap_or("default"),
-                        done.metadata.name.as_deref().unwrap_or_default(),
-                    ));
+                    svc.cluster().remove_pod(&ledger::pod_key(&done));
                     svc.delete_pod(&done);
                 }
             }
@@ -606,9 +605,7 @@ fn measure(nodes: usize, shape: Shape, clients: usize, pods: usize) -> Result<Ro
         }
         for i in 0..pods {
             let pod = bench_pod(shape, i);
-            store
-                .pods
-                .insert(pod_key("default", &format!("svc-{i}")), pod);
+            store.pods.insert(ledger::pod_key(&pod), pod);
         }
     }
     let svc = Arc::new(Scheduler::new(
