@@ -14,12 +14,14 @@ A RUN is a cargo-mutants output directory (its outcomes.json) or a committed out
 between machines. --seed-iterate writes the previously_caught.txt that `cargo mutants --iterate`
 reads, from the runs' caught and unviable mutants, so a later session resumes where the last stopped.
 
-With several runs (oldest first), each mutant's outcome is the one of the last run that tested
-it: a whole-core run interrupted and resumed with `--iterate`, or followed by reruns of the files
-whose tests were strengthened, reports every mutant as it was last tested. With `--current FILE`
-(`cargo mutants --list` of the tree now), mutants that no longer exist (their line moved) are left
-out, and mutants of the tree that no run tested are counted as untested: a report with untested
-mutants is not a complete run.
+With several runs, each mutant's outcome is the one of the last run that tested it. Runs are
+ordered by the start time each records (the order given breaks ties), so a rerun started while a
+long run went on, and exported before it, still counts as the later. The runs can be a whole-core
+run interrupted and resumed with `--iterate`, and reruns of the files whose tests were
+strengthened. With `--current FILE` (`cargo mutants
+--list` of the tree now), mutants that no longer exist (their line moved) are left out, and mutants
+of the tree that no run tested are counted as untested: a report with untested mutants is not a
+complete run.
 """
 import argparse
 import collections
@@ -93,6 +95,8 @@ def main() -> int:
         except (OSError, ValueError) as e:
             print(f"mutants-report: cannot read {out}: {e}", file=sys.stderr)
             return 2
+    # Oldest first by the run's own start time (ISO 8601 sorts as text); `sorted` is stable.
+    runs = sorted(runs, key=lambda run: run.get("start_time") or "")
     if args.export:
         if len(runs) != 1:
             print("mutants-report: --export takes one run", file=sys.stderr)

@@ -60,8 +60,9 @@ pub fn parse_integer(quantity: &str) -> Result<i64, QuantityError> {
         s if s.starts_with(['e', 'E']) => {
             let exp = &s[1..];
             let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 4
-            {
+            // At most four digits, so the exponent cannot run the multiplication below for long;
+            // an empty exponent (`1e`, `1e+`) fails the parse.
+            if !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 4 {
                 return Err(syntax());
             }
             (0, exp.parse::<i32>().map_err(|_| syntax())?)
@@ -131,6 +132,66 @@ mod tests {
         ] {
             assert_eq!(parse_integer(q), Ok(v), "{q}");
         }
+    }
+
+    /// Every suffix of the grammar with its exact multiplier, so a lost or mistyped arm shows.
+    #[test]
+    fn every_suffix_has_its_multiplier() {
+        for (suffix, multiplier) in [
+            ("Ki", 1i64 << 10),
+            ("Mi", 1 << 20),
+            ("Gi", 1 << 30),
+            ("Ti", 1 << 40),
+            ("Pi", 1 << 50),
+            ("Ei", 1 << 60),
+            ("k", 1_000),
+            ("M", 1_000_000),
+            ("G", 1_000_000_000),
+            ("T", 1_000_000_000_000),
+            ("P", 1_000_000_000_000_000),
+            ("E", 1_000_000_000_000_000_000),
+        ] {
+            assert_eq!(
+                parse_integer(&format!("3{suffix}")),
+                Ok(3 * multiplier),
+                "3{suffix}"
+            );
+        }
+        for (quantity, value) in [
+            ("2000000n", None),
+            ("3000000000n", Some(3)),
+            ("5000000u", Some(5)),
+            ("7000m", Some(7)),
+        ] {
+            match value {
+                Some(v) => assert_eq!(parse_integer(quantity), Ok(v), "{quantity}"),
+                None => assert!(
+                    matches!(parse_integer(quantity), Err(QuantityError::Fraction(_))),
+                    "{quantity}"
+                ),
+            }
+        }
+        assert!(matches!(
+            parse_integer("1u"),
+            Err(QuantityError::Fraction(_))
+        ));
+    }
+
+    /// An exponent of more than four digits is refused as syntax before any arithmetic, even when
+    /// every digit is valid; one of four digits is read (and overflows).
+    #[test]
+    fn long_exponents_are_syntax_errors() {
+        for q in ["1e12345", "1E+00001", "1e-12345"] {
+            assert!(
+                matches!(parse_integer(q), Err(QuantityError::Syntax(_))),
+                "{q}"
+            );
+        }
+        assert!(matches!(
+            parse_integer("1e9999"),
+            Err(QuantityError::Overflow(_))
+        ));
+        assert_eq!(parse_integer("1e0018"), Ok(1_000_000_000_000_000_000));
     }
 
     #[test]
