@@ -219,5 +219,21 @@ mod tests {
         ] {
             assert!(parse_integer(q).is_err(), "{q}");
         }
+        // More than 38 significant digits is an overflow, whatever they are; 38 are read exactly,
+        // so a fraction of 38 digits is a fraction.
+        for q in [
+            "99999999999999999999999999999999999999999",
+            "123456789012345678901234567890123456789",
+        ] {
+            assert!(
+                matches!(parse_integer(q), Err(QuantityError::Overflow(_))),
+                "{q}"
+            );
+        }
+        let fraction_of_38_digits = "0.12345678901234567890123456789012345678";
+        assert!(matches!(
+            parse_integer(fraction_of_38_digits),
+            Err(QuantityError::Fraction(_))
+        ));
     }
 }

@@ -214,7 +214,12 @@ mod tests {
         r.upsert("n1", &annos(&[(NODE_REGISTER, good)])).unwrap();
         assert!(r.get("n1").unwrap().cordoned.is_empty());
         assert_eq!(r.len(), 1);
+        assert!(!r.is_empty());
+        r.upsert("n3", &annos(&[(NODE_REGISTER, good)])).unwrap();
+        assert_eq!(r.len(), 2);
         r.remove("n1");
+        r.remove("n3");
         assert!(r.is_empty());
+        assert_eq!(r.len(), 0);
     }
 }

@@ -82,11 +82,6 @@ impl PodRequest {
         self.containers.iter().any(|c| c.request.is_some())
     }
 
-    /// Number of init containers.
-    pub fn init_count(&self) -> usize {
-        self.containers.iter().filter(|c| c.init).count()
-    }
-
     /// Init-container slots.
     pub fn init(&self) -> impl Iterator<Item = &ContainerSlot> {
         self.containers.iter().filter(|c| c.init)
@@ -421,7 +416,23 @@ mod tests {
                 ("app", false, Some(4000))
             ]
         );
-        assert_eq!(r.init_count(), 1);
+        assert_eq!(r.init().count(), 1);
         assert!(r.has_gpu_request());
+    }
+
+    /// The largest accepted value is the bound itself; one more is refused with the bound named.
+    #[test]
+    fn integer_resource_accepts_its_bound_and_refuses_one_more() {
+        let max = i64::from(i32::MAX);
+        let at = container("c", &[(RESOURCE_GPUMEM, "2147483647")], &[]);
+        assert_eq!(
+            integer_resource(&at, RESOURCE_GPUMEM, max),
+            Ok(Some(2_147_483_647))
+        );
+        let past = container("c", &[(RESOURCE_GPUMEM, "2147483648")], &[]);
+        let e = integer_resource(&past, RESOURCE_GPUMEM, max).unwrap_err();
+        assert_eq!(e.problem, "larger than 2147483647");
+        let none = container("c", &[], &[]);
+        assert_eq!(integer_resource(&none, RESOURCE_GPUMEM, max), Ok(None));
     }
 }

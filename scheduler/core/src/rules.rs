@@ -329,4 +329,19 @@ mod tests {
         }
         assert_eq!(NodeRejection::Unregistered.to_string(), NODE_UNREGISTERED);
     }
+
+    /// A reason prints as HAMi spells it, the same text `as_str` gives, and no two reasons share it.
+    #[test]
+    fn reasons_print_as_hami_spells_them() {
+        let printed: Vec<String> = FitReason::ALL.iter().map(ToString::to_string).collect();
+        for (reason, text) in FitReason::ALL.iter().zip(&printed) {
+            assert_eq!(text, reason.as_str());
+        }
+        let distinct: std::collections::BTreeSet<&String> = printed.iter().collect();
+        assert_eq!(distinct.len(), FitReason::ALL.len());
+        assert_eq!(
+            FitReason::CardInsufficientMemory.to_string(),
+            "CardInsufficientMemory"
+        );
+    }
 }
