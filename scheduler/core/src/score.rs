@@ -245,4 +245,63 @@ mod tests {
         assert_eq!(node_score([(&empty, &used(1, 0, 50))]), 0.0);
         assert_eq!(node_score(std::iter::empty()), 0.0);
     }
+
+    /// A node with no slots, no cores or no memory scores 0 (no division by zero into NaN or
+    /// infinity), whichever of the three totals is the zero one.
+    #[test]
+    fn a_zero_total_scores_zero() {
+        let full = NodeTotals {
+            used: 1,
+            count: 10,
+            usedcores: 50,
+            totalcore: 100,
+            usedmem: 50,
+            totalmem: 100,
+        };
+        assert!(full.score() > 0.0);
+        for zeroed in [
+            NodeTotals { count: 0, ..full },
+            NodeTotals {
+                totalcore: 0,
+                ..full
+            },
+            NodeTotals {
+                totalmem: 0,
+                ..full
+            },
+        ] {
+            assert_eq!(zeroed.score(), 0.0, "{zeroed:?}");
+        }
+    }
+
+    /// Likewise a device with no slots, no cores or no memory scores 0 for any request.
+    #[test]
+    fn a_device_with_a_zero_capacity_scores_zero() {
+        let request = ContainerRequest {
+            nums: 1,
+            memreq: 1000,
+            mem_percentage: PERCENTAGE_UNSET,
+            coresreq: 10,
+        };
+        let w = ScoreWeights::default();
+        let whole = gpu("d", "NVIDIA");
+        assert!(device_score(&whole, &used(1, 1000, 10), &request, w) > 0.0);
+        let zeroed = [
+            DeviceInfo {
+                count: 0,
+                ..whole.clone()
+            },
+            DeviceInfo {
+                devcore: 0,
+                ..whole.clone()
+            },
+            DeviceInfo {
+                devmem: 0,
+                ..whole.clone()
+            },
+        ];
+        for device in &zeroed {
+            assert_eq!(device_score(device, &used(1, 1000, 10), &request, w), 0.0);
+        }
+    }
 }
