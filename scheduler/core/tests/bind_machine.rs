@@ -1070,3 +1070,68 @@ fn a_bind_abandoned_before_the_binding_releases_its_lock_and_never_binds() {
     assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
     assert_eq!(c.lock("n1"), None);
 }
+
+/// The machine's state names and lock ownership along a clean after-bind run, effect by effect:
+/// what traces and the per-node bind gate read.
+#[test]
+fn states_and_lock_ownership_along_a_clean_bind() {
+    let mut c = cluster_with_pod();
+    let mut machine = BindMachine::new(c.request(NS, "p", "n1"), after_bind(), None);
+    assert_eq!(
+        (machine.state_name(), machine.holds_lock()),
+        ("idle", false)
+    );
+    let mut step = machine.start(c.now);
+    let mut seen = vec![(machine.state_name(), machine.holds_lock())];
+    while let Step::Do(effect) = step {
+        let observation = c.execute(&effect);
+        step = machine.observe(observation, c.now);
+        seen.push((machine.state_name(), machine.holds_lock()));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("check-pod", false),
+            ("read-node", false),
+            ("acquire", false),
+            ("mark-allocating", true),
+            ("create-binding", true),
+            ("mark-success", true),
+            ("release", true),
+            ("announce", false),
+            ("finished", false),
+        ]
+    );
+}
+
+/// A lock write whose answer never came, abandoned before anything confirmed it: the machine
+/// clears exactly that value if it landed. If it never landed the lock was never taken; if it did,
+/// it is released.
+#[test]
+fn an_abandoned_unconfirmed_lock_write_is_not_taken_or_released_as_it_landed() {
+    for (action, fate) in [
+        (FaultAction::Unavailable, LockFate::NotTaken),
+        (FaultAction::LostAfterApply, LockFate::Released),
+    ] {
+        let mut c = cluster_with_pod();
+        c.fault("write-lock", 0, action);
+        let outcome = bind_abandoned_after(&mut c, 3, &after_bind());
+        assert!(
+            matches!(outcome.result, Err(BindError::Abandoned { .. })),
+            "{action:?}: {:?}",
+            outcome.result
+        );
+        assert_eq!(outcome.lock, fate, "{action:?}");
+        assert_eq!(c.lock("n1"), None, "{action:?}");
+    }
+}
+
+#[test]
+fn release_modes_and_lock_fates_print_for_operators() {
+    assert_eq!(ReleaseMode::AfterBind.as_str(), "after-bind");
+    assert_eq!(ReleaseMode::DevicePlugin.as_str(), "device-plugin");
+    assert_eq!(LockFate::NotTaken.to_string(), "not taken");
+    assert_eq!(LockFate::Released.to_string(), "released");
+    let taken = LockFate::TakenByOther { value: "v".into() };
+    assert_eq!(taken.to_string(), "taken over by \"v\"");
+}

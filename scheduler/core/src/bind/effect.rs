@@ -390,4 +390,38 @@ mod tests {
         );
         assert!(write.binding().is_none() && binding.merge_patch().is_none());
     }
+
+    #[test]
+    fn a_pod_annotation_patch_is_a_merge_patch_of_its_annotations() {
+        let patch = Effect::PatchPodAnnotations {
+            namespace: "ns".into(),
+            name: "p".into(),
+            annotations: BTreeMap::from([(
+                "hami.io/bind-phase".to_string(),
+                "success".to_string(),
+            )]),
+        };
+        assert_eq!(
+            patch.merge_patch().unwrap(),
+            json!({"metadata": {"annotations": {"hami.io/bind-phase": "success"}}})
+        );
+    }
+
+    /// An empty `spec.nodeName` is an unbound pod, as Kubernetes treats it.
+    #[test]
+    fn an_empty_node_name_is_unbound() {
+        use k8s_openapi::api::core::v1::PodSpec;
+        let pod = |node: &str| Pod {
+            spec: Some(PodSpec {
+                node_name: Some(node.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(PodView::from_pod(&pod("")).node_name, None);
+        assert_eq!(
+            PodView::from_pod(&pod("n1")).node_name.as_deref(),
+            Some("n1")
+        );
+    }
 }

@@ -177,3 +177,24 @@ impl BindError {
         self.kind() == "contention"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lock_contention_is_contention() {
+        let contention = BindError::Contention {
+            node: "n1".into(),
+            timeout: "5m0s".into(),
+        };
+        assert!(contention.is_contention());
+        assert_eq!(contention.kind(), "contention");
+        let abandoned = BindError::Abandoned {
+            pod: "ns/p".into(),
+            node: "n1".into(),
+        };
+        assert!(!abandoned.is_contention());
+        assert_eq!(abandoned.kind(), "abandoned");
+    }
+}

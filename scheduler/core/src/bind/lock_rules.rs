@@ -429,4 +429,57 @@ mod tests {
             LockJudgement::Free(LockRule::Expired)
         );
     }
+
+    /// A malformed value stands for exactly the timeout from its first sighting, and is free just
+    /// after.
+    #[test]
+    fn a_malformed_lock_stands_until_the_timeout_has_fully_passed() {
+        let five = SignedDuration::from_mins(5);
+        let settings = BindSettings {
+            lock_timeout: five,
+            ..BindSettings::default()
+        };
+        let first_seen = t("2025-01-01T00:00:00Z");
+        let lock = ObservedLock {
+            node: "n1",
+            raw: "not-a-lock",
+            first_seen,
+        };
+        let at = |now: Timestamp| judge_lock(&lock, &HolderState::Unknown, &settings, now);
+        assert!(matches!(
+            at(t("2025-01-01T00:05:00Z")),
+            LockJudgement::Stands { .. }
+        ));
+        assert_eq!(
+            at(t("2025-01-01T00:05:00.000000001Z")),
+            LockJudgement::Free(LockRule::Malformed)
+        );
+    }
+
+    /// Every rule has its own metric label, spelled as the dashboards read it.
+    #[test]
+    fn rule_labels_are_distinct_and_spelled_out() {
+        let labels: Vec<&str> = [
+            LockRule::Expired,
+            LockRule::Dangling,
+            LockRule::HolderFinished,
+            LockRule::HolderElsewhere,
+            LockRule::HolderBound,
+            LockRule::PhaseSettled,
+            LockRule::Malformed,
+            LockRule::Reentrant,
+        ]
+        .into_iter()
+        .map(LockRule::as_str)
+        .collect();
+        let distinct: std::collections::BTreeSet<&str> = labels.iter().copied().collect();
+        assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        );
+        assert_eq!(labels[0], "expired");
+        assert_eq!(labels[6], "malformed");
+    }
 }
