@@ -1135,3 +1135,70 @@ fn release_modes_and_lock_fates_print_for_operators() {
     let taken = LockFate::TakenByOther { value: "v".into() };
     assert_eq!(taken.to_string(), "taken over by \"v\"");
 }
+
+/// A request or a pod without a uid cannot tell a replaced pod from the same one, so the uid
+/// check only applies when both carry one.
+#[test]
+fn the_replaced_pod_check_needs_a_uid_on_both_sides() {
+    let mut c = cluster_with_pod();
+    let mut request = c.request(NS, "p", "n1");
+    request.uid = String::new();
+    assert_eq!(c.bind(request, &after_bind()).result, Ok(()));
+
+    let mut c = cluster_with_pod();
+    let request = c.request(NS, "p", "n1");
+    c.pod_mut("default/p").uid = String::new();
+    let outcome = c.bind(request, &after_bind());
+    // Past the uid check to the Binding (which the fake API then refuses on its own precondition).
+    assert!(
+        !matches!(outcome.result, Err(BindError::PodReplaced { .. })),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(c.count("create-binding"), 1);
+    assert_eq!(c.lock("n1"), None);
+}
+
+/// Reading the pod is retried on an indeterminate answer, within the retry budget, and then
+/// fails without taking the lock.
+#[test]
+fn an_unreadable_pod_is_retried_within_the_budget_then_fails() {
+    let settings = after_bind();
+    let mut c = cluster_with_pod();
+    c.fault("get-pod", 0, FaultAction::Unavailable);
+    c.fault("get-pod", 1, FaultAction::Unavailable);
+    let request = c.request(NS, "p", "n1");
+    assert_eq!(c.bind(request, &settings).result, Ok(()));
+
+    let mut c = cluster_with_pod();
+    for nth in 0..=settings.max_retries as usize + 5 {
+        c.fault("get-pod", nth, FaultAction::Unavailable);
+    }
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &settings);
+    assert!(
+        matches!(outcome.result, Err(BindError::PodUnreadable { .. })),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(c.count("get-pod"), settings.max_retries as usize + 1);
+    assert_eq!(c.count("write-lock"), 0);
+    assert_eq!(outcome.lock, LockFate::NotTaken);
+}
+
+/// A pod found already bound to another node is not bound again, and no lock is taken here.
+#[test]
+fn a_pod_found_bound_elsewhere_is_refused_before_the_lock() {
+    let mut c = cluster_with_pod();
+    c.pod_mut("default/p").node_name = Some("n2".into());
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert!(
+        matches!(&outcome.result, Err(BindError::BoundElsewhere { bound, .. }) if bound == "n2"),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(c.count("write-lock"), 0);
+    assert_eq!(c.count("create-binding"), 0);
+    assert_eq!(c.lock("n1"), None);
+}
