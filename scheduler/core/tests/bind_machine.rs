@@ -7,8 +7,8 @@ use bind_support::{FakeCluster, FaultAction, settings, t};
 use jiff::SignedDuration;
 use sliceguard_core::annotations::{BIND_PHASE, BIND_TIME};
 use sliceguard_core::bind::{
-    BindError, BindMachine, BindSettings, Effect, LockFate, LockRule, PodDecision, ReleaseMode,
-    ReleaseResult, Step,
+    BindError, BindMachine, BindOutcome, BindSettings, Effect, LockFate, LockRule, PodDecision,
+    ReleaseMode, ReleaseResult, Step,
 };
 
 const NS: &str = "default";
@@ -1200,5 +1200,153 @@ fn a_pod_found_bound_elsewhere_is_refused_before_the_lock() {
     );
     assert_eq!(c.count("write-lock"), 0);
     assert_eq!(c.count("create-binding"), 0);
+    assert_eq!(c.lock("n1"), None);
+}
+
+/// Endless indeterminate answers on `kind` (its `first`-th call on): the bind gives up after the
+/// retry budget with `expected`, its own lock released, never bound.
+fn endless_indeterminate(kind: &'static str, first: usize) -> (FakeCluster, BindOutcome) {
+    let settings = after_bind();
+    let mut c = cluster_with_pod();
+    for nth in first..first + settings.max_retries as usize + 10 {
+        c.fault(kind, nth, FaultAction::Unavailable);
+    }
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &settings);
+    (c, outcome)
+}
+
+/// Every read or write that is retried on an indeterminate answer is retried within the budget:
+/// one failure is absorbed, endless ones end the bind after `max_retries` retries with the lock
+/// this bind took released.
+#[test]
+fn indeterminate_answers_are_retried_within_the_budget_at_every_stage() {
+    let budget = after_bind().max_retries as usize;
+    // (effect kind, its first call that fails, how many calls of it a successful run makes before)
+    for (kind, first) in [("patch-pod", 0), ("create-binding", 0)] {
+        let mut c = cluster_with_pod();
+        c.fault(kind, first, FaultAction::Unavailable);
+        let request = c.request(NS, "p", "n1");
+        assert_eq!(c.bind(request, &after_bind()).result, Ok(()), "{kind} once");
+        assert_eq!(c.lock("n1"), None);
+
+        let (c, outcome) = endless_indeterminate(kind, first);
+        assert!(outcome.result.is_err(), "{kind}: {:?}", outcome.result);
+        assert_eq!(c.count(kind), first + budget + 1, "{kind} attempts");
+        assert_eq!(c.pod("default/p").node_name, None, "{kind}");
+        assert_eq!(c.lock("n1"), None, "{kind}");
+    }
+    let (_, outcome) = endless_indeterminate("patch-pod", 0);
+    assert!(matches!(
+        outcome.result,
+        Err(BindError::PodPatchFailed { .. })
+    ));
+}
+
+/// A `Binding` whose answer was lost is verified by reading the pod; that read is itself retried
+/// within the budget, and a verification that keeps failing gives up with the binding's failure.
+#[test]
+fn the_binding_verification_read_is_retried_within_the_budget() {
+    let budget = after_bind().max_retries as usize;
+    // get-pod 0 reads the target; get-pod 1 on verify the lost Binding.
+    let mut c = cluster_with_pod();
+    c.fault("create-binding", 0, FaultAction::LostAfterApply);
+    c.fault("get-pod", 1, FaultAction::Unavailable);
+    let request = c.request(NS, "p", "n1");
+    assert_eq!(c.bind(request, &after_bind()).result, Ok(()));
+    assert_eq!(c.count("create-binding"), 1, "verified, not sent again");
+    assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
+
+    let mut c = cluster_with_pod();
+    c.fault("create-binding", 0, FaultAction::Unavailable);
+    for nth in 1..budget + 10 {
+        c.fault("get-pod", nth, FaultAction::Unavailable);
+    }
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert!(
+        matches!(outcome.result, Err(BindError::BindingFailed { .. })),
+        "{:?}",
+        outcome.result
+    );
+    // The target read, the first verification read and `budget` retries of it.
+    assert_eq!(c.count("get-pod"), 1 + 1 + budget);
+    assert_eq!(c.lock("n1"), None);
+}
+
+/// A `Binding` refused with a conflict, on a pod the read then shows unbound, is not sent again:
+/// the conflict is final (only a lost answer is worth another try).
+#[test]
+fn a_binding_conflict_on_an_unbound_pod_is_final() {
+    let mut c = cluster_with_pod();
+    c.fault("create-binding", 0, FaultAction::Conflict);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert!(
+        matches!(outcome.result, Err(BindError::BindingFailed { .. })),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(c.count("create-binding"), 1);
+    assert_eq!(c.pod("default/p").node_name, None);
+    assert_eq!(c.lock("n1"), None);
+}
+
+/// The lock holder's pod is read to judge the lock; that read is retried within the budget, and
+/// a holder that stays unreadable leaves the lock alone.
+#[test]
+fn the_holder_read_is_retried_within_the_budget() {
+    let budget = after_bind().max_retries as usize;
+    let setup = |failures: std::ops::Range<usize>| {
+        let mut c = cluster_with_pod();
+        c.add_pod(NS, "holder");
+        let held = lock_of(&c, SignedDuration::from_secs(30), NS, "holder");
+        c.set_lock("n1", &held);
+        // get-pod 0 reads the target; from 1 on, the holder.
+        for nth in failures {
+            c.fault("get-pod", nth, FaultAction::Unavailable);
+        }
+        let request = c.request(NS, "p", "n1");
+        let outcome = c.bind(request, &after_bind());
+        (c, outcome, held)
+    };
+    let (c, outcome, held) = setup(1..2);
+    assert!(
+        outcome.result.as_ref().is_err_and(BindError::is_contention),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(c.count("get-pod"), 3);
+    assert_eq!(c.lock("n1"), Some(held));
+
+    let (c, outcome, held) = setup(1..budget + 10);
+    assert!(
+        matches!(outcome.result, Err(BindError::HolderUnreadable { .. })),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(c.count("get-pod"), 1 + budget + 1);
+    assert_eq!(c.lock("n1"), Some(held));
+}
+
+/// A lock write whose answer was lost, where the re-read finds a *different* value held by this
+/// same pod (another attempt of this bind wrote it meanwhile): the lock is this pod's, reentrant,
+/// but this write did not take it.
+#[test]
+fn a_lost_lock_write_that_finds_another_value_of_its_own_is_reentrant() {
+    let mut c = cluster_with_pod();
+    c.fault("write-lock", 0, FaultAction::Unavailable);
+    // Effects: get-pod, get-node, write-lock (lost), then the re-read of the node.
+    c.on_effect(|c, index, _| {
+        if index == 3 {
+            let own = lock_of(c, SignedDuration::from_secs(2), NS, "p");
+            c.set_lock("n1", &own);
+        }
+    });
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &after_bind());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.takeover, Some(LockRule::Reentrant));
+    assert!(!outcome.acquired);
     assert_eq!(c.lock("n1"), None);
 }

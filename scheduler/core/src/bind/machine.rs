@@ -21,7 +21,7 @@ use super::effect::unexpected;
 use super::lock_rules::expiry_of;
 use super::{
     ApiFailure, BindError, BindRequest, Effect, HolderState, LockJudgement, LockRelease, LockRule,
-    MalformedSighting, NodeLockView, Observation, ObservedLock, PodRef, ReleaseOwner,
+    MalformedSighting, NodeLockView, Observation, ObservedLock, PodRef, PodView, ReleaseOwner,
     ReleaseResult, ReleaseStep, judge_lock,
 };
 use crate::annotations::{BIND_PHASE, BIND_TIME, bind_phase};
@@ -441,19 +441,25 @@ impl BindMachine {
         self.retries <= self.settings.max_retries
     }
 
+    /// `PodReplaced` when the pod read has another uid than the one kube-scheduler bound: a pod
+    /// deleted and re-created under the same name. Only when both sides carry a uid.
+    fn replaced_by(&self, view: &PodView) -> Option<BindError> {
+        let expected = &self.request.uid;
+        (!expected.is_empty() && !view.uid.is_empty() && view.uid != *expected).then(|| {
+            BindError::PodReplaced {
+                pod: self.pod_key(),
+                expected: expected.clone(),
+                found: view.uid.clone(),
+            }
+        })
+    }
+
     fn on_target_pod(&mut self, observation: Observation) -> Step {
         let pod = self.pod_key();
         match observation {
             Observation::Pod(view) => {
-                if !self.request.uid.is_empty()
-                    && !view.uid.is_empty()
-                    && view.uid != self.request.uid
-                {
-                    return self.fail(BindError::PodReplaced {
-                        pod,
-                        expected: self.request.uid.clone(),
-                        found: view.uid,
-                    });
+                if let Some(replaced) = self.replaced_by(&view) {
+                    return self.fail(replaced);
                 }
                 match view.node_name.as_deref() {
                     Some(n) if n == self.request.node => {
@@ -833,15 +839,8 @@ impl BindMachine {
         let node = self.request.node.clone();
         match observation {
             Observation::Pod(view) => {
-                if !self.request.uid.is_empty()
-                    && !view.uid.is_empty()
-                    && view.uid != self.request.uid
-                {
-                    return self.fail(BindError::PodReplaced {
-                        pod,
-                        expected: self.request.uid.clone(),
-                        found: view.uid,
-                    });
+                if let Some(replaced) = self.replaced_by(&view) {
+                    return self.fail(replaced);
                 }
                 match view.node_name {
                     Some(n) if n == node => self.bound(),

@@ -200,3 +200,46 @@ impl LockRelease {
         ReleaseStep::Done(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bind::NodeLockView;
+
+    fn release() -> LockRelease {
+        LockRelease::new("n1".into(), ReleaseOwner::Value("v".into()), None, 3)
+    }
+
+    #[test]
+    fn a_finished_release_answers_its_result_again_without_an_effect() {
+        let mut r = release();
+        assert_eq!(r.node(), "n1");
+        let mut effects = 0;
+        let result = r.run(|_| {
+            effects += 1;
+            Observation::Node(NodeLockView {
+                resource_version: "1".into(),
+                lock: None,
+            })
+        });
+        assert_eq!((result.clone(), effects), (ReleaseResult::AlreadyGone, 1));
+        assert_eq!(r.start(), ReleaseStep::Done(result));
+    }
+
+    /// Indeterminate answers are retried `max_retries` times, then the lock is stranded.
+    #[test]
+    fn endless_failures_strand_after_the_retry_budget() {
+        let mut r = release();
+        let mut reads = 0;
+        let result = r.run(|effect| {
+            assert_eq!(effect.kind(), "get-node");
+            reads += 1;
+            Observation::Failed(ApiFailure::Indeterminate("503".into()))
+        });
+        assert!(
+            matches!(result, ReleaseResult::Stranded { .. }),
+            "{result:?}"
+        );
+        assert_eq!(reads, 4);
+    }
+}
