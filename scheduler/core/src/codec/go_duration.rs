@@ -8,7 +8,7 @@ pub fn format(duration: SignedDuration) -> String {
     if nanos == 0 {
         return "0s".into();
     }
-    let sign = if nanos < 0 { "-" } else { "" };
+    let sign = if duration.is_negative() { "-" } else { "" };
     let abs = nanos.unsigned_abs();
     if abs < 1_000_000_000 {
         let (unit, scale) = if abs < 1_000 {
@@ -145,6 +145,19 @@ mod tests {
             (SignedDuration::ZERO, "0s"),
             (SignedDuration::from_secs(-61), "-1m1s"),
             (SignedDuration::from_secs(3723), "1h2m3s"),
+            // Each unit from exactly its first value (Go switches unit at 1µs, 1ms and 1s).
+            (SignedDuration::from_nanos(999), "999ns"),
+            (SignedDuration::from_nanos(1_000), "1µs"),
+            (SignedDuration::from_nanos(999_999), "999.999µs"),
+            (SignedDuration::from_nanos(1_000_000), "1ms"),
+            (SignedDuration::from_nanos(999_999_999), "999.999999ms"),
+            (SignedDuration::from_secs(1), "1s"),
+            (SignedDuration::from_secs(-1), "-1s"),
+            (SignedDuration::from_nanos(-1), "-1ns"),
+            (SignedDuration::from_secs(59), "59s"),
+            (SignedDuration::from_secs(60), "1m0s"),
+            (SignedDuration::from_secs(3599), "59m59s"),
+            (SignedDuration::from_secs(3600), "1h0m0s"),
         ];
         for (d, text) in cases {
             assert_eq!(go_duration::format(d), text);
