@@ -194,4 +194,21 @@ mod tests {
             );
         }
     }
+
+    /// A number without a unit is Go's "missing unit", apart from a bare `0`.
+    #[test]
+    fn a_number_without_a_unit_is_a_missing_unit() {
+        for text in ["5", "1h5", "1.5"] {
+            assert_eq!(
+                go_duration::parse(text).unwrap_err().problem,
+                "missing unit",
+                "{text}"
+            );
+        }
+        assert_eq!(
+            go_duration::parse("5x").unwrap_err().problem,
+            "unknown unit"
+        );
+        assert_eq!(go_duration::parse("0"), Ok(SignedDuration::ZERO));
+    }
 }

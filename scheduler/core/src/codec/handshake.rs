@@ -136,4 +136,25 @@ mod tests {
                 .contains("invalid handshake")
         );
     }
+
+    /// Each separator of `YYYY-MM-DD hh:mm:ss` is checked on its own, and a time of another length
+    /// (shorter, longer, or as long in bytes but not ASCII) is refused before any field is read.
+    #[test]
+    fn every_separator_and_the_length_are_checked() {
+        assert!(parse("Requesting_2025-01-02 03:04:05").is_ok());
+        for bad in [
+            "2025/01-02 03:04:05",
+            "2025-01/02 03:04:05",
+            "2025-01-02T03:04:05",
+            "2025-01-02 03.04:05",
+            "2025-01-02 03:04.05",
+            "2025-01-02",
+            "2025-01-02 03:04:05Z",
+            "2025-01-02 03:04:0é",
+            "",
+        ] {
+            let handshake = format!("Requesting_{bad}");
+            assert!(parse(&handshake).is_err(), "{handshake}");
+        }
+    }
 }
