@@ -559,8 +559,9 @@ impl BindMachine {
             && (!expired || self.already_bound)
         {
             match self.pending_write.take() {
-                // Our own write whose answer was lost: it landed.
-                Some((written, rule)) if written == raw => {
+                // Our own write whose answer was lost: it landed (a pending write the node does
+                // not carry was dropped above, so the node's value is the one written).
+                Some((_, rule)) => {
                     self.acquired = true;
                     self.takeover = rule;
                 }

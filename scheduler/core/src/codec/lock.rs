@@ -249,7 +249,11 @@ pub fn render_rfc3339(at: Timestamp, offset_minutes: i16) -> String {
     if offset_minutes == 0 {
         out.push('Z');
     } else {
-        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        let sign = if offset_minutes.is_negative() {
+            '-'
+        } else {
+            '+'
+        };
         let abs = offset_minutes.unsigned_abs();
         out.push_str(&format!("{sign}{:02}:{:02}", abs / 60, abs % 60));
     }

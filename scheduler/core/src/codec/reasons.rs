@@ -120,11 +120,9 @@ pub fn parse(value: &str) -> Result<ReasonList, ReasonsError> {
 fn parse_counted(entry: &str) -> Option<ReasonItem> {
     let (numbers, reason) = entry.split_once(' ')?;
     let (count, total) = numbers.split_once('/')?;
+    // Digits only, no leading zero (as Go's `%d` writes them); an empty number fails the parse.
     let number = |s: &str| -> Option<u32> {
-        if s.is_empty()
-            || !s.bytes().all(|b| b.is_ascii_digit())
-            || (s.len() > 1 && s.starts_with('0'))
-        {
+        if !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
             return None;
         }
         s.parse().ok()
@@ -206,5 +204,11 @@ mod tests {
         assert!(parse("1/2").is_err());
         assert!(parse("1/2 ").is_err());
         assert!(parse("99999999999/1 A").is_err());
+        for bad in ["1/ A", "01/2 A", "1/02 A", "1/-2 A"] {
+            assert!(matches!(parse(bad), Err(ReasonsError::Counted(_))), "{bad}");
+        }
+        for good in ["0/2 A", "1/0 A", "10/20 A"] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
     }
 }

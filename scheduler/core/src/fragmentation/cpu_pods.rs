@@ -193,6 +193,9 @@ mod tests {
         assert_eq!(cpu_milli("2k"), 2_000_000);
         assert_eq!(cpu_milli("lots"), 0);
         assert_eq!(cpu_milli("-1"), 0);
+        for not_a_number in ["inf", "-inf", "NaN", "infk"] {
+            assert_eq!(cpu_milli(not_a_number), 0, "{not_a_number}");
+        }
         assert_eq!(pod_cpu_request_milli(&Pod::default()), 0);
     }
 
@@ -211,7 +214,7 @@ mod tests {
         use crate::codec::register;
         use crate::ledger::Ledger;
         let mut registry = Registry::new();
-        for name in ["a", "b"] {
+        for name in ["a", "b", "c"] {
             let devices = [gpu(0), gpu(1)];
             registry
                 .upsert(
@@ -230,6 +233,8 @@ mod tests {
             ("a".to_string(), host(6000)),
             ("b".to_string(), host(12_000)),
             ("cpu-only".to_string(), host(1000)),
+            ("c".to_string(), host(3000)),
+            ("roomy-cpu-only".to_string(), host(14_000)),
         ]));
         let mut needs_cpu = shape(1, 100);
         needs_cpu.cpu_milli = 4000;
@@ -259,5 +264,21 @@ mod tests {
             choose_node_for_cpu_pod(&registry, &ledger, &hosts, &typical, 1, &[]),
             None
         );
+        // c has 3 cores free: both GPUs are stranded already, and a small CPU pod strands nothing
+        // more. The growth is the difference, not the level.
+        let choice =
+            choose_node_for_cpu_pod(&registry, &ledger, &hosts, &typical, 500, &names(&["c"]));
+        assert_eq!(choice, Some(("c".to_string(), 0.0)));
+        // Equal growth: the node with no free GPU share wins over one with two idle GPUs, even
+        // with more CPU free.
+        let choice = choose_node_for_cpu_pod(
+            &registry,
+            &ledger,
+            &hosts,
+            &typical,
+            500,
+            &names(&["b", "roomy-cpu-only"]),
+        );
+        assert_eq!(choice.map(|c| c.0), Some("roomy-cpu-only".to_string()));
     }
 }

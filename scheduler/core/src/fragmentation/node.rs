@@ -519,4 +519,67 @@ mod tests {
         let avoid = TypicalWorkload::from_weights([(not_a100, 1.0)]);
         assert!((node_fragmentation(view, &usage, &avoid, None) - 1.0).abs() < 1e-9);
     }
+
+    /// The free share is the smaller free fraction of cores and memory, and 0 whenever the device
+    /// cannot take another task, each condition on its own.
+    #[test]
+    fn free_share_is_the_smaller_free_fraction_or_zero_when_closed() {
+        let d = gpu(0);
+        let usage = |used: u64, cores: u64, mem: u64| DeviceUsage {
+            used,
+            usedcores: cores,
+            usedmem: mem,
+        };
+        assert_eq!(free_share(&d, &usage(0, 0, 0), false), 1.0);
+        assert_eq!(free_share(&d, &usage(1, 25, 5000), false), 0.5);
+        assert_eq!(free_share(&d, &usage(1, 75, 1000), false), 0.25);
+        assert_eq!(free_share(&d, &usage(2, 120, 0), false), 0.0, "over-full");
+        let open = usage(1, 10, 1000);
+        assert!(free_share(&d, &open, false) > 0.0);
+        let closed = [
+            (
+                DeviceInfo {
+                    health: false,
+                    ..d.clone()
+                },
+                false,
+            ),
+            (d.clone(), true),
+            (
+                DeviceInfo {
+                    mode: "mig".into(),
+                    ..d.clone()
+                },
+                false,
+            ),
+            (
+                DeviceInfo {
+                    devcore: 0,
+                    ..d.clone()
+                },
+                false,
+            ),
+            (
+                DeviceInfo {
+                    devmem: 0,
+                    ..d.clone()
+                },
+                false,
+            ),
+            (
+                DeviceInfo {
+                    count: 1,
+                    ..d.clone()
+                },
+                false,
+            ),
+        ];
+        for (device, cordoned) in &closed {
+            assert_eq!(
+                free_share(device, &open, *cordoned),
+                0.0,
+                "{device:?} cordoned={cordoned}"
+            );
+        }
+    }
 }
