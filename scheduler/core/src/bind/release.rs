@@ -234,6 +234,7 @@ mod tests {
         let result = r.run(|effect| {
             assert_eq!(effect.kind(), "get-node");
             reads += 1;
+            assert!(reads <= 10, "the release does not stop retrying");
             Observation::Failed(ApiFailure::Indeterminate("503".into()))
         });
         assert!(

@@ -582,4 +582,118 @@ mod tests {
             );
         }
     }
+
+    /// `device_keys` shares a key between devices in the same state (an optimisation); every key
+    /// must still equal F recomputed from scratch after the task lands on that device. Devices
+    /// differ from the first in one attribute each (two identical ones share), the workload has a
+    /// type-constrained shape so the type matters, and a second case cordons one of the twins.
+    #[test]
+    fn device_keys_equal_a_recomputation_for_every_device() {
+        let base = gpu(0);
+        let differing = |i: usize, f: &dyn Fn(&mut DeviceInfo)| {
+            let mut d = gpu(i);
+            f(&mut d);
+            d
+        };
+        let devices = [
+            base.clone(),
+            gpu(1),
+            differing(2, &|d| d.count = 1),
+            differing(3, &|d| d.devmem = 4000),
+            differing(4, &|d| d.devcore = 40),
+            differing(5, &|d| d.health = false),
+            differing(6, &|d| d.mode = "mig".into()),
+            differing(7, &|d| d.device_type = "NVIDIA-A100".into()),
+            gpu(8),
+        ];
+        let mut a100 = shape(1, 60);
+        a100.use_types = vec!["A100".into()];
+        let typical =
+            TypicalWorkload::from_weights([(shape(1, 50), 1.0), (shape(1, 100), 1.0), (a100, 1.0)]);
+        let idle = vec![DeviceUsage::default(); devices.len()];
+        let mut busy = idle.clone();
+        busy[8] = used(30);
+        let request = request(30);
+        for cordon in [None, Some("GPU-1")] {
+            let cordoned: BTreeSet<String> = cordon.into_iter().map(String::from).collect();
+            let view = NodeView {
+                devices: &devices,
+                usage: &idle,
+                cordoned: &cordoned,
+            };
+            let candidates = view.nvidia_devices();
+            let scorer = NodeScorer::new(view, &idle, &candidates, inputs(&typical));
+            for usage in [&idle, &busy] {
+                let keys = scorer.device_keys(view, usage, &candidates, &request);
+                for &i in &candidates {
+                    let mut after = usage.clone();
+                    after[i].used += 1;
+                    after[i].usedmem += request.memory_on(devices[i].devmem);
+                    after[i].usedcores += u64::from(request.cores_clamped());
+                    let fits = after[i].usedmem <= u64::from(devices[i].devmem)
+                        && after[i].usedcores <= u64::from(devices[i].devcore);
+                    let expected = if fits {
+                        node_fragmentation(view, &after, &typical, None)
+                    } else {
+                        f64::INFINITY
+                    };
+                    let same = (keys[i] - expected).abs() < 1e-9 || keys[i] == expected;
+                    assert!(
+                        same,
+                        "device {i} cordon {cordon:?}: {} vs {expected}",
+                        keys[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// A shape whose type selectors exclude the node's GPUs finds all of its free share
+    /// fragmented (no access), by `use-gputype` and by `nouse-gputype` alike.
+    #[test]
+    fn type_selectors_that_exclude_the_node_fragment_everything() {
+        let devices = [gpu(0), gpu(1)];
+        let usage = [DeviceUsage::default(); 2];
+        let cordoned = BTreeSet::new();
+        let view = NodeView {
+            devices: &devices,
+            usage: &usage,
+            cordoned: &cordoned,
+        };
+        let f = |shape: crate::fragmentation::TaskShape| {
+            node_fragmentation(
+                view,
+                &usage,
+                &TypicalWorkload::from_weights([(shape, 1.0)]),
+                None,
+            )
+        };
+        assert_eq!(f(shape(1, 60)), 0.0);
+        let mut only_a100 = shape(1, 60);
+        only_a100.use_types = vec!["A100".into()];
+        assert_eq!(f(only_a100), 2.0);
+        let mut not_t4 = shape(1, 60);
+        not_t4.nouse_types = vec!["T4".into()];
+        assert_eq!(f(not_t4), 2.0);
+        let mut t4 = shape(1, 60);
+        t4.use_types = vec!["T4".into()];
+        assert_eq!(f(t4), 0.0);
+    }
+
+    #[test]
+    fn free_is_the_sum_of_the_candidates_free_shares() {
+        let devices = [gpu(0), gpu(1), gpu(2)];
+        let usage = [used(50), used(80), used(0)];
+        let cordoned = BTreeSet::new();
+        let view = NodeView {
+            devices: &devices,
+            usage: &usage,
+            cordoned: &cordoned,
+        };
+        let typical = TypicalWorkload::from_weights([(shape(1, 30), 1.0)]);
+        let all = NodeFragmentation::new(view, &usage, &[0, 1, 2], &typical, None);
+        assert!((all.free() - 1.7).abs() < 1e-9, "{}", all.free());
+        let two = NodeFragmentation::new(view, &usage, &[0, 1], &typical, None);
+        assert!((two.free() - 0.7).abs() < 1e-9, "{}", two.free());
+    }
 }

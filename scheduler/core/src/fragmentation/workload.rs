@@ -398,4 +398,25 @@ mod tests {
             (2, [0, 0, 1].as_slice())
         );
     }
+
+    /// A pod's CPU is split evenly between its GPU containers; containers without a GPU get none.
+    #[test]
+    fn a_pods_cpu_is_split_between_its_gpu_containers() {
+        let mut pod = one_container(50);
+        let gpu_container = pod.containers[0].clone();
+        pod.containers.push(ContainerSlot {
+            name: "sidecar".into(),
+            init: false,
+            request: None,
+        });
+        pod.containers.push(ContainerSlot {
+            name: "second".into(),
+            ..gpu_container
+        });
+        let shapes: Vec<TaskShape> = pod_shapes(&pod, &prefs(), 4000).collect();
+        assert_eq!(shapes.len(), 2);
+        assert!(shapes.iter().all(|s| s.cpu_milli == 2000), "{shapes:?}");
+        let alone: Vec<TaskShape> = pod_shapes(&one_container(50), &prefs(), 4000).collect();
+        assert_eq!(alone[0].cpu_milli, 4000);
+    }
 }
