@@ -419,4 +419,24 @@ mod tests {
         let alone: Vec<TaskShape> = pod_shapes(&one_container(50), &prefs(), 4000).collect();
         assert_eq!(alone[0].cpu_milli, 4000);
     }
+
+    /// Only shapes with GPUs and a positive, finite weight count; the rest are dropped.
+    #[test]
+    fn from_weights_keeps_gpu_shapes_with_positive_finite_weights() {
+        let typical = TypicalWorkload::from_weights([
+            (shape(1, 50), 3.0),
+            (shape(0, 50), 1.0),
+            (shape(1, 100), f64::INFINITY),
+            (shape(1, 30), -1.0),
+            (shape(1, 20), f64::NAN),
+            (shape(2, 100), 0.0),
+            (shape(1, 10), 1.0),
+        ]);
+        let kept: Vec<(u32, f64)> = typical
+            .shapes()
+            .iter()
+            .map(|(s, w)| (s.cores, *w))
+            .collect();
+        assert_eq!(kept, [(50, 0.75), (10, 0.25)]);
+    }
 }
