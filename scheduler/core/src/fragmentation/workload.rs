@@ -439,4 +439,29 @@ mod tests {
             .collect();
         assert_eq!(kept, [(50, 0.75), (10, 0.25)]);
     }
+
+    /// Re-weighting keeps what was learned and changes only the weights: by count as FGD does, or
+    /// by count times the GPUs a shape takes.
+    #[test]
+    fn weighting_keeps_the_counts_and_changes_the_weights() {
+        let profile = WorkloadProfile::configured([(shape(1, 50), 3), (shape(2, 100), 1)]);
+        let weights = |p: &WorkloadProfile| -> Vec<(u32, f64)> {
+            let mut w: Vec<(u32, f64)> = p
+                .typical()
+                .shapes()
+                .iter()
+                .map(|(s, w)| (s.nums, *w))
+                .collect();
+            w.sort_by(|a, b| a.0.cmp(&b.0));
+            w
+        };
+        let by_count = profile.clone().weighted(Weighting::Count);
+        assert_eq!(by_count.observed(), 4);
+        assert_eq!(weights(&by_count), [(1, 0.75), (2, 0.25)]);
+        let by_demand = profile.weighted(Weighting::Demand);
+        assert_eq!(by_demand.observed(), 4);
+        let demand = weights(&by_demand);
+        assert!((demand[0].1 - 1.5 / 3.5).abs() < 1e-12, "{demand:?}");
+        assert!((demand[1].1 - 2.0 / 3.5).abs() < 1e-12, "{demand:?}");
+    }
 }
