@@ -452,7 +452,7 @@ mod tests {
                 .iter()
                 .map(|(s, w)| (s.nums, *w))
                 .collect();
-            w.sort_by(|a, b| a.0.cmp(&b.0));
+            w.sort_by_key(|a| a.0);
             w
         };
         let by_count = profile.clone().weighted(Weighting::Count);
