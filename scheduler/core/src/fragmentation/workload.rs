@@ -464,4 +464,15 @@ mod tests {
         assert!((demand[0].1 - 1.5 / 3.5).abs() < 1e-12, "{demand:?}");
         assert!((demand[1].1 - 2.0 / 3.5).abs() < 1e-12, "{demand:?}");
     }
+
+    /// Every observation that adds a GPU container refreshes the typical workload at once.
+    #[test]
+    fn an_observation_refreshes_the_typical_workload() {
+        let mut profile = WorkloadProfile::default();
+        assert!(profile.typical().shapes().is_empty());
+        profile.observe(&one_container(50), &prefs(), 1000);
+        assert_eq!(profile.typical().shapes().len(), 1);
+        profile.observe(&one_container(100), &prefs(), 1000);
+        assert_eq!(profile.typical().shapes().len(), 2);
+    }
 }

@@ -351,4 +351,28 @@ mod tests {
         assert_eq!(verdict, ReviewVerdict::Allowed);
         assert_eq!(answer["response"]["allowed"], true);
     }
+
+    #[test]
+    fn an_empty_uid_is_refused_with_the_field_named() {
+        let review_body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+               "request": {"uid": "", "operation": "CREATE", "object": gpu_pod()}});
+        let error = review(
+            review_body.to_string().as_bytes(),
+            &WebhookSettings::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("request.uid"), "{error}");
+    }
+
+    #[test]
+    fn verdict_labels_are_distinct_words() {
+        let labels = [
+            ReviewVerdict::Routed,
+            ReviewVerdict::Allowed,
+            ReviewVerdict::Denied,
+            ReviewVerdict::Errored,
+        ]
+        .map(ReviewVerdict::as_str);
+        assert_eq!(labels, ["routed", "allowed", "denied", "errored"]);
+    }
 }

@@ -326,4 +326,12 @@ mod tests {
             json!({"Error": ""})
         );
     }
+
+    #[test]
+    fn an_error_result_carries_only_the_error() {
+        let result = ExtenderFilterResult::error("no lock");
+        assert_eq!(result.error, "no lock");
+        assert_eq!(result.node_names, None);
+        assert_eq!(result.failed_nodes, None);
+    }
 }
