@@ -334,4 +334,15 @@ mod tests {
         assert_eq!(result.node_names, None);
         assert_eq!(result.failed_nodes, None);
     }
+
+    /// An error at the value's root names the field alone; deeper ones name the path in it.
+    #[test]
+    fn typed_errors_name_the_path_without_a_stray_dot() {
+        let root = typed::<k8s_openapi::api::core::v1::Pod>(&json!(5), "pod").unwrap_err();
+        assert!(root.0.starts_with("pod: "), "{}", root.0);
+        let deep =
+            typed::<k8s_openapi::api::core::v1::Pod>(&json!({"metadata": {"name": 5}}), "pod")
+                .unwrap_err();
+        assert!(deep.0.starts_with("pod.metadata.name: "), "{}", deep.0);
+    }
 }
