@@ -87,6 +87,7 @@ fn collect(value: Value, where_: &str, out: &mut Vec<RawObject>) -> Result<(), M
     };
     let kind = match map.get("kind") {
         Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        Some(Value::String(_)) => return Err(err("field kind is empty".into())),
         Some(other) => {
             return Err(err(format!(
                 "field kind: expected a string, found {}",
@@ -483,5 +484,12 @@ mod tests {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             );
         }
+    }
+
+    #[test]
+    fn an_empty_kind_is_named_as_empty() {
+        let error = parse_objects(r#"{"apiVersion": "v1", "kind": "", "metadata": {"name": "x"}}"#)
+            .unwrap_err();
+        assert!(error.to_string().contains("field kind is empty"), "{error}");
     }
 }
