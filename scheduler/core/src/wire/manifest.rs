@@ -492,4 +492,21 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("field kind is empty"), "{error}");
     }
+
+    #[test]
+    fn nodes_file_keeps_nodes_in_order_and_skips_other_kinds() {
+        let yaml = "kind: Node\nmetadata: {name: n1}\n---\nkind: Pod\nmetadata: {name: p}\n---\nkind: NodeList\nitems:\n- {kind: Node, metadata: {name: n2}}\n";
+        let mut skipped = Vec::new();
+        let found = nodes(parse_objects(yaml).unwrap(), &mut skipped).unwrap();
+        let names: Vec<&str> = found
+            .iter()
+            .map(|n| n.metadata.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(names, ["n1", "n2"]);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].ends_with("is not a Node"), "{skipped:?}");
+        let unnamed = parse_objects("kind: Node\nmetadata: {labels: {a: b}}\n").unwrap();
+        let error = nodes(unnamed, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("metadata.name"), "{error}");
+    }
 }
