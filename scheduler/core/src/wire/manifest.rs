@@ -509,4 +509,30 @@ mod tests {
         let error = nodes(unnamed, &mut Vec::new()).unwrap_err();
         assert!(error.to_string().contains("metadata.name"), "{error}");
     }
+
+    /// Kubernetes' `SafeEncodeString`: each decimal digit byte indexes the consonant-and-digit
+    /// alphabet modulo its length ('1' is byte 49, 49 % 27 = 22, the letter '5').
+    #[test]
+    fn safe_encode_maps_each_digit_like_kubernetes() {
+        assert_eq!(safe_encode(1234), "5678");
+        assert_eq!(safe_encode(0), "4");
+        assert_eq!(safe_encode(u32::MAX).len(), 10);
+    }
+
+    /// Zero replicas is an empty workload; a negative count is an error naming it.
+    #[test]
+    fn zero_replicas_expand_to_no_pods_and_negative_ones_are_refused() {
+        let workload = |replicas: i32| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  template: {{spec: {{containers: [{{name: c}}]}}}}\n"
+            )
+        };
+        let none = pods(parse_objects(&workload(0)).unwrap(), &mut Vec::new()).unwrap();
+        assert!(none.is_empty());
+        let error = pods(parse_objects(&workload(-1)).unwrap(), &mut Vec::new()).unwrap_err();
+        assert!(
+            error.to_string().contains("replica count -1 is negative"),
+            "{error}"
+        );
+    }
 }
