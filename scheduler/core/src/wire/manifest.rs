@@ -535,4 +535,12 @@ mod tests {
             "{error}"
         );
     }
+
+    /// Generated names are stable across versions (evidence and replays name the same pods): the
+    /// suffixes of two seeds, computed independently (FNV-1a chained as `suffix` documents).
+    #[test]
+    fn suffixes_are_stable() {
+        assert_eq!(suffix("Job/j/0"), "tfqkb");
+        assert_eq!(suffix("web-abc/1"), "lxrwl");
+    }
 }
