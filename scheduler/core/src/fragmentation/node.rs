@@ -581,6 +581,20 @@ mod tests {
                 "{device:?} cordoned={cordoned}"
             );
         }
+        // A zero capacity closes the device even when nothing of it is used (no 0/0 share).
+        let nothing_used = usage(1, 0, 0);
+        for device in [
+            DeviceInfo {
+                devcore: 0,
+                ..d.clone()
+            },
+            DeviceInfo {
+                devmem: 0,
+                ..d.clone()
+            },
+        ] {
+            assert_eq!(free_share(&device, &nothing_used, false), 0.0, "{device:?}");
+        }
     }
 
     /// `device_keys` shares a key between devices in the same state (an optimisation); every key
@@ -613,7 +627,14 @@ mod tests {
         let idle = vec![DeviceUsage::default(); devices.len()];
         let mut busy = idle.clone();
         busy[8] = used(30);
-        let request = request(30);
+        // MiB, not a percentage: a percentage would scale with the device and hide the
+        // difference in memory.
+        let request = ContainerRequest {
+            nums: 1,
+            memreq: 3000,
+            mem_percentage: crate::request::PERCENTAGE_UNSET,
+            coresreq: 30,
+        };
         for cordon in [None, Some("GPU-1")] {
             let cordoned: BTreeSet<String> = cordon.into_iter().map(String::from).collect();
             let view = NodeView {
