@@ -619,6 +619,7 @@ mod tests {
             differing(6, &|d| d.mode = "mig".into()),
             differing(7, &|d| d.device_type = "NVIDIA-A100".into()),
             gpu(8),
+            differing(9, &|d| d.devmem = 2000),
         ];
         let mut a100 = shape(1, 60);
         a100.use_types = vec!["A100".into()];
