@@ -1170,12 +1170,7 @@ fn an_unreadable_pod_is_retried_within_the_budget_then_fails() {
     let request = c.request(NS, "p", "n1");
     assert_eq!(c.bind(request, &settings).result, Ok(()));
 
-    let mut c = cluster_with_pod();
-    for nth in 0..=settings.max_retries as usize + 5 {
-        c.fault("get-pod", nth, FaultAction::Unavailable);
-    }
-    let request = c.request(NS, "p", "n1");
-    let outcome = c.bind(request, &settings);
+    let (c, outcome) = endless_indeterminate("get-pod");
     assert!(
         matches!(outcome.result, Err(BindError::PodUnreadable { .. })),
         "{:?}",
@@ -1203,12 +1198,12 @@ fn a_pod_found_bound_elsewhere_is_refused_before_the_lock() {
     assert_eq!(c.lock("n1"), None);
 }
 
-/// Endless indeterminate answers on `kind` (its `first`-th call on): the bind gives up after the
-/// retry budget with `expected`, its own lock released, never bound.
-fn endless_indeterminate(kind: &'static str, first: usize) -> (FakeCluster, BindOutcome) {
+/// A bind (after-bind mode) where every call of effect `kind` gets an indeterminate answer, well
+/// past the retry budget; the fake API and the outcome, for the caller to judge.
+fn endless_indeterminate(kind: &'static str) -> (FakeCluster, BindOutcome) {
     let settings = after_bind();
     let mut c = cluster_with_pod();
-    for nth in first..first + settings.max_retries as usize + 10 {
+    for nth in 0..settings.max_retries as usize + 10 {
         c.fault(kind, nth, FaultAction::Unavailable);
     }
     let request = c.request(NS, "p", "n1");
@@ -1216,27 +1211,27 @@ fn endless_indeterminate(kind: &'static str, first: usize) -> (FakeCluster, Bind
     (c, outcome)
 }
 
-/// Every read or write that is retried on an indeterminate answer is retried within the budget:
-/// one failure is absorbed, endless ones end the bind after `max_retries` retries with the lock
-/// this bind took released.
+/// The allocating patch and the `Binding` are retried on an indeterminate answer within the
+/// budget: one failure is absorbed, endless ones end the bind after `max_retries` retries, unbound,
+/// with the lock this bind took released. (The pod, holder and verification reads have their own
+/// tests.)
 #[test]
-fn indeterminate_answers_are_retried_within_the_budget_at_every_stage() {
+fn the_patch_and_the_binding_are_retried_within_the_budget() {
     let budget = after_bind().max_retries as usize;
-    // (effect kind, its first call that fails, how many calls of it a successful run makes before)
-    for (kind, first) in [("patch-pod", 0), ("create-binding", 0)] {
+    for kind in ["patch-pod", "create-binding"] {
         let mut c = cluster_with_pod();
-        c.fault(kind, first, FaultAction::Unavailable);
+        c.fault(kind, 0, FaultAction::Unavailable);
         let request = c.request(NS, "p", "n1");
         assert_eq!(c.bind(request, &after_bind()).result, Ok(()), "{kind} once");
         assert_eq!(c.lock("n1"), None);
 
-        let (c, outcome) = endless_indeterminate(kind, first);
+        let (c, outcome) = endless_indeterminate(kind);
         assert!(outcome.result.is_err(), "{kind}: {:?}", outcome.result);
-        assert_eq!(c.count(kind), first + budget + 1, "{kind} attempts");
+        assert_eq!(c.count(kind), budget + 1, "{kind} attempts");
         assert_eq!(c.pod("default/p").node_name, None, "{kind}");
         assert_eq!(c.lock("n1"), None, "{kind}");
     }
-    let (_, outcome) = endless_indeterminate("patch-pod", 0);
+    let (_, outcome) = endless_indeterminate("patch-pod");
     assert!(matches!(
         outcome.result,
         Err(BindError::PodPatchFailed { .. })
