@@ -18,10 +18,9 @@ With several runs, each mutant's outcome is the one of the last run that tested 
 ordered by the start time each records (the order given breaks ties), so a rerun started while a
 long run went on, and exported before it, still counts as the later. The runs can be a whole-core
 run interrupted and resumed with `--iterate`, and reruns of the files whose tests were
-strengthened. With `--current FILE` (`cargo mutants
---list` of the tree now), mutants that no longer exist (their line moved) are left out, and mutants
-of the tree that no run tested are counted as untested: a report with untested mutants is not a
-complete run.
+strengthened. With `--current FILE` (`cargo mutants --list` of the tree now), mutants that no
+longer exist (their line moved) are left out, and mutants of the tree that no run tested are
+counted as untested: a report with untested mutants is not a complete run.
 """
 import argparse
 import collections
