@@ -110,9 +110,8 @@ pub fn over_capacity(sums: &Sums, device: &sliceguard_core::model::DeviceInfo) -
         || sums.tasks > u64::from(device.count)
 }
 
-/// Every registered device over its capacity, recounted from `pods`.
-pub fn overcommitted(registry: &Registry, pods: &[&Pod]) -> Overcommit {
-    let usage = recount::recount(pods.iter().copied());
+/// Every registered device over its capacity in `usage` (a recount of the live pods).
+pub fn overcommitted(registry: &Registry, usage: &Recount) -> Overcommit {
     let mut out = Overcommit::new();
     for node in registry.nodes() {
         for device in &node.devices {
@@ -125,20 +124,14 @@ pub fn overcommitted(registry: &Registry, pods: &[&Pod]) -> Overcommit {
     out
 }
 
-/// After a step: each tolerated over-commit shrinks to what is still there (never grows: usage
-/// added later is the scheduler's), and goes once the device is back within its capacity.
-pub fn relax_overcommit(overcommit: &mut Overcommit, registry: &Registry, pods: &[&Pod]) {
-    let usage = recount::recount(pods.iter().copied());
-    let devices: BTreeMap<(&str, &str), &sliceguard_core::model::DeviceInfo> = registry
-        .nodes()
-        .flat_map(|n| {
-            n.devices
-                .iter()
-                .map(move |d| ((n.name.as_str(), d.id.as_str()), d))
-        })
-        .collect();
+/// After a step: each tolerated over-commit shrinks to what is still there in `usage` (never grows:
+/// usage added later is the scheduler's), and goes once the device is back within its capacity.
+pub fn relax_overcommit(overcommit: &mut Overcommit, registry: &Registry, usage: &Recount) {
     overcommit.retain(|(node, uuid), allowed| {
-        let Some(device) = devices.get(&(node.as_str(), uuid.as_str())) else {
+        let Some(device) = registry
+            .get(node)
+            .and_then(|n| n.devices.iter().find(|d| &d.id == uuid))
+        else {
             return false;
         };
         let now = device_sums(&usage.load(node, uuid));
@@ -223,73 +216,105 @@ pub fn check_capacity_allowing(
     let mut out = Vec::new();
     for node in registry.nodes() {
         for device in &node.devices {
-            let load = usage.load(&node.name, &device.id);
-            let holders = load.describe_holders();
-            let pods: Vec<String> = load.holders.iter().map(|h| h.pod.clone()).collect();
-            let recounted = Sums {
-                tasks: load.tasks,
-                mem: load.mem,
-                cores: load.cores,
-            };
-            let tolerated = allowed.get(&(node.name.clone(), device.id.clone()));
-            out.extend(capacity_of(
-                &node.name, device, "", recounted, &load, tolerated,
+            out.extend(check_device_capacity(
+                &node.name, device, &usage, ledger, allowed,
             ));
-            let ledger_view = ledger.device_usage(&node.name, &device.id);
-            let ledger_sums = Sums {
-                tasks: ledger_view.used,
-                mem: ledger_view.usedmem,
-                cores: ledger_view.usedcores,
-            };
-            if ledger_sums != recounted {
-                out.extend(capacity_of(
-                    &node.name,
-                    device,
-                    "in the ledger, ",
-                    ledger_sums,
-                    &load,
-                    tolerated,
-                ));
+        }
+    }
+    out
+}
+
+/// [`check_capacity_allowing`] on the listed devices only, with the usage already recounted: what a
+/// checker that keeps `usage` up to date pod by pod runs after each change, on the devices the
+/// change touched. A device that is not registered (or gone) has no capacity to check.
+pub fn check_capacity_of<'a>(
+    registry: &Registry,
+    usage: &Recount,
+    ledger: &Ledger,
+    allowed: &Overcommit,
+    devices: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (node, uuid) in devices {
+        let Some(info) = registry.get(node) else {
+            continue;
+        };
+        if let Some(device) = info.devices.iter().find(|d| d.id == uuid) {
+            out.extend(check_device_capacity(node, device, usage, ledger, allowed));
+        }
+    }
+    out
+}
+
+/// The capacity of one registered device: the recounted sums, the ledger's when they differ, and
+/// exclusivity on a devcore-100 device.
+fn check_device_capacity(
+    node: &str,
+    device: &sliceguard_core::model::DeviceInfo,
+    usage: &Recount,
+    ledger: &Ledger,
+    allowed: &Overcommit,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let load = usage.load(node, &device.id);
+    let holders = load.describe_holders();
+    let pods: Vec<String> = load.holders.iter().map(|h| h.pod.clone()).collect();
+    let recounted = device_sums(&load);
+    let tolerated = allowed.get(&(node.to_string(), device.id.clone()));
+    out.extend(capacity_of(node, device, "", recounted, &load, tolerated));
+    let ledger_view = ledger.device_usage(node, &device.id);
+    let ledger_sums = Sums {
+        tasks: ledger_view.used,
+        mem: ledger_view.usedmem,
+        cores: ledger_view.usedcores,
+    };
+    if ledger_sums != recounted {
+        out.extend(capacity_of(
+            node,
+            device,
+            "in the ledger, ",
+            ledger_sums,
+            &load,
+            tolerated,
+        ));
+    }
+    if device.devcore == 100 {
+        for h in load.holders.iter().filter(|h| h.exclusive_entry) {
+            let others: Vec<&str> = load
+                .holders
+                .iter()
+                .filter(|o| o.pod != h.pod)
+                .map(|o| o.pod.as_str())
+                .collect();
+            if !others.is_empty() {
+                out.push(
+                    Violation::new(
+                        Invariant::Capacity,
+                        format!(
+                            "{} holds all 100 cores (exclusive) but shares the device with {}; held by {holders}",
+                            h.pod,
+                            others.join(", ")
+                        ),
+                    )
+                    .on_node(node)
+                    .on_device(&device.id)
+                    .with_pods(pods.iter().cloned()),
+                );
             }
-            if device.devcore == 100 {
-                for h in load.holders.iter().filter(|h| h.exclusive_entry) {
-                    let others: Vec<&str> = load
-                        .holders
-                        .iter()
-                        .filter(|o| o.pod != h.pod)
-                        .map(|o| o.pod.as_str())
-                        .collect();
-                    if !others.is_empty() {
-                        out.push(
-                            Violation::new(
-                                Invariant::Capacity,
-                                format!(
-                                    "{} holds all 100 cores (exclusive) but shares the device with {}; held by {holders}",
-                                    h.pod,
-                                    others.join(", ")
-                                ),
-                            )
-                            .on_node(&node.name)
-                            .on_device(&device.id)
-                            .with_pods(pods.iter().cloned()),
-                        );
-                    }
-                    if h.exclusive_app_entry && h.app_entries > 1 {
-                        out.push(
-                            Violation::new(
-                                Invariant::Capacity,
-                                format!(
-                                    "{} has an exclusive (100-core) container and {} more of its containers on the device",
-                                    h.pod,
-                                    h.app_entries - 1
-                                ),
-                            )
-                            .on_node(&node.name)
-                            .on_device(&device.id)
-                            .with_pods([h.pod.clone()]),
-                        );
-                    }
-                }
+            if h.exclusive_app_entry && h.app_entries > 1 {
+                out.push(
+                    Violation::new(
+                        Invariant::Capacity,
+                        format!(
+                            "{} has an exclusive (100-core) container and {} more of its containers on the device",
+                            h.pod,
+                            h.app_entries - 1
+                        ),
+                    )
+                    .on_node(node)
+                    .on_device(&device.id)
+                    .with_pods([h.pod.clone()]),
+                );
             }
         }
     }
@@ -302,73 +327,27 @@ fn usage_text(u: DeviceUsage) -> String {
 
 /// The ledger against the usage recomputed from the pods' annotations, per pod and per device.
 pub fn check_agreement(pods: &[&Pod], ledger: &Ledger) -> Vec<Violation> {
-    let truth: Recount = recount::recount(pods.iter().copied());
-    let mut out = Vec::new();
-    for (key, counted) in &truth.pods {
-        let node = &counted.node;
-        let expected: Vec<(String, DeviceUsage)> = counted
-            .devices
-            .iter()
-            .map(|(uuid, sums)| {
-                (
-                    uuid.clone(),
-                    DeviceUsage {
-                        used: sums.tasks,
-                        usedmem: sums.mem,
-                        usedcores: sums.cores,
-                    },
-                )
-            })
-            .collect();
-        match ledger.entry(key) {
-            None => out.push(
-                Violation::new(
-                    Invariant::Agreement,
-                    format!("the ledger does not count the pod; its annotation gives {expected:?}"),
-                )
-                .on_node(node)
-                .with_pods([key.clone()]),
-            ),
-            Some(entry) => {
-                let mut recorded = entry.usage.clone();
-                recorded.sort_by(|a, b| a.0.cmp(&b.0));
-                if entry.node != *node || recorded != expected {
-                    out.push(
-                        Violation::new(
-                            Invariant::Agreement,
-                            format!(
-                                "the ledger records the pod on {} as {recorded:?}; its annotation gives {node}: {expected:?}",
-                                entry.node
-                            ),
-                        )
-                        .on_node(node)
-                        .with_pods([key.clone()]),
-                    );
-                }
-            }
-        }
-    }
-    let mut ledger_nodes = BTreeSet::new();
-    for (key, entry) in ledger.entries() {
-        ledger_nodes.insert(entry.node.clone());
-        if !truth.pods.contains_key(key) {
-            out.push(
-                Violation::new(
-                    Invariant::Agreement,
-                    format!(
-                        "the ledger counts the pod with {:?}, but no live pod annotation gives it any device",
-                        entry.usage
-                    ),
-                )
-                .on_node(&entry.node)
-                .with_pods([key.clone()]),
-            );
-        }
-    }
+    check_agreement_with(&recount::recount(pods.iter().copied()), ledger)
+}
+
+/// [`check_agreement`] against a recount already made (or kept up to date pod by pod).
+pub fn check_agreement_with(truth: &Recount, ledger: &Ledger) -> Vec<Violation> {
+    let mut out: Vec<Violation> = truth
+        .pods
+        .keys()
+        .filter_map(|key| pod_agreement(key, truth, ledger))
+        .collect();
+    out.extend(
+        ledger
+            .entries()
+            .filter(|(key, _)| !truth.pods.contains_key(*key))
+            .filter_map(|(key, _)| pod_agreement(key, truth, ledger)),
+    );
+    let ledger_nodes: BTreeSet<&str> = ledger.entries().map(|(_, e)| e.node.as_str()).collect();
     let mut devices: BTreeSet<(String, String)> = truth.devices.keys().cloned().collect();
-    for node in &ledger_nodes {
+    for node in ledger_nodes {
         for (uuid, _) in ledger.node_devices(node) {
-            devices.insert((node.clone(), uuid.clone()));
+            devices.insert((node.to_string(), uuid.clone()));
         }
     }
     for (node, uuid) in devices {
@@ -411,6 +390,80 @@ pub fn check_agreement(pods: &[&Pod], ledger: &Ledger) -> Vec<Violation> {
         ));
     }
     out
+}
+
+/// [`check_agreement`] for the listed pods only (`namespace/name`), against a recount kept up to
+/// date: what a checker runs on the pods that changed since it last looked. Device sums and the pod
+/// count are left to a whole [`check_agreement_with`].
+pub fn check_agreement_of_pods<'a>(
+    truth: &Recount,
+    ledger: &Ledger,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Vec<Violation> {
+    keys.into_iter()
+        .filter_map(|key| pod_agreement(key, truth, ledger))
+        .collect()
+}
+
+/// One pod: counted by the ledger exactly as the recount counts it, or by neither.
+fn pod_agreement(key: &str, truth: &Recount, ledger: &Ledger) -> Option<Violation> {
+    let expected = |counted: &crate::recount::CountedPod| -> Vec<(String, DeviceUsage)> {
+        counted
+            .devices
+            .iter()
+            .map(|(uuid, sums)| {
+                (
+                    uuid.clone(),
+                    DeviceUsage {
+                        used: sums.tasks,
+                        usedmem: sums.mem,
+                        usedcores: sums.cores,
+                    },
+                )
+            })
+            .collect()
+    };
+    match (truth.pods.get(key), ledger.entry(key)) {
+        (None, None) => None,
+        (Some(counted), None) => Some(
+            Violation::new(
+                Invariant::Agreement,
+                format!(
+                    "the ledger does not count the pod; its annotation gives {:?}",
+                    expected(counted)
+                ),
+            )
+            .on_node(&counted.node)
+            .with_pods([key.to_string()]),
+        ),
+        (None, Some(entry)) => Some(
+            Violation::new(
+                Invariant::Agreement,
+                format!(
+                    "the ledger counts the pod with {:?}, but no live pod annotation gives it any device",
+                    entry.usage
+                ),
+            )
+            .on_node(&entry.node)
+            .with_pods([key.to_string()]),
+        ),
+        (Some(counted), Some(entry)) => {
+            let expected = expected(counted);
+            let mut recorded = entry.usage.clone();
+            recorded.sort_by(|a, b| a.0.cmp(&b.0));
+            (entry.node != counted.node || recorded != expected).then(|| {
+                Violation::new(
+                    Invariant::Agreement,
+                    format!(
+                        "the ledger records the pod on {} as {recorded:?}; its annotation gives {}: {expected:?}",
+                        entry.node, counted.node
+                    ),
+                )
+                .on_node(&counted.node)
+                .with_pods([key.to_string()])
+            })
+        }
+    }
 }
 
 /// What [`check_decision`] needs to know about the call.

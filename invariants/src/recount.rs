@@ -162,7 +162,7 @@ pub struct Recount {
     pub devices: BTreeMap<(String, String), DeviceLoad>,
     /// Every counted pod by `namespace/name`.
     pub pods: BTreeMap<String, CountedPod>,
-    /// Pods with a node annotation whose allocation does not decode.
+    /// Pods with a node annotation whose allocation does not decode, in key order.
     pub undecodable: Vec<String>,
 }
 
@@ -201,81 +201,96 @@ fn init_containers_succeeded(pod: &Pod, init_count: usize) -> bool {
         })
 }
 
-/// Recomputes usage from the pods, from scratch.
-pub fn recount<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Recount {
-    let mut out = Recount::default();
-    for pod in pods {
-        let Some(annotations) = pod.metadata.annotations.as_ref() else {
-            continue;
-        };
-        let (Some(node), Some(value)) = (
-            annotations.get(VGPU_NODE),
-            annotations.get(DEVICES_ALLOCATED),
-        ) else {
-            continue;
-        };
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
-            continue;
-        }
-        let pod_key = key(pod);
-        let Some(containers) = decode(value) else {
-            out.undecodable.push(pod_key);
-            continue;
-        };
-        let init_count = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.init_containers.as_ref())
-            .map_or(0, Vec::len);
-        let drop_init = init_containers_succeeded(pod, init_count);
+/// What one pod contributes to a [`Recount`]: the per-pod half of the recount, shared by the
+/// from-scratch [`recount`] and by a recount kept up to date pod by pod ([`Recount::update`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodCount {
+    /// The pod holds nothing: no node or allocation annotation, or it finished.
+    Nothing,
+    /// The pod names a node but its allocation does not decode (its `namespace/name`).
+    Undecodable(String),
+    /// The pod holds devices.
+    Counted {
+        /// `namespace/name`.
+        key: String,
+        /// Its node and collapsed usage per device.
+        pod: CountedPod,
+        /// What it holds on each device (UUID, holding), in UUID order.
+        holdings: Vec<(String, Holding)>,
+    },
+}
 
-        #[derive(Default)]
-        struct Acc {
-            init_peak_mem: u64,
-            init_peak_cores: u64,
-            init_used: bool,
-            app_mem: u64,
-            app_cores: u64,
-            app_entries: u64,
-            exclusive_entry: bool,
-            exclusive_app_entry: bool,
-        }
-        let mut per_device: BTreeMap<String, Acc> = BTreeMap::new();
-        for (position, container) in containers.iter().enumerate() {
-            let is_init = position < init_count;
-            if is_init && drop_init {
-                continue;
-            }
-            for e in container {
-                let acc = per_device.entry(e.uuid.clone()).or_default();
-                if is_init {
-                    acc.init_peak_mem = acc.init_peak_mem.max(e.mem);
-                    acc.init_peak_cores = acc.init_peak_cores.max(e.cores);
-                    acc.init_used = true;
-                } else {
-                    acc.app_mem += e.mem;
-                    acc.app_cores += e.cores;
-                    acc.app_entries += 1;
-                    acc.exclusive_app_entry |= e.cores >= 100;
-                }
-                acc.exclusive_entry |= e.cores >= 100;
-            }
-        }
-        if per_device.is_empty() {
+/// Counts one pod by the rules in the module's documentation.
+pub fn count_pod(pod: &Pod) -> PodCount {
+    let Some(annotations) = pod.metadata.annotations.as_ref() else {
+        return PodCount::Nothing;
+    };
+    let (Some(node), Some(value)) = (
+        annotations.get(VGPU_NODE),
+        annotations.get(DEVICES_ALLOCATED),
+    ) else {
+        return PodCount::Nothing;
+    };
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return PodCount::Nothing;
+    }
+    let pod_key = key(pod);
+    let Some(containers) = decode(value) else {
+        return PodCount::Undecodable(pod_key);
+    };
+    let init_count = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .map_or(0, Vec::len);
+    let drop_init = init_containers_succeeded(pod, init_count);
+
+    #[derive(Default)]
+    struct Acc {
+        init_peak_mem: u64,
+        init_peak_cores: u64,
+        init_used: bool,
+        app_mem: u64,
+        app_cores: u64,
+        app_entries: u64,
+        exclusive_entry: bool,
+        exclusive_app_entry: bool,
+    }
+    let mut per_device: BTreeMap<String, Acc> = BTreeMap::new();
+    for (position, container) in containers.iter().enumerate() {
+        let is_init = position < init_count;
+        if is_init && drop_init {
             continue;
         }
-        let mut collapsed = BTreeMap::new();
-        for (uuid, acc) in per_device {
-            let tasks = u64::from(acc.init_used).max(acc.app_entries).max(1);
-            let mem = acc.init_peak_mem.max(acc.app_mem);
-            let cores = acc.init_peak_cores.max(acc.app_cores);
-            collapsed.insert(uuid.clone(), Sums { tasks, mem, cores });
-            let load = out.devices.entry((node.clone(), uuid)).or_default();
-            load.tasks += tasks;
-            load.mem += mem;
-            load.cores += cores;
-            load.holders.push(Holding {
+        for e in container {
+            let acc = per_device.entry(e.uuid.clone()).or_default();
+            if is_init {
+                acc.init_peak_mem = acc.init_peak_mem.max(e.mem);
+                acc.init_peak_cores = acc.init_peak_cores.max(e.cores);
+                acc.init_used = true;
+            } else {
+                acc.app_mem += e.mem;
+                acc.app_cores += e.cores;
+                acc.app_entries += 1;
+                acc.exclusive_app_entry |= e.cores >= 100;
+            }
+            acc.exclusive_entry |= e.cores >= 100;
+        }
+    }
+    if per_device.is_empty() {
+        return PodCount::Nothing;
+    }
+    let mut collapsed = BTreeMap::new();
+    let mut holdings = Vec::with_capacity(per_device.len());
+    for (uuid, acc) in per_device {
+        let tasks = u64::from(acc.init_used).max(acc.app_entries).max(1);
+        let mem = acc.init_peak_mem.max(acc.app_mem);
+        let cores = acc.init_peak_cores.max(acc.app_cores);
+        collapsed.insert(uuid.clone(), Sums { tasks, mem, cores });
+        holdings.push((
+            uuid,
+            Holding {
                 pod: pod_key.clone(),
                 tasks,
                 mem,
@@ -283,15 +298,101 @@ pub fn recount<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Recount {
                 app_entries: acc.app_entries,
                 exclusive_entry: acc.exclusive_entry,
                 exclusive_app_entry: acc.exclusive_app_entry,
-            });
-        }
-        out.pods.insert(
-            pod_key,
-            CountedPod {
-                node: node.clone(),
-                devices: collapsed,
             },
-        );
+        ));
+    }
+    PodCount::Counted {
+        key: pod_key,
+        pod: CountedPod {
+            node: node.clone(),
+            devices: collapsed,
+        },
+        holdings,
+    }
+}
+
+impl Recount {
+    /// Adds one pod's count (a pod already counted under the same key must be
+    /// [removed](Recount::remove) first). Holders stay in pod-key order, whatever the order pods
+    /// are added in, so two recounts of the same pods are equal.
+    pub fn add(&mut self, count: PodCount) {
+        match count {
+            PodCount::Nothing => {}
+            PodCount::Undecodable(key) => {
+                if let Err(at) = self.undecodable.binary_search(&key) {
+                    self.undecodable.insert(at, key);
+                }
+            }
+            PodCount::Counted { key, pod, holdings } => {
+                for (uuid, holding) in holdings {
+                    let load = self.devices.entry((pod.node.clone(), uuid)).or_default();
+                    load.tasks += holding.tasks;
+                    load.mem += holding.mem;
+                    load.cores += holding.cores;
+                    let at = load.holders.partition_point(|h| h.pod < holding.pod);
+                    load.holders.insert(at, holding);
+                }
+                self.pods.insert(key, pod);
+            }
+        }
+    }
+
+    /// Takes out everything the pod `key` contributed; returns the devices whose load changed.
+    pub fn remove(&mut self, key: &str) -> Vec<(String, String)> {
+        if let Ok(at) = self.undecodable.binary_search_by(|k| k.as_str().cmp(key)) {
+            self.undecodable.remove(at);
+        }
+        let Some(counted) = self.pods.remove(key) else {
+            return Vec::new();
+        };
+        let mut touched = Vec::with_capacity(counted.devices.len());
+        for uuid in counted.devices.into_keys() {
+            let device = (counted.node.clone(), uuid);
+            if let Some(load) = self.devices.get_mut(&device) {
+                if let Some(at) = load.holders.iter().position(|h| h.pod == key) {
+                    let holding = load.holders.remove(at);
+                    load.tasks -= holding.tasks;
+                    load.mem -= holding.mem;
+                    load.cores -= holding.cores;
+                }
+                if load.holders.is_empty() {
+                    self.devices.remove(&device);
+                }
+            }
+            touched.push(device);
+        }
+        touched
+    }
+
+    /// Brings the pod `key` up to date: `pod` as it is now, or `None` once it is gone. Returns
+    /// every device whose load may have changed (what it held before and what it holds now).
+    pub fn update(&mut self, key: &str, pod: Option<&Pod>) -> Vec<(String, String)> {
+        let mut touched = self.remove(key);
+        if let Some(pod) = pod {
+            let count = count_pod(pod);
+            if let PodCount::Counted {
+                pod: counted,
+                holdings,
+                ..
+            } = &count
+            {
+                touched.extend(
+                    holdings
+                        .iter()
+                        .map(|(uuid, _)| (counted.node.clone(), uuid.clone())),
+                );
+            }
+            self.add(count);
+        }
+        touched
+    }
+}
+
+/// Recomputes usage from the pods, from scratch.
+pub fn recount<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Recount {
+    let mut out = Recount::default();
+    for pod in pods {
+        out.add(count_pod(pod));
     }
     out
 }

@@ -312,7 +312,10 @@ impl World {
             }
             world.pods.insert(recount::key(&pod), pod);
         }
-        world.overcommit = overcommitted(&world.registry, &world.live_pods());
+        world.overcommit = overcommitted(
+            &world.registry,
+            &recount::recount(world.live_pods().iter().copied()),
+        );
         Ok(world)
     }
 
@@ -391,7 +394,11 @@ impl World {
     pub fn apply(&mut self, step: &Step, now: jiff::Timestamp) -> Result<StepEffect, String> {
         let effect = self.apply_step(step, now)?;
         let mut overcommit = std::mem::take(&mut self.overcommit);
-        relax_overcommit(&mut overcommit, &self.registry, &self.live_pods());
+        relax_overcommit(
+            &mut overcommit,
+            &self.registry,
+            &recount::recount(self.live_pods().iter().copied()),
+        );
         self.overcommit = overcommit;
         Ok(effect)
     }
@@ -695,7 +702,7 @@ pub mod strategies {
             // the ledger view is over capacity; it never is, so only the recount is judged here.
             // An over-full grant is judged with its own over-commit tolerated.
             let tolerated = if candidate.overfull {
-                overcommitted(&registry, &refs)
+                overcommitted(&registry, &recount::recount(refs.iter().copied()))
             } else {
                 Overcommit::new()
             };
