@@ -52,6 +52,12 @@ pub struct SimArgs {
     /// Device plugin on every node: none (fake fleet), hami (releases the lock after Allocate), mock (never does).
     #[arg(long, default_value = "none", value_parser = DevicePlugin::parse)]
     device_plugin: DevicePlugin,
+    /// After every step the invariants are checked on what the step changed, from sums the world
+    /// keeps up to date; every N steps (and at the end of each seed) those sums are recounted from
+    /// scratch, a difference is the `books` violation, and every device and pod is checked. 1:
+    /// recount at every step (slow); 0: only at the end of each seed.
+    #[arg(long, value_name = "N", default_value_t = sliceguard_sim::world::DEFAULT_RECOUNT_EVERY)]
+    recount_every: u64,
     /// The binder's lock release: after-bind or device-plugin.
     #[arg(long, default_value = "after-bind", value_parser = parse_release)]
     lock_release: ReleaseMode,
@@ -209,6 +215,7 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         faults: args.faults.clone(),
         fault_per_mille: args.fault_rate,
         scheduler_name: "sliceguard-scheduler".into(),
+        recount_every: args.recount_every,
     };
     // Seeds run in parallel (each world is single-threaded and independent); the first failing seed
     // in seed order is the one reported, so the outcome does not depend on the number of jobs.

@@ -710,6 +710,7 @@ impl Replay {
             faults: Fault::parse_list(&self.faults.join(","))?,
             fault_per_mille: self.fault_per_mille,
             scheduler_name: "sliceguard-scheduler".into(),
+            recount_every: crate::world::DEFAULT_RECOUNT_EVERY,
         })
     }
 }

@@ -75,11 +75,10 @@ impl<T: Copy + Ord + Add<Duration, Output = T>> SchedulingQueue<T> {
     }
 
     /// Queues `key` due `now` unless it is already queued (then its backoff stands).
-    pub fn add_if_absent(&mut self, key: String, now: T) {
-        self.pods.entry(key).or_insert(Backoff {
-            next: now,
-            attempts: 0,
-        });
+    pub fn add_if_absent(&mut self, key: &str, now: T) {
+        if !self.pods.contains_key(key) {
+            self.add(key.to_string(), now);
+        }
     }
 
     /// Drops `key` (bound, gone, or no longer pending).
@@ -241,7 +240,7 @@ mod tests {
         assert_eq!(queue.next_due(at(2)), None);
         assert_eq!(queue.next_due(at(3)).as_deref(), Some("default/b"));
         // add_if_absent keeps the backoff; add resets it.
-        queue.add_if_absent("default/b".into(), at(0));
+        queue.add_if_absent("default/b", at(0));
         assert!(queue.backing_off("default/b", at(2)));
         queue.add("default/b".into(), at(0));
         assert!(!queue.backing_off("default/b", at(0)));

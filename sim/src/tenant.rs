@@ -348,8 +348,32 @@ impl Grants {
         self.granted = live;
     }
 
+    /// Applies one change of one pod (`gone`: deleted): records its allocation when it is first
+    /// seen Running, keeps its status current while it runs, forgets it once it is not. Returns the
+    /// pod's `namespace/name` and its grant now (`None`: no longer granted) when anything changed.
+    pub fn apply(&mut self, pod: &Pod, gone: bool) -> Option<(String, Option<&Pod>)> {
+        let uid = pod.metadata.uid.as_deref()?;
+        let running =
+            !gone && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if !running {
+            let granted = self.granted.remove(uid)?;
+            return Some((sliceguard_invariants::recount::key(&granted), None));
+        }
+        let grant = self
+            .granted
+            .entry(uid.to_string())
+            .and_modify(|granted| granted.status = pod.status.clone())
+            .or_insert_with(|| pod.clone());
+        Some((sliceguard_invariants::recount::key(grant), Some(grant)))
+    }
+
     /// The running pods as granted (their allocation annotations as they were at start).
     pub fn pods(&self) -> Vec<&Pod> {
         self.granted.values().collect()
+    }
+
+    /// The uids of the granted pods.
+    pub fn uids(&self) -> impl Iterator<Item = &str> {
+        self.granted.keys().map(String::as_str)
     }
 }

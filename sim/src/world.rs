@@ -15,9 +15,12 @@
 //! 4. The service's lock reaper runs once.
 //! 5. Kubelets admit bound pods: the node's allocatable `nvidia.com/gpu` must cover them as the kubelet
 //!    counts extended resources, and the device plugin answers Allocate per [`DevicePlugin`].
-//! 6. The clock advances one second; every invariant is checked (every step by default; a
-//!    throughput measurement may check every K steps or only when it calls [`World::check`], see
-//!    [`World::set_check_every`]).
+//! 6. The clock advances one second; the books (what the store's pods and nodes add up to, and
+//!    what running containers were granted) follow the step's changes, and every invariant is
+//!    checked on what the step changed (every step by default; a throughput measurement may check
+//!    every K steps or only when it calls [`World::check`], see [`World::set_check_every`]). Every
+//!    [`DEFAULT_RECOUNT_EVERY`] checks and at the end of a run the books are recounted from scratch
+//!    and every device and pod is checked ([`World::set_recount_every`], `books` module).
 //!
 //! Everything is ordered (`BTreeMap`s, name order) and every random choice comes from one seeded
 //! generator, so a seed and a configuration reproduce a run byte for byte ([`World::trace`]).
@@ -31,6 +34,7 @@ use crate::store::{ApiError, Part, PatchType, Resource, Selector, Store};
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 use sliceguard::annotations::{
     BIND_PHASE, NODE_LOCK, NODE_REGISTER, RESOURCE_GPU, VGPU_NODE, bind_phase,
@@ -45,7 +49,9 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod books;
 mod replicas;
+mod unbound;
 
 /// How a node's device plugin answers the kubelet's Allocate (spec §5.3, §5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -283,6 +289,10 @@ pub struct SimConfig {
     pub fault_per_mille: u64,
     /// sliceguard's scheduler name.
     pub scheduler_name: String,
+    /// Recount the world's books from scratch (and check every device and pod) after every
+    /// `recount_every`-th check; 1: after every check; 0: only at the end of a run. Between two
+    /// recounts the checks look at what changed ([`World::check`]).
+    pub recount_every: u64,
 }
 
 impl Default for SimConfig {
@@ -300,6 +310,7 @@ impl Default for SimConfig {
             faults: BTreeSet::new(),
             fault_per_mille: 30,
             scheduler_name: "sliceguard-scheduler".into(),
+            recount_every: DEFAULT_RECOUNT_EVERY,
         }
     }
 }
@@ -311,7 +322,8 @@ pub struct WorldViolation {
     pub step: u64,
     /// Virtual time.
     pub at: Timestamp,
-    /// Which invariant (`capacity`, `agreement`, `lock-safety`, `protocol`, `liveness`, `device-plugin`).
+    /// Which invariant (`capacity`, `agreement`, `lock-safety`, `protocol`, `liveness`,
+    /// `device-plugin`, `books`: the kept sums differ from a recount, ...).
     pub invariant: &'static str,
     /// What exactly.
     pub detail: String,
@@ -847,9 +859,25 @@ pub struct World {
     attempted: BTreeSet<String>,
     /// Check the invariants after every `check_every`-th step; 0: only on [`World::check`].
     check_every: u64,
-    /// The tenant fault's actors, and what running containers were granted.
+    /// The tenant fault's actors.
     tenants: crate::tenant::Tenants,
-    grants: crate::tenant::Grants,
+    /// What the store's pods and nodes add up to and what running containers were granted, kept
+    /// up to date after every step; what the invariant checks read.
+    books: books::Books,
+    /// Recount the books from scratch (and check every device and pod) after every
+    /// `recount_every`-th check; 0: only at the end of a run.
+    recount_every: u64,
+    /// Times a scheduler's view was rebuilt from a fresh list (restart, new term, reconnect).
+    view_rebuilds: std::cell::Cell<u64>,
+    /// The leader's view (its service and [`World::view_rebuilds`]) when agreement was last
+    /// checked: a different one is compared whole.
+    agreement_view: Option<(usize, u64)>,
+    /// Checks run so far.
+    checks: u64,
+    /// The stored pods no node holds yet.
+    unbound: unbound::UnboundPods,
+    /// Pods taken out of the scheduling queue since the last step.
+    dequeued: Vec<String>,
     /// The second sliceguard replica and the election (inert unless a replica fault is enabled).
     replicas: replicas::Replicas,
     /// Nodes removed so far: what a stale kube-scheduler view may still offer.
@@ -875,6 +903,12 @@ impl fmt::Debug for World {
             .finish_non_exhaustive()
     }
 }
+
+/// How many checks pass between two recounts of the books from scratch, unless the configuration
+/// ([`SimConfig::recount_every`]) or [`World::set_recount_every`] says otherwise: a bookkeeping error
+/// is reported within 256 steps (about four minutes of virtual time, a few per cent of a 2,000
+/// operation seed), and the recount stays about 1 % of a step's cost.
+pub const DEFAULT_RECOUNT_EVERY: u64 = 256;
 
 /// The time every world starts at.
 pub const EPOCH: &str = "2026-01-01T00:00:00Z";
@@ -913,7 +947,13 @@ impl World {
         World {
             rng: Rng::new(config.seed),
             tenants: crate::tenant::Tenants::new(config.seed),
-            grants: crate::tenant::Grants::default(),
+            books: books::Books::default(),
+            recount_every: config.recount_every,
+            view_rebuilds: std::cell::Cell::new(0),
+            agreement_view: None,
+            checks: 0,
+            unbound: unbound::UnboundPods::default(),
+            dequeued: Vec::new(),
             config,
             core: Arc::new(Mutex::new(core)),
             scheduler: None,
@@ -980,6 +1020,14 @@ impl World {
     /// at when a check runs. Every correctness test keeps the default, 1.
     pub fn set_check_every(&mut self, k: u64) {
         self.check_every = k;
+    }
+
+    /// Recounts the books from scratch (and checks every device and every pod) after every `k`-th
+    /// check instead of every [`DEFAULT_RECOUNT_EVERY`]-th; 1: after every check (the harness's
+    /// speed before the books were kept); 0: only at the end of a run
+    /// ([`World::drain_and_check_liveness`]) or when [`World::recount_and_check`] is called.
+    pub fn set_recount_every(&mut self, k: u64) {
+        self.recount_every = k;
     }
 
     /// Steps taken so far.
@@ -1195,9 +1243,10 @@ impl World {
 
     /// Adds what is over capacity now (on `node`, or everywhere) to the tolerated over-commit.
     fn tolerate_overcommit_on(&mut self, node: Option<&str>) {
-        let (registry, pods) = self.registry_and_pods();
-        let live: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
-        for (device, usage) in sliceguard_invariants::checks::overcommitted(&registry, &live) {
+        self.sync_books();
+        let found =
+            sliceguard_invariants::checks::overcommitted(&self.books.registry, &self.books.live);
+        for (device, usage) in found {
             if node.is_some_and(|n| n != device.0) {
                 continue;
             }
@@ -1208,14 +1257,10 @@ impl World {
         }
     }
 
-    /// The registry over the store's nodes, and the store's pods.
-    fn registry_and_pods(&self) -> (Registry, Arc<Vec<Arc<Pod>>>) {
-        let core = self.core();
-        let mut registry = Registry::new();
-        for node in core.store.typed_shared::<Node>(Resource::Nodes).iter() {
-            let _ = registry.upsert_node(node);
-        }
-        (registry, core.store.typed_shared::<Pod>(Resource::Pods))
+    /// Brings the books up to date with the store.
+    fn sync_books(&mut self) {
+        let core = lock_core(&self.core);
+        self.books.sync(&core.store);
     }
 
     /// A decision never adds to a device already over its registered capacity: checked when a
@@ -1229,36 +1274,21 @@ impl World {
     }
 
     fn check_decision_on_overfull(&mut self, key: &str) {
-        let (registry, pods) = self.registry_and_pods();
-        let Some(pod) = pods
-            .iter()
-            .find(|p| sliceguard_invariants::recount::key(p) == key)
-        else {
+        self.sync_books();
+        let Some(pod) = self.pod(key) else {
             return;
         };
-        let Some(node) = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(VGPU_NODE))
-        else {
+        let annotations = pod.metadata.annotations.as_ref();
+        let Some(node) = annotations.and_then(|a| a.get(VGPU_NODE)) else {
             return;
         };
-        let Some(allocation) = pod
-            .metadata
-            .annotations
-            .as_ref()
+        let Some(allocation) = annotations
             .and_then(|a| a.get(sliceguard::annotations::DEVICES_ALLOCATED))
             .and_then(|v| sliceguard_invariants::recount::decode(v))
         else {
             return;
         };
-        let others = sliceguard_invariants::recount::recount(
-            pods.iter()
-                .filter(|p| sliceguard_invariants::recount::key(p) != key)
-                .map(|p| &**p),
-        );
-        let Some(info) = registry.nodes().find(|n| &n.name == node) else {
+        let Some(info) = self.books.registry.get(node) else {
             return;
         };
         let mut found = Vec::new();
@@ -1266,7 +1296,14 @@ impl World {
             let Some(device) = info.devices.iter().find(|d| d.id == entry.uuid) else {
                 continue;
             };
-            let load = others.load(node, &entry.uuid);
+            // What the other pods hold: the device's load without this pod's own holding.
+            let mut load = self.books.live.load(node, &entry.uuid);
+            if let Some(at) = load.holders.iter().position(|h| h.pod == key) {
+                let own = load.holders.remove(at);
+                load.tasks -= own.tasks;
+                load.mem -= own.mem;
+                load.cores -= own.cores;
+            }
             let sums = sliceguard_invariants::checks::device_sums(&load);
             if sliceguard_invariants::checks::over_capacity(&sums, device) {
                 found.push(format!(
@@ -1410,13 +1447,13 @@ impl World {
         let (nodes, pods, rv) = {
             let core = self.core();
             (
-                core.store.typed::<Node>(Resource::Nodes),
-                core.store.typed::<Pod>(Resource::Pods),
+                core.store.typed_shared::<Node>(Resource::Nodes),
+                core.store.typed_shared::<Pod>(Resource::Pods),
                 core.store.resource_version(),
             )
         };
-        service.replace_nodes(&nodes);
-        service.replace_pods(&pods);
+        replace_view(service, &nodes, &pods);
+        self.view_rebuilds.set(self.view_rebuilds.get() + 1);
         rv
     }
 
@@ -1484,14 +1521,14 @@ impl World {
             let (nodes, pods, rv) = {
                 let core = self.core();
                 (
-                    core.store.typed::<Node>(Resource::Nodes),
-                    core.store.typed::<Pod>(Resource::Pods),
+                    core.store.typed_shared::<Node>(Resource::Nodes),
+                    core.store.typed_shared::<Pod>(Resource::Pods),
                     core.store.resource_version(),
                 )
             };
             if let Some(instance) = &self.scheduler {
-                instance.service.replace_nodes(&nodes);
-                instance.service.replace_pods(&pods);
+                replace_view(&instance.service, &nodes, &pods);
+                self.view_rebuilds.set(self.view_rebuilds.get() + 1);
             }
             self.delivered = rv;
             self.log("watches reconnected (re-listed nodes and pods)".into());
@@ -1530,12 +1567,12 @@ impl World {
             return;
         };
         let Some(pod) = self.pod(&key) else {
-            self.queue.remove(&key);
+            self.dequeue(&key);
             return;
         };
         let spec = pod.spec.clone().unwrap_or_default();
         if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
-            self.queue.remove(&key);
+            self.dequeue(&key);
             return;
         }
         let mut nodes = self.eligible_nodes(&pod);
@@ -1579,7 +1616,7 @@ impl World {
                 let (ns, name) = key.split_once('/').unwrap_or(("default", ""));
                 let _ = self.core().store.bind(ns, name, node, None);
                 self.log(format!("default-scheduler bound {key} -> {node}"));
-                self.queue.remove(&key);
+                self.dequeue(&key);
             } else {
                 self.back_off(&key);
             }
@@ -1801,7 +1838,7 @@ impl World {
                 );
             }
             self.bound_at.push((key.to_string(), now));
-            self.queue.remove(key);
+            self.dequeue(key);
         } else {
             self.log(format!("bind {key} -> {node}: {}", result.error));
             if result.error.contains("has been locked within") {
@@ -1818,7 +1855,7 @@ impl World {
             }
             if bound_here {
                 self.bound_at.push((key.to_string(), now));
-                self.queue.remove(key);
+                self.dequeue(key);
             } else {
                 self.back_off(key);
             }
@@ -1891,6 +1928,12 @@ impl World {
                 ),
             );
         }
+    }
+
+    /// Takes `key` out of the scheduling queue (bound, gone, or placed by another scheduler).
+    fn dequeue(&mut self, key: &str) {
+        self.queue.remove(key);
+        self.dequeued.push(key.to_string());
     }
 
     fn back_off(&mut self, key: &str) {
@@ -2045,31 +2088,27 @@ impl World {
                 self.remove_node(&victim);
             }
         }
-        // Pods created while no scheduler ran, or by the API directly, join the queue.
-        // Read from the stored JSON: typing every pod on every step would dominate the step.
-        let unscheduled: Vec<String> = self
-            .core()
-            .store
-            .objects(Resource::Pods)
-            .filter(|p| p["spec"].is_object() && p["spec"]["nodeName"].is_null())
-            .map(|p| {
-                format!(
-                    "{}/{}",
-                    p["metadata"]["namespace"].as_str().unwrap_or_default(),
-                    p["metadata"]["name"].as_str().unwrap_or_default()
-                )
-            })
-            .collect();
-        let now = self.now();
-        for key in unscheduled {
-            self.queue.add_if_absent(key, now);
+        // Every unbound pod is queued: those that became unbound since the last step (created while
+        // no scheduler ran, or by the API directly) and those taken out of the queue while still
+        // unbound. (Every other unbound pod was queued at an earlier step and is still there.)
+        {
+            let core = lock_core(&self.core);
+            let now = core.store.now();
+            let newly = self.unbound.refresh(&core.store);
+            let dequeued = std::mem::take(&mut self.dequeued);
+            for key in newly.into_iter().chain(dequeued) {
+                if self.unbound.contains(&key) {
+                    self.queue.add_if_absent(&key, now);
+                }
+            }
         }
         self.schedule_one();
         self.ensure_scheduler();
         self.reap();
         self.kubelets();
-        let pods = self.core().store.typed_shared::<Pod>(Resource::Pods);
-        self.grants.observe(&pods);
+        // The books follow every change (the grants see each pod as it starts running), whether
+        // or not this step is checked.
+        self.sync_books();
         let mut tenants = std::mem::replace(&mut self.tenants, crate::tenant::Tenants::new(0));
         tenants.step(self);
         self.tenants = tenants;
@@ -2085,8 +2124,21 @@ impl World {
         }
     }
 
-    /// Checks every safety invariant now.
+    /// Checks every safety invariant now: on what changed since the last check, and after every
+    /// [`World::set_recount_every`]-th check on everything, the books recounted from scratch first.
     pub fn check(&mut self) {
+        self.checks += 1;
+        let whole = self.recount_every != 0 && self.checks.is_multiple_of(self.recount_every);
+        self.check_books(whole);
+    }
+
+    /// Recounts the books from scratch (a difference from the kept books is the `books` violation)
+    /// and checks every invariant on every device and every pod.
+    pub fn recount_and_check(&mut self) {
+        self.check_books(true);
+    }
+
+    fn check_books(&mut self, whole: bool) {
         // Until the scheduler's watches deliver a node's re-registration with less memory, its
         // decisions (even a filter kube-scheduler abandoned, whose write landed) use the old
         // capacity: what they put over the new one is the shrink's over-commit, not theirs.
@@ -2109,57 +2161,80 @@ impl World {
         for (invariant, detail) in lock_violations {
             self.violation(invariant, detail);
         }
-        let (nodes, pods) = {
-            let core = self.core();
-            (
-                core.store.typed_shared::<Node>(Resource::Nodes),
-                core.store.typed_shared::<Pod>(Resource::Pods),
-            )
+        self.sync_books();
+        if whole {
+            let differences = {
+                let core = lock_core(&self.core);
+                let differences = self.books.differences(&core.store);
+                if !differences.is_empty() {
+                    // Reported; the checks below then judge the store itself, not the wrong books.
+                    self.books.rebuild(&core.store);
+                }
+                differences
+            };
+            for d in differences {
+                self.violation("books", d);
+            }
+        }
+        let every_device = std::mem::take(&mut self.books.all_dirty) || whole;
+        let dirty_live = std::mem::take(&mut self.books.dirty_live);
+        let dirty_granted = std::mem::take(&mut self.books.dirty_granted);
+        let books = &self.books;
+        // A device's capacity can only break when its load, its registration or its tolerated
+        // over-commit changes: the devices a change touched, and every tolerated one.
+        let to_check = |dirty: BTreeSet<books::DeviceKey>| -> BTreeSet<books::DeviceKey> {
+            if every_device {
+                books
+                    .registry
+                    .nodes()
+                    .flat_map(|n| n.devices.iter().map(|d| (n.name.clone(), d.id.clone())))
+                    .collect()
+            } else {
+                let mut devices = dirty;
+                devices.extend(self.overcommit.keys().cloned());
+                devices
+            }
         };
-        let (nodes, pods): (&[Arc<Node>], &[Arc<Pod>]) = (&nodes, &pods);
-        let mut registry = Registry::new();
-        for node in nodes {
-            let _ = registry.upsert_node(node);
-        }
-        let live: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
-        let mut truth = sliceguard::ledger::Ledger::new();
-        for pod in &live {
-            let _ = truth.observe(pod);
-        }
-        let found: Vec<String> = sliceguard_invariants::checks::check_capacity_allowing(
-            &registry,
-            &live,
-            &truth,
+        let as_pairs = |devices: &BTreeSet<books::DeviceKey>| -> Vec<(String, String)> {
+            devices.iter().cloned().collect()
+        };
+        let live_devices = as_pairs(&to_check(dirty_live));
+        let granted_devices = as_pairs(&to_check(dirty_granted));
+        let mut found: Vec<String> = sliceguard_invariants::checks::check_capacity_of(
+            &books.registry,
+            &books.live,
+            &books.truth,
             &self.overcommit,
+            live_devices.iter().map(|(n, u)| (n.as_str(), u.as_str())),
         )
         .into_iter()
         .map(|v| v.to_string())
         .collect();
-        for v in found {
-            self.violation("capacity", v);
-        }
         // What the running containers hold, whatever their annotations say now.
-        let granted = self.grants.pods();
-        let mut held = sliceguard::ledger::Ledger::new();
-        for pod in &granted {
-            let _ = held.observe(pod);
-        }
-        let found: Vec<String> = sliceguard_invariants::checks::check_capacity_allowing(
-            &registry,
-            &granted,
-            &held,
-            &self.overcommit,
-        )
-        .into_iter()
-        .map(|v| format!("as granted to running containers: {v}"))
-        .collect();
+        found.extend(
+            sliceguard_invariants::checks::check_capacity_of(
+                &books.registry,
+                &books.granted,
+                &books.held,
+                &self.overcommit,
+                granted_devices
+                    .iter()
+                    .map(|(n, u)| (n.as_str(), u.as_str())),
+            )
+            .into_iter()
+            .map(|v| format!("as granted to running containers: {v}")),
+        );
         for v in found {
             self.violation("capacity", v);
         }
         // The tolerated over-commit shrinks with what is left of it (on what the annotations say;
         // running containers' grants are judged against the same allowance).
         let mut overcommit = std::mem::take(&mut self.overcommit);
-        sliceguard_invariants::checks::relax_overcommit(&mut overcommit, &registry, &live);
+        sliceguard_invariants::checks::relax_overcommit(
+            &mut overcommit,
+            &self.books.registry,
+            &self.books.live,
+        );
         self.overcommit = overcommit;
         // Agreement: only when the scheduler's view has caught up with the store.
         let caught_up = self.watch_down_until.is_none()
@@ -2169,22 +2244,38 @@ impl World {
             && let Some(instance) = &self.scheduler
             && instance.service.leads()
         {
+            // A view not compared before (a new leader, a restart, a re-list) is compared whole;
+            // one compared before, on the pods changed since.
+            let view = (
+                Arc::as_ptr(&instance.service) as *const () as usize,
+                self.view_rebuilds.get(),
+            );
+            let compare_whole = whole || self.agreement_view != Some(view);
+            let books = &self.books;
             let found: Vec<String> = instance.service.with_view(|view| {
-                // The service deliberately keeps counting a filter write whose answer was lost
-                // (`<pod>#unconfirmed-<n>`) until it is settled: conservative, so left out here.
-                let mut settled = sliceguard::ledger::Ledger::new();
-                for (key, entry) in view
-                    .ledger()
-                    .entries()
-                    .filter(|(k, _)| !k.contains("#unconfirmed-"))
-                {
-                    settled.restore(key, Some(entry.clone()));
-                }
-                sliceguard_invariants::checks::check_agreement(&live, &settled)
-                    .into_iter()
-                    .map(|v| v.to_string())
-                    .collect()
+                let found = if compare_whole {
+                    // The service deliberately keeps counting a filter write whose answer was lost
+                    // (`<pod>#unconfirmed-<n>`) until it is settled: conservative, so left out.
+                    let mut settled = sliceguard::ledger::Ledger::new();
+                    for (key, entry) in view
+                        .ledger()
+                        .entries()
+                        .filter(|(k, _)| !k.contains("#unconfirmed-"))
+                    {
+                        settled.restore(key, Some(entry.clone()));
+                    }
+                    sliceguard_invariants::checks::check_agreement_with(&books.live, &settled)
+                } else {
+                    sliceguard_invariants::checks::check_agreement_of_pods(
+                        &books.live,
+                        view.ledger(),
+                        books.changed_pods.iter().map(String::as_str),
+                    )
+                };
+                found.into_iter().map(|v| v.to_string()).collect()
             });
+            self.agreement_view = Some(view);
+            self.books.changed_pods.clear();
             // A pod deleted under a stale kube-scheduler view leaves nothing behind once the view
             // has caught up (an unconfirmed write is settled by its own rule, within a minute).
             let victims: Vec<String> = self.stale_victims.iter().cloned().collect();
@@ -2232,6 +2323,8 @@ impl World {
             self.step();
         }
         self.settle_queue(20);
+        // The end of a run: the books recounted from scratch, every device and pod checked.
+        self.recount_and_check();
         for (node, value) in self.locks() {
             self.violation(
                 "liveness",
@@ -2358,11 +2451,25 @@ impl World {
 }
 
 /// Feeds watch events (store changes) to a service's view, as its node and pod watches would.
+/// A fresh list of nodes and pods into `service`'s view, as its watches' re-list does.
+fn replace_view(service: &Scheduler<SimCluster>, nodes: &[Arc<Node>], pods: &[Arc<Pod>]) {
+    service.begin_node_relist();
+    for node in nodes {
+        service.relist_node(node);
+    }
+    service.finish_node_relist();
+    service.begin_pod_relist();
+    for pod in pods {
+        service.relist_pod(pod);
+    }
+    service.finish_pod_relist();
+}
+
 fn feed(service: &Scheduler<SimCluster>, events: &[crate::store::WatchEvent]) {
     for event in events {
         match event.resource {
             Resource::Nodes => {
-                if let Ok(node) = serde_json::from_value::<Node>(event.object.clone()) {
+                if let Ok(node) = Node::deserialize(&event.object) {
                     match event.event_type {
                         crate::store::EventType::Deleted => service.delete_node(&node),
                         _ => service.apply_node(&node),
@@ -2370,7 +2477,7 @@ fn feed(service: &Scheduler<SimCluster>, events: &[crate::store::WatchEvent]) {
                 }
             }
             Resource::Pods => {
-                if let Ok(pod) = serde_json::from_value::<Pod>(event.object.clone()) {
+                if let Ok(pod) = Pod::deserialize(&event.object) {
                     match event.event_type {
                         crate::store::EventType::Deleted => service.delete_pod(&pod),
                         _ => service.apply_pod(&pod),
