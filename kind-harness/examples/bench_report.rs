@@ -614,7 +614,7 @@ fn render(
     );
     let _ = writeln!(
         md,
-        "- Fleets: seeded, N nodes × 8 GPUs (80 GiB, split 10), per GPU 30 % idle, 25 % whole, 45 % shared by 1–3 fractional tasks (about half the memory in use, fragmented). Every registered node is offered.\n- Timing: own sampler (divan reports no percentiles); calls under 20 µs are timed in batches; median and p99 over the samples shown. Other work on the machine shows up in p99.\n- Paths: **index** = `PlacementIndex::decide` (what `decision::decide` runs for `serve`, `place` and the replay from 64 offered nodes); **scan** = `scan::decide`, every offered node evaluated (HAMi's approach); **rebuild+scan** = usage rebuilt from every pod's (already decoded) allocation, then the scan (HAMi's per-call cost); **floor** = one pass over a flat array of every device's state checking the request, no strings or maps (the least any exhaustive decision must do); **offered-set** = only reading the offered names into the set the index walk checks candidates against (`index::offered_set`, part of **index**, the one part linear in the offered list).\n"
+        "- Fleets: seeded, N nodes × 8 GPUs (80 GiB, split 10), per GPU 30 % idle, 25 % whole, 45 % shared by 1–3 fractional tasks (about half the memory in use, fragmented). Every registered node is offered.\n- Timing: own sampler (divan reports no percentiles); calls under 20 µs are timed in batches; median and p99 over the samples shown. Other work on the machine shows up in p99.\n- Paths: **index** = `PlacementIndex::decide` (what `decision::decide` runs for `serve`, `place` and the replay from 64 offered nodes); **scan** = `scan::decide`, every offered node evaluated (HAMi's approach); **rebuild+scan** = usage rebuilt from every pod's (already decoded) allocation, then the scan (HAMi's per-call cost); **floor** = one pass over a flat array of every device's state checking the request, no strings or maps (the least any exhaustive decision must do); **offered-set** = only reading the offered names into the set the index walk checks candidates against (`index::offered_set`, part of **index**, the one part linear in the offered list); **names-read** = the floor of that: every offered name hashed once with the same hasher (every byte read, nothing stored).\n"
     );
 
     let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
@@ -842,6 +842,19 @@ fn render(
                 fmt_ns((f5 - o5).max(0.0)),
                 fmt_ns((f20 - o20).max(0.0)),
                 (f20 - o20).max(0.0) / (f5 - o5).max(1.0)
+            );
+        }
+        if let (Some(o20), Some(r20)) = (
+            g("decision/fractional", "offered-set", 20000),
+            g("decision/fractional", "names-read", 20000),
+        ) {
+            let _ = writeln!(
+                md,
+                "| reading 20,000 offered names into the membership structure ≤ 1.2× reading the names alone (`offered-set` / `names-read`) | {} / {} = {:.2}× | {} |",
+                fmt_ns(o20),
+                fmt_ns(r20),
+                o20 / r20,
+                verdict(o20 <= 1.2 * r20)
             );
         }
         if let Some(s) = g("decision/fractional", "scan", 5000) {

@@ -438,6 +438,28 @@ fn report(path: &str) {
                     Duration::from_secs(2),
                 ),
             );
+            // The floor of reading the offered list: every byte of every name read once, by the
+            // hasher the registry's name lookup uses, and nothing stored.
+            let hasher = foldhash::fast::FixedState::default();
+            push(
+                &group,
+                "names-read",
+                nodes,
+                sample(
+                    || {
+                        let mut sum = 0u64;
+                        for name in black_box(&fleet.names) {
+                            sum = sum.wrapping_add(std::hash::BuildHasher::hash_one(
+                                &hasher,
+                                name.as_str(),
+                            ));
+                        }
+                        black_box(sum);
+                    },
+                    2_000,
+                    Duration::from_secs(2),
+                ),
+            );
             push(
                 &group,
                 "scan",
