@@ -150,8 +150,13 @@ fn in_process(nodes: usize, pods: usize) -> Result<(f64, String), String> {
 }
 
 /// Pods per second over loopback HTTP: the embedded live cluster (API façade, HTTPS admission
-/// webhook, kube-scheduler stand-in calling the extender, kubelets) with sliceguard serving.
-fn loopback(nodes: usize, pods: usize) -> Result<(f64, String), String> {
+/// webhook, kube-scheduler stand-in calling the extender, kubelets) with sliceguard serving, its API
+/// client paced at `api_qps` requests per second (`None`: `serve`'s default, `--kube-api-qps 50`).
+fn loopback(nodes: usize, pods: usize, api_qps: Option<u64>) -> Result<(f64, String), String> {
+    let mut limits = sliceguard::server::ServeLimits::default();
+    if let Some(qps) = api_qps {
+        limits.api.qps = qps;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,6 +164,7 @@ fn loopback(nodes: usize, pods: usize) -> Result<(f64, String), String> {
     runtime.block_on(async {
         let cluster = Embedded::start(EmbeddedOptions {
             fleet: fleet(nodes),
+            limits,
             ..EmbeddedOptions::default()
         })
         .await?;
@@ -522,7 +528,14 @@ fn main() {
     if let Some(section) = &args.only {
         match section.as_str() {
             "in-process" => println!("{:?}", in_process(args.e2e_nodes, args.e2e_pods)),
-            "loopback" => println!("{:?}", loopback(args.e2e_nodes, args.e2e_pods)),
+            "loopback" => {
+                // What a default `serve` does, then the path with its API pacing lifted.
+                println!("{:?}", loopback(args.e2e_nodes, args.e2e_pods, None));
+                println!(
+                    "--kube-api-qps 5000: {:?}",
+                    loopback(args.e2e_nodes, args.e2e_pods, Some(5000))
+                );
+            }
             _ => println!(
                 "{:?}",
                 serve_rss(&args.bin_dir, args.serve_nodes, args.serve_pods)
@@ -547,7 +560,7 @@ fn main() {
         "end to end over loopback HTTP: {} nodes, {} pods",
         args.e2e_nodes, args.e2e_pods
     );
-    let e2e_http = loopback(args.e2e_nodes, args.e2e_pods);
+    let e2e_http = loopback(args.e2e_nodes, args.e2e_pods, None);
     eprintln!("  {e2e_http:?}");
     let mut serve = Vec::new();
     if !args.skip_serve {

@@ -45,6 +45,8 @@ pub struct EmbeddedOptions {
     /// The overlay under `deploy/overlays/` whose rendered MutatingWebhookConfiguration scopes the
     /// webhook calls and names its path (default [`SIM_OVERLAY`]); `None`: every pod, `/webhook`.
     pub deploy_overlay: Option<String>,
+    /// sliceguard's load limits, its API client's QPS among them (default: `serve`'s defaults).
+    pub limits: sliceguard::server::ServeLimits,
 }
 
 impl Default for EmbeddedOptions {
@@ -60,6 +62,7 @@ impl Default for EmbeddedOptions {
             addr: "127.0.0.1:0".into(),
             preload_pods: 0,
             deploy_overlay: Some(SIM_OVERLAY.into()),
+            limits: sliceguard::server::ServeLimits::default(),
         }
     }
 }
@@ -156,7 +159,7 @@ impl Embedded {
             extender_addr: loopback,
             metrics_addr: loopback,
             shutdown_grace: Duration::from_secs(2),
-            limits: sliceguard::server::ServeLimits::default(),
+            limits: options.limits,
             election: None,
         })
         .await
