@@ -343,11 +343,11 @@ pub fn check_agreement_with(truth: &Recount, ledger: &Ledger) -> Vec<Violation> 
             .filter(|(key, _)| !truth.pods.contains_key(*key))
             .filter_map(|(key, _)| pod_agreement(key, truth, ledger)),
     );
-    let ledger_nodes: BTreeSet<&str> = ledger.entries().map(|(_, e)| e.node.as_str()).collect();
+    let ledger_nodes: BTreeSet<&str> = ledger.entries().map(|(_, e)| &*e.node).collect();
     let mut devices: BTreeSet<(String, String)> = truth.devices.keys().cloned().collect();
     for node in ledger_nodes {
         for (uuid, _) in ledger.node_devices(node) {
-            devices.insert((node.to_string(), uuid.clone()));
+            devices.insert((node.to_string(), uuid.to_string()));
         }
     }
     for (node, uuid) in devices {
@@ -449,9 +449,13 @@ fn pod_agreement(key: &str, truth: &Recount, ledger: &Ledger) -> Option<Violatio
         ),
         (Some(counted), Some(entry)) => {
             let expected = expected(counted);
-            let mut recorded = entry.usage.clone();
+            let mut recorded: Vec<(String, DeviceUsage)> = entry
+                .usage
+                .iter()
+                .map(|(uuid, usage)| (uuid.to_string(), *usage))
+                .collect();
             recorded.sort_by(|a, b| a.0.cmp(&b.0));
-            (entry.node != counted.node || recorded != expected).then(|| {
+            (*entry.node != *counted.node || recorded != expected).then(|| {
                 Violation::new(
                     Invariant::Agreement,
                     format!(

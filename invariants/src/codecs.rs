@@ -42,7 +42,7 @@ fn codec_violation(codec: &str, input: &str, detail: String) -> Violation {
 /// True when the text form can carry these devices.
 pub fn text_representable(devices: &[DeviceInfo]) -> bool {
     devices.iter().all(|d| {
-        [&d.id, &d.device_type, &d.mode]
+        [&*d.id, &*d.device_type, &*d.mode]
             .iter()
             .all(|s| !s.contains([',', ':']))
             && [d.index, d.count, d.devmem, d.devcore, d.numa]
@@ -381,9 +381,9 @@ pub mod strategies {
                         count,
                         devmem,
                         devcore,
-                        device_type,
+                        device_type: device_type.into(),
                         numa,
-                        mode,
+                        mode: mode.into(),
                         health,
                     }
                 },
@@ -641,7 +641,7 @@ mod tests {
             devcore: 1,
             device_type: "t".into(),
             numa: 0,
-            mode: String::new(),
+            mode: "".into(),
             health: true,
         };
         assert!(!text_representable(std::slice::from_ref(&device)));

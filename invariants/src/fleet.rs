@@ -378,7 +378,7 @@ mod tests {
             let registry = fleet.registry().unwrap();
             let registered = registry.get("n0").unwrap();
             assert_eq!(registered.devices.len(), 2, "{registration:?}");
-            assert_eq!(registered.devices[1].mode, "mps");
+            assert_eq!(&*registered.devices[1].mode, "mps");
             assert_eq!(registered.devices[1].index, 1);
             assert!(registered.cordoned.contains("GPU-n0-1"));
         }

@@ -490,6 +490,8 @@ struct Row {
     p99: f64,
     samples: u64,
     bytes: Option<u64>,
+    /// Resident bytes added (memory rows).
+    resident: Option<u64>,
 }
 
 fn read_rows(path: &str) -> Result<Vec<Row>, String> {
@@ -512,6 +514,7 @@ fn read_rows(path: &str) -> Result<Vec<Row>, String> {
                 p99: field("p99_ns")?.as_f64().unwrap_or(f64::NAN),
                 samples: field("samples")?.as_u64().unwrap_or(0),
                 bytes: v.get("bytes").and_then(Value::as_u64),
+                resident: v.get("resident").and_then(Value::as_u64),
             })
         })
         .collect()
@@ -724,25 +727,29 @@ fn render(
     if let Some(list) = groups.get("memory") {
         let _ = writeln!(
             md,
-            "## Memory\n\nResident bytes added by building each structure in the bench process (`/proc/self/statm` before and after; the workspace forbids `unsafe`, which a counting allocator needs), at the largest fleet.\n\n| structure | nodes | devices | pods | bytes | bytes per device |\n|---|---:|---:|---:|---:|---:|"
+            "## Memory\n\nHeap bytes each structure holds once built at the largest fleet, counted by the bench's global allocator (mimalloc, as `sliceguard serve` runs it, wrapped by the `cap` crate's counting allocator; sizes as requested, before mimalloc's size classes), and next to them the resident bytes the build added (`/proc/self/statm`, which includes size-class rounding and pages the allocator keeps). Built through the same `Registry::upsert` and `Ledger::upsert` as `serve`'s watches; the fleet's own list of node names is not counted.\n\n| structure | nodes | devices | pods | heap bytes | per device | resident bytes | per device |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         let mut sum = 0.0;
         for r in list {
             let devices = r.nodes * 8;
             let bytes = r.bytes.unwrap_or(0);
             let per = bytes as f64 / devices.max(1) as f64;
+            let resident = r.resident.map_or("–".to_string(), |b| b.to_string());
+            let resident_per = r.resident.map_or("–".to_string(), |b| {
+                format!("{:.0}", b as f64 / devices.max(1) as f64)
+            });
             if matches!(r.name.as_str(), "registry" | "ledger" | "index") {
                 sum += per;
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.0} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {resident} | {resident_per} |",
                 r.name, r.nodes, devices, r.samples, bytes, per
             );
         }
         let _ = writeln!(
             md,
-            "\nRegistry + ledger + index: **{sum:.0} bytes per device**.\n"
+            "\nRegistry + ledger + index: **{sum:.0} heap bytes per device**.\n"
         );
         per_device_total = Some(sum);
     }
@@ -929,7 +936,7 @@ fn render(
     if let Some(per) = per_device_total {
         let _ = writeln!(
             md,
-            "| ledger + registry (+ index) ≤ 256 bytes per device | {per:.0} bytes | {} |",
+            "| ledger + registry (+ index) ≤ 256 bytes per device | {per:.0} heap bytes | {} |",
             verdict(per <= 256.0)
         );
     }

@@ -9,7 +9,8 @@
 //! decision, index and scan). With `SLICEGUARD_BENCH_JSON=<path>` it instead runs every row with its
 //! own sampler (divan reports no percentiles) and writes one JSON object per row (median and p99 in
 //! nanoseconds) to `<path>`; `make bench` turns that file into `bench/REPORT.md`.
-//! `SLICEGUARD_BENCH_NODES=100,1000` limits the fleet sizes.
+//! `SLICEGUARD_BENCH_NODES=100,1000` limits the fleet sizes; `SLICEGUARD_BENCH_MEMORY_ONLY=1` writes
+//! only the memory rows.
 
 use k8s_openapi::api::core::v1::Pod;
 use sliceguard::annotations::{DEVICES_ALLOCATED, NODE_REGISTER, VGPU_NODE};
@@ -25,6 +26,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+/// Every allocation goes through mimalloc, as in `sliceguard serve`, and is counted: the memory rows
+/// report the heap bytes each structure holds (sizes requested, before mimalloc's size classes).
+#[global_allocator]
+static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 const GPUS: usize = 8;
 const DEVMEM: u32 = 81920;
@@ -282,6 +288,8 @@ struct Row {
     p99_ns: f64,
     samples: usize,
     bytes: Option<usize>,
+    /// Resident bytes added, next to the counted heap bytes (memory rows only).
+    resident: Option<usize>,
 }
 
 /// Times `f` (per call) until `budget` is spent or `max` samples are taken (at least 5). Calls
@@ -316,10 +324,11 @@ fn json_rows(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows {
         let bytes = r.bytes.map_or("null".to_string(), |b| b.to_string());
+        let resident = r.resident.map_or("null".to_string(), |b| b.to_string());
         let _ = writeln!(
             out,
-            "{{\"group\":{:?},\"name\":{:?},\"nodes\":{},\"median_ns\":{:.1},\"p99_ns\":{:.1},\"samples\":{},\"bytes\":{}}}",
-            r.group, r.name, r.nodes, r.median_ns, r.p99_ns, r.samples, bytes
+            "{{\"group\":{:?},\"name\":{:?},\"nodes\":{},\"median_ns\":{:.1},\"p99_ns\":{:.1},\"samples\":{},\"bytes\":{},\"resident\":{}}}",
+            r.group, r.name, r.nodes, r.median_ns, r.p99_ns, r.samples, bytes, resident
         );
     }
     out
@@ -346,32 +355,50 @@ fn report(path: &str) {
             p99_ns: p,
             samples: s,
             bytes: None,
+            resident: None,
         });
     };
     let mut memory: Vec<Row> = Vec::new();
 
-    // Memory first, in a fresh heap: resident bytes added by building each structure at the largest size.
+    // Memory first, in a fresh heap: the heap bytes (counted) and resident bytes added by building
+    // each structure at the largest size.
     if let Some(&largest) = sizes().iter().max() {
-        let before = rss_bytes();
-        let (registry, names) = registry_of(largest);
-        let registry_bytes = rss_bytes().saturating_sub(before);
+        let measure = |build: &mut dyn FnMut()| {
+            let (heap, resident) = (ALLOCATOR.allocated(), rss_bytes());
+            build();
+            (
+                ALLOCATOR.allocated().saturating_sub(heap),
+                rss_bytes().saturating_sub(resident),
+            )
+        };
+        let mut built = None;
+        let registry_bytes = measure(&mut || built = Some(registry_of(largest)));
+        let (registry, names) = built.take().expect("the registry was built");
         let pods = pods_of(&registry);
-        let before = rss_bytes();
-        let ledger = ledger_of(&pods);
-        let ledger_bytes = rss_bytes().saturating_sub(before);
-        let before = rss_bytes();
-        let index = PlacementIndex::build(&registry, &ledger);
-        let index_bytes = rss_bytes().saturating_sub(before);
+        let mut ledger = None;
+        let ledger_bytes = measure(&mut || ledger = Some(ledger_of(&pods)));
+        let ledger = ledger.expect("the ledger was built");
+        let mut index = None;
+        let index_bytes = measure(&mut || index = Some(PlacementIndex::build(&registry, &ledger)));
         let devices = largest * GPUS;
         let pods = pods.len();
+        // The names are the fleet's, not the registry's: take them out of its count.
+        let names_bytes: usize = names.iter().map(String::capacity).sum::<usize>()
+            + names.capacity() * std::mem::size_of::<String>();
+        let registry_bytes = (
+            registry_bytes.0.saturating_sub(names_bytes),
+            registry_bytes.1,
+        );
         drop(names);
         black_box((&registry, &index, &ledger));
-        for (name, bytes) in [
+        for (name, (bytes, resident)) in [
             ("registry", registry_bytes),
             ("ledger", ledger_bytes),
             ("index", index_bytes),
         ] {
-            eprintln!("memory {name}: {bytes} bytes for {devices} devices, {pods} pods");
+            eprintln!(
+                "memory {name}: {bytes} heap bytes ({resident} resident) for {devices} devices, {pods} pods"
+            );
             memory.push(Row {
                 group: "memory".into(),
                 name: name.into(),
@@ -380,10 +407,14 @@ fn report(path: &str) {
                 p99_ns: 0.0,
                 samples: pods,
                 bytes: Some(bytes),
+                resident: Some(resident),
             });
         }
     }
 
+    if std::env::var_os("SLICEGUARD_BENCH_MEMORY_ONLY").is_some() {
+        return write_rows(path, &memory);
+    }
     let pods = requests();
     for nodes in sizes() {
         let fleet = Fleet::new(nodes);
@@ -578,10 +609,15 @@ fn report(path: &str) {
             p99_ns: p,
             samples: s,
             bytes: Some(input.len()),
+            resident: None,
         });
     }
     rows.extend(memory);
-    if let Err(e) = std::fs::write(path, json_rows(&rows)) {
+    write_rows(path, &rows);
+}
+
+fn write_rows(path: &str, rows: &[Row]) {
+    if let Err(e) = std::fs::write(path, json_rows(rows)) {
         eprintln!("cannot write {path}: {e}");
         std::process::exit(1);
     }

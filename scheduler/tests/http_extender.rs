@@ -56,7 +56,7 @@ async fn filter_with_node_names_chooses_one_node_patches_the_pod_and_assumes_it(
     // The assumption is in the ledger before the watch sees the patched pod.
     svc.with_view(|v| {
         assert!(v.is_assumed("default/p"));
-        assert_eq!(v.ledger().entry("default/p").unwrap().node, "n1");
+        assert_eq!(v.ledger().entry("default/p").unwrap().node.as_ref(), "n1");
     });
     let events = cluster.with(|c| c.event_texts());
     assert_eq!(
@@ -647,7 +647,7 @@ async fn two_lost_writes_of_one_pod_are_both_counted_until_the_watch_shows_which
             "nvidia.com/gpu": "2", "nvidia.com/gpumem": "8000", "nvidia.com/gpucores": "100"}}}]}});
     svc.apply_pod(&serde_json::from_value(landed).unwrap());
     assert_eq!(unconfirmed_writes(&svc, "default/d"), 0);
-    svc.with_view(|v| assert_eq!(v.ledger().entry("default/d").unwrap().node, "n2"));
+    svc.with_view(|v| assert_eq!(v.ledger().entry("default/d").unwrap().node.as_ref(), "n2"));
     let (_, answer) = call_json(&router, "/filter", &whole_node_args("e", &["n1", "n2"])).await;
     assert_eq!(answer["NodeNames"], json!(["n1"]), "{answer}");
 }
@@ -716,7 +716,7 @@ async fn a_lost_filter_write_that_never_landed_is_settled_by_reading_the_pod() {
                 .map(|(_, entry)| entry.clone())
         })
         .expect("c's lost write is counted");
-    assert_eq!(written.node, "n2");
+    assert_eq!(written.node.as_ref(), "n2");
     // What the lost patch carried, as the service noted it.
     let far_future =
         http_support::NOW.parse::<Timestamp>().unwrap() + SignedDuration::from_hours(1);
@@ -748,7 +748,7 @@ fn ledger_entries(
     svc.with_view(|v| {
         v.ledger()
             .entries()
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .map(|(k, e)| (k.to_string(), e.clone()))
             .collect()
     })
 }
@@ -790,7 +790,7 @@ async fn a_filter_dropped_while_its_patch_is_in_flight_counts_the_write_as_uncon
     assert_eq!(unconfirmed_writes(&svc, "default/p"), 1);
     let (key, entry) = entries.iter().next().unwrap();
     assert!(key.starts_with("default/p#unconfirmed-"), "{key}");
-    assert_eq!(entry.node, "n1");
+    assert_eq!(entry.node.as_ref(), "n1");
     assert_eq!(entries.len(), 1);
 }
 

@@ -215,7 +215,10 @@ mod tests {
             );
         }
         assert_eq!(gpus.iter().filter(|g| g.cordoned).count(), 1);
-        assert!(gpus.iter().any(|g| g.gpu.info.device_type == SECOND_MODEL));
+        assert!(
+            gpus.iter()
+                .any(|g| &*g.gpu.info.device_type == SECOND_MODEL)
+        );
         assert!(
             crate::audit::audit(
                 &nodes,

@@ -172,10 +172,7 @@ impl ClusterState {
         let gpus = self.gpus();
         let idle = gpus.iter().filter(|g| g.idle()).count();
         let unusable = gpus.iter().filter(|g| !g.usable()).count();
-        let models: BTreeSet<&str> = gpus
-            .iter()
-            .map(|g| g.gpu.info.device_type.as_str())
-            .collect();
+        let models: BTreeSet<&str> = gpus.iter().map(|g| &*g.gpu.info.device_type).collect();
         format!(
             "{} schedulable GPU nodes, {} GPUs ({} idle, {} in use, {} cordoned or unhealthy; models {}), {} pods holding GPUs",
             self.inventory.nodes.len(),

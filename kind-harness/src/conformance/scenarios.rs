@@ -505,9 +505,9 @@ async fn selectors(ctx: &mut Ctx<'_>) -> Result<(), String> {
         );
         return Ok(());
     }
-    let model = keep.info.device_type.clone();
-    let other_models = gpus.iter().any(|g| g.info.device_type != model);
-    let other_models_with_room = room.iter().any(|g| g.info.device_type != model);
+    let model = keep.info.device_type.to_string();
+    let other_models = gpus.iter().any(|g| *g.info.device_type != *model);
+    let other_models_with_room = room.iter().any(|g| *g.info.device_type != *model);
     if other_models && !other_models_with_room {
         ctx.skip(
             format!("room on a GPU of a model other than {model} (the cluster has one, but it is full, cordoned or unhealthy)"),
@@ -525,7 +525,7 @@ async fn selectors(ctx: &mut Ctx<'_>) -> Result<(), String> {
         let types: Vec<String> = devices
             .iter()
             .filter_map(|d| inventory.gpu(&d.uuid))
-            .map(|g| g.info.device_type)
+            .map(|g| g.info.device_type.to_string())
             .collect();
         ctx.check(
             format!("{USE_GPUTYPE}={model} lands on a {model}"),
@@ -555,7 +555,7 @@ async fn selectors(ctx: &mut Ctx<'_>) -> Result<(), String> {
             let types: Vec<String> = observe::allocated_devices(&running)
                 .iter()
                 .filter_map(|d| inventory.gpu(&d.uuid))
-                .map(|g| g.info.device_type)
+                .map(|g| g.info.device_type.to_string())
                 .collect();
             ctx.check(
                 format!("{NOUSE_GPUTYPE}={model} avoids {model}"),

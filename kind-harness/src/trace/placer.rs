@@ -335,7 +335,7 @@ pub fn register_annotations(cluster: &Cluster, node: &ClusterNode) -> BTreeMap<S
             count: cluster.split,
             devmem: node.devmem,
             devcore: 100,
-            device_type: device_type(&node.model),
+            device_type: device_type(&node.model).into(),
             numa: 0,
             mode: "hami-core".into(),
             health: true,

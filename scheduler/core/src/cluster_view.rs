@@ -24,6 +24,7 @@ use crate::registry::{Registry, Unregistered};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// A lock value seen on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +139,7 @@ impl ClusterView {
     /// Changes the ledger through `change` and refreshes the index for every node that the pods
     /// `keys` were counted on, before or after.
     fn change_ledger<R>(&mut self, keys: &[&str], change: impl FnOnce(&mut Ledger) -> R) -> R {
-        let nodes_of = |ledger: &Ledger| -> Vec<String> {
+        let nodes_of = |ledger: &Ledger| -> Vec<Arc<str>> {
             keys.iter()
                 .filter_map(|k| ledger.entry(k).map(|e| e.node.clone()))
                 .collect()
@@ -339,10 +340,11 @@ impl ClusterView {
         let gone: BTreeSet<String> = self
             .pods
             .keys()
+            .map(String::as_str)
             .chain(self.usage.ledger.entries().map(|(k, _)| k))
-            .chain(self.assumed.keys())
+            .chain(self.assumed.keys().map(String::as_str))
             .filter(|k| !listed.contains(*k) && !k.contains("#unconfirmed-"))
-            .cloned()
+            .map(String::from)
             .collect();
         for key in gone {
             self.pods.remove(&key);
@@ -739,10 +741,7 @@ mod tests {
         let elsewhere = pod("a", &[(VGPU_NODE, "n2"), (DEVICES_ALLOCATED, allocated)]);
         v.apply_pod(&elsewhere).unwrap();
         assert!(v.is_assumed("ns/a"));
-        assert_eq!(
-            v.ledger().entry("ns/a").map(|e| e.node.as_str()),
-            Some("n1")
-        );
+        assert_eq!(v.ledger().entry("ns/a").map(|e| &*e.node), Some("n1"));
     }
 
     #[test]

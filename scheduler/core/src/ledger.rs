@@ -15,6 +15,7 @@ use crate::codec::pod_devices::{self, PodDevicesError};
 use crate::model::{DeviceUsage, PodAllocation};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Read access to per-device usage; the decision depends on nothing else about pods.
 pub trait UsageSource {
@@ -22,20 +23,25 @@ pub trait UsageSource {
     fn device_usage(&self, node: &str, uuid: &str) -> DeviceUsage;
 }
 
-/// One pod's recorded contribution.
+/// One pod's recorded contribution. Its node name and device ids are the ledger's own copies,
+/// shared with the per-device sums (cloning an entry copies no string).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
     /// Node the usage is on.
-    pub node: String,
-    /// Collapsed usage per device.
-    pub usage: Vec<(String, DeviceUsage)>,
+    pub node: Arc<str>,
+    /// Collapsed usage per device, in device-id order.
+    pub usage: Box<[(Arc<str>, DeviceUsage)]>,
 }
 
 /// Per-device usage sums plus each pod's contribution.
+///
+/// Memory is kept compact (issue 17: bytes per device): each node name and each device id is
+/// stored once, as the key of its sums, and every pod that holds it shares that copy; a node's
+/// devices are a vector sorted by id (a node has a handful) instead of a map of its own.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    nodes: HashMap<String, HashMap<String, DeviceUsage>>,
-    pods: HashMap<String, LedgerEntry>,
+    nodes: HashMap<Arc<str>, Vec<(Arc<str>, DeviceUsage)>>,
+    pods: HashMap<Box<str>, LedgerEntry>,
 }
 
 /// What observing a pod did.
@@ -134,17 +140,39 @@ impl Ledger {
         if usage.is_empty() {
             return;
         }
-        let per_device = self.nodes.entry(node.to_string()).or_default();
-        for (uuid, u) in &usage {
-            per_device.entry(uuid.clone()).or_default().add(*u);
+        let entry = self.add(node, usage.iter().map(|(uuid, u)| (uuid.as_str(), *u)));
+        self.pods.insert(key.into(), entry);
+    }
+
+    /// Adds `usage` (sorted by device id) to the sums of `node`'s devices; returns the entry that
+    /// records it, sharing the ledger's copies of the names.
+    fn add<'a>(
+        &mut self,
+        node: &str,
+        usage: impl ExactSizeIterator<Item = (&'a str, DeviceUsage)>,
+    ) -> LedgerEntry {
+        let node = match self.nodes.get_key_value(node) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(node),
+        };
+        let devices = self.nodes.entry(Arc::clone(&node)).or_default();
+        let mut recorded = Vec::with_capacity(usage.len());
+        for (uuid, u) in usage {
+            let at = match devices.binary_search_by(|(id, _)| (**id).cmp(uuid)) {
+                Ok(at) => at,
+                Err(at) => {
+                    devices.insert(at, (Arc::from(uuid), DeviceUsage::default()));
+                    at
+                }
+            };
+            let (id, sum) = &mut devices[at];
+            sum.add(u);
+            recorded.push((Arc::clone(id), u));
         }
-        self.pods.insert(
-            key.to_string(),
-            LedgerEntry {
-                node: node.to_string(),
-                usage,
-            },
-        );
+        LedgerEntry {
+            node,
+            usage: recorded.into_boxed_slice(),
+        }
     }
 
     /// Forgets a pod; returns whether it was counted.
@@ -152,16 +180,17 @@ impl Ledger {
         let Some(entry) = self.pods.remove(key) else {
             return false;
         };
-        if let Some(per_device) = self.nodes.get_mut(&entry.node) {
+        if let Some(devices) = self.nodes.get_mut(&entry.node) {
             for (uuid, u) in &entry.usage {
-                if let Some(slot) = per_device.get_mut(uuid) {
-                    slot.remove(*u);
-                    if slot.is_idle() {
-                        per_device.remove(uuid);
+                if let Ok(at) = devices.binary_search_by(|(id, _)| id.cmp(uuid)) {
+                    let sum = &mut devices[at].1;
+                    sum.remove(*u);
+                    if sum.is_idle() {
+                        devices.remove(at);
                     }
                 }
             }
-            if per_device.is_empty() {
+            if devices.is_empty() {
                 self.nodes.remove(&entry.node);
             }
         }
@@ -172,12 +201,12 @@ impl Ledger {
     /// filter whose write failed restores what the ledger had before it.
     pub fn restore(&mut self, key: &str, previous: Option<LedgerEntry>) {
         self.remove(key);
-        if let Some(entry) = previous {
-            let per_device = self.nodes.entry(entry.node.clone()).or_default();
-            for (uuid, u) in &entry.usage {
-                per_device.entry(uuid.clone()).or_default().add(*u);
-            }
-            self.pods.insert(key.to_string(), entry);
+        if let Some(previous) = previous {
+            let entry = self.add(
+                &previous.node,
+                previous.usage.iter().map(|(uuid, u)| (&**uuid, *u)),
+            );
+            self.pods.insert(key.into(), entry);
         }
     }
 
@@ -188,11 +217,11 @@ impl Ledger {
         let terminating = pod.metadata.deletion_timestamp.is_some();
         match pod_holding(pod) {
             Ok(Some((node, allocation))) => {
-                if terminating && self.pods.contains_key(&key) {
+                if terminating && self.pods.contains_key(key.as_str()) {
                     return Ok(Observed::Counted);
                 }
                 self.upsert(&key, &node, &allocation);
-                Ok(if self.pods.contains_key(&key) {
+                Ok(if self.pods.contains_key(key.as_str()) {
                     Observed::Counted
                 } else {
                     Observed::NotCounted
@@ -220,8 +249,8 @@ impl Ledger {
     }
 
     /// Every counted pod and its contribution (unordered).
-    pub fn entries(&self) -> impl Iterator<Item = (&String, &LedgerEntry)> {
-        self.pods.iter()
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &LedgerEntry)> {
+        self.pods.iter().map(|(key, entry)| (&**key, entry))
     }
 
     /// Number of counted pods.
@@ -229,9 +258,12 @@ impl Ledger {
         self.pods.len()
     }
 
-    /// Every device with usage on `node` (unordered).
-    pub fn node_devices(&self, node: &str) -> impl Iterator<Item = (&String, &DeviceUsage)> {
-        self.nodes.get(node).into_iter().flat_map(|m| m.iter())
+    /// Every device with usage on `node`, in device-id order.
+    pub fn node_devices(&self, node: &str) -> impl Iterator<Item = (&str, &DeviceUsage)> {
+        self.nodes
+            .get(node)
+            .into_iter()
+            .flat_map(|devices| devices.iter().map(|(id, sum)| (&**id, sum)))
     }
 }
 
@@ -239,8 +271,10 @@ impl UsageSource for Ledger {
     fn device_usage(&self, node: &str, uuid: &str) -> DeviceUsage {
         self.nodes
             .get(node)
-            .and_then(|m| m.get(uuid))
-            .copied()
+            .and_then(|devices| {
+                let at = devices.binary_search_by(|(id, _)| (**id).cmp(uuid)).ok()?;
+                Some(devices[at].1)
+            })
             .unwrap_or_default()
     }
 }
@@ -349,10 +383,8 @@ mod tests {
         // Re-observing is idempotent.
         l.observe(&a).unwrap();
         assert_eq!(l.device_usage("n1", "GPU-0"), usage(2, 4000, 40));
-        let on_n1: std::collections::BTreeMap<&str, DeviceUsage> = l
-            .node_devices("n1")
-            .map(|(id, u)| (id.as_str(), *u))
-            .collect();
+        let on_n1: std::collections::BTreeMap<&str, DeviceUsage> =
+            l.node_devices("n1").map(|(id, u)| (id, *u)).collect();
         assert_eq!(
             on_n1,
             std::collections::BTreeMap::from([
@@ -406,6 +438,77 @@ mod tests {
         let err = l.observe(&bad).unwrap_err();
         assert!(err.to_string().contains("ns/c") && err.to_string().contains("\"x\""));
         assert_eq!(l.pod_count(), 0);
+    }
+
+    #[test]
+    fn entries_share_the_ledgers_names_and_sums_stay_sorted() {
+        let mut l = Ledger::new();
+        let on = |uuids: &[&str]| PodAllocation {
+            init: vec![],
+            app: vec![
+                uuids
+                    .iter()
+                    .map(|u| crate::model::ContainerDevice {
+                        uuid: u.to_string(),
+                        backend: "NVIDIA".into(),
+                        usedmem: 1000,
+                        usedcores: 10,
+                    })
+                    .collect(),
+            ],
+        };
+        l.upsert("ns/a", "n1", &on(&["GPU-c", "GPU-a"]));
+        l.upsert("ns/b", "n1", &on(&["GPU-b", "GPU-c"]));
+        l.upsert("ns/c", "n2", &on(&["GPU-a"]));
+        let (a, b) = (l.entry("ns/a").unwrap(), l.entry("ns/b").unwrap());
+        assert!(Arc::ptr_eq(&a.node, &b.node));
+        assert!(Arc::ptr_eq(&a.usage[1].0, &b.usage[1].0));
+        assert_eq!(&*a.usage[1].0, "GPU-c");
+        // Same id on another node: its own sums.
+        assert!(!Arc::ptr_eq(
+            &a.usage[0].0,
+            &l.entry("ns/c").unwrap().usage[0].0
+        ));
+        let ids = |l: &Ledger, node| {
+            l.node_devices(node)
+                .map(|(id, u)| (id.to_string(), u.used))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&l, "n1"),
+            [
+                ("GPU-a".to_string(), 1),
+                ("GPU-b".to_string(), 1),
+                ("GPU-c".to_string(), 2)
+            ]
+        );
+        assert_eq!(l.device_usage("n1", "GPU-c"), usage(2, 2000, 20));
+        assert_eq!(l.device_usage("n1", "GPU-d"), DeviceUsage::default());
+        assert_eq!(l.device_usage("n3", "GPU-a"), DeviceUsage::default());
+        // A restored entry counts again, on the ledger's own copies.
+        let taken = l.entry("ns/a").cloned();
+        assert!(l.remove("ns/a"));
+        assert_eq!(
+            ids(&l, "n1"),
+            [("GPU-b".to_string(), 1), ("GPU-c".to_string(), 1)]
+        );
+        l.restore("ns/a", taken);
+        assert_eq!(
+            ids(&l, "n1"),
+            [
+                ("GPU-a".to_string(), 1),
+                ("GPU-b".to_string(), 1),
+                ("GPU-c".to_string(), 2)
+            ]
+        );
+        let b = l.entry("ns/b").unwrap();
+        assert!(Arc::ptr_eq(&l.entry("ns/a").unwrap().node, &b.node));
+        // Idle devices and nodes are dropped.
+        for key in ["ns/a", "ns/b", "ns/c"] {
+            assert!(l.remove(key));
+        }
+        assert_eq!(l.node_devices("n1").count(), 0);
+        assert!(l.nodes.is_empty() && l.pods.is_empty());
     }
 
     #[test]

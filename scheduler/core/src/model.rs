@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// One GPU as a node registers it in `hami.io/node-nvidia-register` (HAMi's `DeviceInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -19,13 +20,13 @@ pub struct DeviceInfo {
     pub devmem: u32,
     /// Compute units in percent of one GPU (100 unless the plugin scales cores).
     pub devcore: u32,
-    /// Model name, e.g. `NVIDIA-H100-80GB-HBM3`.
+    /// Model name, e.g. `NVIDIA-H100-80GB-HBM3` (shared: the registry keeps one copy per name).
     #[serde(rename = "type")]
-    pub device_type: String,
+    pub device_type: Arc<str>,
     /// NUMA node of the device (`omitempty`: absent means 0).
     pub numa: u32,
-    /// Sharing mode: `hami-core`, `mig` or `mps` (absent means empty).
-    pub mode: String,
+    /// Sharing mode: `hami-core`, `mig` or `mps` (absent means empty; shared like the model name).
+    pub mode: Arc<str>,
     /// Whether the kubelet reports the device healthy (`omitempty`: absent means false).
     pub health: bool,
 }
@@ -39,7 +40,7 @@ impl DeviceInfo {
 
     /// True for a device in MIG mode (sliceguard does not place MIG profiles yet).
     pub fn is_mig(&self) -> bool {
-        self.mode == "mig"
+        &*self.mode == "mig"
     }
 }
 

@@ -76,7 +76,7 @@ pub fn fleet_devices(node: &str, spec: &FleetSpec) -> Vec<DeviceInfo> {
             count: spec.split,
             devmem: spec.memory_mib,
             devcore: spec.cores,
-            device_type: plugin_type_name(&spec.device_type),
+            device_type: plugin_type_name(&spec.device_type).into(),
             numa: 0,
             mode: "hami-core".into(),
             health: true,

@@ -11,7 +11,8 @@ use crate::annotations::{DEVICE_CORDON, NODE_REGISTER};
 use crate::codec::register;
 use crate::model::DeviceInfo;
 use k8s_openapi::api::core::v1::Node;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// A registered node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,12 @@ pub fn registered_node(
 pub struct Registry {
     nodes: BTreeMap<String, RegisteredNode>,
     problems: BTreeMap<String, Unregistered>,
+    /// Model names and sharing modes, each stored once and shared by every device that has it (a
+    /// fleet has a handful; issue 17: bytes per device). Names no device has any more are dropped
+    /// once the set has doubled since the last sweep.
+    shared_names: HashSet<Arc<str>>,
+    /// The set's size after the last sweep.
+    swept_len: usize,
 }
 
 impl Registry {
@@ -110,7 +117,12 @@ impl Registry {
         annotations: &BTreeMap<String, String>,
     ) -> Result<(), Unregistered> {
         match registered_node(name, annotations) {
-            Ok(node) => {
+            Ok(mut node) => {
+                node.devices.shrink_to_fit();
+                for device in &mut node.devices {
+                    device.device_type = self.shared(&device.device_type);
+                    device.mode = self.shared(&device.mode);
+                }
                 self.problems.remove(name);
                 self.nodes.insert(name.to_string(), node);
                 Ok(())
@@ -127,6 +139,20 @@ impl Registry {
     pub fn remove(&mut self, name: &str) {
         self.nodes.remove(name);
         self.problems.remove(name);
+    }
+
+    /// The registry's copy of a model name or mode, made the shared copy if it is new.
+    fn shared(&mut self, name: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.shared_names.get(name) {
+            return Arc::clone(shared);
+        }
+        if self.shared_names.len() >= 2 * self.swept_len.max(16) {
+            // Only the set holds a name no device has any more.
+            self.shared_names.retain(|n| Arc::strong_count(n) > 1);
+            self.swept_len = self.shared_names.len();
+        }
+        self.shared_names.insert(Arc::clone(name));
+        Arc::clone(name)
     }
 
     /// A registered node.
@@ -158,6 +184,67 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unused_names_are_swept_only_once_the_set_has_doubled() {
+        let mut r = Registry::new();
+        let one = |model: &str| {
+            annos(&[(
+                NODE_REGISTER,
+                &format!(r#"[{{"id":"GPU-a","type":"{model}","mode":"hami-core"}}]"#),
+            )])
+        };
+        // `hami-core` and model 0 .. model 30: 32 names, 30 of them stale, none swept yet (the
+        // sweep's cost is paid once per doubling, not per registration).
+        for i in 0..31 {
+            r.upsert("n1", &one(&format!("M-{i}"))).unwrap();
+            assert_eq!(r.shared_names.len(), i + 2);
+        }
+        // The 33rd name sweeps: the live two stay, the new one is added.
+        r.upsert("n1", &one("M-31")).unwrap();
+        assert_eq!(r.shared_names.len(), 3);
+        assert_eq!(r.swept_len, 2);
+        for i in 32..35 {
+            r.upsert("n1", &one(&format!("M-{i}"))).unwrap();
+        }
+        assert_eq!(r.shared_names.len(), 6);
+    }
+
+    #[test]
+    fn model_names_and_modes_are_stored_once_and_swept_when_unused() {
+        let mut r = Registry::new();
+        let register = |model: &str| {
+            annos(&[(
+                NODE_REGISTER,
+                &format!(
+                    r#"[{{"id":"GPU-a","type":"{model}","mode":"hami-core"}},{{"id":"GPU-b","type":"{model}","mode":"hami-core"}}]"#
+                ),
+            )])
+        };
+        r.upsert("n1", &register("NVIDIA-A")).unwrap();
+        r.upsert("n2", &register("NVIDIA-A")).unwrap();
+        let (n1, n2) = (r.get("n1").unwrap(), r.get("n2").unwrap());
+        assert!(Arc::ptr_eq(
+            &n1.devices[0].device_type,
+            &n2.devices[1].device_type
+        ));
+        assert!(Arc::ptr_eq(&n1.devices[1].mode, &n2.devices[0].mode));
+        assert_eq!(&*n2.devices[1].device_type, "NVIDIA-A");
+        assert_eq!(r.shared_names.len(), 2);
+        // Models that come and go are swept once the set has doubled; live ones stay shared.
+        for i in 0..40 {
+            r.upsert("n3", &register(&format!("NVIDIA-{i}"))).unwrap();
+        }
+        assert!(r.shared_names.len() < 32, "{}", r.shared_names.len());
+        assert!(r.shared_names.contains("NVIDIA-A"));
+        assert!(r.shared_names.contains("NVIDIA-39"));
+        assert!(!r.shared_names.contains("NVIDIA-0"));
+        r.upsert("n4", &register("NVIDIA-A")).unwrap();
+        assert!(Arc::ptr_eq(
+            &r.get("n4").unwrap().devices[0].device_type,
+            &r.get("n1").unwrap().devices[0].device_type
+        ));
+    }
 
     fn annos(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()

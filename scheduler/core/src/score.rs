@@ -74,7 +74,7 @@ pub fn device_score(
     if device.count == 0 || device.devcore == 0 || device.devmem == 0 {
         return 0.0;
     }
-    let (req, core, mem) = if device.device_type == BACKEND_NVIDIA {
+    let (req, core, mem) = if &*device.device_type == BACKEND_NVIDIA {
         let mem = if request.mem_percentage != 0 && request.mem_percentage != PERCENTAGE_UNSET {
             u64::from(device.devmem) * u64::from(request.mem_percentage) / 100
         } else {

@@ -157,7 +157,7 @@ fn used(tasks: u64, memory: u64, cores: u64) -> DeviceUsage {
 fn entries(view: &ClusterView) -> BTreeMap<String, LedgerEntry> {
     view.ledger()
         .entries()
-        .map(|(k, e)| (k.clone(), e.clone()))
+        .map(|(k, e)| (k.to_string(), e.clone()))
         .collect()
 }
 
@@ -286,7 +286,7 @@ fn a_5xx_counts_the_write_as_unconfirmed() {
     assert!(view.ledger().entry("default/p").is_none());
     let keys = unconfirmed(&view, "default/p");
     assert_eq!(keys.len(), 1);
-    assert_eq!(view.ledger().entry(&keys[0]).unwrap().node, "n1");
+    assert_eq!(view.ledger().entry(&keys[0]).unwrap().node.as_ref(), "n1");
     // Counted once, as the write that may have landed.
     assert_eq!(usage(&view, "n1"), used(1, 1000, 20));
     let settle = view.unconfirmed_older_than(SignedDuration::ZERO, t0());
@@ -313,7 +313,10 @@ fn a_lost_answer_after_the_write_landed_is_settled_by_the_watch_and_counted_once
     // The watch delivers the pod carrying the write: it becomes the pod's own usage, once.
     view.apply_pod(&patched(&p, &effects[0])).unwrap();
     assert!(unconfirmed(&view, "default/p").is_empty());
-    assert_eq!(view.ledger().entry("default/p").unwrap().node, "n1");
+    assert_eq!(
+        view.ledger().entry("default/p").unwrap().node.as_ref(),
+        "n1"
+    );
     assert_eq!(usage(&view, "n1"), used(1, 1000, 20));
     assert_eq!(view.ledger().pod_count(), 1);
 }
@@ -339,7 +342,10 @@ fn a_lost_answer_on_a_re_filter_of_an_assumed_pod_is_settled_by_the_watch_and_co
     view.replace_pods(&[on_api]);
     assert!(unconfirmed(&view, "default/p").is_empty());
     assert!(!view.is_assumed("default/p"));
-    assert_eq!(view.ledger().entry("default/p").unwrap().node, "n2");
+    assert_eq!(
+        view.ledger().entry("default/p").unwrap().node.as_ref(),
+        "n2"
+    );
     assert_eq!(usage(&view, "n2"), used(1, 8000, 100));
     assert_eq!(usage(&view, "n1"), DeviceUsage::default());
 }
@@ -438,10 +444,13 @@ fn cancelled_after_the_patch_was_handed_out_counts_the_write_as_unconfirmed() {
     // The previous allocation is back (the patch may not have landed) and the new write counts as
     // unconfirmed (it may have): not as a confirmed assumption, and not lost.
     assert!(!view.is_assumed("default/p"));
-    assert_eq!(view.ledger().entry("default/p").unwrap().node, "n1");
+    assert_eq!(
+        view.ledger().entry("default/p").unwrap().node.as_ref(),
+        "n1"
+    );
     let keys = unconfirmed(&view, "default/p");
     assert_eq!(keys.len(), 1);
-    assert_eq!(view.ledger().entry(&keys[0]).unwrap().node, "n2");
+    assert_eq!(view.ledger().entry(&keys[0]).unwrap().node.as_ref(), "n2");
     assert_eq!(usage(&view, "n1"), used(1, 8000, 100));
     assert_eq!(usage(&view, "n2"), used(1, 8000, 100));
     let settle = view.unconfirmed_older_than(SignedDuration::ZERO, at(5));
@@ -522,7 +531,10 @@ fn the_settle_read_drops_a_write_that_did_not_land() {
     );
     // a's write is gone; b holds n1 instead.
     assert!(unconfirmed(&view, "default/a").is_empty());
-    assert_eq!(view.ledger().entry("default/b").unwrap().node, "n1");
+    assert_eq!(
+        view.ledger().entry("default/b").unwrap().node.as_ref(),
+        "n1"
+    );
     assert_eq!(usage(&view, "n1"), used(1, 8000, 100));
 }
 

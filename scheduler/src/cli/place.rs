@@ -302,7 +302,7 @@ fn place_one(
                 .map(|n| {
                     n.devices
                         .iter()
-                        .map(|d| (d.id.as_str(), d.device_type.as_str()))
+                        .map(|d| (d.id.as_str(), &*d.device_type))
                         .collect()
                 })
                 .unwrap_or_default();

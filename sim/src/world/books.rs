@@ -258,7 +258,7 @@ fn ledger_differences(
 ) -> Vec<String> {
     use sliceguard::ledger::UsageSource as _;
     let mut out = Vec::new();
-    let keys: BTreeSet<&String> = kept
+    let keys: BTreeSet<&str> = kept
         .entries()
         .chain(fresh.entries())
         .map(|(k, _)| k)
@@ -267,12 +267,7 @@ fn ledger_differences(
     for key in keys {
         let (k, f) = (kept.entry(key), fresh.entry(key));
         for entry in [k, f].into_iter().flatten() {
-            devices.extend(
-                entry
-                    .usage
-                    .iter()
-                    .map(|(uuid, _)| (entry.node.as_str(), uuid.as_str())),
-            );
+            devices.extend(entry.usage.iter().map(|(uuid, _)| (&*entry.node, &**uuid)));
         }
         if k != f {
             out.push(format!(
@@ -282,11 +277,7 @@ fn ledger_differences(
     }
     for node in nodes {
         for ledger in [kept, fresh] {
-            devices.extend(
-                ledger
-                    .node_devices(node)
-                    .map(|(uuid, _)| (*node, uuid.as_str())),
-            );
+            devices.extend(ledger.node_devices(node).map(|(uuid, _)| (*node, uuid)));
         }
     }
     for (node, uuid) in devices {

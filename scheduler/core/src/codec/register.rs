@@ -129,8 +129,8 @@ pub fn parse_json(value: &str) -> Result<Vec<DeviceInfo>, RegisterError> {
                 devcore: json_number("devcore", w.devcore).map_err(wrap)?,
                 numa: json_number("numa", w.numa).map_err(wrap)?,
                 id: w.id,
-                device_type: w.device_type,
-                mode: w.mode,
+                device_type: w.device_type.into(),
+                mode: w.mode.into(),
                 health: w.health,
             })
         })
@@ -214,11 +214,11 @@ pub fn parse_text(value: &str) -> Result<Vec<DeviceInfo>, RegisterError> {
             count: parse_go_u31("count", fields[1])?,
             devmem: parse_go_u31("memory", fields[2])?,
             devcore: parse_go_u31("core", fields[3])?,
-            device_type: fields[4].to_string(),
+            device_type: fields[4].into(),
             numa: parse_go_u31("numa", fields[5])?,
             health: parse_go_bool("health", fields[6])?,
             index,
-            mode,
+            mode: mode.into(),
         });
     }
     Ok(devices)
@@ -235,7 +235,11 @@ pub fn parse_text(value: &str) -> Result<Vec<DeviceInfo>, RegisterError> {
 pub fn render_text(devices: &[DeviceInfo]) -> Result<String, FieldError> {
     let mut out = String::new();
     for d in devices {
-        for (field, value) in [("id", &d.id), ("type", &d.device_type), ("mode", &d.mode)] {
+        for (field, value) in [
+            ("id", &*d.id),
+            ("type", &*d.device_type),
+            ("mode", &*d.mode),
+        ] {
             if value.contains([',', ':']) {
                 return Err(FieldError::new(
                     field,
@@ -301,7 +305,7 @@ mod tests {
         let devices = parse(value).unwrap();
         assert_eq!(devices[0].index, 4);
         assert_eq!(devices[0].devcore, 500);
-        assert_eq!(devices[0].mode, "mig");
+        assert_eq!(&*devices[0].mode, "mig");
         assert_eq!(render_json(&devices), value);
     }
 
@@ -310,7 +314,7 @@ mod tests {
         let value = r#"[{"id":"GPU-a","migProfiles":[{"name":"1g.5gb","memoryMB":4864,"core":15,"sliceCount":1,"placements":[{"start":6,"size":1}]}]}]"#;
         let d = &parse(value).unwrap()[0];
         assert_eq!(
-            (d.index, d.numa, d.health, d.mode.as_str(), d.count),
+            (d.index, d.numa, d.health, &*d.mode, d.count),
             (0, 0, false, "", 0)
         );
         assert_eq!(render_json(std::slice::from_ref(d)), r#"[{"id":"GPU-a"}]"#);
@@ -357,7 +361,7 @@ mod tests {
         let nine = "GPU-ca904b47-ae7c-20b9-4be2-bf85f75cbf40,10,16376,100,NVIDIA-NVIDIA RTX A4000,0,true,0,hami-core:";
         let d = parse(nine).unwrap();
         assert_eq!(d[0].devmem, 16376);
-        assert_eq!(d[0].device_type, "NVIDIA-NVIDIA RTX A4000");
+        assert_eq!(&*d[0].device_type, "NVIDIA-NVIDIA RTX A4000");
         assert_eq!(render_text(&d).unwrap(), nine);
         assert_eq!(parse(":").unwrap(), vec![]);
         assert_eq!(parse("::").unwrap(), vec![]);
