@@ -154,8 +154,9 @@ BENCH_BIN_DIR ?= $(CURDIR)/target/release
 bench: ## Performance: placement index vs plain scan, rebuild-and-scan and floor (100..20k nodes), ledger, parsing, memory, the service alone (filter + bind over HTTP), end to end, serve peak RSS; writes bench/REPORT.md
 	$(CARGO) build --release -q -p sliceguard-scheduler -p sliceguard-kind-harness
 	SLICEGUARD_BENCH_JSON=$(CURDIR)/target/bench-placement.jsonl $(CARGO) bench -q -p sliceguard-scheduler --bench placement
+	SLICEGUARD_BENCH_MEMORY_JSON=$(CURDIR)/target/bench-memory.jsonl $(CARGO) bench -q -p sliceguard-scheduler --bench memory
 	SLICEGUARD_BENCH_SERVICE_JSON=$(CURDIR)/target/bench-service.jsonl $(CARGO) bench -q -p sliceguard-scheduler --bench service
-	$(CARGO) run --release -q -p sliceguard-kind-harness --example bench_report -- --rows target/bench-placement.jsonl --service-rows target/bench-service.jsonl --out bench/REPORT.md --e2e-nodes 1000 --e2e-pods $(BENCH_E2E_PODS) --serve-nodes $(BENCH_SERVE_NODES) --serve-pods $(BENCH_SERVE_PODS) --bin-dir $(BENCH_BIN_DIR)
+	$(CARGO) run --release -q -p sliceguard-kind-harness --example bench_report -- --rows target/bench-placement.jsonl --memory-rows target/bench-memory.jsonl --service-rows target/bench-service.jsonl --out bench/REPORT.md --e2e-nodes 1000 --e2e-pods $(BENCH_E2E_PODS) --serve-nodes $(BENCH_SERVE_NODES) --serve-pods $(BENCH_SERVE_PODS) --bin-dir $(BENCH_BIN_DIR)
 
 .PHONY: quality
 quality: ## Placement quality on the Alibaba trace: regenerate bench/QUALITY.md (QUALITY_DATA, QUALITY_SEEDS, QUALITY_VARIANT_SEEDS, QUALITY_JOBS)

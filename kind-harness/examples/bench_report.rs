@@ -15,9 +15,10 @@
 //! `cargo run --release -p sliceguard-kind-harness --example bench_report -- --rows <json> --out
 //! bench/REPORT.md [--e2e-nodes 1000] [--e2e-pods 1000] [--serve-nodes 20000] [--serve-pods 100000]
 //! [--bin-dir target/release] [--skip-serve] [--only in-process|loopback|serve]
-//! [--service-rows <json>]` (`--only` runs one measurement and prints it, for profiling, without
-//! writing the report; `--service-rows` adds the service benchmark's rows, written by
-//! `scheduler/benches/service.rs`)
+//! [--service-rows <json>] [--memory-rows <json>]` (`--only` runs one measurement and prints it,
+//! for profiling, without writing the report; `--service-rows` adds the service benchmark's rows,
+//! written by `scheduler/benches/service.rs`; `--memory-rows` the memory bench's, written by
+//! `scheduler/benches/memory.rs`)
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
@@ -33,6 +34,7 @@ struct Args {
     rows: String,
     /// Rows of `scheduler/benches/service.rs` (`SLICEGUARD_BENCH_SERVICE_JSON`), if measured.
     service_rows: Option<String>,
+    memory_rows: Option<String>,
     out: String,
     e2e_nodes: usize,
     e2e_pods: usize,
@@ -48,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         rows: String::new(),
         service_rows: None,
+        memory_rows: None,
         out: "bench/REPORT.md".into(),
         e2e_nodes: 1000,
         e2e_pods: 1000,
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--rows" => args.rows = value()?,
             "--service-rows" => args.service_rows = Some(value()?),
+            "--memory-rows" => args.memory_rows = Some(value()?),
             "--out" => args.out = value()?,
             "--e2e-nodes" => args.e2e_nodes = number(value()?, "--e2e-nodes")?,
             "--e2e-pods" => args.e2e_pods = number(value()?, "--e2e-pods")?,
@@ -546,7 +550,12 @@ fn main() {
         }
         return;
     }
-    let rows = match read_rows(&args.rows) {
+    let rows = match read_rows(&args.rows).and_then(|mut rows| {
+        if let Some(path) = &args.memory_rows {
+            rows.extend(read_rows(path)?);
+        }
+        Ok(rows)
+    }) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -727,7 +736,7 @@ fn render(
     if let Some(list) = groups.get("memory") {
         let _ = writeln!(
             md,
-            "## Memory\n\nHeap bytes each structure holds once built at the largest fleet, counted by the bench's global allocator (mimalloc, as `sliceguard serve` runs it, wrapped by the `cap` crate's counting allocator; sizes as requested, before mimalloc's size classes), and next to them the resident bytes the build added (`/proc/self/statm`, which includes size-class rounding and pages the allocator keeps). Built through the same `Registry::upsert` and `Ledger::upsert` as `serve`'s watches; the fleet's own list of node names is not counted.\n\n| structure | nodes | devices | pods | heap bytes | per device | resident bytes | per device |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            "## Memory\n\n`scheduler/benches/memory.rs`: heap bytes each structure holds once built at the largest fleet, counted by that bench's global allocator (mimalloc, as `sliceguard serve` runs it, wrapped by the `cap` crate's counting allocator; sizes as requested, before mimalloc's size classes), and next to them the resident bytes the build added (`/proc/self/statm`, which includes size-class rounding and pages the allocator keeps). Built through the same `Registry::upsert` and `Ledger::upsert` as `serve`'s watches; the fleet's own list of node names is not counted. The timed rows above run on plain mimalloc (`sliceguard serve`'s allocator) in their own binary, without the counting.\n\n| structure | nodes | devices | pods | heap bytes | per device | resident bytes | per device |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         let mut sum = 0.0;
         for r in list {

@@ -2,24 +2,23 @@
 //! node (HAMi's approach), against a rebuild of usage from every pod followed by the scan (HAMi's
 //! per-call cost), and against a floor (one pass over every device's state, the least any
 //! exhaustive decision must do), on seeded fleets of 100 to 20,000 nodes × 8 GPUs at about 50 %
-//! utilisation with fragmentation; plus the ledger update per pod event, annotation parsing, and
-//! the memory the registry, ledger and index hold per device.
+//! utilisation with fragmentation; plus the ledger update per pod event and annotation parsing.
 //!
 //! `cargo bench -p sliceguard-scheduler --bench placement` runs the divan benches (fractional
 //! decision, index and scan). With `SLICEGUARD_BENCH_JSON=<path>` it instead runs every row with its
 //! own sampler (divan reports no percentiles) and writes one JSON object per row (median and p99 in
 //! nanoseconds) to `<path>`; `make bench` turns that file into `bench/REPORT.md`.
-//! `SLICEGUARD_BENCH_NODES=100,1000` limits the fleet sizes; `SLICEGUARD_BENCH_MEMORY_ONLY=1` writes
-//! only the memory rows.
+//! `SLICEGUARD_BENCH_NODES=100,1000` limits the fleet sizes. The memory rows are the `memory`
+//! bench's (its own binary: it counts every allocation, which the timings here must not pay).
 
 use k8s_openapi::api::core::v1::Pod;
-use sliceguard::annotations::{DEVICES_ALLOCATED, NODE_REGISTER, VGPU_NODE};
+use sliceguard::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
 use sliceguard::cluster_view::ClusterView;
 use sliceguard::codec::{pod_devices, reasons, register};
 use sliceguard::decision::{self, PreparedPod, SchedulerSettings};
 use sliceguard::index::PlacementIndex;
 use sliceguard::ledger::Ledger;
-use sliceguard::model::{ContainerDevice, DeviceInfo, PodAllocation};
+use sliceguard::model::{DeviceInfo, PodAllocation};
 use sliceguard::objects::{GpuAsk, gpu_pod};
 use sliceguard::registry::Registry;
 use std::collections::BTreeMap;
@@ -27,31 +26,15 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// Every allocation goes through mimalloc, as in `sliceguard serve`, and is counted: the memory rows
-/// report the heap bytes each structure holds (sizes requested, before mimalloc's size classes).
+/// The allocator `sliceguard serve` runs on, so that the decisions and ledger updates are timed
+/// with the allocations they make in production.
 #[global_allocator]
-static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const GPUS: usize = 8;
-const DEVMEM: u32 = 81920;
+mod fleet;
+use fleet::{DEVMEM, GPUS, device, ledger_of, pods_of, registry_of};
+
 const SIZES: [usize; 4] = [100, 1_000, 5_000, 20_000];
-
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A seeded fleet, its pods and everything each decision path reads.
 struct Fleet {
@@ -63,93 +46,6 @@ struct Fleet {
     pods: Vec<(String, String, PodAllocation)>,
     /// Flat device state for the floor: (devmem, usedmem, count, used, usedcores) per device.
     flat: Vec<[u64; 5]>,
-}
-
-fn device(node: &str, g: usize) -> DeviceInfo {
-    DeviceInfo {
-        id: format!("GPU-{node}-{g}"),
-        index: g as u32,
-        count: 10,
-        devmem: DEVMEM,
-        devcore: 100,
-        device_type: "NVIDIA-H100-80GB-HBM3".into(),
-        numa: (g / 4) as u32,
-        mode: "hami-core".into(),
-        health: true,
-    }
-}
-
-/// Task shares (percent of one GPU) on one device: 30 % idle, 25 % whole, 45 % shared by one to
-/// three fractional tasks (about half the fleet's memory in use, unevenly: fragmented).
-fn shares(rng: &mut Rng) -> Vec<u32> {
-    match rng.below(20) {
-        0..=5 => vec![],
-        6..=10 => vec![100],
-        _ => {
-            let mut left = 100u32;
-            (0..1 + rng.below(3))
-                .map_while(|_| {
-                    let share = 10 * (1 + rng.below(6) as u32);
-                    (share < left).then(|| {
-                        left -= share;
-                        share
-                    })
-                })
-                .collect()
-        }
-    }
-}
-
-/// `nodes` registered nodes and their names.
-fn registry_of(nodes: usize) -> (Registry, Vec<String>) {
-    let mut registry = Registry::new();
-    let mut names = Vec::with_capacity(nodes);
-    for n in 0..nodes {
-        let name = format!("gpu-node-{n:05}");
-        let devices: Vec<DeviceInfo> = (0..GPUS).map(|g| device(&name, g)).collect();
-        let annotations =
-            BTreeMap::from([(NODE_REGISTER.to_string(), register::render_json(&devices))]);
-        registry
-            .upsert(&name, &annotations)
-            .unwrap_or_else(|e| panic!("fixture node {name} does not register: {e}"));
-        names.push(name);
-    }
-    (registry, names)
-}
-
-/// The seeded pods of a fleet: key, node, allocation.
-fn pods_of(registry: &Registry) -> Vec<(String, String, PodAllocation)> {
-    let mut rng = Rng(0x5eed ^ registry.len() as u64);
-    let mut pods = Vec::new();
-    for node in registry.nodes() {
-        for d in &node.devices {
-            for (t, share) in shares(&mut rng).into_iter().enumerate() {
-                let allocation = PodAllocation {
-                    init: vec![],
-                    app: vec![vec![ContainerDevice {
-                        uuid: d.id.clone(),
-                        backend: "NVIDIA".into(),
-                        usedmem: DEVMEM * share / 100,
-                        usedcores: share,
-                    }]],
-                };
-                pods.push((
-                    format!("default/{}-{t}", d.id),
-                    node.name.clone(),
-                    allocation,
-                ));
-            }
-        }
-    }
-    pods
-}
-
-fn ledger_of(pods: &[(String, String, PodAllocation)]) -> Ledger {
-    let mut ledger = Ledger::new();
-    for (key, node, allocation) in pods {
-        ledger.upsert(key, node, allocation);
-    }
-    ledger
 }
 
 impl Fleet {
@@ -288,8 +184,6 @@ struct Row {
     p99_ns: f64,
     samples: usize,
     bytes: Option<usize>,
-    /// Resident bytes added, next to the counted heap bytes (memory rows only).
-    resident: Option<usize>,
 }
 
 /// Times `f` (per call) until `budget` is spent or `max` samples are taken (at least 5). Calls
@@ -313,22 +207,14 @@ fn sample(mut f: impl FnMut(), max: usize, budget: Duration) -> (f64, f64, usize
     (pick(0.5), pick(0.99), times.len())
 }
 
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
 fn json_rows(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows {
         let bytes = r.bytes.map_or("null".to_string(), |b| b.to_string());
-        let resident = r.resident.map_or("null".to_string(), |b| b.to_string());
         let _ = writeln!(
             out,
-            "{{\"group\":{:?},\"name\":{:?},\"nodes\":{},\"median_ns\":{:.1},\"p99_ns\":{:.1},\"samples\":{},\"bytes\":{},\"resident\":{}}}",
-            r.group, r.name, r.nodes, r.median_ns, r.p99_ns, r.samples, bytes, resident
+            "{{\"group\":{:?},\"name\":{:?},\"nodes\":{},\"median_ns\":{:.1},\"p99_ns\":{:.1},\"samples\":{},\"bytes\":{}}}",
+            r.group, r.name, r.nodes, r.median_ns, r.p99_ns, r.samples, bytes
         );
     }
     out
@@ -355,66 +241,8 @@ fn report(path: &str) {
             p99_ns: p,
             samples: s,
             bytes: None,
-            resident: None,
         });
     };
-    let mut memory: Vec<Row> = Vec::new();
-
-    // Memory first, in a fresh heap: the heap bytes (counted) and resident bytes added by building
-    // each structure at the largest size.
-    if let Some(&largest) = sizes().iter().max() {
-        let measure = |build: &mut dyn FnMut()| {
-            let (heap, resident) = (ALLOCATOR.allocated(), rss_bytes());
-            build();
-            (
-                ALLOCATOR.allocated().saturating_sub(heap),
-                rss_bytes().saturating_sub(resident),
-            )
-        };
-        let mut built = None;
-        let registry_bytes = measure(&mut || built = Some(registry_of(largest)));
-        let (registry, names) = built.take().expect("the registry was built");
-        let pods = pods_of(&registry);
-        let mut ledger = None;
-        let ledger_bytes = measure(&mut || ledger = Some(ledger_of(&pods)));
-        let ledger = ledger.expect("the ledger was built");
-        let mut index = None;
-        let index_bytes = measure(&mut || index = Some(PlacementIndex::build(&registry, &ledger)));
-        let devices = largest * GPUS;
-        let pods = pods.len();
-        // The names are the fleet's, not the registry's: take them out of its count.
-        let names_bytes: usize = names.iter().map(String::capacity).sum::<usize>()
-            + names.capacity() * std::mem::size_of::<String>();
-        let registry_bytes = (
-            registry_bytes.0.saturating_sub(names_bytes),
-            registry_bytes.1,
-        );
-        drop(names);
-        black_box((&registry, &index, &ledger));
-        for (name, (bytes, resident)) in [
-            ("registry", registry_bytes),
-            ("ledger", ledger_bytes),
-            ("index", index_bytes),
-        ] {
-            eprintln!(
-                "memory {name}: {bytes} heap bytes ({resident} resident) for {devices} devices, {pods} pods"
-            );
-            memory.push(Row {
-                group: "memory".into(),
-                name: name.into(),
-                nodes: largest,
-                median_ns: 0.0,
-                p99_ns: 0.0,
-                samples: pods,
-                bytes: Some(bytes),
-                resident: Some(resident),
-            });
-        }
-    }
-
-    if std::env::var_os("SLICEGUARD_BENCH_MEMORY_ONLY").is_some() {
-        return write_rows(path, &memory);
-    }
     let pods = requests();
     for nodes in sizes() {
         let fleet = Fleet::new(nodes);
@@ -609,15 +437,9 @@ fn report(path: &str) {
             p99_ns: p,
             samples: s,
             bytes: Some(input.len()),
-            resident: None,
         });
     }
-    rows.extend(memory);
-    write_rows(path, &rows);
-}
-
-fn write_rows(path: &str, rows: &[Row]) {
-    if let Err(e) = std::fs::write(path, json_rows(rows)) {
+    if let Err(e) = std::fs::write(path, json_rows(&rows)) {
         eprintln!("cannot write {path}: {e}");
         std::process::exit(1);
     }
