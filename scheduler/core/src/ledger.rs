@@ -144,8 +144,8 @@ impl Ledger {
         self.pods.insert(key.into(), entry);
     }
 
-    /// Adds `usage` (sorted by device id) to the sums of `node`'s devices; returns the entry that
-    /// records it, sharing the ledger's copies of the names.
+    /// Adds `usage` (one entry per device) to the sums of `node`'s devices; returns the entry that
+    /// records it, in the same order, sharing the ledger's copies of the names.
     fn add<'a>(
         &mut self,
         node: &str,

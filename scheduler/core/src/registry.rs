@@ -188,12 +188,7 @@ mod tests {
     #[test]
     fn unused_names_are_swept_only_once_the_set_has_doubled() {
         let mut r = Registry::new();
-        let one = |model: &str| {
-            annos(&[(
-                NODE_REGISTER,
-                &format!(r#"[{{"id":"GPU-a","type":"{model}","mode":"hami-core"}}]"#),
-            )])
-        };
+        let one = |model: &str| registration(model, &["GPU-a"]);
         // `hami-core` and model 0 .. model 30: 32 names, 30 of them stale, none swept yet (the
         // sweep's cost is paid once per doubling, not per registration).
         for i in 0..31 {
@@ -213,14 +208,7 @@ mod tests {
     #[test]
     fn model_names_and_modes_are_stored_once_and_swept_when_unused() {
         let mut r = Registry::new();
-        let register = |model: &str| {
-            annos(&[(
-                NODE_REGISTER,
-                &format!(
-                    r#"[{{"id":"GPU-a","type":"{model}","mode":"hami-core"}},{{"id":"GPU-b","type":"{model}","mode":"hami-core"}}]"#
-                ),
-            )])
-        };
+        let register = |model: &str| registration(model, &["GPU-a", "GPU-b"]);
         r.upsert("n1", &register("NVIDIA-A")).unwrap();
         r.upsert("n2", &register("NVIDIA-A")).unwrap();
         let (n1, n2) = (r.get("n1").unwrap(), r.get("n2").unwrap());
@@ -244,6 +232,15 @@ mod tests {
             &r.get("n4").unwrap().devices[0].device_type,
             &r.get("n1").unwrap().devices[0].device_type
         ));
+    }
+
+    /// A register annotation listing `ids`, each of model `model` in `hami-core` mode.
+    fn registration(model: &str, ids: &[&str]) -> BTreeMap<String, String> {
+        let devices: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"id":"{id}","type":"{model}","mode":"hami-core"}}"#))
+            .collect();
+        annos(&[(NODE_REGISTER, &format!("[{}]", devices.join(",")))])
     }
 
     fn annos(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
