@@ -116,6 +116,16 @@ pub struct DeviceLoad {
 }
 
 impl DeviceLoad {
+    /// Takes `pod`'s holding out of the load (and its share out of the sums), if it holds the device.
+    pub fn remove_holder(&mut self, pod: &str) -> Option<Holding> {
+        let at = self.holders.iter().position(|h| h.pod == pod)?;
+        let holding = self.holders.remove(at);
+        self.tasks -= holding.tasks;
+        self.mem -= holding.mem;
+        self.cores -= holding.cores;
+        Some(holding)
+    }
+
     /// `pod (mem MiB, cores c, tasks t)` per holder, for messages.
     pub fn describe_holders(&self) -> String {
         self.holders
@@ -349,12 +359,7 @@ impl Recount {
         for uuid in counted.devices.into_keys() {
             let device = (counted.node.clone(), uuid);
             if let Some(load) = self.devices.get_mut(&device) {
-                if let Some(at) = load.holders.iter().position(|h| h.pod == key) {
-                    let holding = load.holders.remove(at);
-                    load.tasks -= holding.tasks;
-                    load.mem -= holding.mem;
-                    load.cores -= holding.cores;
-                }
+                load.remove_holder(key);
                 if load.holders.is_empty() {
                     self.devices.remove(&device);
                 }

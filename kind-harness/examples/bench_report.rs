@@ -34,6 +34,7 @@ struct Args {
     rows: String,
     /// Rows of `scheduler/benches/service.rs` (`SLICEGUARD_BENCH_SERVICE_JSON`), if measured.
     service_rows: Option<String>,
+    /// Rows of `scheduler/benches/memory.rs` (`SLICEGUARD_BENCH_MEMORY_JSON`), if measured.
     memory_rows: Option<String>,
     out: String,
     e2e_nodes: usize,

@@ -36,7 +36,7 @@ use sliceguard::annotations::{
 };
 use sliceguard::model::{ContainerDevice, PodDevices};
 use sliceguard::objects::{GpuAsk, gpu_pod};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The user every tenant request is made by: a namespace's ServiceAccount, which HAMi's own update
 /// rule (any service account) would trust and sliceguard's does not.
@@ -330,27 +330,19 @@ pub struct Grants {
 impl Grants {
     /// Records the allocation of every pod newly seen Running; forgets pods gone or finished.
     pub fn observe(&mut self, pods: &[std::sync::Arc<Pod>]) {
-        let mut live = BTreeMap::new();
+        let listed: BTreeSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .collect();
+        self.granted.retain(|uid, _| listed.contains(uid.as_str()));
         for pod in pods {
-            let Some(uid) = pod.metadata.uid.clone() else {
-                continue;
-            };
-            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            if !running {
-                continue;
-            }
-            let granted = self.granted.remove(&uid).unwrap_or_else(|| (**pod).clone());
-            // The grant keeps the allocation; the status (init containers done) is the current one.
-            let mut granted = granted;
-            granted.status = pod.status.clone();
-            live.insert(uid, granted);
+            self.apply(pod, false);
         }
-        self.granted = live;
     }
 
     /// Applies one change of one pod (`gone`: deleted): records its allocation when it is first
     /// seen Running, keeps its status current while it runs, forgets it once it is not. Returns the
-    /// pod's `namespace/name` and its grant now (`None`: no longer granted) when anything changed.
+    /// pod's `namespace/name` and its grant now (`None`: no longer granted) when it is or was granted.
     pub fn apply(&mut self, pod: &Pod, gone: bool) -> Option<(String, Option<&Pod>)> {
         let uid = pod.metadata.uid.as_deref()?;
         let running =

@@ -1290,12 +1290,7 @@ impl World {
             };
             // What the other pods hold: the device's load without this pod's own holding.
             let mut load = self.books.live.load(node, &entry.uuid);
-            if let Some(at) = load.holders.iter().position(|h| h.pod == key) {
-                let own = load.holders.remove(at);
-                load.tasks -= own.tasks;
-                load.mem -= own.mem;
-                load.cores -= own.cores;
-            }
+            load.remove_holder(key);
             let sums = sliceguard_invariants::checks::device_sums(&load);
             if sliceguard_invariants::checks::over_capacity(&sums, device) {
                 found.push(format!(
@@ -2439,7 +2434,6 @@ impl World {
     }
 }
 
-/// Feeds watch events (store changes) to a service's view, as its node and pod watches would.
 /// A fresh list of nodes and pods into `service`'s view, as its watches' re-list does.
 fn replace_view(service: &Scheduler<SimCluster>, nodes: &[Arc<Node>], pods: &[Arc<Pod>]) {
     service.begin_node_relist();
@@ -2454,6 +2448,7 @@ fn replace_view(service: &Scheduler<SimCluster>, nodes: &[Arc<Node>], pods: &[Ar
     service.finish_pod_relist();
 }
 
+/// Feeds watch events (store changes) to a service's view, as its node and pod watches would.
 fn feed(service: &Scheduler<SimCluster>, events: &[crate::store::WatchEvent]) {
     for event in events {
         match event.resource {
