@@ -72,11 +72,26 @@ fn sliceguard_binary() -> PathBuf {
     binary
 }
 
+/// A loopback port free now and not handed out before in this process. The listener that found it
+/// is closed at once, so the kernel may offer the same port to the next call: without the record,
+/// two replicas were once given the same port (one's webhook, the other's extender), and the second
+/// could not listen.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::{Mutex, OnceLock};
+    static HANDED_OUT: OnceLock<Mutex<std::collections::BTreeSet<u16>>> = OnceLock::new();
+    let mut handed_out = HANDED_OUT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// One `sliceguard serve --leader-elect` process.
