@@ -15,8 +15,8 @@
 
 pub use sliceguard_core::{
     admission, annotations, bind, cluster_view, codec, decision, eligibility, filter, fit,
-    fragmentation, gpu_policy, guard, index, lease, ledger, model, objects, outcome, policy,
-    quantity, registry, request, rules, scan, score, wire,
+    fragmentation, gpu_policy, guard, host_cpu, index, learned_workload, lease, ledger, model,
+    objects, outcome, policy, quantity, registry, request, rules, scan, score, wire,
 };
 
 pub mod cli;

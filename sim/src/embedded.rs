@@ -70,9 +70,12 @@ impl Default for EmbeddedOptions {
 /// A running embedded cluster.
 pub struct Embedded {
     cluster: LiveCluster,
-    scheduler: sliceguard::server::Running,
+    /// sliceguard; `None` only while [`Embedded::restart_scheduler`] runs.
+    scheduler: Option<sliceguard::server::Running>,
     client: kube::Client,
     dir: PathBuf,
+    options: EmbeddedOptions,
+    scope: Option<WebhookScope>,
 }
 
 impl std::fmt::Debug for Embedded {
@@ -108,87 +111,7 @@ impl Embedded {
             INSTANCES.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .map_err(|e| format!("generating the webhook certificate: {e}"))?;
-        let ca_pem = certified.cert.pem();
-        let write = |name: &str, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text)
-                .map(|()| path.clone())
-                .map_err(|e| format!("{}: {e}", path.display()))
-        };
-        let cert = write("tls.crt", &ca_pem)?;
-        let key = write("tls.key", &certified.signing_key.serialize_pem())?;
-        // sliceguard connects as its own ServiceAccount, the one user its webhook lets write
-        // scheduler-owned annotations.
-        let kubeconfig = write(
-            "kubeconfig",
-            &cluster.kubeconfig_as(sliceguard::guard::DEFAULT_SCHEDULER_USER),
-        )?;
-        let loopback = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
-        let config = SchedulerConfig {
-            scheduler_name: options.scheduler_name.clone(),
-            decision: SchedulerSettings {
-                policies: PolicyDefaults {
-                    node: options.node_policy,
-                    gpu: options.gpu_policy.clone(),
-                },
-                ..SchedulerSettings::default()
-            },
-            webhook: sliceguard::admission::WebhookSettings {
-                scheduler_name: options.scheduler_name.clone(),
-                ..Default::default()
-            },
-            bind: BindSettings {
-                release_mode: options.lock_release,
-                ..BindSettings::default()
-            },
-            sync_wait: Duration::from_secs(10),
-            ..SchedulerConfig::default()
-        };
-        let scheduler = sliceguard::server::start(ServeOptions {
-            kube: KubeSource {
-                kubeconfig: Some(kubeconfig),
-                context: None,
-                timeout: Duration::from_secs(5),
-            },
-            config,
-            webhook_addr: loopback,
-            tls: Some((cert, key)),
-            extender_addr: loopback,
-            metrics_addr: loopback,
-            shutdown_grace: Duration::from_secs(2),
-            limits: options.limits,
-            election: None,
-        })
-        .await
-        .map_err(|e| format!("starting sliceguard: {e}"))?;
-        let webhook_port = scheduler
-            .webhook_addr
-            .map(|a| a.port())
-            .ok_or("sliceguard started without its webhook")?;
-        let path = scope.as_ref().map_or("/webhook", |s| s.path.as_str());
-        cluster.configure(
-            Some(WebhookTarget {
-                url: format!("https://127.0.0.1:{webhook_port}{path}"),
-                ca_pem: Some(ca_pem),
-                ignore_failures: scope.as_ref().is_some_and(|s| s.ignore_failures),
-                scope,
-            }),
-            Some(format!("http://{}", scheduler.extender_addr)),
-        )?;
-        let deadline =
-            Instant::now() + Duration::from_secs(15 + options.preload_pods as u64 / 2_000);
-        while !scheduler.service.is_ready() {
-            if Instant::now() > deadline {
-                let (nodes, pods) = scheduler.service.sync_state();
-                return Err(format!(
-                    "sliceguard did not become ready in time (node watch synced {nodes}, pod watch synced {pods})"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let scheduler = launch(&cluster, &options, scope.as_ref(), &dir).await?;
         let url: hyper::Uri = cluster
             .url()
             .parse()
@@ -197,10 +120,24 @@ impl Embedded {
             .map_err(|e| format!("kube client: {e}"))?;
         Ok(Embedded {
             cluster,
-            scheduler,
+            scheduler: Some(scheduler),
             client,
             dir,
+            options,
+            scope,
         })
+    }
+
+    /// Stops sliceguard (as a rollout or a crash-loop restart would: binds in flight finish) and
+    /// starts a new one against the same cluster, which lists everything afresh; returns once the
+    /// new one is ready.
+    pub async fn restart_scheduler(&mut self) -> Result<(), String> {
+        if let Some(old) = self.scheduler.take() {
+            old.stop().await;
+        }
+        let fresh = launch(&self.cluster, &self.options, self.scope.as_ref(), &self.dir).await?;
+        self.scheduler = Some(fresh);
+        Ok(())
     }
 
     /// A kube-rs client talking to the façade over HTTP.
@@ -225,13 +162,108 @@ impl Embedded {
 
     /// The sliceguard instance running in this process.
     pub fn scheduler(&self) -> &sliceguard::server::Running {
-        &self.scheduler
+        self.scheduler
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("only restart_scheduler takes it, and puts one back"))
     }
 
     /// Stops sliceguard (letting binds in flight release their locks), then the cluster.
     pub async fn stop(self) {
-        self.scheduler.stop().await;
+        if let Some(scheduler) = self.scheduler {
+            scheduler.stop().await;
+        }
         self.cluster.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts sliceguard against `cluster` (certificate and kubeconfig written under `dir`), points the
+/// cluster's webhook and kube-scheduler stand-in at it, and waits until it is ready.
+async fn launch(
+    cluster: &LiveCluster,
+    options: &EmbeddedOptions,
+    scope: Option<&WebhookScope>,
+    dir: &std::path::Path,
+) -> Result<sliceguard::server::Running, String> {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .map_err(|e| format!("generating the webhook certificate: {e}"))?;
+    let ca_pem = certified.cert.pem();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map(|()| path.clone())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let cert = write("tls.crt", &ca_pem)?;
+    let key = write("tls.key", &certified.signing_key.serialize_pem())?;
+    // sliceguard connects as its own ServiceAccount, the one user its webhook lets write
+    // scheduler-owned annotations.
+    let kubeconfig = write(
+        "kubeconfig",
+        &cluster.kubeconfig_as(sliceguard::guard::DEFAULT_SCHEDULER_USER),
+    )?;
+    let loopback = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+    let config = SchedulerConfig {
+        scheduler_name: options.scheduler_name.clone(),
+        decision: SchedulerSettings {
+            policies: PolicyDefaults {
+                node: options.node_policy,
+                gpu: options.gpu_policy.clone(),
+            },
+            ..SchedulerSettings::default()
+        },
+        webhook: sliceguard::admission::WebhookSettings {
+            scheduler_name: options.scheduler_name.clone(),
+            ..Default::default()
+        },
+        bind: BindSettings {
+            release_mode: options.lock_release,
+            ..BindSettings::default()
+        },
+        sync_wait: Duration::from_secs(10),
+        ..SchedulerConfig::default()
+    };
+    let scheduler = sliceguard::server::start(ServeOptions {
+        kube: KubeSource {
+            kubeconfig: Some(kubeconfig),
+            context: None,
+            timeout: Duration::from_secs(5),
+        },
+        config,
+        webhook_addr: loopback,
+        tls: Some((cert, key)),
+        extender_addr: loopback,
+        metrics_addr: loopback,
+        shutdown_grace: Duration::from_secs(2),
+        limits: options.limits,
+        election: None,
+    })
+    .await
+    .map_err(|e| format!("starting sliceguard: {e}"))?;
+    let webhook_port = scheduler
+        .webhook_addr
+        .map(|a| a.port())
+        .ok_or("sliceguard started without its webhook")?;
+    let path = scope.map_or("/webhook", |s| s.path.as_str());
+    cluster.configure(
+        Some(WebhookTarget {
+            url: format!("https://127.0.0.1:{webhook_port}{path}"),
+            ca_pem: Some(ca_pem),
+            ignore_failures: scope.is_some_and(|s| s.ignore_failures),
+            scope: scope.cloned(),
+        }),
+        Some(format!("http://{}", scheduler.extender_addr)),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(15 + options.preload_pods as u64 / 2_000);
+    while !scheduler.service.is_ready() {
+        if Instant::now() > deadline {
+            let (nodes, pods) = scheduler.service.sync_state();
+            return Err(format!(
+                "sliceguard did not become ready in time (node watch synced {nodes}, pod watch synced {pods})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(scheduler)
 }

@@ -431,3 +431,170 @@ async fn the_seed_manifests_apply_with_kubectl_and_the_deployment_runs_its_repli
     cluster.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `pod` with its first container requesting `cpu`.
+fn with_cpu(mut pod: Pod, cpu: &str) -> Pod {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        let resources = container.resources.get_or_insert_with(Default::default);
+        resources
+            .requests
+            .get_or_insert_with(Default::default)
+            .insert("cpu".into(), Quantity(cpu.into()));
+    }
+    pod
+}
+
+/// Every node's allocatable and requested CPU as the API shows it: allocatable from the Node, the
+/// requests of the pods bound there that have not finished.
+async fn host_cpu_on_the_api(
+    client: &kube::Client,
+) -> std::collections::BTreeMap<String, (u64, u64)> {
+    use sliceguard::host_cpu::{node_allocatable_cpu_milli, pod_placement};
+    let mut hosts = std::collections::BTreeMap::new();
+    for node in Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let cpu = node_allocatable_cpu_milli(&node).unwrap();
+        hosts.insert(node.metadata.name.unwrap(), (cpu, 0));
+    }
+    for pod in Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        if let Some((node, cpu)) = pod_placement(&pod) {
+            hosts.get_mut(node).unwrap().1 += cpu;
+        }
+    }
+    hosts
+}
+
+/// What sliceguard's view holds of host CPU, per node, as (allocatable, requested).
+fn host_cpu_in_the_view(
+    cluster: &Embedded,
+    nodes: &[String],
+) -> std::collections::BTreeMap<String, (u64, u64)> {
+    use sliceguard::fragmentation::HostSource;
+    cluster.scheduler().service.with_view(|v| {
+        let hosts = v.hosts().expect("serve tracks host CPU by default");
+        nodes
+            .iter()
+            .filter_map(|n| {
+                let h = hosts.host(n)?;
+                Some((n.clone(), (h.cpu_capacity_milli, h.cpu_requested_milli)))
+            })
+            .collect()
+    })
+}
+
+/// `serve` learns the workload profile from the GPU pods it places and sees, and reads host CPU
+/// (allocatable less the requests of bound pods, CPU-only pods included) from its watches, through
+/// kube-rs against the simulated API; a restarted `serve` rebuilds both from the pods it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_learns_the_workload_and_host_cpu_and_a_restart_rebuilds_them_from_the_list() {
+    let mut cluster = Embedded::start(EmbeddedOptions {
+        fleet: FleetSpec {
+            nodes: 2,
+            gpus_per_node: 2,
+            ..FleetSpec::default()
+        },
+        ..EmbeddedOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let whole = GpuAsk {
+        gpus: Some(1),
+        memory_mib: None,
+        memory_percent: Some(100),
+        cores: Some(100),
+    };
+    let mix = [
+        ("slice-a", GpuAsk::fraction(8192, 30), "1"),
+        ("slice-b", GpuAsk::fraction(8192, 30), "1"),
+        ("slice-c", GpuAsk::fraction(8192, 30), "1"),
+        ("whole", whole, "4"),
+        ("cpu-only", GpuAsk::default(), "2500m"),
+    ];
+    for (name, ask, cpu) in &mix {
+        let pod = with_cpu(gpu_pod(name, &[], std::slice::from_ref(ask)), cpu);
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    for (name, _, _) in &mix {
+        wait_for(name, Duration::from_secs(20), async || {
+            let p = pods.get(name).await.ok()?;
+            (phase(&p) == "Running").then_some(())
+        })
+        .await;
+    }
+    let expected = host_cpu_on_the_api(&client).await;
+    let nodes: Vec<String> = expected.keys().cloned().collect();
+    let requested: u64 = expected.values().map(|(_, r)| r).sum();
+    assert_eq!(
+        requested,
+        3000 + 4000 + 2500,
+        "every pod's CPU is on a node"
+    );
+    wait_for("the view's host CPU", Duration::from_secs(10), async || {
+        (host_cpu_in_the_view(&cluster, &nodes) == expected).then_some(())
+    })
+    .await;
+
+    let learned = |cluster: &Embedded| {
+        cluster.scheduler().service.with_view(|v| {
+            let profile = v.learned().profile();
+            (profile.observed(), profile.typical().clone())
+        })
+    };
+    let (observed, typical) = learned(&cluster);
+    assert_eq!(observed, 4, "four GPU containers, each counted once");
+    let mut shapes: Vec<(u32, u32, u64)> = typical
+        .shapes()
+        .iter()
+        .map(|(s, _)| (s.nums, s.cores, s.cpu_milli))
+        .collect();
+    shapes.sort_unstable();
+    assert_eq!(shapes, [(1, 30, 1000), (1, 100, 4000)]);
+
+    cluster.restart_scheduler().await.unwrap();
+    assert_eq!(
+        learned(&cluster),
+        (observed, typical),
+        "the restarted scheduler learned the same profile from the pods it listed"
+    );
+    assert_eq!(host_cpu_in_the_view(&cluster, &nodes), expected);
+
+    // The rebuilt view goes on: a finished pod's CPU is free again, and a new GPU pod counts.
+    let slice = pods.get("slice-a").await.unwrap();
+    let mut done = slice.clone();
+    done.status.get_or_insert_with(Default::default).phase = Some("Succeeded".into());
+    pods.replace_status("slice-a", &PostParams::default(), &done)
+        .await
+        .unwrap();
+    let expected = host_cpu_on_the_api(&client).await;
+    assert_eq!(
+        expected.values().map(|(_, r)| r).sum::<u64>(),
+        requested - 1000
+    );
+    wait_for(
+        "the finished pod's CPU freed",
+        Duration::from_secs(10),
+        async || (host_cpu_in_the_view(&cluster, &nodes) == expected).then_some(()),
+    )
+    .await;
+    let pod = with_cpu(gpu_pod("slice-d", &[], &[GpuAsk::fraction(8192, 30)]), "1");
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for("slice-d to run", Duration::from_secs(20), async || {
+        let p = pods.get("slice-d").await.ok()?;
+        (phase(&p) == "Running").then_some(())
+    })
+    .await;
+    assert_eq!(learned(&cluster).0, 5);
+    cluster.stop().await;
+}

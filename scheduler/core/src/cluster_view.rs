@@ -13,11 +13,13 @@
 //! deleted while the watch was down is forgotten; a restarted process rebuilds everything from the
 //! annotations and loses no allocation.
 
-use crate::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
+use crate::annotations::{BIND_PHASE, DEVICES_ALLOCATED, VGPU_NODE};
 use crate::bind::{MalformedSighting, NodeLockView, PodView};
-use crate::decision::{self, Decision, Fleet, PreparedPod};
-use crate::fragmentation::FragmentationInputs;
+use crate::decision::{self, Decision, Fleet, PreparedPod, SchedulerSettings};
+use crate::fragmentation::{FragmentationInputs, HostSource};
+use crate::host_cpu::HostCpuBook;
 use crate::index::PlacementIndex;
+use crate::learned_workload::LearnedWorkload;
 use crate::ledger::{Ledger, UndecodableAllocation, pod_key};
 use crate::model::PodAllocation;
 use crate::registry::{Registry, Unregistered};
@@ -69,11 +71,58 @@ struct Usage {
 struct Assumption {
     node: String,
     allocated: String,
+    /// The pod's CPU request, counted on `node` while the assumption stands.
+    cpu_milli: u64,
+}
+
+/// Which pods the pod watch delivers, and so what the view can know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PodScope {
+    /// Only pods labelled `hami.io/vgpu-node` (the ones that hold or are assigned GPUs): memory and
+    /// traffic scale with GPU pods; host CPU is not known, so the `fragmentation` policy ignores it.
+    #[default]
+    Gpu,
+    /// Every pod: the GPU part of the view takes the pods that carry the label or the filter's
+    /// annotations (a pod that stops carrying them leaves it, as it would leave the labelled
+    /// watch), and every pod's CPU request counts on its node ([`crate::host_cpu`]).
+    All,
+}
+
+/// How a view is set up: the settings pods are read with, and which pods it is fed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewConfig {
+    /// The settings the decision reads pods with (also used to learn the workload from watched
+    /// pods).
+    pub settings: SchedulerSettings,
+    /// Which pods the pod watch delivers.
+    pub pods: PodScope,
+}
+
+/// True when the pod carries what marks a GPU pod of this scheduler: the `hami.io/vgpu-node` label,
+/// the filter's `hami.io/vgpu-node` or `hami.io/vgpu-devices-allocated` annotation, or the bind
+/// protocol's `hami.io/bind-phase` (what the lock reaper's holder rules read).
+pub fn carries_gpu_assignment(pod: &Pod) -> bool {
+    let labelled = pod
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(VGPU_NODE));
+    labelled
+        || pod.metadata.annotations.as_ref().is_some_and(|a| {
+            a.contains_key(VGPU_NODE)
+                || a.contains_key(DEVICES_ALLOCATED)
+                || a.contains_key(BIND_PHASE)
+        })
 }
 
 /// The cluster as the watches have shown it.
 #[derive(Debug, Default)]
 pub struct ClusterView {
+    config: ViewConfig,
+    /// Nodes' CPU (kept with the [`PodScope::All`] scope only).
+    hosts: HostCpuBook,
+    /// The workload profile learned from the pods filtered and watched.
+    learned: LearnedWorkload,
     registry: Registry,
     /// The usage ledger and the placement index over it and the registry, refreshed for a node on
     /// every change of its registration or usage.
@@ -99,9 +148,79 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// An empty view, not synced.
+    /// An empty view, not synced, with the default settings, fed only GPU pods ([`PodScope::Gpu`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty view, not synced, set up as `config` says.
+    pub fn configured(config: ViewConfig) -> Self {
+        ClusterView {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// A new leadership term: an empty view with the same setup that keeps the learned workload
+    /// (the watches ran throughout the previous term; see [`crate::learned_workload`]).
+    pub fn next_term(&mut self) {
+        let learned = std::mem::take(&mut self.learned);
+        *self = ClusterView {
+            learned,
+            ..ClusterView::configured(self.config.clone())
+        };
+    }
+
+    /// How this view is set up.
+    pub fn config(&self) -> &ViewConfig {
+        &self.config
+    }
+
+    /// True when nodes' CPU is tracked ([`PodScope::All`]).
+    fn tracks_host_cpu(&self) -> bool {
+        self.config.pods == PodScope::All
+    }
+
+    /// Nodes' CPU as the watches show it, when tracked ([`PodScope::All`]).
+    pub fn hosts(&self) -> Option<&HostCpuBook> {
+        self.tracks_host_cpu().then_some(&self.hosts)
+    }
+
+    /// The workload learned so far.
+    pub fn learned(&self) -> &LearnedWorkload {
+        &self.learned
+    }
+
+    /// The filter is asked to place `pod` (`key`, `uid`): it counts in the learned workload, once.
+    pub fn learn_from_filter(&mut self, key: &str, uid: &str, pod: &PreparedPod) {
+        self.learned.observe(key, uid, pod);
+    }
+
+    /// A watched pod counts in the learned workload on first sight (pods without GPUs do not).
+    fn learn_from_watch(&mut self, key: &str, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        if self.learned.has_counted(key, uid) {
+            return;
+        }
+        if let Ok(prepared) = decision::prepare(pod, &self.config.settings) {
+            self.learned.observe(key, uid, &prepared);
+        }
+    }
+
+    /// Records an assumption, counting the pod's CPU on its node.
+    fn put_assumption(&mut self, key: &str, assumption: Assumption) {
+        if self.tracks_host_cpu() {
+            self.hosts
+                .assume(key, &assumption.node, assumption.cpu_milli);
+        }
+        self.assumed.insert(key.to_string(), assumption);
+    }
+
+    /// Ends an assumption: the pod's CPU counts where the watch shows it.
+    fn drop_assumption(&mut self, key: &str) {
+        if self.assumed.remove(key).is_some() && self.tracks_host_cpu() {
+            self.hosts.unassume(key);
+        }
     }
 
     /// The node registry.
@@ -120,15 +239,26 @@ impl ClusterView {
     }
 
     /// Where `pod` goes among the `offered` nodes at `now`, on what this view holds: the decision
-    /// `serve`'s filter takes (see [`crate::decision`]).
+    /// `serve`'s filter takes (see [`crate::decision`]), with the learned workload and, when
+    /// tracked, nodes' CPU.
     pub fn decide(&self, pod: &PreparedPod, offered: &[String], now: Timestamp) -> Decision {
         decision::decide(
             self.fleet(),
             pod,
             offered,
             now,
-            FragmentationInputs::default(),
+            self.fragmentation_inputs(pod),
         )
+    }
+
+    /// What the `fragmentation` policy reads of this view for `pod`.
+    pub fn fragmentation_inputs(&self, pod: &PreparedPod) -> FragmentationInputs<'_> {
+        FragmentationInputs {
+            profile: Some(self.learned.profile()),
+            hosts: self.hosts().map(|h| h as &dyn HostSource),
+            pod_cpu_milli: pod.cpu_milli,
+            ..FragmentationInputs::default()
+        }
     }
 
     /// The placement index over the registry and the ledger.
@@ -197,6 +327,9 @@ impl ClusterView {
                 );
             }
         }
+        if self.tracks_host_cpu() {
+            self.hosts.apply_node(node);
+        }
         let registered = self.registry.upsert_node(node);
         self.refresh_node(&name);
         registered
@@ -206,6 +339,7 @@ impl ClusterView {
     pub fn delete_node(&mut self, name: &str) {
         self.nodes.remove(name);
         self.locks.remove(name);
+        self.hosts.delete_node(name);
         self.registry.remove(name);
         self.refresh_node(name);
     }
@@ -256,9 +390,28 @@ impl ClusterView {
         self.nodes_synced = true;
     }
 
-    /// A pod added or changed.
+    /// A pod added or changed. With the [`PodScope::All`] scope, its CPU counts on its node, and
+    /// only a pod that [`carries_gpu_assignment`] reaches the GPU part of the view (one that stops
+    /// carrying it leaves, as from the labelled watch).
     pub fn apply_pod(&mut self, pod: &Pod) -> Result<(), UndecodableAllocation> {
         let key = pod_key(pod);
+        self.learn_from_watch(&key, pod);
+        if !self.tracks_host_cpu() {
+            return self.apply_gpu_pod(key, pod);
+        }
+        self.hosts.apply_pod(&key, pod);
+        if carries_gpu_assignment(pod) {
+            self.apply_gpu_pod(key, pod)
+        } else {
+            if self.pods.contains_key(&key) {
+                self.forget_gpu_pod(&key);
+            }
+            Ok(())
+        }
+    }
+
+    /// The GPU part of [`ClusterView::apply_pod`].
+    fn apply_gpu_pod(&mut self, key: String, pod: &Pod) -> Result<(), UndecodableAllocation> {
         let view = PodView::from_pod(pod);
         let terminal = matches!(view.phase.as_deref(), Some("Succeeded" | "Failed"));
         self.pods.insert(key.clone(), view);
@@ -281,7 +434,7 @@ impl ClusterView {
             // this event carries. Kept, the assumption would stand for the allocation the pod no
             // longer holds and the one it does hold would not count (a lost re-filter write that
             // the watch delivers).
-            self.assumed.remove(&key);
+            self.drop_assumption(&key);
         }
         if let Some(assumption) = self.assumed.get(&key) {
             let annotations = pod.metadata.annotations.as_ref();
@@ -293,7 +446,7 @@ impl ClusterView {
                 // An event from before the filter's patch: keep the assumption.
                 return Ok(());
             }
-            self.assumed.remove(&key);
+            self.drop_assumption(&key);
         }
         self.change_ledger(&[&key], |ledger| ledger.observe(pod).map(|_| ()))
     }
@@ -301,10 +454,19 @@ impl ClusterView {
     /// A pod deleted.
     pub fn delete_pod(&mut self, pod: &Pod) {
         let key = pod_key(pod);
-        self.pods.remove(&key);
-        self.assumed.remove(&key);
-        self.change_ledger(&[&key], |ledger| ledger.remove(&key));
-        self.clear_unconfirmed(&key);
+        self.learned.forget(&key);
+        if self.tracks_host_cpu() {
+            self.hosts.delete_pod(&key);
+        }
+        self.forget_gpu_pod(&key);
+    }
+
+    /// Drops everything the GPU part of the view holds for the pod.
+    fn forget_gpu_pod(&mut self, key: &str) {
+        self.pods.remove(key);
+        self.drop_assumption(key);
+        self.change_ledger(&[key], |ledger| ledger.remove(key));
+        self.clear_unconfirmed(key);
     }
 
     /// The pod watch (re)listed everything: replace the pod set. Returns the pods whose allocation
@@ -348,8 +510,14 @@ impl ClusterView {
             .collect();
         for key in gone {
             self.pods.remove(&key);
-            self.assumed.remove(&key);
+            self.drop_assumption(&key);
             self.change_ledger(&[&key], |ledger| ledger.remove(&key));
+        }
+        if self.tracks_host_cpu() {
+            // Every pod was listed: what the list did not show is gone.
+            self.hosts.retain_pods(|key| listed.contains(key));
+            self.learned
+                .retain_listed(listed.iter().map(String::as_str));
         }
         for key in self.unconfirmed.keys().cloned().collect::<Vec<_>>() {
             self.clear_unconfirmed(&key);
@@ -471,7 +639,7 @@ impl ClusterView {
         self.unassume(key);
         self.change_ledger(&[key], |ledger| ledger.restore(key, taken.entry));
         if let Some(assumption) = taken.assumption {
-            self.assumed.insert(key.to_string(), assumption);
+            self.put_assumption(key, assumption);
         }
         for (entry, write) in taken.unconfirmed {
             let ledger_key = write.ledger_key.clone();
@@ -485,19 +653,28 @@ impl ClusterView {
 
     /// Drops whatever the pod contributes (HAMi's `TakeAndDeletePod` before a new filter).
     pub fn unassume(&mut self, key: &str) {
-        self.assumed.remove(key);
+        self.drop_assumption(key);
         self.change_ledger(&[key], |ledger| ledger.remove(key));
     }
 
     /// Records the filter's choice before the pod is patched. `allocated` is the
-    /// `hami.io/vgpu-devices-allocated` value being written.
-    pub fn assume(&mut self, key: &str, node: &str, allocation: &PodAllocation, allocated: &str) {
+    /// `hami.io/vgpu-devices-allocated` value being written; `cpu_milli` the pod's CPU request,
+    /// counted on `node` from now on.
+    pub fn assume(
+        &mut self,
+        key: &str,
+        node: &str,
+        allocation: &PodAllocation,
+        allocated: &str,
+        cpu_milli: u64,
+    ) {
         self.change_ledger(&[key], |ledger| ledger.upsert(key, node, allocation));
-        self.assumed.insert(
-            key.to_string(),
+        self.put_assumption(
+            key,
             Assumption {
                 node: node.to_string(),
                 allocated: allocated.to_string(),
+                cpu_milli,
             },
         );
     }
@@ -646,7 +823,7 @@ mod tests {
         let allocated = "GPU-0,NVIDIA,100,10:;";
         let decoded = crate::codec::pod_devices::parse(allocated).unwrap();
         let allocation = PodAllocation::from_pod_devices(decoded, 0);
-        v.assume("ns/a", "n1", &allocation, allocated);
+        v.assume("ns/a", "n1", &allocation, allocated, 0);
         assert_eq!(v.ledger().pod_count(), 1);
         // An event from before the patch does not erase it.
         v.apply_pod(&pod("a", &[])).unwrap();
@@ -659,7 +836,7 @@ mod tests {
         assert_eq!(v.ledger().pod_count(), 1);
 
         // A terminal pod ends an assumption even without the annotations.
-        v.assume("ns/b", "n1", &allocation, allocated);
+        v.assume("ns/b", "n1", &allocation, allocated, 0);
         let mut done = pod("b", &[]);
         done.status = Some(PodStatus {
             phase: Some("Failed".into()),
@@ -670,7 +847,7 @@ mod tests {
         assert!(v.ledger().entry("ns/b").is_none());
 
         // A deletion ends it too; unassume drops the usage.
-        v.assume("ns/c", "n1", &allocation, allocated);
+        v.assume("ns/c", "n1", &allocation, allocated, 0);
         v.delete_pod(&pod("c", &[]));
         assert!(v.ledger().entry("ns/c").is_none());
         v.unassume("ns/a");
@@ -726,7 +903,7 @@ mod tests {
         let allocated = "GPU-0,NVIDIA,100,10:;";
         let decoded = crate::codec::pod_devices::parse(allocated).unwrap();
         let allocation = PodAllocation::from_pod_devices(decoded, 0);
-        v.assume("ns/a", "n1", &allocation, allocated);
+        v.assume("ns/a", "n1", &allocation, allocated, 0);
         // An earlier filter's write (same node, other devices) is not the assumed decision.
         let earlier = pod(
             "a",

@@ -331,6 +331,7 @@ impl FilterMachine {
     /// Takes the pod's previous contribution out, decides, and assumes and patches, or restores.
     fn decide(&mut self, view: &mut ClusterView, now: Timestamp) -> FilterStep {
         let key = self.request.pod_key();
+        view.learn_from_filter(&key, &self.request.uid, &self.prepared);
         let taken = view.take(&key);
         let decision = view.decide(&self.prepared, &self.request.offered, now);
         // Rendered only when the extender needs them: a placed pod's rejected nodes are not sent.
@@ -347,7 +348,13 @@ impl FilterMachine {
                     .get(DEVICES_ALLOCATED)
                     .cloned()
                     .unwrap_or_default();
-                view.assume(&key, &node, &allocation, &allocated);
+                view.assume(
+                    &key,
+                    &node,
+                    &allocation,
+                    &allocated,
+                    self.prepared.cpu_milli,
+                );
                 let effect = Effect::PatchPodMetadata {
                     namespace: self.request.namespace.clone(),
                     name: self.request.name.clone(),

@@ -32,6 +32,8 @@
 //! | [`rules`] | HAMi's per-device rules written once, and structured rejections until rendered |
 //! | [`fit`] | whether a pod fits a node and on which devices: HAMi's `Fit` over the rules, per container |
 //! | [`fragmentation`] | sliceguard's `fragmentation` GPU policy: expected fragmentation of a typical workload |
+//! | [`host_cpu`] | host CPU as kube-scheduler counts it: pods' requests, nodes' allocatable, the book kept from the watches |
+//! | [`learned_workload`] | the workload profile learned from the GPU pods the scheduler places and watches, each counted once |
 //! | [`registry`] | the node inventory read from `hami.io/node-nvidia-register` |
 //! | [`ledger`] | usage per device, maintained incrementally from pod allocations |
 //! | [`index`] | the placement index: nodes ordered by score with device summaries, same decision as the scan |
@@ -58,7 +60,9 @@ pub mod fit;
 pub mod fragmentation;
 pub mod gpu_policy;
 pub mod guard;
+pub mod host_cpu;
 pub mod index;
+pub mod learned_workload;
 pub mod lease;
 pub mod ledger;
 pub mod model;

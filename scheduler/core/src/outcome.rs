@@ -196,6 +196,9 @@ pub struct PreparedPod {
     pub request: PodRequest,
     /// Policies and selectors.
     pub preferences: PodPreferences,
+    /// The pod's CPU request, millicores, as kube-scheduler sums it
+    /// ([`crate::host_cpu::pod_cpu_request_milli`]).
+    pub cpu_milli: u64,
 }
 
 /// Reads a pod's requests and preferences; the error names the container or annotation at fault.
@@ -208,6 +211,7 @@ pub fn prepare(pod: &Pod, settings: &SchedulerSettings) -> Result<PreparedPod, I
         name: pod.metadata.name.clone().unwrap_or_default(),
         request,
         preferences,
+        cpu_milli: crate::host_cpu::pod_cpu_request_milli(pod),
     })
 }
 

@@ -12,6 +12,7 @@
 
 use super::Failure;
 use crate::bind::{BindSettings, ReleaseMode};
+use crate::cluster_view::PodScope;
 use crate::codec::go_duration;
 use crate::decision::SchedulerSettings;
 use crate::lease::LeaseSettings;
@@ -29,7 +30,7 @@ use std::time::Duration;
 /// Run the scheduler: mutating webhook (HTTPS), scheduler extender (filter, bind), metrics.
 ///
 /// Connects to the Kubernetes API (--kubeconfig, else $KUBECONFIG, ~/.kube/config, or the
-/// in-cluster service account), watches nodes and GPU pods, and serves:
+/// in-cluster service account), watches nodes and pods (--watch-pods), and serves:
 ///   --webhook-bind-address   POST /webhook  (AdmissionReview v1/v1beta1; needs --tls-cert/--tls-key)
 ///   --http_bind              POST /filter, POST /bind  (kube-scheduler extender v1)
 ///   --metrics-bind-address   GET /metrics (Prometheus)
@@ -107,6 +108,12 @@ pub struct ServeArgs {
     /// Metrics listener (HTTP, /metrics), HOST:PORT or :PORT.
     #[arg(long, visible_alias = "metrics-addr", default_value = ":9395", value_parser = parse_address)]
     metrics_bind_address: SocketAddr,
+    /// Which pods to watch: all (every pod's CPU request counts on its node, so the fragmentation
+    /// policy sees which nodes' CPU strands their GPUs; a few numbers are kept per pod, never the
+    /// objects) or gpu (only pods labelled hami.io/vgpu-node: less watch traffic in clusters with
+    /// many CPU-only pods; the fragmentation policy then ignores CPU).
+    #[arg(long, value_enum, default_value_t = WatchPods::All)]
+    watch_pods: WatchPods,
     /// How long /filter waits for the node and pod watches to sync before answering an error.
     #[arg(long, default_value = "25s", value_parser = parse_std_duration)]
     sync_timeout: Duration,
@@ -254,6 +261,15 @@ enum LockRelease {
     AfterBind,
     /// Hold for HAMi's device plugin.
     DevicePlugin,
+}
+
+/// `--watch-pods` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WatchPods {
+    /// Every pod (host CPU tracked).
+    All,
+    /// Only pods labelled hami.io/vgpu-node.
+    Gpu,
 }
 
 /// `--log-format` values.
@@ -406,6 +422,10 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
             ..BindSettings::default()
         },
         sync_wait: args.sync_timeout,
+        pod_scope: match args.watch_pods {
+            WatchPods::All => PodScope::All,
+            WatchPods::Gpu => PodScope::Gpu,
+        },
         ..SchedulerConfig::default()
     };
     let options = ServeOptions {

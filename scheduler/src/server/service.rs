@@ -36,7 +36,7 @@ use crate::bind::{
     LockJudgement, LockRelease, Observation, ObservedLock, PodRef, ReleaseOwner, ReleaseResult,
     ReleaseStep, Step, judge_lock, stalled_holder_effects,
 };
-use crate::cluster_view::ClusterView;
+use crate::cluster_view::{ClusterView, PodScope, ViewConfig};
 use crate::codec::{go_duration, lock};
 use crate::decision::{self, Decision, EventRecord, Outcome, SchedulerSettings};
 use crate::filter::{FilterMachine, FilterOutcome, FilterRequest, FilterStep, FilterVerdict};
@@ -89,6 +89,9 @@ pub struct SchedulerConfig {
     pub sync_wait: Duration,
     /// How long a bind waits for another bind to the same node in this process.
     pub bind_wait: Duration,
+    /// Which pods the pod watch delivers: every pod (host CPU tracked for the `fragmentation`
+    /// policy) or only GPU pods (see [`PodScope`]).
+    pub pod_scope: PodScope,
 }
 
 impl Default for SchedulerConfig {
@@ -100,6 +103,7 @@ impl Default for SchedulerConfig {
             bind: BindSettings::default(),
             sync_wait: Duration::from_secs(25),
             bind_wait: Duration::from_secs(20),
+            pod_scope: PodScope::All,
         }
     }
 }
@@ -141,10 +145,14 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<C: ClusterApi> Scheduler<C> {
     /// A service over `cluster`.
     pub fn new(cluster: C, config: SchedulerConfig, clock: Clock) -> Self {
+        let view = ClusterView::configured(ViewConfig {
+            settings: config.decision.clone(),
+            pods: config.pod_scope,
+        });
         Scheduler {
             cluster,
             config,
-            view: Mutex::new(ClusterView::new()),
+            view: Mutex::new(view),
             synced: watch::Sender::new(false),
             node_gates: Mutex::new(HashMap::new()),
             binds: TaskTracker::new(),
@@ -179,9 +187,10 @@ impl<C: ClusterApi> Scheduler<C> {
     }
 
     /// A term begins: the view is dropped, so that no decision is made until the watches have
-    /// listed nodes and pods afresh (the previous leader may have changed anything meanwhile).
+    /// listed nodes and pods afresh (the previous leader may have changed anything meanwhile); the
+    /// learned workload is kept ([`ClusterView::next_term`]).
     pub fn begin_term(&self) {
-        *self.view() = ClusterView::new();
+        self.view().next_term();
         self.synced.send_replace(false);
         self.leadership.count_term();
         tracing::info!("new leadership term: the view is rebuilt from a fresh list");

@@ -3,9 +3,12 @@
 //! not list is dropped at `InitDone` (the list is never held whole: 100,000 pods buffered as `Pod`
 //! objects were most of `serve`'s peak memory); single changes apply as they come.
 //!
-//! Pods are watched with the label selector `hami.io/vgpu-node` (the label the filter writes next to
-//! the annotation, as HAMi does): those are the pods that hold or are assigned GPUs. A lock holder
-//! that the cache does not know is looked up live before it counts as gone.
+//! Which pods are watched is [`SchedulerConfig::pod_scope`](super::service::SchedulerConfig):
+//! every pod by default ([`PodScope::All`]: each pod's CPU request counts on its node for the
+//! `fragmentation` policy, and the view keeps only the pods' CPU and the GPU pods, never the
+//! objects), or only the pods labelled `hami.io/vgpu-node` ([`PodScope::Gpu`]: the label the filter
+//! writes next to the annotation, as HAMi does; host CPU is then unknown). A lock holder that the
+//! cache does not know is looked up live before it counts as gone.
 //!
 //! Each event and each failure is reported to [`Health`] when one is given (readiness, and
 //! `sliceguard_watch_restarts_total`).
@@ -14,13 +17,15 @@
 //! with a fresh list, so that a new leader decides on the API as it is, not on what it saw as a
 //! standby.
 //!
-//! Deliberate difference from HAMi: HAMi's informer caches every pod in the cluster; sliceguard
-//! watches only pods labelled `hami.io/vgpu-node`, so memory and traffic scale with GPU pods.
+//! Deliberate difference from HAMi: HAMi's informer caches every pod object in the cluster;
+//! sliceguard keeps a few numbers per pod (all pods) or watches only the labelled ones (GPU
+//! pods), so memory scales with what the decision reads.
 
 use super::cluster::ClusterApi;
 use super::health::Health;
 use super::service::Scheduler;
 use crate::annotations::VGPU_NODE;
+use crate::cluster_view::PodScope;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
@@ -72,7 +77,8 @@ pub async fn watch_nodes<C: ClusterApi>(
     }
 }
 
-/// Watches GPU pods (label `hami.io/vgpu-node`) until `shutdown`.
+/// Watches pods (every pod, or those labelled `hami.io/vgpu-node`, by the service's pod scope)
+/// until `shutdown`.
 pub async fn watch_pods<C: ClusterApi>(
     client: Client,
     svc: Arc<Scheduler<C>>,
@@ -81,7 +87,10 @@ pub async fn watch_pods<C: ClusterApi>(
 ) {
     let mut terms = svc.leadership().terms();
     let fresh = || {
-        let config = watcher::Config::default().labels(VGPU_NODE);
+        let config = match svc.config().pod_scope {
+            PodScope::All => watcher::Config::default(),
+            PodScope::Gpu => watcher::Config::default().labels(VGPU_NODE),
+        };
         watcher::watcher(Api::<Pod>::all(client.clone()), config)
             .default_backoff()
             .boxed()

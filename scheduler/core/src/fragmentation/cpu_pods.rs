@@ -1,99 +1,14 @@
-//! The CPU side: a pod's CPU request as kube-scheduler sums it, a node's CPU ([`HostResources`],
-//! read through a [`HostSource`]), and where a pod without GPUs goes
-//! ([`choose_node_for_cpu_pod`]: where its CPU strands the fewest GPUs).
+//! The CPU side of the policy: where a pod without GPUs goes ([`choose_node_for_cpu_pod`]: where
+//! its CPU strands the fewest GPUs). Nodes' CPU is read through a [`HostSource`]
+//! ([`crate::host_cpu`]).
 
 use super::node::NodeFragmentation;
 use super::workload::TypicalWorkload;
+use crate::host_cpu::HostSource;
 use crate::ledger::UsageSource;
 use crate::model::{DeviceUsage, NodeView};
-use crate::quantity::parse_integer;
 use crate::registry::Registry;
-use k8s_openapi::api::core::v1::{Container, Pod};
 use std::collections::BTreeSet;
-use std::fmt::Debug;
-
-/// A node's CPU as kube-scheduler accounts it (allocatable and the requests of its pods).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostResources {
-    /// Allocatable CPU (millicores).
-    pub cpu_capacity_milli: u64,
-    /// CPU requested by the pods on the node (millicores).
-    pub cpu_requested_milli: u64,
-}
-
-impl HostResources {
-    /// CPU not yet requested.
-    pub fn cpu_free(&self) -> u64 {
-        self.cpu_capacity_milli
-            .saturating_sub(self.cpu_requested_milli)
-    }
-}
-
-/// Where the fragmentation policy reads nodes' CPU (in production: Node allocatable and the pods
-/// bound to it, as the extender's watches see them).
-pub trait HostSource: Debug {
-    /// The node's CPU, if known.
-    fn host(&self, node: &str) -> Option<HostResources>;
-}
-
-/// A pod's CPU request in millicores as kube-scheduler sums it: the larger of the regular
-/// containers' sum and the largest init container, each container's request (else its limit).
-/// Quantities that are not decimal numbers with an optional `m` or `k` suffix count as 0.
-pub fn pod_cpu_request_milli(pod: &Pod) -> u64 {
-    fn milli(container: &Container) -> u64 {
-        let Some(resources) = container.resources.as_ref() else {
-            return 0;
-        };
-        let quantity = resources
-            .requests
-            .as_ref()
-            .and_then(|r| r.get("cpu"))
-            .or_else(|| resources.limits.as_ref().and_then(|l| l.get("cpu")));
-        quantity.map_or(0, |q| cpu_milli(&q.0))
-    }
-    let Some(spec) = pod.spec.as_ref() else {
-        return 0;
-    };
-    let app: u64 = spec
-        .containers
-        .iter()
-        .map(milli)
-        .fold(0, u64::saturating_add);
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(milli)
-        .max()
-        .unwrap_or(0);
-    app.max(init)
-}
-
-/// A CPU quantity in millicores (`500m`, `2`, `1.5`, `2k`), rounded up; 0 when it is none of these.
-fn cpu_milli(quantity: &str) -> u64 {
-    let q = quantity.trim();
-    if let Some(m) = q.strip_suffix('m') {
-        return parse_integer(m)
-            .ok()
-            .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(0);
-    }
-    let (number, scale) = match q.strip_suffix('k') {
-        Some(k) => (k, 1_000_000.0),
-        None => (q, 1_000.0),
-    };
-    match number.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => {
-            let m = (v * scale).ceil();
-            if m >= u64::MAX as f64 {
-                u64::MAX
-            } else {
-                m as u64
-            }
-        }
-        _ => 0,
-    }
-}
 
 /// Places a pod without GPUs (CPU request `pod_cpu_milli`) among `node_names` (the nodes
 /// kube-scheduler's filters passed, so each has the CPU): the node where the expected
@@ -148,56 +63,8 @@ pub fn choose_node_for_cpu_pod(
 mod tests {
     use super::*;
     use crate::fragmentation::tests::{gpu, shape};
-    use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use crate::host_cpu::HostResources;
     use std::collections::BTreeMap;
-
-    #[test]
-    fn cpu_requests_as_kube_sums_them() {
-        let container = |requests: &[(&str, &str)], limits: &[(&str, &str)]| Container {
-            resources: Some(ResourceRequirements {
-                requests: Some(
-                    requests
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-                        .collect(),
-                ),
-                limits: Some(
-                    limits
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let pod = Pod {
-            spec: Some(PodSpec {
-                containers: vec![
-                    container(&[("cpu", "1500m")], &[]),
-                    container(&[], &[("cpu", "2")]),
-                ],
-                init_containers: Some(vec![container(&[("cpu", "4")], &[])]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(
-            pod_cpu_request_milli(&pod),
-            4000,
-            "init container peak wins"
-        );
-        assert_eq!(cpu_milli("0.5"), 500);
-        assert_eq!(cpu_milli("0.0001"), 1, "rounded up");
-        assert_eq!(cpu_milli("2k"), 2_000_000);
-        assert_eq!(cpu_milli("lots"), 0);
-        assert_eq!(cpu_milli("-1"), 0);
-        for not_a_number in ["inf", "-inf", "NaN", "infk"] {
-            assert_eq!(cpu_milli(not_a_number), 0, "{not_a_number}");
-        }
-        assert_eq!(pod_cpu_request_milli(&Pod::default()), 0);
-    }
 
     #[derive(Debug)]
     struct Hosts(BTreeMap<String, HostResources>);

@@ -50,9 +50,12 @@ mod cpu_pods;
 mod node;
 mod workload;
 
-pub use cpu_pods::{HostResources, HostSource, choose_node_for_cpu_pod, pod_cpu_request_milli};
+pub use crate::host_cpu::{HostResources, HostSource, pod_cpu_request_milli};
+pub use cpu_pods::choose_node_for_cpu_pod;
 pub use node::{NodeFragmentation, NodeScorer, free_share, node_fragmentation};
-pub use workload::{DEFAULT_COVERAGE, TaskShape, TypicalWorkload, Weighting, WorkloadProfile};
+pub use workload::{
+    DEFAULT_COVERAGE, MAX_SHAPES, TaskShape, TypicalWorkload, Weighting, WorkloadProfile,
+};
 
 /// The GPUs over which a growth of expected fragmentation moves the score by about 25 points
 /// (see [`score`]).

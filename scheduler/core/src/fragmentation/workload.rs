@@ -10,6 +10,10 @@ use std::collections::HashMap;
 /// Share of observed containers the typical shapes cover (the paper's 95 %).
 pub const DEFAULT_COVERAGE: f64 = 0.95;
 
+/// The most distinct shapes a profile counts; beyond it, the rarest quarter is dropped (every pod
+/// may write its own memory size, and the profile must not grow with them).
+pub const MAX_SHAPES: usize = 4096;
+
 /// What one GPU container asks of each of its GPUs, with its CPU and GPU-type constraints.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskShape {
@@ -80,7 +84,7 @@ fn pod_shapes<'a>(
 }
 
 /// The GPU part of a shape (a shape without its CPU): what decides whether a device hosts it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct GpuKind {
     pub(super) nums: u32,
     request: (u32, u32, u32),
@@ -150,17 +154,14 @@ impl TypicalWorkload {
             *w /= total;
         }
         let mut kinds: Vec<GpuKind> = Vec::new();
+        let mut numbered: HashMap<GpuKind, usize> = HashMap::new();
         let kind_of = shapes
             .iter()
             .map(|(s, _)| {
-                let kind = GpuKind::of(s);
-                match kinds.iter().position(|k| *k == kind) {
-                    Some(i) => i,
-                    None => {
-                        kinds.push(kind);
-                        kinds.len() - 1
-                    }
-                }
+                *numbered.entry(GpuKind::of(s)).or_insert_with_key(|kind| {
+                    kinds.push(kind.clone());
+                    kinds.len() - 1
+                })
             })
             .collect();
         let constrained = kinds.iter().any(GpuKind::constrained);
@@ -272,9 +273,28 @@ impl WorkloadProfile {
             *self.counts.entry(shape).or_default() += 1;
             self.observed += 1;
         }
+        if self.counts.len() > MAX_SHAPES {
+            self.drop_rarest();
+        }
         if self.observed != before {
             self.refresh();
         }
+    }
+
+    /// Drops the least frequent shapes (ties: the largest shapes first) until three quarters of
+    /// [`MAX_SHAPES`] remain; their observations no longer count.
+    fn drop_rarest(&mut self) {
+        let mut ranked: Vec<(TaskShape, u64)> = self.counts.drain().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (_, n) in ranked.drain(MAX_SHAPES * 3 / 4..) {
+            self.observed -= n;
+        }
+        self.counts = ranked.into_iter().collect();
+    }
+
+    /// Distinct shapes counted.
+    pub fn distinct_shapes(&self) -> usize {
+        self.counts.len()
     }
 
     /// Containers observed.
@@ -463,6 +483,33 @@ mod tests {
         let demand = weights(&by_demand);
         assert!((demand[0].1 - 1.5 / 3.5).abs() < 1e-12, "{demand:?}");
         assert!((demand[1].1 - 2.0 / 3.5).abs() < 1e-12, "{demand:?}");
+    }
+
+    /// A profile never counts more than `MAX_SHAPES` distinct shapes: the rarest are dropped, with
+    /// their observations, and the frequent ones stay.
+    #[test]
+    fn the_profile_stays_bounded_and_keeps_the_frequent_shapes() {
+        let p = prefs();
+        let mut profile = WorkloadProfile::default();
+        for _ in 0..5 {
+            profile.observe(&one_container(50), &p, 0);
+        }
+        let mut odd = one_container(1);
+        for mib in 1..=MAX_SHAPES as u32 {
+            let Some(request) = odd.containers[0].request.as_mut() else {
+                unreachable!()
+            };
+            request.mem_percentage = PERCENTAGE_UNSET;
+            request.memreq = mib;
+            profile.observe(&odd, &p, 0);
+        }
+        assert_eq!(profile.distinct_shapes(), MAX_SHAPES * 3 / 4);
+        assert_eq!(profile.observed(), (MAX_SHAPES * 3 / 4 - 1 + 5) as u64);
+        assert_eq!(
+            profile.typical().shapes()[0].0.cores,
+            50,
+            "the frequent shape stays"
+        );
     }
 
     /// Every observation that adds a GPU container refreshes the typical workload at once.
