@@ -1,14 +1,15 @@
 //! The replay on a small synthetic trace: deterministic per seed, every policy runs with its
 //! invariants holding, the recipe's arrival model reaches `tune` × capacity, and the fast path
 //! (offering the core only the nodes where the GPU part fits) makes exactly the same decisions as
-//! offering every node.
+//! offering every node, and `serve`'s decision path (the service's view fed as the watches would,
+//! the filter machine) places every pod exactly where the bare core does.
 
 mod common;
 
 use kind_harness::trace::cluster::CpuPlacement;
 use kind_harness::trace::metrics::unallocated_curve;
 use kind_harness::trace::placer::{PolicySpec, ProfileSource, ReferencePolicy, SpecMatch};
-use kind_harness::trace::replay::{ReplayConfig, ReplayError, replay};
+use kind_harness::trace::replay::{DecisionPath, ReplayConfig, ReplayError, replay};
 
 fn policies() -> Vec<(PolicySpec, CpuPlacement)> {
     let mut p: Vec<(PolicySpec, CpuPlacement)> = PolicySpec::hami_pairs()
@@ -163,8 +164,18 @@ fn the_trace_profile_and_the_learned_profile_both_run() {
     let learned = config(PolicySpec::fragmentation(), CpuPlacement::Policy);
     let oracle = ReplayConfig {
         profile: ProfileSource::Trace,
+        path: DecisionPath::Core,
         ..learned.clone()
     };
+    let on_the_service_path = ReplayConfig {
+        path: DecisionPath::Service,
+        ..oracle.clone()
+    };
+    let e = replay(&trace, &on_the_service_path, 5, &mut || {}).unwrap_err();
+    assert!(
+        matches!(&e, ReplayError::Setup(m) if m.contains("--decision-path core")),
+        "serve cannot read the future of the trace: {e}"
+    );
     let a = replay(&trace, &learned, 5, &mut || {}).unwrap();
     let b = replay(&trace, &oracle, 5, &mut || {}).unwrap();
     assert_eq!(a.events.len(), b.events.len());
@@ -194,4 +205,37 @@ fn split_count_binding_is_counted() {
     let run = replay(&trace, &capped, 1, &mut || {}).unwrap();
     assert_eq!(run.grants_beyond_default_split, 0);
     assert_eq!(run.max_tasks_per_gpu, 10);
+}
+
+/// The service path (the service's view fed with Node and Pod objects as `serve`'s watches deliver
+/// them, host CPU and the learned workload read from that view, the filter machine's learn, take,
+/// decide, assume and patch) places every pod where the bare core does (its own registry, ledger
+/// and profile, the harness's CPU accounting), CPU-only pods routed to the policy included; the
+/// service's view is audited against the cluster mirror (devices and host CPU) after every pod.
+#[test]
+fn the_service_path_places_every_pod_where_the_bare_core_does() {
+    let trace = common::trace();
+    let mut compared = 0;
+    for (policy, cpu) in policies().into_iter().take(6) {
+        for seed in [42, 43] {
+            let service = config(policy.clone(), cpu);
+            assert_eq!(service.path, DecisionPath::Service, "the recipe's path");
+            let core = ReplayConfig {
+                path: DecisionPath::Core,
+                ..service.clone()
+            };
+            let a = replay(&trace, &service, seed, &mut || {})
+                .unwrap_or_else(|e| panic!("{policy}, seed {seed}, service path: {e}"));
+            let b = replay(&trace, &core, seed, &mut || {}).unwrap();
+            assert_eq!(a.digest, b.digest, "{policy}, seed {seed}");
+            assert_eq!(a.events, b.events, "{policy}, seed {seed}");
+            assert_eq!(a.decisions, b.decisions, "{policy}, seed {seed}");
+            assert!(a.failed() > 0 && a.decisions > 0);
+            compared += 1;
+        }
+    }
+    assert_eq!(
+        compared, 12,
+        "four HAMi pairs and fragmentation two ways, two seeds each"
+    );
 }

@@ -5,7 +5,7 @@ use super::cluster::CpuPlacement;
 use super::input::{read_nodes, read_pods};
 use super::placer::{FragmentationTuning, PolicySpec, ProfileSource, SpecMatch};
 use super::quality;
-use super::replay::{ReplayConfig, Trace, replay};
+use super::replay::{DecisionPath, ReplayConfig, Trace, replay};
 use super::summary::{PolicySummary, RunSummary, csv, table};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -108,6 +108,12 @@ pub struct TraceArgs {
     /// instead of by GPU demand.
     #[arg(long)]
     pub count_weighted: bool,
+    /// The path sliceguard's policies decide through: service (serve's own: the service's view fed
+    /// as its watches would, the learned workload and host CPU read from it, the filter machine) or
+    /// core (the decision called directly on the harness's registry and ledger; needed with
+    /// --profile trace, --fragmentation-scale and --count-weighted, which serve has no setting for).
+    #[arg(long, value_enum, default_value_t = DecisionPath::Service)]
+    pub decision_path: DecisionPath,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -305,6 +311,7 @@ pub fn config_for(args: &TraceArgs, policy: PolicySpec) -> ReplayConfig {
                 Weighting::Demand
             },
         },
+        path: args.decision_path,
         fast_path: !args.no_fast_path,
     }
 }

@@ -16,6 +16,7 @@
 //! | [`placer`] | sliceguard's core as the placer (registry, ledger, decision) |
 //! | [`reference`] | the paper's BestFit, FGD and Random, re-implemented for calibration |
 //! | [`replay`] | one run: the loop, the checks, the events |
+//! | [`service_placer`] | the replay through `serve`'s decision path: the service's view fed as the watches would, the filter machine |
 //! | [`latency`] | decision latency of the core at fleet scale (report and bench) |
 //! | [`metrics`] | allocation, unallocated, fragmentation, discretisation, statistics |
 //! | [`summary`] | per-run and per-policy summaries, table/JSON/CSV output |
@@ -34,5 +35,6 @@ pub mod quality;
 pub mod reference;
 pub mod replay;
 pub mod rng;
+pub mod service_placer;
 pub mod summary;
 pub mod svg;

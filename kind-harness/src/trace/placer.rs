@@ -35,7 +35,7 @@ use sliceguard::index::PlacementIndex;
 use sliceguard::ledger::{Ledger, UsageSource};
 use sliceguard::model::DeviceInfo;
 use sliceguard::objects::{GpuAsk, gpu_pod, with_annotations};
-use sliceguard::policy::{GpuPolicy, NodePolicy, PodPreferences, PolicyDefaults};
+use sliceguard::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
 use sliceguard::registry::Registry;
 use sliceguard::request::RequestDefaults;
 use std::collections::{BTreeMap, HashMap};
@@ -207,11 +207,23 @@ pub trait Placer {
         offered: &[usize],
     ) -> Result<Option<Choice>, PlacerError>;
 
-    /// Chooses a node for a CPU-only pod among `offered` (the paper's baselines, and sliceguard's
-    /// fragmentation policy when CPU-only pods are routed to it).
-    fn place_cpu(&mut self, cluster: &Cluster, pod: &PodRow, offered: &[usize]) -> Option<usize> {
-        let _ = (cluster, pod, offered);
+    /// Chooses a node for a CPU-only pod (`name`) among `offered` (the paper's baselines, and
+    /// sliceguard's fragmentation policy when CPU-only pods are routed to it).
+    fn place_cpu(
+        &mut self,
+        cluster: &Cluster,
+        pod: &PodRow,
+        name: &str,
+        offered: &[usize],
+    ) -> Option<usize> {
+        let _ = (cluster, pod, name, offered);
         None
+    }
+
+    /// The pod `name` was bound to `node` (whoever placed it), after the cluster mirror took it:
+    /// what a placer that watches pods learns then.
+    fn bound(&mut self, cluster: &Cluster, pod: &PodRow, name: &str, node: usize) {
+        let _ = (cluster, pod, name, node);
     }
 
     /// True when [`Placer::place_cpu`] decides CPU-only pods.
@@ -230,7 +242,7 @@ pub trait Placer {
 }
 
 /// The time written to `hami.io/vgpu-time` (the replay has no clock).
-const REPLAY_TIME: jiff::Timestamp = jiff::Timestamp::UNIX_EPOCH;
+pub const REPLAY_TIME: jiff::Timestamp = jiff::Timestamp::UNIX_EPOCH;
 
 /// Where the fragmentation policy's typical workload comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
@@ -559,9 +571,15 @@ impl Placer for CorePlacer {
         }
     }
 
-    fn place_cpu(&mut self, cluster: &Cluster, pod: &PodRow, offered: &[usize]) -> Option<usize> {
+    fn place_cpu(
+        &mut self,
+        cluster: &Cluster,
+        pod: &PodRow,
+        name: &str,
+        offered: &[usize],
+    ) -> Option<usize> {
         let profile = self.profile.as_ref()?;
-        let object = trace_pod(pod, &pod.name, self.spec_match);
+        let object = trace_pod(pod, name, self.spec_match);
         let pod_cpu_milli = pod_cpu_request_milli(&object);
         let node_names: Vec<String> = offered
             .iter()
@@ -571,22 +589,12 @@ impl Placer for CorePlacer {
             cluster,
             index: &self.index,
         };
-        let prefs =
-            PodPreferences::from_annotations(&BTreeMap::new(), &self.settings.policies).ok()?;
-        let own;
-        let typical = if profile.typical().is_empty() {
-            // Nothing learned yet: no GPU shape to protect, so any node is as good (F is 0).
-            own = TypicalWorkload::of_pod(&Default::default(), &prefs, 0);
-            &own
-        } else {
-            profile.typical()
-        };
         let started = Instant::now();
-        let chosen = fragmentation::choose_node_for_cpu_pod(
+        let chosen = fragmentation::place_cpu_pod(
             &self.registry,
             &self.ledger,
             &hosts,
-            typical,
+            Some(profile),
             pod_cpu_milli,
             &node_names,
         );
@@ -600,25 +608,30 @@ impl Placer for CorePlacer {
     }
 
     fn audit(&self, cluster: &Cluster, node: usize) -> Result<(), String> {
-        let n = &cluster.nodes[node];
-        for (g, slot) in n.gpus.iter().enumerate() {
-            let usage = self.ledger.device_usage(&n.name, &device_id(&n.name, g));
-            let mirror = (
-                u64::from(slot.tasks),
-                u64::from(slot.cores),
-                slot.memory_mib,
-            );
-            if (usage.used, usage.usedcores, usage.usedmem) != mirror {
-                return Err(format!(
-                    "ledger and cluster disagree on GPU {g} of {}: ledger {usage:?}, cluster (tasks, cores, MiB) {mirror:?}",
-                    n.name
-                ));
-            }
-        }
-        Ok(())
+        audit_ledger(&self.ledger, cluster, node)
     }
 
     fn decision_stats(&self) -> (u64, Duration) {
         (self.decisions, self.decision_time)
     }
+}
+
+/// Checks a ledger against the cluster mirror on every GPU of `node`: tasks, cores and MiB.
+pub fn audit_ledger(ledger: &Ledger, cluster: &Cluster, node: usize) -> Result<(), String> {
+    let n = &cluster.nodes[node];
+    for (g, slot) in n.gpus.iter().enumerate() {
+        let usage = ledger.device_usage(&n.name, &device_id(&n.name, g));
+        let mirror = (
+            u64::from(slot.tasks),
+            u64::from(slot.cores),
+            slot.memory_mib,
+        );
+        if (usage.used, usage.usedcores, usage.usedmem) != mirror {
+            return Err(format!(
+                "ledger and cluster disagree on GPU {g} of {}: ledger {usage:?}, cluster (tasks, cores, MiB) {mirror:?}",
+                n.name
+            ));
+        }
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use super::cluster::CpuPlacement;
 use super::latency::{LatencyReport, measure};
 use super::metrics::Stats;
 use super::placer::{FragmentationTuning, PolicySpec, ProfileSource, ReferencePolicy};
-use super::replay::{ReplayConfig, Trace};
+use super::replay::{DecisionPath, ReplayConfig, Trace};
 use super::summary::{PolicySummary, SATURATION_X, mean_sd, median};
 use super::svg::{Chart, Series, render};
 use anyhow::Context as _;
@@ -132,8 +132,11 @@ fn default_entries(args: &TraceArgs) -> Vec<Entry> {
         ),
     });
     entries.push(Entry {
-        label: "sliceguard fragmentation, profile counted from the whole trace",
-        config: core(args, frag, CpuPlacement::Policy, ProfileSource::Trace),
+        label: "sliceguard fragmentation, profile counted from the whole trace (core path)",
+        config: ReplayConfig {
+            path: DecisionPath::Core,
+            ..core(args, frag, CpuPlacement::Policy, ProfileSource::Trace)
+        },
     });
     entries.push(Entry {
         label: "HAMi binpack/binpack, kube-scheduler MostAllocated for CPU-only pods",
@@ -170,6 +173,7 @@ fn default_entries(args: &TraceArgs) -> Vec<Entry> {
             score_scale_gpus: scale,
             weighting,
         };
+        config.path = DecisionPath::Core;
         Entry { label, config }
     };
     let ours = FragmentationTuning::default();

@@ -218,7 +218,13 @@ impl Placer for ReferencePlacer {
         }))
     }
 
-    fn place_cpu(&mut self, cluster: &Cluster, pod: &PodRow, offered: &[usize]) -> Option<usize> {
+    fn place_cpu(
+        &mut self,
+        cluster: &Cluster,
+        pod: &PodRow,
+        _name: &str,
+        offered: &[usize],
+    ) -> Option<usize> {
         self.choose(cluster, pod, offered).map(|(n, _)| n)
     }
 

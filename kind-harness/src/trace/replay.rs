@@ -24,6 +24,7 @@ use super::placer::{
     trace_profile,
 };
 use super::reference::ReferencePlacer;
+use super::service_placer::ServicePlacer;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,29 @@ impl Trace {
     }
 }
 
+/// Which path a sliceguard decision takes in the replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecisionPath {
+    /// `serve`'s: the service's view fed as the watches deliver pods and nodes, the learned
+    /// workload and host CPU read from it, the filter machine ([`ServicePlacer`]).
+    #[default]
+    Service,
+    /// The core's decision called directly on a registry and ledger the harness keeps, with the
+    /// harness's CPU accounting ([`CorePlacer`]); needed for `--profile trace` and the tuning
+    /// ablations, which `serve` has no setting for.
+    Core,
+}
+
+impl std::fmt::Display for DecisionPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DecisionPath::Service => "service",
+            DecisionPath::Core => "core",
+        })
+    }
+}
+
 /// How a run is set up.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayConfig {
@@ -89,6 +113,8 @@ pub struct ReplayConfig {
     pub profile: ProfileSource,
     /// The fragmentation policy's knobs (ablations only).
     pub tuning: FragmentationTuning,
+    /// Which decision path sliceguard's policies run through (ignored for the paper's baselines).
+    pub path: DecisionPath,
     /// Offer the placer only the nodes where the pod's GPU part fits ([`Cluster::gpu_fits`]). The
     /// decision is the same (a node the fit rejects is never chosen, and no node's verdict depends
     /// on another's); only the rejected nodes' verdicts are not computed. `tests/replay.rs`
@@ -109,6 +135,7 @@ impl ReplayConfig {
             cpu_pods: CpuPlacement::KubeDefault,
             profile: ProfileSource::Learned,
             tuning: FragmentationTuning::default(),
+            path: DecisionPath::Service,
             fast_path: true,
         }
     }
@@ -216,6 +243,20 @@ pub fn replay(
     let sequence = arrival_sequence(&trace.pods, capacity, config.tune, seed);
     let mut cluster = Cluster::new(&trace.nodes, config.split, config.max_pods, seed);
     let mut placer: Box<dyn Placer> = match &config.policy {
+        PolicySpec::Core { node, gpu } if config.path == DecisionPath::Service => {
+            if config.profile != ProfileSource::Learned
+                || config.tuning != FragmentationTuning::default()
+            {
+                return Err(ReplayError::Setup(format!(
+                    "the service path learns its profile online with sliceguard's own tuning (serve has no setting for --profile {} or the ablations); use --decision-path core",
+                    config.profile
+                )));
+            }
+            Box::new(
+                ServicePlacer::new(&cluster, node, gpu, config.spec_match)
+                    .map_err(ReplayError::Setup)?,
+            )
+        }
         PolicySpec::Core { node, gpu } => {
             let profile = match config.profile {
                 ProfileSource::Learned => None,
@@ -286,7 +327,7 @@ pub fn replay(
         let placement = if pod.num_gpu == 0 {
             let node = match config.cpu_pods {
                 CpuPlacement::Policy if !offered.is_empty() => {
-                    placer.place_cpu(&cluster, pod, &offered)
+                    placer.place_cpu(&cluster, pod, &name, &offered)
                 }
                 CpuPlacement::Policy => None,
                 strategy => cluster.kube_pick(pod, strategy),
@@ -332,6 +373,7 @@ pub fn replay(
                         pod: name.clone(),
                         violation,
                     })?;
+                placer.bound(&cluster, pod, &name, node);
                 placer
                     .audit(&cluster, node)
                     .map_err(|detail| ReplayError::Audit {

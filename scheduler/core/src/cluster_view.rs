@@ -123,6 +123,9 @@ pub struct ClusterView {
     hosts: HostCpuBook,
     /// The workload profile learned from the pods filtered and watched.
     learned: LearnedWorkload,
+    /// Pods without GPUs placed by [`ClusterView::place_cpu_pod`] whose CPU is counted on the chosen
+    /// node until the watch shows them placed.
+    cpu_assumed: HashSet<String>,
     registry: Registry,
     /// The usage ledger and the placement index over it and the registry, refreshed for a node on
     /// every change of its registration or usage.
@@ -249,6 +252,31 @@ impl ClusterView {
             now,
             self.fragmentation_inputs(pod),
         )
+    }
+
+    /// Where a pod without GPUs (`key`, read as `pod`) goes among `offered` when it is routed to
+    /// sliceguard ([`crate::fragmentation::place_cpu_pod`]: where its CPU strands the fewest GPUs of
+    /// the learned workload). Its CPU counts on the chosen node from now until the watch shows it
+    /// placed. `None` when nothing is offered.
+    pub fn place_cpu_pod(
+        &mut self,
+        key: &str,
+        pod: &PreparedPod,
+        offered: &[String],
+    ) -> Option<String> {
+        let (node, _) = crate::fragmentation::place_cpu_pod(
+            &self.registry,
+            &self.usage.ledger,
+            &self.hosts,
+            Some(self.learned.profile()),
+            pod.cpu_milli,
+            offered,
+        )?;
+        if self.tracks_host_cpu() {
+            self.hosts.assume(key, &node, pod.cpu_milli);
+            self.cpu_assumed.insert(key.to_string());
+        }
+        Some(node)
     }
 
     /// What the `fragmentation` policy reads of this view for `pod`.
@@ -400,6 +428,9 @@ impl ClusterView {
             return self.apply_gpu_pod(key, pod);
         }
         self.hosts.apply_pod(&key, pod);
+        if crate::host_cpu::pod_placement(pod).is_some() && self.cpu_assumed.remove(&key) {
+            self.hosts.unassume(&key);
+        }
         if carries_gpu_assignment(pod) {
             self.apply_gpu_pod(key, pod)
         } else {
@@ -457,6 +488,7 @@ impl ClusterView {
         self.learned.forget(&key);
         if self.tracks_host_cpu() {
             self.hosts.delete_pod(&key);
+            self.cpu_assumed.remove(&key);
         }
         self.forget_gpu_pod(&key);
     }
@@ -516,6 +548,7 @@ impl ClusterView {
         if self.tracks_host_cpu() {
             // Every pod was listed: what the list did not show is gone.
             self.hosts.retain_pods(|key| listed.contains(key));
+            self.cpu_assumed.retain(|key| listed.contains(key));
             self.learned
                 .retain_listed(listed.iter().map(String::as_str));
         }

@@ -3,12 +3,28 @@
 //! ([`crate::host_cpu`]).
 
 use super::node::NodeFragmentation;
-use super::workload::TypicalWorkload;
+use super::workload::{TypicalWorkload, WorkloadProfile};
 use crate::host_cpu::HostSource;
 use crate::ledger::UsageSource;
 use crate::model::{DeviceUsage, NodeView};
 use crate::registry::Registry;
 use std::collections::BTreeSet;
+
+/// Where a pod without GPUs goes when it is routed to sliceguard: [`choose_node_for_cpu_pod`]
+/// against the profile's typical workload. With nothing learned yet there is no GPU shape to
+/// protect: every node's growth is 0, and the tie-breaks decide.
+pub fn place_cpu_pod(
+    registry: &Registry,
+    usage: &impl UsageSource,
+    hosts: &dyn HostSource,
+    profile: Option<&WorkloadProfile>,
+    pod_cpu_milli: u64,
+    node_names: &[String],
+) -> Option<(String, f64)> {
+    let nothing = TypicalWorkload::default();
+    let typical = profile.map_or(&nothing, WorkloadProfile::typical);
+    choose_node_for_cpu_pod(registry, usage, hosts, typical, pod_cpu_milli, node_names)
+}
 
 /// Places a pod without GPUs (CPU request `pod_cpu_milli`) among `node_names` (the nodes
 /// kube-scheduler's filters passed, so each has the CPU): the node where the expected

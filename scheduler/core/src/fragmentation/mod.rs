@@ -51,7 +51,7 @@ mod node;
 mod workload;
 
 pub use crate::host_cpu::{HostResources, HostSource, pod_cpu_request_milli};
-pub use cpu_pods::choose_node_for_cpu_pod;
+pub use cpu_pods::{choose_node_for_cpu_pod, place_cpu_pod};
 pub use node::{NodeFragmentation, NodeScorer, free_share, node_fragmentation};
 pub use workload::{
     DEFAULT_COVERAGE, MAX_SHAPES, TaskShape, TypicalWorkload, Weighting, WorkloadProfile,
