@@ -282,3 +282,100 @@ fn an_unknown_overlay_is_refused_naming_the_choices() {
     let err = render_overlay(&repo(), "production").unwrap_err();
     assert!(err.contains("fake-fleet, hami-device-plugin, ha"), "{err}");
 }
+
+/// `deploy/components/cpu-pods` added to each overlay: serve gets `--route-cpu-pods`, a second
+/// webhook entry sends only labelled CPU-only pods at CREATE (failure ignored, same namespaces
+/// excluded), and everything the overlay had stays as it was.
+#[test]
+fn the_cpu_pods_component_composes_with_every_overlay() {
+    for overlay in OVERLAYS {
+        // kustomize takes bases only by relative path, from a directory inside the repository.
+        let dir = repo().join(format!(
+            "target/kustomize-cpu-pods-{overlay}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../deploy/overlays/{overlay}\ncomponents:\n  - ../../deploy/components/cpu-pods\n"
+            ),
+        )
+        .unwrap();
+        let rendered = std::process::Command::new("kubectl")
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            rendered.status.success(),
+            "{overlay}: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let tls = webhook_tls().unwrap();
+        let parse = |template: &str| -> Vec<Value> {
+            deploy_manifest(template, "v1.33.1", "sliceguard:test", &tls)
+                .unwrap()
+                .split("\n---\n")
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+                .collect()
+        };
+        let with = parse(&String::from_utf8(rendered.stdout).unwrap());
+        let without = parse(&render_overlay(&repo(), overlay).unwrap());
+
+        let args = serve_args(&one(&with, "Deployment"));
+        let mut expected = serve_args(&one(&without, "Deployment"));
+        expected.push("--route-cpu-pods=sliceguard.io/placement=fragmentation".into());
+        assert_eq!(args, expected, "{overlay}");
+        let route: sliceguard::admission::LabelMatch = args
+            .last()
+            .unwrap()
+            .strip_prefix("--route-cpu-pods=")
+            .unwrap()
+            .parse()
+            .unwrap();
+
+        let hooks = one::<MutatingWebhookConfiguration>(&with, "MutatingWebhookConfiguration")
+            .webhooks
+            .unwrap();
+        let before = one::<MutatingWebhookConfiguration>(&without, "MutatingWebhookConfiguration")
+            .webhooks
+            .unwrap();
+        assert_eq!(hooks.len(), 2, "{overlay}");
+        assert_eq!(hooks[0], before[0], "{overlay}: the GPU entry is unchanged");
+        let cpu = &hooks[1];
+        assert_eq!(cpu.failure_policy.as_deref(), Some("Ignore"));
+        assert_eq!(cpu.client_config, before[0].client_config, "{overlay}");
+        assert_eq!(cpu.namespace_selector, before[0].namespace_selector);
+        let operations = &cpu.rules.as_ref().unwrap()[0].operations;
+        assert_eq!(operations.as_deref(), Some(&["CREATE".to_string()][..]));
+        let selected = cpu
+            .object_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .unwrap();
+        assert_eq!(
+            selected.get(&route.key),
+            route.value.as_ref(),
+            "{overlay}: the webhook sends exactly the pods serve routes"
+        );
+        let condition = &cpu.match_conditions.as_ref().unwrap()[0].expression;
+        assert!(
+            condition.starts_with("!object.spec.containers.exists")
+                && condition.contains("initContainers"),
+            "{overlay}: only CPU-only pods: {condition}"
+        );
+        // Nothing else changed.
+        let others = |docs: &[Value]| -> Vec<Value> {
+            docs.iter()
+                .filter(|d| {
+                    d["kind"] != "Deployment" && d["kind"] != "MutatingWebhookConfiguration"
+                })
+                .cloned()
+                .collect()
+        };
+        assert_eq!(others(&with), others(&without), "{overlay}");
+    }
+}

@@ -216,8 +216,9 @@ fn check_overlay(overlay: &str) {
     };
     assert_eq!(args[0], "serve");
 
-    // The scheduler configuration: sliceguard is the extender at the address serve listens on, and
-    // every HAMi resource is ignoredByScheduler.
+    // The scheduler configuration: sliceguard is the extender at the address serve listens on,
+    // kube-scheduler's NodeResourcesFit leaves every nvidia.com/ resource to it, and the extender
+    // manages no resource list (so a CPU-only pod routed to the profile reaches it too).
     let config: Value = serde_saphyr::from_str(&config_map.data.unwrap()["config.yaml"]).unwrap();
     assert_eq!(config["kind"], "KubeSchedulerConfiguration");
     assert_eq!(
@@ -229,14 +230,21 @@ fn check_overlay(overlay: &str) {
         extender["urlPrefix"].as_str().unwrap(),
         format!("http://{}", arg("extender-addr"))
     );
-    let managed: BTreeSet<&str> = extender["managedResources"]
+    assert!(
+        extender.get("managedResources").is_none(),
+        "managedResources would hide CPU-only pods from the extender: {extender}"
+    );
+    let fit = config["profiles"][0]["pluginConfig"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            assert_eq!(r["ignoredByScheduler"], true, "{r}");
-            r["name"].as_str().unwrap()
-        })
+        .find(|p| p["name"] == "NodeResourcesFit")
+        .expect("NodeResourcesFit is configured");
+    let ignored: BTreeSet<&str> = fit["args"]["ignoredResourceGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
         .collect();
     for r in [
         "nvidia.com/gpu",
@@ -245,7 +253,11 @@ fn check_overlay(overlay: &str) {
         "nvidia.com/gpumem-percentage",
         "nvidia.com/priority",
     ] {
-        assert!(managed.contains(r), "{r} not managed");
+        let group = r.split_once('/').unwrap().0;
+        assert!(
+            ignored.contains(group),
+            "{r} is checked by NodeResourcesFit"
+        );
     }
 
     // The webhook reaches serve through the Service, on the port serve listens on.

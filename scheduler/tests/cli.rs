@@ -424,3 +424,26 @@ fn serve_refuses_a_stall_timeout_shorter_than_the_lock_timeout() {
         stderr(&out)
     );
 }
+
+#[test]
+fn serve_refuses_the_cpu_route_without_every_pod_watched_and_a_bad_label() {
+    let out = sliceguard(&[
+        "serve",
+        "--route-cpu-pods=sliceguard.io/placement=fragmentation",
+        "--watch-pods=gpu",
+        "--kubeconfig=/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--route-cpu-pods needs --watch-pods all"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sliceguard(&["serve", "--route-cpu-pods=bad label"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--route-cpu-pods") && stderr(&out).contains("\"bad label\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -565,6 +565,8 @@ fn serve_help_documents_every_flag() {
         "--allocation-stall-timeout",
         "--kube-api-qps",
         "--kube-api-retries",
+        "--watch-pods",
+        "--route-cpu-pods",
     ] {
         assert!(help.contains(flag), "{flag} missing from serve --help");
     }
@@ -585,6 +587,7 @@ fn serve_help_documents_every_flag() {
         "[default: spread]",
         "[default: sliceguard-scheduler]",
         "[default: :9395]",
+        "[default: all]",
     ] {
         assert!(help.contains(default), "{default} missing");
     }

@@ -47,6 +47,9 @@ pub struct EmbeddedOptions {
     pub deploy_overlay: Option<String>,
     /// sliceguard's load limits, its API client's QPS among them (default: `serve`'s defaults).
     pub limits: sliceguard::server::ServeLimits,
+    /// `serve --route-cpu-pods`: CPU-only pods with this label are routed to sliceguard and
+    /// placed by its filter (default: off, as in `serve`).
+    pub route_cpu_pods: Option<sliceguard::admission::LabelMatch>,
 }
 
 impl Default for EmbeddedOptions {
@@ -63,6 +66,7 @@ impl Default for EmbeddedOptions {
             preload_pods: 0,
             deploy_overlay: Some(SIM_OVERLAY.into()),
             limits: sliceguard::server::ServeLimits::default(),
+            route_cpu_pods: None,
         }
     }
 }
@@ -215,6 +219,7 @@ async fn launch(
         },
         webhook: sliceguard::admission::WebhookSettings {
             scheduler_name: options.scheduler_name.clone(),
+            cpu_pod_route: options.route_cpu_pods.clone(),
             ..Default::default()
         },
         bind: BindSettings {
@@ -222,6 +227,7 @@ async fn launch(
             ..BindSettings::default()
         },
         sync_wait: Duration::from_secs(10),
+        place_cpu_pods: options.route_cpu_pods.is_some(),
         ..SchedulerConfig::default()
     };
     let scheduler = sliceguard::server::start(ServeOptions {

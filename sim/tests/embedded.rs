@@ -598,3 +598,95 @@ async fn serve_learns_the_workload_and_host_cpu_and_a_restart_rebuilds_them_from
     assert_eq!(learned(&cluster).0, 5);
     cluster.stop().await;
 }
+
+/// With `--route-cpu-pods`, a CPU-only pod carrying the label goes webhook → filter → bind → Running
+/// on the node where its CPU strands no GPU of the learned workload; one without the label is left
+/// to the default scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labelled_cpu_only_pod_is_placed_where_its_cpu_strands_no_gpu() {
+    let cluster = Embedded::start(EmbeddedOptions {
+        fleet: FleetSpec {
+            nodes: 3,
+            gpus_per_node: 2,
+            ..FleetSpec::default()
+        },
+        route_cpu_pods: Some("sliceguard.io/placement=fragmentation".parse().unwrap()),
+        ..EmbeddedOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The learned workload: fractional GPU tasks that each need 4 CPUs.
+    let gpu = with_cpu(gpu_pod("gpu-task", &[], &[GpuAsk::fraction(8192, 30)]), "4");
+    pods.create(&PostParams::default(), &gpu).await.unwrap();
+    wait_for("gpu-task to run", Duration::from_secs(20), async || {
+        let p = pods.get("gpu-task").await.ok()?;
+        (phase(&p) == "Running").then_some(())
+    })
+    .await;
+    // Pin CPU hogs so that the nodes have 6, 12 and 5 CPUs free: a 4-CPU pod leaves fewer than
+    // 4 on the first and the third (both their GPUs stranded), 8 on the second (nothing stranded).
+    let free = host_cpu_on_the_api(&client).await;
+    let nodes: Vec<String> = free.keys().cloned().collect();
+    for (node, wanted_free) in nodes.iter().zip([6000u64, 12_000, 5000]) {
+        let (allocatable, requested) = free[node];
+        let hog_milli = allocatable - requested - wanted_free;
+        let mut hog = with_cpu(
+            gpu_pod(&format!("hog-{node}"), &[], &[GpuAsk::default()]),
+            &format!("{hog_milli}m"),
+        );
+        hog.spec.as_mut().unwrap().node_name = Some(node.clone());
+        pods.create(&PostParams::default(), &hog).await.unwrap();
+    }
+    let expected = host_cpu_on_the_api(&client).await;
+    wait_for(
+        "the hogs' CPU in the view",
+        Duration::from_secs(10),
+        async || (host_cpu_in_the_view(&cluster, &nodes) == expected).then_some(()),
+    )
+    .await;
+
+    let mut routed = with_cpu(gpu_pod("cpu-routed", &[], &[GpuAsk::default()]), "4");
+    routed.metadata.labels = Some(
+        [(
+            "sliceguard.io/placement".to_string(),
+            "fragmentation".to_string(),
+        )]
+        .into(),
+    );
+    pods.create(&PostParams::default(), &routed).await.unwrap();
+    let plain = with_cpu(gpu_pod("cpu-plain", &[], &[GpuAsk::default()]), "1");
+    pods.create(&PostParams::default(), &plain).await.unwrap();
+    let running = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            wait_for(name, Duration::from_secs(20), async || {
+                let p = pods.get(name).await.ok()?;
+                (phase(&p) == "Running").then_some(p)
+            })
+            .await
+        }
+    };
+    let routed = running("cpu-routed").await;
+    let spec = routed.spec.as_ref().unwrap();
+    assert_eq!(spec.scheduler_name.as_deref(), Some("sliceguard-scheduler"));
+    assert_eq!(
+        spec.node_name.as_deref(),
+        Some(nodes[1].as_str()),
+        "the node with CPU to spare"
+    );
+    let plain = running("cpu-plain").await;
+    assert_eq!(
+        plain.spec.as_ref().unwrap().scheduler_name.as_deref(),
+        Some("default-scheduler"),
+        "no label, no route"
+    );
+    let metrics = cluster.scheduler().service.metrics().encode();
+    assert!(
+        metrics.contains("sliceguard_filter_decisions_total{outcome=\"cpu_placed\"} 1"),
+        "{metrics}"
+    );
+    wait_no_locks(&client).await;
+    cluster.stop().await;
+}

@@ -14,6 +14,14 @@
 //! Then a GPU pod with a privileged container is denied, and one with `nodeName` set is denied;
 //! otherwise its `schedulerName` becomes sliceguard's. Pods for another scheduler pass untouched.
 //!
+//! **CPU-only pods** are left to the default scheduler, as HAMi leaves them, unless the opt-in
+//! route is on ([`WebhookSettings::cpu_pod_route`], `serve --route-cpu-pods`): a pod without GPU
+//! resources that carries the route's label (and has no `nodeName`) is routed to sliceguard too,
+//! whose `fragmentation` policy then puts it where its CPU strands the fewest GPUs. The trade-off:
+//! sliceguard's kube-scheduler profile becomes the scheduler of those pods (its other plugins still
+//! filter and score nodes; the extender then narrows to one node), so they wait when sliceguard is
+//! down, as GPU pods do.
+//!
 //! Before any of that, a pod that arrives carrying scheduler-owned state is denied whatever its
 //! scheduler ([`crate::guard::check_create`], HAMi PR #3042); an UPDATE is judged by
 //! [`review_update`]: only the trusted users may add, change or remove those keys.
@@ -48,6 +56,90 @@ pub struct WebhookSettings {
     pub requests: RequestDefaults,
     /// Who may write scheduler-owned annotations and labels on UPDATE.
     pub trusted: TrustedUsers,
+    /// Route CPU-only pods carrying this label to sliceguard too (`None`: never; HAMi's way).
+    pub cpu_pod_route: Option<LabelMatch>,
+}
+
+/// A pod label to match: `KEY` (present, any value) or `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelMatch {
+    /// The label's key.
+    pub key: String,
+    /// The value it must have (`None`: any).
+    pub value: Option<String>,
+}
+
+impl LabelMatch {
+    /// True when `labels` carries the label (with the value, if one is required).
+    pub fn matches(&self, labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+        labels
+            .and_then(|l| l.get(&self.key))
+            .is_some_and(|v| self.value.as_ref().is_none_or(|want| want == v))
+    }
+}
+
+impl std::fmt::Display for LabelMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value}", self.key),
+            None => f.write_str(&self.key),
+        }
+    }
+}
+
+impl std::str::FromStr for LabelMatch {
+    type Err = String;
+
+    /// `KEY` or `KEY=VALUE`, with Kubernetes' label syntax: an optional DNS-subdomain prefix and
+    /// `/`, then a name of at most 63 characters (alphanumerics, `-`, `_`, `.`, starting and ending
+    /// alphanumeric); the value the same without a prefix, or empty.
+    fn from_str(text: &str) -> Result<Self, String> {
+        fn name_ok(name: &str) -> bool {
+            name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        }
+        let (key, value) = match text.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (text, None),
+        };
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((prefix, name)) => (Some(prefix), name),
+            None => (None, key),
+        };
+        let prefix_ok = prefix.is_none_or(|p| {
+            !p.is_empty()
+                && p.len() <= 253
+                && p.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && !part.starts_with('-')
+                        && !part.ends_with('-')
+                })
+        });
+        if !prefix_ok || !name_ok(name) {
+            return Err(format!(
+                "label key {key:?} is not a Kubernetes label key ([prefix/]name, name up to 63 alphanumerics, '-', '_', '.')"
+            ));
+        }
+        if let Some(value) = value
+            && !value.is_empty()
+            && !name_ok(value)
+        {
+            return Err(format!(
+                "label value {value:?} is not a Kubernetes label value (up to 63 alphanumerics, '-', '_', '.', or empty)"
+            ));
+        }
+        Ok(LabelMatch {
+            key: key.to_string(),
+            value: value.map(String::from),
+        })
+    }
 }
 
 impl Default for WebhookSettings {
@@ -58,6 +150,7 @@ impl Default for WebhookSettings {
             force_overwrite_default_scheduler: true,
             requests: RequestDefaults::default(),
             trusted: TrustedUsers::default(),
+            cpu_pod_route: None,
         }
     }
 }
@@ -242,6 +335,22 @@ pub fn mutate(submitted: &Value, settings: &WebhookSettings) -> Result<Admission
     }
 
     if !has_resource {
+        if let Some(route) = &settings.cpu_pod_route
+            && route.matches(pod.metadata.labels.as_ref())
+            && spec.node_name.as_deref().is_none_or(str::is_empty)
+            && !settings.scheduler_name.is_empty()
+        {
+            mutated["spec"]["schedulerName"] = json!(settings.scheduler_name);
+            let patch = json_patch::diff(submitted, &mutated);
+            return Ok(Admission::Allowed {
+                patch,
+                routed: true,
+                message: format!(
+                    "CPU-only pod labelled {route} routed to {}",
+                    settings.scheduler_name
+                ),
+            });
+        }
         let patch = json_patch::diff(submitted, &mutated);
         return Ok(Admission::Allowed {
             patch,
@@ -649,5 +758,104 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("spec.containers"), "{err}");
+    }
+
+    /// The opt-in route takes a CPU-only pod only when it carries the label (and value); other
+    /// CPU-only pods, pods with a node, and pods of another scheduler stay as HAMi leaves them.
+    #[test]
+    fn cpu_only_pods_are_routed_only_by_the_opt_in_label() {
+        let route: LabelMatch = "sliceguard.io/placement=fragmentation".parse().unwrap();
+        let settings = WebhookSettings {
+            cpu_pod_route: Some(route),
+            ..WebhookSettings::default()
+        };
+        let cpu = |labels: Value| {
+            let mut p = pod(
+                json!([{"name": "c", "image": "pause", "resources": {"requests": {"cpu": "2"}}}]),
+            );
+            p["metadata"]["labels"] = labels;
+            p
+        };
+        let labelled = cpu(json!({"sliceguard.io/placement": "fragmentation"}));
+        let a = mutate(&labelled, &settings).unwrap();
+        assert!(
+            matches!(&a, Admission::Allowed { routed: true, message, .. } if message.contains("sliceguard.io/placement=fragmentation")),
+            "{a:?}"
+        );
+        assert_eq!(
+            apply(&labelled, &a)["spec"]["schedulerName"],
+            "sliceguard-scheduler"
+        );
+        for (why, other) in [
+            (
+                "another value",
+                cpu(json!({"sliceguard.io/placement": "spread"})),
+            ),
+            ("no label", cpu(json!({}))),
+            ("route off", labelled.clone()),
+        ] {
+            let settings = if why == "route off" {
+                WebhookSettings::default()
+            } else {
+                settings.clone()
+            };
+            let a = mutate(&other, &settings).unwrap();
+            assert!(
+                matches!(&a, Admission::Allowed { routed: false, patch, .. } if patch.0.is_empty()),
+                "{why}: {a:?}"
+            );
+        }
+        let mut pinned = labelled.clone();
+        pinned["spec"]["nodeName"] = json!("n1");
+        assert!(matches!(
+            mutate(&pinned, &settings).unwrap(),
+            Admission::Allowed { routed: false, .. }
+        ));
+        let mut elsewhere = labelled.clone();
+        elsewhere["spec"]["schedulerName"] = json!("volcano");
+        assert!(matches!(
+            mutate(&elsewhere, &settings).unwrap(),
+            Admission::Allowed { routed: false, .. }
+        ));
+        // Any value when the route names only the key.
+        let any = WebhookSettings {
+            cpu_pod_route: Some("sliceguard.io/placement".parse().unwrap()),
+            ..WebhookSettings::default()
+        };
+        let other_value = cpu(json!({"sliceguard.io/placement": "spread"}));
+        assert!(matches!(
+            mutate(&other_value, &any).unwrap(),
+            Admission::Allowed { routed: true, .. }
+        ));
+    }
+
+    #[test]
+    fn label_matches_parse_kubernetes_label_syntax_and_name_the_bad_part() {
+        let ok: LabelMatch = "example.com/tier=batch-1".parse().unwrap();
+        assert_eq!(
+            (ok.key.as_str(), ok.value.as_deref()),
+            ("example.com/tier", Some("batch-1"))
+        );
+        assert_eq!(ok.to_string(), "example.com/tier=batch-1");
+        let key_only: LabelMatch = "gpu-friendly".parse().unwrap();
+        assert_eq!(
+            (key_only.to_string(), key_only.value),
+            ("gpu-friendly".to_string(), None)
+        );
+        let empty_value: LabelMatch = "a=".parse().unwrap();
+        assert_eq!(empty_value.value.as_deref(), Some(""));
+        for (bad, names) in [
+            ("", "label key"),
+            ("-a", "label key"),
+            ("a b", "label key"),
+            ("Upper.Case/a", "label key"),
+            ("/a", "label key"),
+            (&*format!("{}=v", "x".repeat(64)), "label key"),
+            ("a=b c", "label value"),
+            ("a=-b", "label value"),
+        ] {
+            let e = bad.parse::<LabelMatch>().unwrap_err();
+            assert!(e.starts_with(names), "{bad:?}: {e}");
+        }
     }
 }

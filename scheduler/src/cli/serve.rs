@@ -11,6 +11,7 @@
 //! `--allow-non-loopback-extender` says otherwise: `serve` exits 2 naming that flag.
 
 use super::Failure;
+use crate::admission::LabelMatch;
 use crate::bind::{BindSettings, ReleaseMode};
 use crate::cluster_view::PodScope;
 use crate::codec::go_duration;
@@ -114,6 +115,14 @@ pub struct ServeArgs {
     /// many CPU-only pods; the fragmentation policy then ignores CPU).
     #[arg(long, value_enum, default_value_t = WatchPods::All)]
     watch_pods: WatchPods,
+    /// Opt-in route for CPU-only pods: the webhook also routes pods without GPU resources that
+    /// carry this label (KEY or KEY=VALUE) to this scheduler, whose filter puts each where its CPU
+    /// strands the fewest GPUs (the fragmentation policy's rule). Trade-off: this scheduler's
+    /// kube-scheduler profile becomes the scheduler of those pods (its other plugins still filter
+    /// and score nodes), so they wait while it is down. Needs --watch-pods all and a webhook
+    /// configuration that sends such pods (deploy/components/cpu-pods).
+    #[arg(long, value_name = "LABEL[=VALUE]", value_parser = parse_label_match)]
+    route_cpu_pods: Option<LabelMatch>,
     /// How long /filter waits for the node and pod watches to sync before answering an error.
     #[arg(long, default_value = "25s", value_parser = parse_std_duration)]
     sync_timeout: Duration,
@@ -263,6 +272,10 @@ enum LockRelease {
     DevicePlugin,
 }
 
+fn parse_label_match(text: &str) -> Result<LabelMatch, String> {
+    text.parse()
+}
+
 /// `--watch-pods` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum WatchPods {
@@ -379,6 +392,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         return Err(Failure::input("--scheduler-name must not be empty"));
     }
     check_extender_address(args.http_bind, args.allow_non_loopback_extender)?;
+    if args.route_cpu_pods.is_some() && args.watch_pods == WatchPods::Gpu {
+        return Err(Failure::input(
+            "--route-cpu-pods needs --watch-pods all: placing a CPU-only pod reads every node's CPU, which only the watch of every pod shows",
+        ));
+    }
     if args.trusted_scheduler_user.is_empty() {
         return Err(Failure::input(
             "--trusted-scheduler-user must not be empty (sliceguard's own writes would be denied)",
@@ -412,6 +430,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
                 scheduler: args.trusted_scheduler_user.clone(),
                 device_plugin: args.trusted_device_plugin_user.clone(),
             },
+            cpu_pod_route: args.route_cpu_pods.clone(),
             ..Default::default()
         },
         decision,
@@ -426,6 +445,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
             WatchPods::All => PodScope::All,
             WatchPods::Gpu => PodScope::Gpu,
         },
+        place_cpu_pods: args.route_cpu_pods.is_some(),
         ..SchedulerConfig::default()
     };
     let options = ServeOptions {

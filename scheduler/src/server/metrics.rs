@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `sliceguard_filter_duration_seconds` | histogram | |
 //! | `sliceguard_bind_duration_seconds` | histogram | |
-//! | `sliceguard_filter_decisions_total` | counter | `outcome`: scheduled, unschedulable, no_gpu_request, invalid, error |
+//! | `sliceguard_filter_decisions_total` | counter | `outcome`: scheduled, unschedulable, no_gpu_request, cpu_placed (a CPU-only pod placed, `--route-cpu-pods`), invalid, error |
 //! | `sliceguard_bind_outcomes_total` | counter | `outcome`: bound or the failure kind |
 //! | `sliceguard_lock_acquisitions_total` | counter | |
 //! | `sliceguard_lock_contentions_total` | counter | |

@@ -38,7 +38,7 @@ use crate::bind::{
 };
 use crate::cluster_view::{ClusterView, PodScope, ViewConfig};
 use crate::codec::{go_duration, lock};
-use crate::decision::{self, Decision, EventRecord, Outcome, SchedulerSettings};
+use crate::decision::{self, Decision, EventRecord, Outcome, PreparedPod, SchedulerSettings};
 use crate::filter::{FilterMachine, FilterOutcome, FilterRequest, FilterStep, FilterVerdict};
 use crate::lease::Role;
 use crate::ledger::Ledger;
@@ -92,6 +92,10 @@ pub struct SchedulerConfig {
     /// Which pods the pod watch delivers: every pod (host CPU tracked for the `fragmentation`
     /// policy) or only GPU pods (see [`PodScope`]).
     pub pod_scope: PodScope,
+    /// The filter places pods without GPUs too (they reach it when the webhook's CPU-only route
+    /// sends them, `--route-cpu-pods`): where their CPU strands the fewest GPUs
+    /// ([`ClusterView::place_cpu_pod`]). Off: they pass every node untouched, as in HAMi.
+    pub place_cpu_pods: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -104,6 +108,7 @@ impl Default for SchedulerConfig {
             sync_wait: Duration::from_secs(25),
             bind_wait: Duration::from_secs(20),
             pod_scope: PodScope::All,
+            place_cpu_pods: false,
         }
     }
 }
@@ -438,6 +443,9 @@ impl<C: ClusterApi> Scheduler<C> {
             }
         };
         if !prepared.request.has_gpu_request() {
+            if self.config.place_cpu_pods {
+                return self.filter_cpu_pod(&pod, &prepared, node_names).await;
+            }
             let result = ExtenderFilterResult {
                 node_names: Some(node_names),
                 ..Default::default()
@@ -445,14 +453,7 @@ impl<C: ClusterApi> Scheduler<C> {
             return (result, "no_gpu_request");
         }
         if !self.wait_synced().await {
-            let (nodes, pods) = self.sync_state();
-            let message = format!(
-                "scheduler cache not synced after {}: nodes synced {nodes}, pods synced {pods}",
-                go_duration::format(
-                    jiff::SignedDuration::try_from(self.config.sync_wait).unwrap_or_default()
-                )
-            );
-            return (ExtenderFilterResult::error(message), "error");
+            return (self.not_synced(), "error");
         }
         let PodRef {
             namespace,
@@ -492,6 +493,49 @@ impl<C: ClusterApi> Scheduler<C> {
             FilterVerdict::Failed(error) => ExtenderFilterResult::error(error.to_string()),
         };
         (result, label)
+    }
+
+    /// The answer while the watches have not synced within `sync_wait`.
+    fn not_synced(&self) -> ExtenderFilterResult {
+        let (nodes, pods) = self.sync_state();
+        ExtenderFilterResult::error(format!(
+            "scheduler cache not synced after {}: nodes synced {nodes}, pods synced {pods}",
+            go_duration::format(
+                jiff::SignedDuration::try_from(self.config.sync_wait).unwrap_or_default()
+            )
+        ))
+    }
+
+    /// A pod without GPUs routed here (`place_cpu_pods`): the one node where its CPU strands the
+    /// fewest GPUs among those offered; no annotation is written and no event emitted.
+    async fn filter_cpu_pod(
+        &self,
+        pod: &Pod,
+        prepared: &PreparedPod,
+        node_names: Vec<String>,
+    ) -> (ExtenderFilterResult, &'static str) {
+        if !self.wait_synced().await {
+            return (self.not_synced(), "error");
+        }
+        let key = crate::ledger::pod_key(pod);
+        let chosen = self.view().place_cpu_pod(&key, prepared, &node_names);
+        match chosen {
+            Some(node) => {
+                tracing::debug!(pod = %key, %node, "CPU-only pod placed");
+                let result = ExtenderFilterResult {
+                    node_names: Some(vec![node]),
+                    ..Default::default()
+                };
+                (result, "cpu_placed")
+            }
+            None => {
+                let result = ExtenderFilterResult {
+                    node_names: Some(node_names),
+                    ..Default::default()
+                };
+                (result, "no_gpu_request")
+            }
+        }
     }
 
     /// Runs the filter machine to its outcome: each effect through [`ClusterApi::execute`], the view
