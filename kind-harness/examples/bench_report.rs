@@ -15,8 +15,9 @@
 //! `cargo run --release -p sliceguard-kind-harness --example bench_report -- --rows <json> --out
 //! bench/REPORT.md [--e2e-nodes 1000] [--e2e-pods 1000] [--serve-nodes 20000] [--serve-pods 100000]
 //! [--bin-dir target/release] [--skip-serve] [--only in-process|loopback|serve]
-//! [--service-rows <json>] [--memory-rows <json>]` (`--only` runs one measurement and prints it,
-//! for profiling, without writing the report; `--service-rows` adds the service benchmark's rows,
+//! [--service-rows <json>] [--memory-rows <json>] [--splice]` (`--only` runs one measurement and
+//! prints it, for profiling, without writing the report; `--only serve --splice` instead replaces
+//! the serve section and its target row in `--out`, keeping the rest as it was measured; `--service-rows` adds the service benchmark's rows,
 //! written by `scheduler/benches/service.rs`; `--memory-rows` the memory bench's, written by
 //! `scheduler/benches/memory.rs`)
 
@@ -45,6 +46,8 @@ struct Args {
     skip_serve: bool,
     /// Runs one measurement and prints it without writing the report (for profiling it alone).
     only: Option<String>,
+    /// With `--only serve`: splice the new measurements into `out` instead of printing them.
+    splice: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         bin_dir: "target/release".into(),
         skip_serve: false,
         only: None,
+        splice: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
             "--serve-pods" => args.serve_pods = number(value()?, "--serve-pods")?,
             "--bin-dir" => args.bin_dir = value()?,
             "--skip-serve" => args.skip_serve = true,
+            "--splice" => args.splice = true,
             "--only" => {
                 let section = value()?;
                 if !["in-process", "loopback", "serve"].contains(&section.as_str()) {
@@ -544,6 +549,14 @@ fn main() {
                     loopback(args.e2e_nodes, args.e2e_pods, Some(5000))
                 );
             }
+            _ if args.splice => {
+                let serve = measure_serve(&args);
+                if let Err(e) = splice_serve(&args.out, &serve) {
+                    eprintln!("error: {e}");
+                    std::process::exit(1);
+                }
+                eprintln!("{}: serve section and target row replaced", args.out);
+            }
             _ => println!(
                 "{:?}",
                 serve_rss(&args.bin_dir, args.serve_nodes, args.serve_pods)
@@ -575,18 +588,11 @@ fn main() {
     );
     let e2e_http = loopback(args.e2e_nodes, args.e2e_pods, None);
     eprintln!("  {e2e_http:?}");
-    let mut serve = Vec::new();
-    if !args.skip_serve {
-        for pods in [args.serve_pods, args.serve_pods / 2] {
-            eprintln!(
-                "sliceguard serve peak RSS: {} nodes × 8 GPUs, {pods} pods",
-                args.serve_nodes
-            );
-            let measured = serve_rss(&args.bin_dir, args.serve_nodes, pods);
-            eprintln!("  {measured:?}");
-            serve.push(measured);
-        }
-    }
+    let serve = if args.skip_serve {
+        Vec::new()
+    } else {
+        measure_serve(&args)
+    };
     let service = match &args.service_rows {
         Some(path) => match read_service_rows(path) {
             Ok(rows) => rows,
@@ -790,50 +796,7 @@ fn render(
     let _ = writeln!(md);
     render_service(&mut md, service);
     let full = serve.first().and_then(|r| r.as_ref().ok());
-    let _ = writeln!(
-        md,
-        "## `sliceguard serve` peak RSS\n\nThe release `sliceguard serve` (no webhook) against `kind-harness sim serve --nodes N --gpus-per-node 8 --pods P --no-webhook` (P Running GPU pods of 1024 MiB / 5 cores, placed round robin over the devices and annotated as sliceguard leaves them), read from `/proc/<pid>/status` after `/readyz` answered 200 (initial node and pod lists done) and five `/filter` calls (pods created through the API, 64 nodes offered each).\n\n| nodes | devices | pods | VmHWM (peak) | VmRSS | façade preload | sliceguard ready after | filters answered with a node | filter median |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in serve {
-        match r {
-            Ok(m) => {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} s | {:.1} s | {}/{} | {:.1} ms |",
-                    m.nodes,
-                    m.nodes * 8,
-                    m.pods,
-                    m.hwm_kib as f64 / 1024.0,
-                    m.rss_kib as f64 / 1024.0,
-                    m.facade_s,
-                    m.ready_s,
-                    m.filters_ok,
-                    m.filters_sent,
-                    m.filter_ms
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(md, "| | | | not measured: {e} | | | | | |");
-            }
-        }
-    }
-    if args.skip_serve {
-        let _ = writeln!(md, "| | | | not measured (--skip-serve) | | | | | |");
-    }
-    if let (Some(Ok(a)), Some(Ok(b))) = (serve.first(), serve.get(1))
-        && a.pods > b.pods
-    {
-        let per_pod = (a.hwm_kib as f64 - b.hwm_kib as f64) * 1024.0 / (a.pods - b.pods) as f64;
-        let rest = a.hwm_kib as f64 * 1024.0 - per_pod * a.pods as f64;
-        let _ = writeln!(
-            md,
-            "\nFrom the two runs (same nodes, pods halved): about **{per_pod:.0} bytes of peak per pod**, {:.1} MiB for {} pods; the rest, {:.1} MiB, is the nodes and the process itself ({:.0} bytes per device).",
-            per_pod * a.pods as f64 / 1048576.0,
-            a.pods,
-            rest / 1048576.0,
-            rest / (a.nodes * 8).max(1) as f64
-        );
-    }
+    render_serve(&mut md, serve, args.skip_serve);
     let _ = writeln!(md);
 
     // Targets.
@@ -950,24 +913,7 @@ fn render(
             verdict(per <= 256.0)
         );
     }
-    match full {
-        Some(m) => {
-            let mib = m.hwm_kib as f64 / 1024.0;
-            let _ = writeln!(
-                md,
-                "| `serve` peak RSS ≤ 256 MiB at {} nodes and {} pods | {mib:.1} MiB | {} |",
-                m.nodes,
-                m.pods,
-                verdict(mib <= 256.0 && m.nodes >= 20_000 && m.pods >= 100_000)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                md,
-                "| `serve` peak RSS ≤ 256 MiB at 20,000 nodes and 100,000 pods | not measured | **missed** (not measured) |"
-            );
-        }
-    }
+    let _ = writeln!(md, "{}", serve_target_row(full));
     md
 }
 
@@ -1081,4 +1027,110 @@ fn service_targets(md: &mut String, rows: &[ServiceRow]) {
             );
         }
     }
+}
+
+/// The `sliceguard serve` peak RSS section (its heading to the per-pod estimate).
+fn render_serve(md: &mut String, serve: &[Result<ServeRss, String>], skipped: bool) {
+    let _ = writeln!(
+        md,
+        "## `sliceguard serve` peak RSS\n\nThe release `sliceguard serve` (no webhook, otherwise its defaults: every pod watched, `--watch-pods all`, so every pod's CPU request is counted on its node for the fragmentation policy, and the workload profile learned from the listed GPU pods) against `kind-harness sim serve --nodes N --gpus-per-node 8 --pods P --no-webhook` (P Running GPU pods of 1024 MiB / 5 cores and 250m CPU, placed round robin over the devices and annotated as sliceguard leaves them; nodes with 16 CPUs allocatable), read from `/proc/<pid>/status` after `/readyz` answered 200 (initial node and pod lists done) and five `/filter` calls (pods created through the API, 64 nodes offered each).\n\n| nodes | devices | pods | VmHWM (peak) | VmRSS | façade preload | sliceguard ready after | filters answered with a node | filter median |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in serve {
+        match r {
+            Ok(m) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} s | {:.1} s | {}/{} | {:.1} ms |",
+                    m.nodes,
+                    m.nodes * 8,
+                    m.pods,
+                    m.hwm_kib as f64 / 1024.0,
+                    m.rss_kib as f64 / 1024.0,
+                    m.facade_s,
+                    m.ready_s,
+                    m.filters_ok,
+                    m.filters_sent,
+                    m.filter_ms
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(md, "| | | | not measured: {e} | | | | | |");
+            }
+        }
+    }
+    if skipped {
+        let _ = writeln!(md, "| | | | not measured (--skip-serve) | | | | | |");
+    }
+    if let (Some(Ok(a)), Some(Ok(b))) = (serve.first(), serve.get(1))
+        && a.pods > b.pods
+    {
+        let per_pod = (a.hwm_kib as f64 - b.hwm_kib as f64) * 1024.0 / (a.pods - b.pods) as f64;
+        let rest = a.hwm_kib as f64 * 1024.0 - per_pod * a.pods as f64;
+        let _ = writeln!(
+            md,
+            "\nFrom the two runs (same nodes, pods halved): about **{per_pod:.0} bytes of peak per pod**, {:.1} MiB for {} pods; the rest, {:.1} MiB, is the nodes and the process itself ({:.0} bytes per device).",
+            per_pod * a.pods as f64 / 1048576.0,
+            a.pods,
+            rest / 1048576.0,
+            rest / (a.nodes * 8).max(1) as f64
+        );
+    }
+}
+
+/// The targets table's row for `serve`'s peak RSS.
+fn serve_target_row(full: Option<&ServeRss>) -> String {
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    match full {
+        Some(m) => {
+            let mib = m.hwm_kib as f64 / 1024.0;
+            format!(
+                "| `serve` peak RSS ≤ 256 MiB at {} nodes and {} pods | {mib:.1} MiB | {} |",
+                m.nodes,
+                m.pods,
+                verdict(mib <= 256.0 && m.nodes >= 20_000 && m.pods >= 100_000)
+            )
+        }
+        None => "| `serve` peak RSS ≤ 256 MiB at 20,000 nodes and 100,000 pods | not measured | **missed** (not measured) |".to_string(),
+    }
+}
+
+/// Measures `serve`'s peak RSS at the full and at half the pods.
+fn measure_serve(args: &Args) -> Vec<Result<ServeRss, String>> {
+    let mut serve = Vec::new();
+    for pods in [args.serve_pods, args.serve_pods / 2] {
+        eprintln!(
+            "sliceguard serve peak RSS: {} nodes × 8 GPUs, {pods} pods",
+            args.serve_nodes
+        );
+        let measured = serve_rss(&args.bin_dir, args.serve_nodes, pods);
+        eprintln!("  {measured:?}");
+        serve.push(measured);
+    }
+    serve
+}
+
+/// Replaces the serve section and the serve target row of the report at `path` with new
+/// measurements (`--only serve --splice`), leaving every other section as it was measured.
+fn splice_serve(path: &str, serve: &[Result<ServeRss, String>]) -> Result<(), String> {
+    let report = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let heading = "## `sliceguard serve` peak RSS";
+    let start = report
+        .find(heading)
+        .ok_or_else(|| format!("{path} has no section {heading:?}"))?;
+    let end = report[start + heading.len()..]
+        .find("\n## ")
+        .map_or(report.len(), |i| start + heading.len() + i + 1);
+    let mut section = String::new();
+    render_serve(&mut section, serve, false);
+    let _ = writeln!(section);
+    let mut spliced = format!("{}{section}{}", &report[..start], &report[end..]);
+    let row_start = spliced
+        .find("| `serve` peak RSS ≤")
+        .ok_or_else(|| format!("{path} has no serve row in its targets table"))?;
+    let row_end = spliced[row_start..]
+        .find('\n')
+        .map_or(spliced.len(), |i| row_start + i);
+    let full = serve.first().and_then(|r| r.as_ref().ok());
+    spliced.replace_range(row_start..row_end, &serve_target_row(full));
+    std::fs::write(path, spliced).map_err(|e| format!("{path}: {e}"))
 }

@@ -239,7 +239,8 @@ impl LiveCluster {
 }
 
 /// Creates `options.preload_pods` Running pods, pod `i` on device `i / nodes` of node `i % nodes`
-/// (round robin over devices), each with the annotations sliceguard (or HAMi) leaves after a bind.
+/// (round robin over devices), each requesting 250m CPU, with the annotations sliceguard (or HAMi)
+/// leaves after a bind.
 fn preload(store: &mut Store, options: &LiveOptions) -> Result<(), String> {
     use sliceguard::annotations::{
         BIND_PHASE, DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, bind_phase,
@@ -302,6 +303,7 @@ fn preload(store: &mut Store, options: &LiveOptions) -> Result<(), String> {
         value["metadata"]["labels"] = json!({VGPU_NODE: names[node]});
         value["spec"]["schedulerName"] = json!(options.scheduler_name);
         value["spec"]["nodeName"] = json!(names[node]);
+        value["spec"]["containers"][0]["resources"]["requests"] = json!({"cpu": "250m"});
         value["status"] = json!({"phase": "Running"});
         store
             .create(Resource::Pods, Some("default"), value)

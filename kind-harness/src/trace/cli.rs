@@ -114,6 +114,11 @@ pub struct TraceArgs {
     /// --profile trace, --fragmentation-scale and --count-weighted, which serve has no setting for).
     #[arg(long, value_enum, default_value_t = DecisionPath::Service)]
     pub decision_path: DecisionPath,
+    /// Print, for each seed, the floor: the least unallocated GPU % any scheduler can reach at
+    /// 100 % arrived on that seed's arrivals (a linear-program relaxation that knows every arrived
+    /// task), instead of replaying policies.
+    #[arg(long)]
+    pub floor: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -330,6 +335,32 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.data.join(DEFAULT_PODS));
     let trace = load_trace(&nodes, &pods)?;
+    if args.floor {
+        let floors = args
+            .seeds
+            .0
+            .iter()
+            .map(|&seed| super::floor::floor(&trace, seed, args.tune, args.gpu_spec_match, 100))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&floors)?),
+            Format::Table | Format::Csv => {
+                println!("seed,arrived_milli,allocatable_milli,capacity_milli,floor_unallocated_percent");
+                for f in &floors {
+                    println!(
+                        "{},{},{:.0},{},{:.3}",
+                        f.seed,
+                        f.arrived_milli,
+                        f.allocatable_milli,
+                        f.capacity_milli,
+                        f.unallocated_percent()
+                    );
+                }
+            }
+        }
+        return Ok(());
+    }
     let policies = if args.policies.is_empty() {
         let mut p = PolicySpec::hami_pairs();
         p.push(PolicySpec::fragmentation());

@@ -42,7 +42,7 @@ pub struct Event {
 pub type Curve = Vec<Option<f64>>;
 
 /// Python/numpy rounding: half to even.
-fn round_half_even(x: f64) -> i64 {
+pub fn round_half_even(x: f64) -> i64 {
     x.round_ties_even() as i64
 }
 

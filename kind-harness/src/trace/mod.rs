@@ -18,6 +18,7 @@
 //! | [`replay`] | one run: the loop, the checks, the events |
 //! | [`service_placer`] | the replay through `serve`'s decision path: the service's view fed as the watches would, the filter machine |
 //! | [`latency`] | decision latency of the core at fleet scale (report and bench) |
+//! | [`floor`] | the floor: an LP relaxation's bound on what any scheduler leaves unallocated |
 //! | [`metrics`] | allocation, unallocated, fragmentation, discretisation, statistics |
 //! | [`summary`] | per-run and per-policy summaries, table/JSON/CSV output |
 //! | [`quality`] | the `bench/QUALITY.md` report and its plots |
@@ -27,6 +28,7 @@
 pub mod arrival;
 pub mod cli;
 pub mod cluster;
+pub mod floor;
 pub mod input;
 pub mod latency;
 pub mod metrics;
