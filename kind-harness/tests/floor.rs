@@ -107,5 +107,8 @@ fn no_policy_beats_the_floor_on_any_seed() {
         }
     }
     assert!(compared >= 6, "only {compared} runs had a value at 100 %");
-    assert!(best_gap < 25.0, "the floor is not vacuous: best gap {best_gap}");
+    assert!(
+        best_gap < 25.0,
+        "the floor is not vacuous: best gap {best_gap}"
+    );
 }

@@ -346,7 +346,9 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
         match args.output {
             Format::Json => println!("{}", serde_json::to_string_pretty(&floors)?),
             Format::Table | Format::Csv => {
-                println!("seed,arrived_milli,allocatable_milli,capacity_milli,floor_unallocated_percent");
+                println!(
+                    "seed,arrived_milli,allocatable_milli,capacity_milli,floor_unallocated_percent"
+                );
                 for f in &floors {
                     println!(
                         "{},{},{:.0},{},{:.3}",

@@ -99,7 +99,11 @@ pub fn floor(
         running += trace.pods[arrival.row].gpu_request_milli();
         hits_point |= point(running) == at_percent;
     }
-    let last_point = if hits_point { at_percent } else { at_percent + 1 };
+    let last_point = if hits_point {
+        at_percent
+    } else {
+        at_percent + 1
+    };
     let mut arrived: u64 = 0;
     let mut classes: BTreeMap<ClassKey, u64> = BTreeMap::new();
     for arrival in sequence {
@@ -115,9 +119,7 @@ pub fn floor(
         let allowed: Vec<usize> = pools
             .iter()
             .enumerate()
-            .filter(|(_, (p, _))| {
-                p.gpus >= pod.num_gpu && model_allowed(pod, &p.model, spec_match)
-            })
+            .filter(|(_, (p, _))| p.gpus >= pod.num_gpu && model_allowed(pod, &p.model, spec_match))
             .map(|(i, _)| i)
             .collect();
         if allowed.is_empty() {

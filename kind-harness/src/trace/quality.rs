@@ -7,10 +7,10 @@
 
 use super::cli::{DEFAULT_NODES, DEFAULT_PODS, Job, TraceArgs, config_for, load_trace, run_jobs};
 use super::cluster::CpuPlacement;
+use super::floor::{Floor, floor};
 use super::latency::{LatencyReport, measure};
 use super::metrics::Stats;
 use super::placer::{FragmentationTuning, PolicySpec, ProfileSource, ReferencePolicy, SpecMatch};
-use super::floor::{Floor, floor};
 use super::replay::{DecisionPath, ReplayConfig, Trace};
 use super::summary::{PolicySummary, SATURATION_X, mean_sd, median};
 use super::svg::{Chart, Series, render};

@@ -8,7 +8,7 @@
 use super::input::{self, InputError};
 use super::{Failure, Format, print, render};
 use crate::admission::{self, Admission, WebhookSettings};
-use crate::cluster_view::ClusterView;
+use crate::cluster_view::{ClusterView, PodScope, ViewConfig};
 use crate::decision::{self, Decision, EventRecord, Outcome, SchedulerSettings, Verdict};
 use crate::eligibility::ineligibility;
 use crate::policy::{GpuPolicy, NodePolicy, PolicyDefaults};
@@ -178,7 +178,12 @@ pub fn place_all(
 ) -> Result<Vec<Placement>, InputError> {
     // The cluster as `serve`'s watches would show it: the same registry, ledger and placement
     // index, so that a placement here is the decision `serve` would take.
-    let mut view = ClusterView::new();
+    // Every pod given is shown, as `serve`'s default watch of every pod shows them: their CPU counts
+    // on their nodes and the GPU pods teach the workload profile.
+    let mut view = ClusterView::configured(ViewConfig {
+        settings: settings.clone(),
+        pods: PodScope::All,
+    });
     for node in nodes {
         if let Err(problem) = view.apply_node(node, now) {
             eprintln!(
@@ -268,7 +273,13 @@ fn place_one(
         }
     }
     let d = match decision::prepare(&pod, settings) {
-        Ok(prepared) => view.decide(&prepared, &offered, now),
+        Ok(prepared) => {
+            // As `serve`'s filter does: the pod it is asked to place counts in the profile first.
+            let key = format!("{namespace}/{name}");
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            view.learn_from_filter(&key, &uid, &prepared);
+            view.decide(&prepared, &offered, now)
+        }
         Err(error) => Decision::invalid(&name, error),
     };
     result.verdicts = d
