@@ -1013,4 +1013,219 @@ mod tests {
         );
         assert_eq!(v.locks()["n1"].resource_version.as_deref(), Some("5"));
     }
+
+    // ---- the all-pods scope: host CPU, the learned workload ----
+
+    fn all_pods() -> ClusterView {
+        ClusterView::configured(ViewConfig {
+            settings: SchedulerSettings::default(),
+            pods: PodScope::All,
+        })
+    }
+
+    fn cpu_node(name: &str, cpu: &str) -> Node {
+        let mut n = node(name, "1", None);
+        n.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            allocatable: Some(BTreeMap::from([(
+                "cpu".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity(cpu.into()),
+            )])),
+            ..Default::default()
+        });
+        n
+    }
+
+    /// `p` requesting `cpu`, with `uid`, bound to `node` when given.
+    fn placed(mut p: Pod, cpu: &str, uid: &str, node: Option<&str>) -> Pod {
+        let spec = p.spec.get_or_insert_with(Default::default);
+        spec.node_name = node.map(String::from);
+        let resources = spec.containers[0]
+            .resources
+            .get_or_insert_with(Default::default);
+        resources.requests.get_or_insert_with(BTreeMap::new).insert(
+            "cpu".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity(cpu.into()),
+        );
+        p.metadata.uid = Some(uid.into());
+        p
+    }
+
+    /// A pod that asks for no GPU.
+    fn cpu_only(name: &str) -> Pod {
+        Pod {
+            spec: crate::objects::gpu_pod(name, &[], &[crate::objects::GpuAsk::default()]).spec,
+            ..pod(name, &[])
+        }
+    }
+
+    fn cpu_of(v: &ClusterView, node: &str) -> Option<(u64, u64)> {
+        v.hosts()?
+            .host(node)
+            .map(|h| (h.cpu_capacity_milli, h.cpu_requested_milli))
+    }
+
+    #[test]
+    fn only_pods_carrying_a_gpu_assignment_reach_the_gpu_part() {
+        assert!(!carries_gpu_assignment(&pod("p", &[])));
+        for key in [VGPU_NODE, DEVICES_ALLOCATED, BIND_PHASE] {
+            assert!(carries_gpu_assignment(&pod("p", &[(key, "x")])), "{key}");
+        }
+        let mut labelled = pod("p", &[]);
+        labelled.metadata.labels = Some(BTreeMap::from([(VGPU_NODE.into(), "n1".into())]));
+        assert!(carries_gpu_assignment(&labelled));
+        labelled.metadata.labels = Some(BTreeMap::from([("other".into(), "n1".into())]));
+        assert!(!carries_gpu_assignment(&labelled));
+
+        let now = t("2025-01-01T00:00:00Z");
+        let mut v = all_pods();
+        v.apply_node(&cpu_node("n1", "8"), now).unwrap();
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 0)));
+        let plain = placed(cpu_only("plain"), "2", "u-plain", Some("n1"));
+        v.apply_pod(&plain).unwrap();
+        assert!(v.pod("ns/plain").is_none(), "no GPU assignment: CPU only");
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 2000)));
+        let assigned = [
+            (VGPU_NODE, "n1"),
+            (DEVICES_ALLOCATED, "GPU-0,NVIDIA,100,10:;"),
+        ];
+        let gpu = placed(pod("g", &assigned), "1", "u-g", None);
+        v.apply_pod(&gpu).unwrap();
+        assert!(v.pod("ns/g").is_some());
+        assert_eq!(v.ledger().pod_count(), 1);
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 3000)), "placed, not bound");
+        // Stripped of every mark, it leaves the GPU part as it would leave the labelled watch.
+        let stripped = placed(pod("g", &[]), "1", "u-g", None);
+        v.apply_pod(&stripped).unwrap();
+        assert!(v.pod("ns/g").is_none());
+        assert_eq!(v.ledger().pod_count(), 0);
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 2000)));
+        v.delete_pod(&plain);
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 0)));
+        v.delete_node("n1");
+        assert_eq!(cpu_of(&v, "n1"), None);
+
+        // The GPU scope: whatever the labelled watch delivers is a GPU pod, and CPU is unknown.
+        let mut g = ClusterView::new();
+        g.apply_node(&cpu_node("n1", "8"), now).unwrap();
+        g.apply_pod(&plain).unwrap();
+        assert!(g.pod("ns/plain").is_some());
+        assert!(g.hosts().is_none());
+        assert_eq!(g.config().pods, PodScope::Gpu);
+    }
+
+    #[test]
+    fn each_gpu_pod_is_learned_once_and_a_new_term_keeps_what_was_learned() {
+        let settings = SchedulerSettings::default();
+        let mut v = all_pods();
+        let a = placed(pod("a", &[]), "1", "u1", None);
+        v.apply_pod(&a).unwrap();
+        v.apply_pod(&a).unwrap();
+        let observed = |v: &ClusterView| v.learned().profile().observed();
+        assert_eq!(observed(&v), 1, "one pod, however many events");
+        let prepared = decision::prepare(&a, &settings).unwrap();
+        v.learn_from_filter("ns/a", "u1", &prepared);
+        assert_eq!(observed(&v), 1, "the filter asked about the same pod");
+        v.learn_from_filter("ns/a", "u2", &prepared);
+        assert_eq!(observed(&v), 2, "re-created under the same name");
+        v.apply_pod(&placed(cpu_only("c"), "1", "uc", None))
+            .unwrap();
+        assert_eq!(observed(&v), 2, "no GPU, nothing to learn");
+        assert_eq!(v.learned().remembered_pods(), 1);
+        v.delete_pod(&a);
+        assert_eq!(v.learned().remembered_pods(), 0);
+        v.apply_pod(&a).unwrap();
+        assert_eq!(observed(&v), 3, "deleted, then shown again");
+
+        // A re-list of every pod forgets the pods it does not show.
+        let b = placed(pod("b", &[]), "1", "ub", None);
+        v.begin_pod_relist();
+        v.relist_pod(&b).unwrap();
+        v.finish_pod_relist();
+        assert_eq!((observed(&v), v.learned().remembered_pods()), (4, 1));
+
+        // A new term keeps what was learned and nothing else.
+        let now = t("2025-01-01T00:00:00Z");
+        v.apply_node(&cpu_node("n1", "8"), now).unwrap();
+        v.replace_nodes(&[cpu_node("n1", "8")], now);
+        assert!(v.is_synced());
+        v.next_term();
+        assert_eq!(observed(&v), 4);
+        assert!(!v.is_synced() && v.registry().is_empty());
+        assert_eq!(cpu_of(&v, "n1"), None);
+        assert_eq!(v.config().pods, PodScope::All);
+        // The decision reads the learned workload, host CPU and the pod's CPU.
+        let inputs = v.fragmentation_inputs(&prepared);
+        assert_eq!(inputs.profile.map(|p| p.observed()), Some(4));
+        assert!(inputs.hosts.is_some());
+        assert_eq!(inputs.pod_cpu_milli, 1000);
+        let g = ClusterView::new();
+        assert!(g.fragmentation_inputs(&prepared).hosts.is_none());
+    }
+
+    #[test]
+    fn a_choice_counts_its_cpu_on_the_node_until_the_watch_shows_the_pod() {
+        let now = t("2025-01-01T00:00:00Z");
+        let mut v = all_pods();
+        v.apply_node(&cpu_node("n1", "8"), now).unwrap();
+        v.apply_node(&cpu_node("n2", "8"), now).unwrap();
+        let allocation = PodAllocation {
+            init: vec![],
+            app: vec![vec![crate::model::ContainerDevice {
+                uuid: "GPU-0".into(),
+                backend: "NVIDIA".into(),
+                usedmem: 100,
+                usedcores: 10,
+            }]],
+        };
+        v.assume("ns/a", "n1", &allocation, "GPU-0,NVIDIA,100,10:;", 3000);
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 3000)));
+        // A re-filter takes it out and, placing nothing, puts it back.
+        let taken = v.take("ns/a");
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 0)));
+        v.restore("ns/a", taken);
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 3000)));
+        v.unassume("ns/a");
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 0)));
+
+        // A CPU-only pod placed by the filter counts at once, once, and stops when it finishes.
+        let c = placed(cpu_only("c"), "2", "uc", None);
+        let prepared = decision::prepare(&c, &SchedulerSettings::default()).unwrap();
+        assert_eq!(
+            v.place_cpu_pod("ns/c", &prepared, &[]),
+            None,
+            "nothing offered"
+        );
+        let chosen = v
+            .place_cpu_pod("ns/c", &prepared, &["n1".into(), "n2".into()])
+            .unwrap();
+        let other = if chosen == "n1" { "n2" } else { "n1" };
+        assert_eq!(cpu_of(&v, &chosen), Some((8000, 2000)));
+        v.apply_pod(&c).unwrap();
+        assert_eq!(cpu_of(&v, &chosen), Some((8000, 2000)), "still pending");
+        let bound = placed(cpu_only("c"), "2", "uc", Some(other));
+        v.apply_pod(&bound).unwrap();
+        assert_eq!(
+            cpu_of(&v, &chosen),
+            Some((8000, 0)),
+            "the watch shows where it went"
+        );
+        assert_eq!(cpu_of(&v, other), Some((8000, 2000)));
+        let mut done = bound.clone();
+        done.status = Some(PodStatus {
+            phase: Some("Succeeded".into()),
+            ..Default::default()
+        });
+        v.apply_pod(&done).unwrap();
+        assert_eq!(cpu_of(&v, other), Some((8000, 0)));
+
+        // A placed CPU pod deleted before it is bound, or dropped by a re-list, counts nowhere.
+        let d = placed(cpu_only("d"), "1", "ud", None);
+        let prepared = decision::prepare(&d, &SchedulerSettings::default()).unwrap();
+        let at = v.place_cpu_pod("ns/d", &prepared, &["n1".into()]).unwrap();
+        v.delete_pod(&d);
+        assert_eq!(cpu_of(&v, &at), Some((8000, 0)));
+        v.place_cpu_pod("ns/d", &prepared, &["n1".into()]).unwrap();
+        v.replace_pods(&[]);
+        assert_eq!(cpu_of(&v, "n1"), Some((8000, 0)));
+    }
 }

@@ -27,11 +27,19 @@ use std::hash::BuildHasher;
 pub const MAX_REMEMBERED_PODS: usize = 1 << 20;
 
 /// The profile and the pods already counted in it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LearnedWorkload {
     profile: WorkloadProfile,
     /// Hash of the pod key → hash of the UID it was counted with.
     counted: HashMap<u64, u64, FixedState>,
+    /// The record of counted pods is cleared when it holds this many.
+    remember_at_most: usize,
+}
+
+impl Default for LearnedWorkload {
+    fn default() -> Self {
+        LearnedWorkload::remembering(MAX_REMEMBERED_PODS)
+    }
 }
 
 /// The hash a pod key or UID is remembered by (fixed seed: the same in every process).
@@ -43,6 +51,15 @@ impl LearnedWorkload {
     /// Nothing learned.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Nothing learned; the record of counted pods is cleared whenever it holds `pods` (at least 1).
+    pub fn remembering(pods: usize) -> Self {
+        LearnedWorkload {
+            profile: WorkloadProfile::default(),
+            counted: HashMap::default(),
+            remember_at_most: pods.max(1),
+        }
     }
 
     /// The profile learned so far.
@@ -61,7 +78,7 @@ impl LearnedWorkload {
         if !pod.request.has_gpu_request() || self.has_counted(key, uid) {
             return false;
         }
-        if self.counted.len() >= MAX_REMEMBERED_PODS {
+        if self.counted.len() >= self.remember_at_most {
             self.counted.clear();
         }
         self.counted.insert(remembered(key), remembered(uid));
@@ -84,5 +101,68 @@ impl LearnedWorkload {
     /// Pods remembered as counted.
     pub fn remembered_pods(&self) -> usize {
         self.counted.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{SchedulerSettings, prepare};
+    use crate::objects::{GpuAsk, gpu_pod};
+
+    fn prepared(asks: &[GpuAsk]) -> PreparedPod {
+        prepare(&gpu_pod("p", &[], asks), &SchedulerSettings::default()).unwrap()
+    }
+
+    #[test]
+    fn each_pod_counts_once_until_it_is_forgotten() {
+        let gpu = prepared(&[GpuAsk::fraction(1000, 10), GpuAsk::fraction(2000, 20)]);
+        let mut learned = LearnedWorkload::new();
+        assert!(learned.observe("ns/a", "u1", &gpu));
+        assert_eq!(learned.profile().observed(), 2, "one per GPU container");
+        assert!(learned.has_counted("ns/a", "u1"));
+        assert!(!learned.has_counted("ns/a", "u2") && !learned.has_counted("ns/b", "u1"));
+        assert!(!learned.observe("ns/a", "u1", &gpu));
+        assert!(
+            learned.observe("ns/a", "u2", &gpu),
+            "a new pod under the old name"
+        );
+        assert_eq!(learned.profile().observed(), 4);
+        assert!(!learned.observe("ns/c", "u3", &prepared(&[GpuAsk::default()])));
+        assert_eq!(
+            learned.remembered_pods(),
+            1,
+            "a pod without GPUs is not remembered"
+        );
+        learned.forget("ns/a");
+        assert!(!learned.has_counted("ns/a", "u2"));
+        assert!(learned.observe("ns/a", "u2", &gpu));
+        assert!(learned.observe("ns/b", "u4", &gpu));
+        learned.retain_listed(["ns/b", "ns/x"]);
+        assert_eq!(learned.remembered_pods(), 1);
+        assert!(learned.has_counted("ns/b", "u4") && !learned.has_counted("ns/a", "u2"));
+        assert_eq!(
+            learned.profile().observed(),
+            8,
+            "forgetting a pod keeps what it taught"
+        );
+    }
+
+    #[test]
+    fn the_record_of_counted_pods_is_cleared_when_full() {
+        let gpu = prepared(&[GpuAsk::fraction(1000, 10)]);
+        let mut learned = LearnedWorkload::remembering(3);
+        for i in 0..3 {
+            assert!(learned.observe(&format!("ns/{i}"), "u", &gpu));
+        }
+        assert_eq!(learned.remembered_pods(), 3);
+        assert!(learned.observe("ns/3", "u", &gpu));
+        assert_eq!(learned.remembered_pods(), 1, "cleared, then the new pod");
+        assert!(
+            learned.observe("ns/0", "u", &gpu),
+            "counted again after the clear"
+        );
+        assert_eq!(LearnedWorkload::new().remember_at_most, MAX_REMEMBERED_PODS);
+        assert_eq!(LearnedWorkload::remembering(0).remember_at_most, 1);
     }
 }
