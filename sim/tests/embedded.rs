@@ -432,6 +432,19 @@ async fn the_seed_manifests_apply_with_kubectl_and_the_deployment_runs_its_repli
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Waits until pod `name` runs; returns it.
+async fn running(pods: &Api<Pod>, name: &str) -> Pod {
+    wait_for(
+        &format!("{name} to run"),
+        Duration::from_secs(20),
+        async || {
+            let p = pods.get(name).await.ok()?;
+            (phase(&p) == "Running").then_some(p)
+        },
+    )
+    .await
+}
+
 /// `pod` with its first container requesting `cpu`.
 fn with_cpu(mut pod: Pod, cpu: &str) -> Pod {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -527,11 +540,7 @@ async fn serve_learns_the_workload_and_host_cpu_and_a_restart_rebuilds_them_from
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
     for (name, _, _) in &mix {
-        wait_for(name, Duration::from_secs(20), async || {
-            let p = pods.get(name).await.ok()?;
-            (phase(&p) == "Running").then_some(())
-        })
-        .await;
+        running(&pods, name).await;
     }
     let expected = host_cpu_on_the_api(&client).await;
     let nodes: Vec<String> = expected.keys().cloned().collect();
@@ -590,11 +599,7 @@ async fn serve_learns_the_workload_and_host_cpu_and_a_restart_rebuilds_them_from
     .await;
     let pod = with_cpu(gpu_pod("slice-d", &[], &[GpuAsk::fraction(8192, 30)]), "1");
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait_for("slice-d to run", Duration::from_secs(20), async || {
-        let p = pods.get("slice-d").await.ok()?;
-        (phase(&p) == "Running").then_some(())
-    })
-    .await;
+    running(&pods, "slice-d").await;
     assert_eq!(learned(&cluster).0, 5);
     cluster.stop().await;
 }
@@ -620,11 +625,7 @@ async fn a_labelled_cpu_only_pod_is_placed_where_its_cpu_strands_no_gpu() {
     // The learned workload: fractional GPU tasks that each need 4 CPUs.
     let gpu = with_cpu(gpu_pod("gpu-task", &[], &[GpuAsk::fraction(8192, 30)]), "4");
     pods.create(&PostParams::default(), &gpu).await.unwrap();
-    wait_for("gpu-task to run", Duration::from_secs(20), async || {
-        let p = pods.get("gpu-task").await.ok()?;
-        (phase(&p) == "Running").then_some(())
-    })
-    .await;
+    running(&pods, "gpu-task").await;
     // Pin CPU hogs so that the nodes have 6, 12 and 5 CPUs free: a 4-CPU pod leaves fewer than
     // 4 on the first and the third (both their GPUs stranded), 8 on the second (nothing stranded).
     let free = host_cpu_on_the_api(&client).await;
@@ -658,17 +659,7 @@ async fn a_labelled_cpu_only_pod_is_placed_where_its_cpu_strands_no_gpu() {
     pods.create(&PostParams::default(), &routed).await.unwrap();
     let plain = with_cpu(gpu_pod("cpu-plain", &[], &[GpuAsk::default()]), "1");
     pods.create(&PostParams::default(), &plain).await.unwrap();
-    let running = |name: &'static str| {
-        let pods = pods.clone();
-        async move {
-            wait_for(name, Duration::from_secs(20), async || {
-                let p = pods.get(name).await.ok()?;
-                (phase(&p) == "Running").then_some(p)
-            })
-            .await
-        }
-    };
-    let routed = running("cpu-routed").await;
+    let routed = running(&pods, "cpu-routed").await;
     let spec = routed.spec.as_ref().unwrap();
     assert_eq!(spec.scheduler_name.as_deref(), Some("sliceguard-scheduler"));
     assert_eq!(
@@ -676,7 +667,7 @@ async fn a_labelled_cpu_only_pod_is_placed_where_its_cpu_strands_no_gpu() {
         Some(nodes[1].as_str()),
         "the node with CPU to spare"
     );
-    let plain = running("cpu-plain").await;
+    let plain = running(&pods, "cpu-plain").await;
     assert_eq!(
         plain.spec.as_ref().unwrap().scheduler_name.as_deref(),
         Some("default-scheduler"),

@@ -539,24 +539,8 @@ impl Placer for CorePlacer {
                     .get(&node)
                     .filter(|i| offered.contains(i))
                     .ok_or_else(|| fail(format!("the core chose {node}, which was not offered")))?;
-                let mut grants = Vec::new();
-                for device in allocation
-                    .app
-                    .iter()
-                    .chain(allocation.init.iter())
-                    .flatten()
-                {
-                    let gpu = (0..cluster.nodes[index].gpus.len())
-                        .find(|&g| device_id(&node, g) == device.uuid)
-                        .ok_or_else(|| {
-                            fail(format!("the core granted unknown device {}", device.uuid))
-                        })?;
-                    grants.push(DeviceGrant {
-                        gpu,
-                        cores: device.usedcores,
-                        memory_mib: u64::from(device.usedmem),
-                    });
-                }
+                let grants = grants_of(cluster, index, &allocation)
+                    .map_err(|e| fail(format!("the core {e}")))?;
                 self.ledger
                     .upsert(&format!("default/{name}"), &node, &allocation);
                 self.placement.refresh(&node, &self.registry, &self.ledger);
@@ -614,6 +598,32 @@ impl Placer for CorePlacer {
     fn decision_stats(&self) -> (u64, Duration) {
         (self.decisions, self.decision_time)
     }
+}
+
+/// The GPUs an allocation on node `index` grants, in the order the scheduler chose them; the
+/// error names a device the node does not have.
+pub fn grants_of(
+    cluster: &Cluster,
+    index: usize,
+    allocation: &sliceguard::model::PodAllocation,
+) -> Result<Vec<DeviceGrant>, String> {
+    let node = &cluster.nodes[index];
+    allocation
+        .app
+        .iter()
+        .chain(allocation.init.iter())
+        .flatten()
+        .map(|device| {
+            let gpu = (0..node.gpus.len())
+                .find(|&g| device_id(&node.name, g) == device.uuid)
+                .ok_or_else(|| format!("granted unknown device {}", device.uuid))?;
+            Ok(DeviceGrant {
+                gpu,
+                cores: device.usedcores,
+                memory_mib: u64::from(device.usedmem),
+            })
+        })
+        .collect()
 }
 
 /// Checks a ledger against the cluster mirror on every GPU of `node`: tasks, cores and MiB.

@@ -15,10 +15,10 @@
 //! replay routes them to the policy, [`ClusterView::place_cpu_pod`] decides, as `serve`'s filter
 //! does with `--route-cpu-pods`.
 
-use super::cluster::{Cluster, ClusterNode, DeviceGrant};
+use super::cluster::{Cluster, ClusterNode};
 use super::input::PodRow;
 use super::placer::{
-    Choice, Placer, PlacerError, REPLAY_TIME, SpecMatch, audit_ledger, device_id,
+    Choice, Placer, PlacerError, REPLAY_TIME, SpecMatch, audit_ledger, grants_of,
     register_annotations, trace_pod,
 };
 use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodStatus};
@@ -227,24 +227,8 @@ impl Placer for ServicePlacer {
                     .ok_or_else(|| {
                         fail(format!("the filter chose {node}, which was not offered"))
                     })?;
-                let mut grants = Vec::new();
-                for device in allocation
-                    .app
-                    .iter()
-                    .chain(allocation.init.iter())
-                    .flatten()
-                {
-                    let gpu = (0..cluster.nodes[index].gpus.len())
-                        .find(|&g| device_id(&node, g) == device.uuid)
-                        .ok_or_else(|| {
-                            fail(format!("the filter granted unknown device {}", device.uuid))
-                        })?;
-                    grants.push(DeviceGrant {
-                        gpu,
-                        cores: device.usedcores,
-                        memory_mib: u64::from(device.usedmem),
-                    });
-                }
+                let grants = grants_of(cluster, index, &allocation)
+                    .map_err(|e| fail(format!("the filter {e}")))?;
                 self.patched = Some(object);
                 Ok(Some(Choice {
                     node: index,
