@@ -831,12 +831,12 @@ mod tests {
 
     #[test]
     fn label_matches_parse_kubernetes_label_syntax_and_name_the_bad_part() {
-        let ok: LabelMatch = "example.com/tier=batch-1".parse().unwrap();
+        let ok: LabelMatch = "k8s-2.example.com/tier=batch-1".parse().unwrap();
         assert_eq!(
             (ok.key.as_str(), ok.value.as_deref()),
-            ("example.com/tier", Some("batch-1"))
+            ("k8s-2.example.com/tier", Some("batch-1"))
         );
-        assert_eq!(ok.to_string(), "example.com/tier=batch-1");
+        assert_eq!(ok.to_string(), "k8s-2.example.com/tier=batch-1");
         let key_only: LabelMatch = "gpu-friendly".parse().unwrap();
         assert_eq!(
             (key_only.to_string(), key_only.value),

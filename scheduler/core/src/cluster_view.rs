@@ -221,9 +221,9 @@ impl ClusterView {
 
     /// Ends an assumption: the pod's CPU counts where the watch shows it.
     fn drop_assumption(&mut self, key: &str) {
-        if self.assumed.remove(key).is_some() && self.tracks_host_cpu() {
-            self.hosts.unassume(key);
-        }
+        self.assumed.remove(key);
+        // The GPU scope's book is empty: unassuming there changes nothing.
+        self.hosts.unassume(key);
     }
 
     /// The node registry.

@@ -490,6 +490,8 @@ mod tests {
         assert_eq!(requested(&book, "b"), Some((8000, 4000)), "confirmed");
         book.assume("ns/other", "a", 1000);
         book.unassume("ns/other");
+        book.assume("ns/no-cpu", "a", 0);
+        assert_eq!(book.pod_count(), 2, "a choice without CPU keeps no entry");
         assert_eq!(requested(&book, "a"), Some((16_000, 2000)), "void");
 
         // A node deleted keeps its pods' requests for when it comes back.
