@@ -858,4 +858,27 @@ mod tests {
             assert!(e.starts_with(names), "{bad:?}: {e}");
         }
     }
+
+    /// With `default_gpu_num` 0 (HAMi's `defaultGPUNum: 0`), memory or cores without a GPU count
+    /// add no GPU, and the pod is not routed; with 1 (the default) it gets `nvidia.com/gpu: 1`.
+    #[test]
+    fn a_zero_default_gpu_count_adds_no_gpu() {
+        let p = pod(
+            json!([{"name": "c", "image": "pause", "resources": {"limits": {"nvidia.com/gpumem": "3000"}}}]),
+        );
+        let none = WebhookSettings {
+            default_gpu_num: 0,
+            ..WebhookSettings::default()
+        };
+        let a = mutate(&p, &none).unwrap();
+        assert!(
+            matches!(&a, Admission::Allowed { routed: false, patch, .. } if patch.0.is_empty()),
+            "{a:?}"
+        );
+        let out = apply(&p, &run(&p));
+        assert_eq!(
+            out["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+            "1"
+        );
+    }
 }
