@@ -140,11 +140,6 @@ impl ServicePlacer {
             decision_time: Duration::ZERO,
         })
     }
-
-    /// The service's view (for tests).
-    pub fn view(&self) -> &ClusterView {
-        &self.view
-    }
 }
 
 impl Placer for ServicePlacer {

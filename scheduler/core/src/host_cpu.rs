@@ -260,10 +260,11 @@ impl HostCpuBook {
 
     /// A pod added or changed (by the rule in the module documentation), under `key`.
     pub fn apply_pod(&mut self, key: &str, pod: &Pod) {
-        let watched = pod_placement(pod).map(|(node, cpu)| (self.shared(node), cpu));
+        let placement = pod_placement(pod);
+        let watched = placement.map(|(node, cpu)| (self.shared(node), cpu));
         self.change_pod(key, |entry| entry.watched = watched);
         // A node entry created for a pod that then counted nowhere is dropped.
-        if let Some((node, _)) = pod_placement(pod) {
+        if let Some((node, _)) = placement {
             self.drop_if_empty(node);
         }
     }
@@ -291,14 +292,6 @@ impl HostCpuBook {
         let gone: Vec<Box<str>> = self.pods.keys().filter(|k| !keep(k)).cloned().collect();
         for key in gone {
             self.delete_pod(&key);
-        }
-    }
-
-    /// Keeps only the nodes `keep` says are still there (after a re-list).
-    pub fn retain_nodes(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        let gone: Vec<Arc<str>> = self.nodes.keys().filter(|k| !keep(k)).cloned().collect();
-        for name in gone {
-            self.delete_node(&name);
         }
     }
 
@@ -505,7 +498,7 @@ mod tests {
         assert_eq!(requested(&book, "a"), Some((16_000, 0)));
         assert_eq!(requested(&book, "b"), Some((8000, 0)));
         assert_eq!(book.pod_count(), 0);
-        book.retain_nodes(|n| n == "a");
+        book.delete_node("b");
         assert_eq!(requested(&book, "b"), None);
         assert_eq!(
             book,
