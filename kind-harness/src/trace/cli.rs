@@ -12,8 +12,11 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use sliceguard::fragmentation::Weighting;
+use std::io::IsTerminal;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// The subcommand's long help: what it does, examples, the data's terms.
 const AFTER_HELP: &str = "\
@@ -224,11 +227,14 @@ pub fn run_jobs(jobs: &[Job<'_>], threads: u32, quiet: bool) -> anyhow::Result<V
             .len() as u64
         })
         .sum();
-    let bar = if quiet {
+    // A terminal gets the bar; a log (CI, `make quality > file`) gets a plain line every 5 %.
+    let plain = !quiet && !std::io::stderr().is_terminal();
+    let bar = if quiet || plain {
         ProgressBar::hidden()
     } else {
         ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
     };
+    let lines = PlainProgress::new(total, plain);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} pods ({per_sec}, eta {eta}) {msg}",
@@ -244,7 +250,11 @@ pub fn run_jobs(jobs: &[Job<'_>], threads: u32, quiet: bool) -> anyhow::Result<V
         jobs.par_iter()
             .map(|job| {
                 let bar = bar.clone();
-                let mut tick = move || bar.inc(1);
+                let lines = &lines;
+                let mut tick = move || {
+                    bar.inc(1);
+                    lines.tick();
+                };
                 let run =
                     replay(job.trace, &job.config, job.seed, &mut tick).with_context(|| {
                         format!(
@@ -272,6 +282,54 @@ pub fn run_jobs(jobs: &[Job<'_>], threads: u32, quiet: bool) -> anyhow::Result<V
         .into_iter()
         .map(|(trace, config, runs)| PolicySummary::of(trace, &config, runs))
         .collect())
+}
+
+/// Progress for a stderr that is not a terminal: one line each time another 5 % of the pods is
+/// submitted, with the elapsed time and an estimate of the rest.
+struct PlainProgress {
+    enabled: bool,
+    total: u64,
+    step: u64,
+    done: AtomicU64,
+    next: AtomicU64,
+    started: Instant,
+}
+
+impl PlainProgress {
+    fn new(total: u64, enabled: bool) -> Self {
+        let step = (total / 20).max(1);
+        PlainProgress {
+            enabled,
+            total,
+            step,
+            done: AtomicU64::new(0),
+            next: AtomicU64::new(step),
+            started: Instant::now(),
+        }
+    }
+
+    fn tick(&self) {
+        if !self.enabled {
+            return;
+        }
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let next = self.next.load(Ordering::Relaxed);
+        if done < next
+            || self
+                .next
+                .compare_exchange(next, next + self.step, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = elapsed * (self.total.saturating_sub(done)) as f64 / done as f64;
+        eprintln!(
+            "  {done}/{} pods ({:.0} %), {elapsed:.0} s elapsed, about {left:.0} s left",
+            self.total,
+            100.0 * done as f64 / self.total.max(1) as f64,
+        );
+    }
 }
 
 /// Reads a trace from its two files; the label is the pod file's stem.
