@@ -16,7 +16,7 @@ use std::io::IsTerminal;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 /// The subcommand's long help: what it does, examples, the data's terms.
 const AFTER_HELP: &str = "\
@@ -253,7 +253,7 @@ pub fn run_jobs(jobs: &[Job<'_>], threads: u32, quiet: bool) -> anyhow::Result<V
                 let lines = &lines;
                 let mut tick = move || {
                     bar.inc(1);
-                    lines.tick();
+                    lines.tick(&bar);
                 };
                 let run =
                     replay(job.trace, &job.config, job.seed, &mut tick).with_context(|| {
@@ -285,14 +285,13 @@ pub fn run_jobs(jobs: &[Job<'_>], threads: u32, quiet: bool) -> anyhow::Result<V
 }
 
 /// Progress for a stderr that is not a terminal: one line each time another 5 % of the pods is
-/// submitted, with the elapsed time and an estimate of the rest.
+/// submitted, read from the (hidden) progress bar's own count and clock.
 struct PlainProgress {
     enabled: bool,
     total: u64,
     step: u64,
-    done: AtomicU64,
+    /// The next count that earns a line; claimed by one thread with a compare-and-swap.
     next: AtomicU64,
-    started: Instant,
 }
 
 impl PlainProgress {
@@ -302,17 +301,22 @@ impl PlainProgress {
             enabled,
             total,
             step,
-            done: AtomicU64::new(0),
             next: AtomicU64::new(step),
-            started: Instant::now(),
         }
     }
 
-    fn tick(&self) {
+    /// Prints the line `bar`'s count has earned, if any.
+    fn tick(&self, bar: &ProgressBar) {
         if !self.enabled {
             return;
         }
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(line) = self.line(bar.position(), bar.elapsed()) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The line for `done` pods after `elapsed`, once per 5 % step, or `None`.
+    fn line(&self, done: u64, elapsed: Duration) -> Option<String> {
         let next = self.next.load(Ordering::Relaxed);
         if done < next
             || self
@@ -320,15 +324,15 @@ impl PlainProgress {
                 .compare_exchange(next, next + self.step, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
-            return;
+            return None;
         }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let left = elapsed * (self.total.saturating_sub(done)) as f64 / done as f64;
-        eprintln!(
+        let elapsed = elapsed.as_secs_f64();
+        let left = elapsed * self.total.saturating_sub(done) as f64 / done.max(1) as f64;
+        Some(format!(
             "  {done}/{} pods ({:.0} %), {elapsed:.0} s elapsed, about {left:.0} s left",
             self.total,
             100.0 * done as f64 / self.total.max(1) as f64,
-        );
+        ))
     }
 }
 
@@ -464,5 +468,23 @@ mod tests {
         assert!(
             parse_tune("0").is_err() && parse_tune("nan").is_err() && parse_tune("1.3").is_ok()
         );
+    }
+
+    /// A log gets one line per 5 % step, even when the count jumps past a step or is read twice
+    /// (two threads), and the estimate of the rest scales with the time so far.
+    #[test]
+    fn plain_progress_writes_one_line_per_step() {
+        let p = PlainProgress::new(200, true);
+        let second = Duration::from_secs(1);
+        assert_eq!(p.line(9, second), None);
+        assert_eq!(
+            p.line(10, second).as_deref(),
+            Some("  10/200 pods (5 %), 1 s elapsed, about 19 s left")
+        );
+        assert_eq!(p.line(10, second), None, "the same count earns one line");
+        let lines = (11..=200).filter_map(|done| p.line(done, second)).count();
+        assert_eq!(lines, 19, "steps 20, 30, ..., 200");
+        let few = PlainProgress::new(3, true);
+        assert_eq!((1..=3).filter_map(|d| few.line(d, second)).count(), 3);
     }
 }
