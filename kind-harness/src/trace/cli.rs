@@ -108,13 +108,21 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = sliceguard::fragmentation::SCORE_SCALE_GPUS, value_parser = parse_scale)]
     pub fragmentation_scale: f64,
     /// Ablation: weight the fragmentation policy's typical shapes by frequency alone (FGD's way)
-    /// instead of by GPU demand.
-    #[arg(long)]
+    /// instead of by GPU demand (the same as --weighting-exponent 0).
+    #[arg(long, conflicts_with = "weighting_exponent")]
     pub count_weighted: bool,
+    /// Ablation: weight each typical shape by frequency x GPU demand^E, E in 0..=1 in steps of
+    /// 0.01 (1: sliceguard's demand weighting; 0: FGD's count weighting). Needs --decision-path core.
+    #[arg(long, value_name = "E", value_parser = parse_weighting_exponent)]
+    pub weighting_exponent: Option<Weighting>,
+    /// Ablation: the fragmentation policy's score scale (GPUs) for pods that take more than one
+    /// GPU (default: --fragmentation-scale for every pod). Needs --decision-path core.
+    #[arg(long, value_name = "GPUS", value_parser = parse_scale)]
+    pub multi_gpu_scale: Option<f64>,
     /// The path sliceguard's policies decide through: service (serve's own: the service's view fed
     /// as its watches would, the learned workload and host CPU read from it, the filter machine) or
     /// core (the decision called directly on the harness's registry and ledger; needed with
-    /// --profile trace, --fragmentation-scale and --count-weighted, which serve has no setting for).
+    /// --profile trace and the tuning ablations, which serve has no setting for).
     #[arg(long, value_enum, default_value_t = DecisionPath::Service)]
     pub decision_path: DecisionPath,
     /// Print, for each seed, the floor: the least unallocated GPU % any scheduler can reach at
@@ -191,6 +199,19 @@ fn parse_scale(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if t.is_finite() && (0.0..=1000.0).contains(&t) => Ok(t),
         _ => Err(format!("{s:?}: expected a number of GPUs in [0, 1000]")),
+    }
+}
+
+/// `--weighting-exponent`: 1 is demand weighting, 0 count weighting, anything between a power of
+/// the demand (rounded to hundredths).
+fn parse_weighting_exponent(s: &str) -> Result<Weighting, String> {
+    match s.parse::<f64>() {
+        Ok(e) if (0.0..=1.0).contains(&e) => Ok(match (e * 100.0).round() as u8 {
+            0 => Weighting::Count,
+            100 => Weighting::Demand,
+            percent => Weighting::DemandPower(percent),
+        }),
+        _ => Err(format!("{s:?}: expected an exponent in [0, 1]")),
     }
 }
 
@@ -372,10 +393,11 @@ pub fn config_for(args: &TraceArgs, policy: PolicySpec) -> ReplayConfig {
         profile,
         tuning: FragmentationTuning {
             score_scale_gpus: args.fragmentation_scale,
-            weighting: if args.count_weighted {
-                Weighting::Count
-            } else {
-                Weighting::Demand
+            multi_gpu_score_scale_gpus: args.multi_gpu_scale,
+            weighting: match (args.count_weighted, args.weighting_exponent) {
+                (true, _) => Weighting::Count,
+                (false, Some(weighting)) => weighting,
+                (false, None) => Weighting::Demand,
             },
         },
         path: args.decision_path,
@@ -467,6 +489,59 @@ mod tests {
         assert!(parse_seeds("0..100000").is_err());
         assert!(
             parse_tune("0").is_err() && parse_tune("nan").is_err() && parse_tune("1.3").is_ok()
+        );
+    }
+
+    /// The tuning flags reach the replay's configuration and its label; the service path refuses
+    /// them (serve has no such setting) by the same rule as the other ablations.
+    #[test]
+    fn weighting_exponent_and_multi_gpu_scale() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            trace: TraceArgs,
+        }
+        assert_eq!(parse_weighting_exponent("1"), Ok(Weighting::Demand));
+        assert_eq!(parse_weighting_exponent("0"), Ok(Weighting::Count));
+        assert_eq!(
+            parse_weighting_exponent("0.5"),
+            Ok(Weighting::DemandPower(50))
+        );
+        assert_eq!(
+            parse_weighting_exponent("0.333"),
+            Ok(Weighting::DemandPower(33))
+        );
+        for bad in ["1.5", "-0.1", "nan", "x"] {
+            let err = parse_weighting_exponent(bad).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+        let args = Cli::try_parse_from([
+            "t",
+            "--weighting-exponent",
+            "0.5",
+            "--multi-gpu-scale",
+            "1",
+            "--decision-path",
+            "core",
+        ])
+        .unwrap()
+        .trace;
+        let config = config_for(&args, PolicySpec::fragmentation());
+        assert_eq!(config.tuning.weighting, Weighting::DemandPower(50));
+        assert_eq!(config.tuning.multi_gpu_score_scale_gpus, Some(1.0));
+        assert_eq!(
+            super::super::summary::config_label(&config),
+            "fragmentation (multi-GPU pods at scale 1 GPU, demand^0.5-weighted)"
+        );
+        assert!(
+            Cli::try_parse_from(["t", "--count-weighted", "--weighting-exponent", "0.5"]).is_err(),
+            "the two weightings conflict"
+        );
+        let defaults = Cli::try_parse_from(["t"]).unwrap().trace;
+        assert_eq!(
+            config_for(&defaults, PolicySpec::fragmentation()).tuning,
+            FragmentationTuning::default()
         );
     }
 

@@ -270,8 +270,10 @@ impl fmt::Display for ProfileSource {
 pub struct FragmentationTuning {
     /// The node score's scale in GPUs (0: compare the growth exactly).
     pub score_scale_gpus: f64,
+    /// The node score's scale for pods taking more than one GPU (`None`: `score_scale_gpus`).
+    pub multi_gpu_score_scale_gpus: Option<f64>,
     /// How typical shapes are weighted.
-    #[serde(serialize_with = "weighting_name")]
+    #[serde(serialize_with = "serialize_weighting")]
     pub weighting: Weighting,
 }
 
@@ -279,16 +281,23 @@ impl Default for FragmentationTuning {
     fn default() -> Self {
         FragmentationTuning {
             score_scale_gpus: fragmentation::SCORE_SCALE_GPUS,
+            multi_gpu_score_scale_gpus: None,
             weighting: Weighting::Demand,
         }
     }
 }
 
-fn weighting_name<S: serde::Serializer>(w: &Weighting, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match w {
-        Weighting::Demand => "demand",
-        Weighting::Count => "count",
-    })
+/// How a weighting reads in labels and JSON: `demand`, `count` or `demand^0.5`.
+pub fn weighting_name(w: Weighting) -> String {
+    match w {
+        Weighting::Demand => "demand".into(),
+        Weighting::Count => "count".into(),
+        Weighting::DemandPower(percent) => format!("demand^{}", f64::from(percent) / 100.0),
+    }
+}
+
+fn serialize_weighting<S: serde::Serializer>(w: &Weighting, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&weighting_name(*w))
 }
 
 /// The cluster mirror's CPU accounting as the core's [`HostSource`] (in production: Node
@@ -518,6 +527,7 @@ impl Placer for CorePlacer {
             hosts: Some(&hosts),
             pod_cpu_milli,
             score_scale_gpus: self.tuning.score_scale_gpus,
+            multi_gpu_score_scale_gpus: self.tuning.multi_gpu_score_scale_gpus,
         };
         let started = Instant::now();
         let decided = decision::decide(

@@ -173,6 +173,7 @@ fn default_entries(args: &TraceArgs) -> Vec<Entry> {
         config.tuning = FragmentationTuning {
             score_scale_gpus: scale,
             weighting,
+            ..FragmentationTuning::default()
         };
         config.path = DecisionPath::Core;
         Entry { label, config }

@@ -248,8 +248,12 @@ pub fn replay(
                 || config.tuning != FragmentationTuning::default()
             {
                 return Err(ReplayError::Setup(format!(
-                    "the service path learns its profile online with sliceguard's own tuning (serve has no setting for --profile {} or the ablations); use --decision-path core",
-                    config.profile
+                    "the service path learns its profile online with sliceguard's own tuning, and serve has no setting for {}; use --decision-path core",
+                    if config.profile != ProfileSource::Learned {
+                        format!("--profile {}", config.profile)
+                    } else {
+                        "the tuning ablations (--fragmentation-scale, --multi-gpu-scale, --count-weighted, --weighting-exponent)".to_string()
+                    }
                 )));
             }
             Box::new(

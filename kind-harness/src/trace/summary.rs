@@ -185,8 +185,14 @@ pub fn config_label(config: &ReplayConfig) -> String {
                 "exact growth".to_string()
             });
         }
+        if let Some(scale) = config.tuning.multi_gpu_score_scale_gpus {
+            notes.push(format!("multi-GPU pods at scale {scale} GPU"));
+        }
         if config.tuning.weighting != defaults.weighting {
-            notes.push("count-weighted".to_string());
+            notes.push(format!(
+                "{}-weighted",
+                super::placer::weighting_name(config.tuning.weighting)
+            ));
         }
         if !notes.is_empty() {
             label = format!("{label} ({})", notes.join(", "));

@@ -82,6 +82,14 @@ impl PodRequest {
         self.containers.iter().any(|c| c.request.is_some())
     }
 
+    /// The GPUs the pod's containers ask for in all (init containers included).
+    pub fn gpus(&self) -> u32 {
+        self.containers
+            .iter()
+            .filter_map(|c| c.request.as_ref())
+            .fold(0u32, |sum, r| sum.saturating_add(r.nums))
+    }
+
     /// Init-container slots.
     pub fn init(&self) -> impl Iterator<Item = &ContainerSlot> {
         self.containers.iter().filter(|c| c.init)

@@ -43,6 +43,7 @@ pub fn decide(
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut fits: Vec<(&str, f32, PodAllocation)> = Vec::new();
     let mut usage_buffer: Vec<DeviceUsage> = Vec::new();
+    let score_scale_gpus = fragmentation.score_scale_for(&pod.request);
     for &name in &offered {
         let Some(node) = registry.get(name) else {
             verdicts.insert(
@@ -65,7 +66,7 @@ pub fn decide(
                 .and_then(|h| h.host(name))
                 .map(|h| h.cpu_free()),
             pod_cpu_milli: fragmentation.pod_cpu_milli,
-            score_scale_gpus: fragmentation.score_scale_gpus,
+            score_scale_gpus,
         });
         match evaluate_node_with(view, &pod.request, &pod.preferences, inputs) {
             Ok(fit) => {

@@ -45,6 +45,7 @@
 
 use crate::gpu_policy::NodeRanking;
 use crate::policy::PodPreferences;
+use crate::request::PodRequest;
 
 mod cpu_pods;
 mod node;
@@ -96,6 +97,10 @@ pub struct FragmentationInputs<'a> {
     pub pod_cpu_milli: u64,
     /// The scale of the node score ([`SCORE_SCALE_GPUS`] by default; see [`score_with_scale`]).
     pub score_scale_gpus: f64,
+    /// The scale for a pod that takes more than one GPU, if it differs (`None`: `score_scale_gpus`).
+    /// A multi-GPU pod moves fragmentation in whole-GPU steps, so a finer scale (FGD's 1 GPU)
+    /// separates nodes that the coarse one ties.
+    pub multi_gpu_score_scale_gpus: Option<f64>,
 }
 
 impl Default for FragmentationInputs<'_> {
@@ -105,6 +110,18 @@ impl Default for FragmentationInputs<'_> {
             hosts: None,
             pod_cpu_milli: 0,
             score_scale_gpus: SCORE_SCALE_GPUS,
+            multi_gpu_score_scale_gpus: None,
+        }
+    }
+}
+
+impl FragmentationInputs<'_> {
+    /// The node score's scale for `request`: [`Self::multi_gpu_score_scale_gpus`] when its
+    /// containers ask for more than one GPU in all, else [`Self::score_scale_gpus`].
+    pub fn score_scale_for(&self, request: &PodRequest) -> f64 {
+        match self.multi_gpu_score_scale_gpus {
+            Some(scale) if request.gpus() > 1 => scale,
+            _ => self.score_scale_gpus,
         }
     }
 }
@@ -168,6 +185,51 @@ mod tests {
         }
     }
 
+    /// `nodes` registered nodes `n`, `n2`, … of `gpus` 10,000 MiB GPUs (split count 20), and their
+    /// names.
+    fn registered_fleet(nodes: usize, gpus: usize) -> (Registry, Vec<String>) {
+        use crate::objects::{FleetSpec, fleet, fleet_node_name};
+        let spec = FleetSpec {
+            nodes,
+            gpus_per_node: gpus,
+            memory_mib: 10000,
+            split: 20,
+            name_prefix: "n".into(),
+            ..FleetSpec::default()
+        };
+        let mut registry = Registry::new();
+        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
+            registry.upsert_node(&node).unwrap();
+        }
+        let names = (0..nodes).map(|i| fleet_node_name("n", i)).collect();
+        (registry, names)
+    }
+
+    /// The decision for a one-container pod asking `ask` under the `fragmentation` policy.
+    fn decide_fragmentation(
+        registry: &Registry,
+        ledger: &crate::ledger::Ledger,
+        names: &[String],
+        ask: &crate::objects::GpuAsk,
+        inputs: FragmentationInputs<'_>,
+    ) -> crate::decision::Decision {
+        use crate::annotations::GPU_SCHEDULER_POLICY;
+        use crate::decision::{self, SchedulerSettings};
+        use crate::objects::{gpu_pod, with_annotations};
+        let pod = with_annotations(
+            gpu_pod("p", &[], std::slice::from_ref(ask)),
+            &[(GPU_SCHEDULER_POLICY, "fragmentation")],
+        );
+        let prepared = decision::prepare(&pod, &SchedulerSettings::default()).unwrap();
+        decision::decide(
+            decision::Fleet::scanned(registry, ledger),
+            &prepared,
+            names,
+            jiff::Timestamp::UNIX_EPOCH,
+            inputs,
+        )
+    }
+
     #[test]
     fn score_classes_and_demand() {
         assert_eq!(score(0.0), 50.0);
@@ -196,26 +258,11 @@ mod tests {
 
     #[test]
     fn the_decision_fills_the_fragment_where_binpack_spread_would_not() {
-        use crate::annotations::GPU_SCHEDULER_POLICY;
         use crate::decision::{self, SchedulerSettings, Verdict};
         use crate::ledger::Ledger;
         use crate::model::{ContainerDevice, PodAllocation};
-        use crate::objects::{
-            FleetSpec, GpuAsk, fleet, fleet_node_name, gpu_pod, with_annotations,
-        };
-        let spec = FleetSpec {
-            nodes: 2,
-            gpus_per_node: 2,
-            memory_mib: 10000,
-            split: 20,
-            name_prefix: "n".into(),
-            ..FleetSpec::default()
-        };
-        let mut registry = Registry::new();
-        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
-            registry.upsert_node(&node).unwrap();
-        }
-        let names: Vec<String> = (0..2).map(|i| fleet_node_name("n", i)).collect();
+        use crate::objects::{GpuAsk, gpu_pod};
+        let (registry, names) = registered_fleet(2, 2);
         // Node "n" has half of GPU 0 in use; "n2" is idle.
         let mut ledger = Ledger::new();
         let half = PodAllocation {
@@ -237,22 +284,11 @@ mod tests {
         let settings = SchedulerSettings::default();
         // The cluster typically runs whole-GPU tasks: the half GPU on "n" is a fragment.
         let profile = WorkloadProfile::configured([(shape(1, 100), 10)]);
-        let pod = with_annotations(
-            gpu_pod("p", &[], std::slice::from_ref(&ask)),
-            &[(GPU_SCHEDULER_POLICY, "fragmentation")],
-        );
-        let prepared = decision::prepare(&pod, &settings).unwrap();
         let inputs = FragmentationInputs {
             profile: Some(&profile),
             ..FragmentationInputs::default()
         };
-        let d = decision::decide(
-            decision::Fleet::scanned(&registry, &ledger),
-            &prepared,
-            &names,
-            jiff::Timestamp::UNIX_EPOCH,
-            inputs,
-        );
+        let d = decide_fragmentation(&registry, &ledger, &names, &ask, inputs);
         let crate::decision::Outcome::Scheduled {
             node,
             allocation,
@@ -281,5 +317,64 @@ mod tests {
             panic!("{:?}", d.outcome);
         };
         assert_eq!(allocation.app[0][0].uuid, "GPU-n-1");
+    }
+
+    /// The multi-GPU scale applies to pods that take more than one GPU, and only to them.
+    #[test]
+    fn the_multi_gpu_scale_scores_only_pods_with_several_gpus() {
+        use crate::decision;
+        use crate::ledger::Ledger;
+        use crate::objects::GpuAsk;
+        use crate::request::{ContainerRequest, ContainerSlot};
+        let slot = |init: bool, nums: u32| ContainerSlot {
+            name: "c".into(),
+            init,
+            request: Some(ContainerRequest {
+                nums,
+                memreq: 0,
+                mem_percentage: 100,
+                coresreq: 100,
+            }),
+        };
+        let several = FragmentationInputs {
+            multi_gpu_score_scale_gpus: Some(1.0),
+            ..FragmentationInputs::default()
+        };
+        let scale_of =
+            |containers: Vec<ContainerSlot>| several.score_scale_for(&PodRequest { containers });
+        assert_eq!(scale_of(vec![slot(false, 1)]), SCORE_SCALE_GPUS);
+        assert_eq!(scale_of(vec![slot(false, 2)]), 1.0);
+        assert_eq!(
+            scale_of(vec![slot(true, 1), slot(false, 1)]),
+            1.0,
+            "GPUs in all"
+        );
+        let (registry, names) = registered_fleet(1, 4);
+        let ledger = Ledger::new();
+        // The cluster typically runs 4-GPU tasks: any GPU taken strands the other idle ones.
+        let profile = WorkloadProfile::configured([(shape(4, 100), 1)]);
+        let score = |gpus: u32, multi: Option<f64>| {
+            let ask = GpuAsk {
+                gpus: Some(gpus),
+                memory_mib: None,
+                memory_percent: Some(100),
+                cores: Some(100),
+            };
+            let inputs = FragmentationInputs {
+                profile: Some(&profile),
+                multi_gpu_score_scale_gpus: multi,
+                ..FragmentationInputs::default()
+            };
+            match decide_fragmentation(&registry, &ledger, &names, &ask, inputs).outcome {
+                decision::Outcome::Scheduled { score, .. } => score,
+                other => panic!("{other:?}"),
+            }
+        };
+        // One GPU: 3 idle GPUs stranded, growth 3 GPUs, ⌊100·σ(−3/4)⌋ = 32 at either setting.
+        assert_eq!(score(1, None), 32.0);
+        assert_eq!(score(1, Some(1.0)), 32.0);
+        // Two GPUs: 2 stranded; ⌊100·σ(−2/4)⌋ = 37 on the 4-GPU scale, ⌊100·σ(−2)⌋ = 11 on 1 GPU.
+        assert_eq!(score(2, None), 37.0);
+        assert_eq!(score(2, Some(1.0)), 11.0);
     }
 }

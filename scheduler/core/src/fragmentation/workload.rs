@@ -210,6 +210,23 @@ pub enum Weighting {
     Demand,
     /// Frequency alone, as FGD weights them.
     Count,
+    /// Frequency × the GPU demand raised to `percent`/100 (clamped to 100): between `Count` (0)
+    /// and `Demand` (100).
+    DemandPower(u8),
+}
+
+impl Weighting {
+    /// The weight of a shape seen `n` times.
+    pub fn weight(self, shape: &TaskShape, n: u64) -> f64 {
+        let n = n as f64;
+        match self {
+            Weighting::Demand => n * shape.gpu_demand(),
+            Weighting::Count => n,
+            Weighting::DemandPower(percent) => {
+                n * shape.gpu_demand().powf(f64::from(percent.min(100)) / 100.0)
+            }
+        }
+    }
 }
 
 /// The typical workload learned from the GPU pods the scheduler has seen, or configured.
@@ -320,11 +337,7 @@ impl WorkloadProfile {
                 break;
             }
             covered += n;
-            let weight = match self.weighting {
-                Weighting::Demand => n as f64 * shape.gpu_demand(),
-                Weighting::Count => n as f64,
-            };
-            chosen.push((shape.clone(), weight));
+            chosen.push((shape.clone(), self.weighting.weight(shape, n)));
         }
         self.typical = TypicalWorkload::from_weights(chosen);
     }
@@ -478,11 +491,20 @@ mod tests {
         let by_count = profile.clone().weighted(Weighting::Count);
         assert_eq!(by_count.observed(), 4);
         assert_eq!(weights(&by_count), [(1, 0.75), (2, 0.25)]);
-        let by_demand = profile.weighted(Weighting::Demand);
+        let by_demand = profile.clone().weighted(Weighting::Demand);
         assert_eq!(by_demand.observed(), 4);
         let demand = weights(&by_demand);
         assert!((demand[0].1 - 1.5 / 3.5).abs() < 1e-12, "{demand:?}");
         assert!((demand[1].1 - 2.0 / 3.5).abs() < 1e-12, "{demand:?}");
+        // Between the two: 3 × 0.5^0.5 = 3/√2 against 1 × 2^0.5 = 2/√2, i.e. 0.6 and 0.4.
+        let halfway = weights(&profile.clone().weighted(Weighting::DemandPower(50)));
+        assert!((halfway[0].1 - 0.6).abs() < 1e-12, "{halfway:?}");
+        assert!((halfway[1].1 - 0.4).abs() < 1e-12, "{halfway:?}");
+        // The ends of the power are the other two weightings; beyond 100 % it stays at demand.
+        for (power, same) in [(0, &by_count), (100, &by_demand), (250, &by_demand)] {
+            let powered = weights(&profile.clone().weighted(Weighting::DemandPower(power)));
+            assert_eq!(powered, weights(same), "power {power}");
+        }
     }
 
     /// A profile never counts more than `MAX_SHAPES` distinct shapes: the rarest are dropped, with
