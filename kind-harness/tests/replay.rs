@@ -182,6 +182,51 @@ fn the_trace_profile_and_the_learned_profile_both_run() {
     assert!(a.decisions > 0 && b.decisions > 0);
 }
 
+/// The tuning ablations run on the core path; the service path refuses them naming the flags
+/// (serve has no setting for them), together with an oracle profile when both are asked.
+#[test]
+fn the_tuning_ablations_run_on_the_core_path_only() {
+    use kind_harness::trace::placer::FragmentationTuning;
+    use sliceguard::fragmentation::Weighting;
+    let trace = common::trace();
+    let tuned = ReplayConfig {
+        tuning: FragmentationTuning {
+            multi_gpu_score_scale_gpus: Some(1.0),
+            weighting: Weighting::DemandPower(50),
+            ..FragmentationTuning::default()
+        },
+        path: DecisionPath::Core,
+        ..config(PolicySpec::fragmentation(), CpuPlacement::Policy)
+    };
+    let run = replay(&trace, &tuned, 5, &mut || {}).unwrap();
+    assert!(run.decisions > 0);
+    let on_the_service_path = ReplayConfig {
+        path: DecisionPath::Service,
+        ..tuned.clone()
+    };
+    let e = replay(&trace, &on_the_service_path, 5, &mut || {}).unwrap_err();
+    let message = e.to_string();
+    for flag in [
+        "--multi-gpu-scale",
+        "--weighting-exponent",
+        "--decision-path core",
+    ] {
+        assert!(message.contains(flag), "{message}");
+    }
+    assert!(!message.contains("--profile"), "{message}");
+    let both = ReplayConfig {
+        profile: ProfileSource::Trace,
+        ..on_the_service_path
+    };
+    let message = replay(&trace, &both, 5, &mut || {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("--profile trace") && message.contains("--weighting-exponent"),
+        "{message}"
+    );
+}
+
 #[test]
 fn split_count_binding_is_counted() {
     // Tiny tasks only: 50 milli = 5 cores, so up to 20 share a GPU and split 10 would bind.

@@ -492,8 +492,8 @@ mod tests {
         );
     }
 
-    /// The tuning flags reach the replay's configuration and its label; the service path refuses
-    /// them (serve has no such setting) by the same rule as the other ablations.
+    /// The tuning flags reach the replay's configuration and its label, and conflict where they
+    /// would contradict each other (the service path's refusal is tested in tests/replay.rs).
     #[test]
     fn weighting_exponent_and_multi_gpu_scale() {
         use clap::Parser;

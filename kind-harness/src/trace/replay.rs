@@ -247,13 +247,16 @@ pub fn replay(
             if config.profile != ProfileSource::Learned
                 || config.tuning != FragmentationTuning::default()
             {
+                let mut unsupported = Vec::new();
+                if config.profile != ProfileSource::Learned {
+                    unsupported.push(format!("--profile {}", config.profile));
+                }
+                if config.tuning != FragmentationTuning::default() {
+                    unsupported.push("the tuning ablations (--fragmentation-scale, --multi-gpu-scale, --count-weighted, --weighting-exponent)".to_string());
+                }
                 return Err(ReplayError::Setup(format!(
                     "the service path learns its profile online with sliceguard's own tuning, and serve has no setting for {}; use --decision-path core",
-                    if config.profile != ProfileSource::Learned {
-                        format!("--profile {}", config.profile)
-                    } else {
-                        "the tuning ablations (--fragmentation-scale, --multi-gpu-scale, --count-weighted, --weighting-exponent)".to_string()
-                    }
+                    unsupported.join(" or ")
                 )));
             }
             Box::new(
