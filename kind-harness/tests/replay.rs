@@ -191,8 +191,9 @@ fn the_tuning_ablations_run_on_the_core_path_only() {
     let trace = common::trace();
     let tuned = ReplayConfig {
         tuning: FragmentationTuning {
-            multi_gpu_score_scale_gpus: Some(1.0),
-            weighting: Weighting::DemandPower(50),
+            // The former defaults: sliceguard's own are Some(1.0) and DemandPower(50).
+            multi_gpu_score_scale_gpus: Some(4.0),
+            weighting: Weighting::Demand,
             ..FragmentationTuning::default()
         },
         path: DecisionPath::Core,

@@ -108,17 +108,19 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = sliceguard::fragmentation::SCORE_SCALE_GPUS, value_parser = parse_scale)]
     pub fragmentation_scale: f64,
     /// Ablation: weight the fragmentation policy's typical shapes by frequency alone (FGD's way)
-    /// instead of by GPU demand (the same as --weighting-exponent 0).
+    /// instead of by frequency x sqrt(GPU demand) (the same as --weighting-exponent 0).
     #[arg(long, conflicts_with = "weighting_exponent")]
     pub count_weighted: bool,
     /// Ablation: weight each typical shape by frequency x GPU demand^E, E in 0..=1 in steps of
-    /// 0.01 (1: sliceguard's demand weighting; 0: FGD's count weighting). Needs --decision-path core.
+    /// 0.01 (sliceguard: 0.5; 1: demand weighting; 0: FGD's count weighting). Needs
+    /// --decision-path core.
     #[arg(long, value_name = "E", value_parser = parse_weighting_exponent)]
     pub weighting_exponent: Option<Weighting>,
     /// Ablation: the fragmentation policy's score scale (GPUs) for pods that take more than one
-    /// GPU (default: --fragmentation-scale for every pod). Needs --decision-path core.
-    #[arg(long, value_name = "GPUS", value_parser = parse_scale)]
-    pub multi_gpu_scale: Option<f64>,
+    /// GPU (sliceguard: 1, FGD's scale; the same as --fragmentation-scale scores them like every
+    /// other pod). Needs --decision-path core.
+    #[arg(long, value_name = "GPUS", default_value_t = sliceguard::fragmentation::MULTI_GPU_SCORE_SCALE_GPUS, value_parser = parse_scale)]
+    pub multi_gpu_scale: f64,
     /// The path sliceguard's policies decide through: service (serve's own: the service's view fed
     /// as its watches would, the learned workload and host CPU read from it, the filter machine) or
     /// core (the decision called directly on the harness's registry and ledger; needed with
@@ -393,11 +395,11 @@ pub fn config_for(args: &TraceArgs, policy: PolicySpec) -> ReplayConfig {
         profile,
         tuning: FragmentationTuning {
             score_scale_gpus: args.fragmentation_scale,
-            multi_gpu_score_scale_gpus: args.multi_gpu_scale,
+            multi_gpu_score_scale_gpus: Some(args.multi_gpu_scale),
             weighting: match (args.count_weighted, args.weighting_exponent) {
                 (true, _) => Weighting::Count,
                 (false, Some(weighting)) => weighting,
-                (false, None) => Weighting::Demand,
+                (false, None) => Weighting::default(),
             },
         },
         path: args.decision_path,
@@ -519,29 +521,39 @@ mod tests {
         let args = Cli::try_parse_from([
             "t",
             "--weighting-exponent",
-            "0.5",
-            "--multi-gpu-scale",
             "1",
+            "--multi-gpu-scale",
+            "4",
             "--decision-path",
             "core",
         ])
         .unwrap()
         .trace;
         let config = config_for(&args, PolicySpec::fragmentation());
-        assert_eq!(config.tuning.weighting, Weighting::DemandPower(50));
-        assert_eq!(config.tuning.multi_gpu_score_scale_gpus, Some(1.0));
+        assert_eq!(config.tuning.weighting, Weighting::Demand);
+        assert_eq!(config.tuning.multi_gpu_score_scale_gpus, Some(4.0));
         assert_eq!(
             super::super::summary::config_label(&config),
-            "fragmentation (multi-GPU pods at scale 1 GPU, demand^0.5-weighted)"
+            "fragmentation (multi-GPU pods at scale 4 GPU, demand-weighted)"
         );
         assert!(
             Cli::try_parse_from(["t", "--count-weighted", "--weighting-exponent", "0.5"]).is_err(),
             "the two weightings conflict"
         );
         let defaults = Cli::try_parse_from(["t"]).unwrap().trace;
+        let config = config_for(&defaults, PolicySpec::fragmentation());
+        assert_eq!(config.tuning, FragmentationTuning::default());
         assert_eq!(
-            config_for(&defaults, PolicySpec::fragmentation()).tuning,
-            FragmentationTuning::default()
+            (
+                config.tuning.weighting,
+                config.tuning.multi_gpu_score_scale_gpus
+            ),
+            (Weighting::DemandPower(50), Some(1.0)),
+            "the replay's defaults are the core's"
+        );
+        assert_eq!(
+            super::super::summary::config_label(&config),
+            "fragmentation"
         );
     }
 

@@ -278,11 +278,13 @@ pub struct FragmentationTuning {
 }
 
 impl Default for FragmentationTuning {
+    /// The core's own defaults, which `serve` runs.
     fn default() -> Self {
+        let core = FragmentationInputs::default();
         FragmentationTuning {
-            score_scale_gpus: fragmentation::SCORE_SCALE_GPUS,
-            multi_gpu_score_scale_gpus: None,
-            weighting: Weighting::Demand,
+            score_scale_gpus: core.score_scale_gpus,
+            multi_gpu_score_scale_gpus: core.multi_gpu_score_scale_gpus,
+            weighting: Weighting::default(),
         }
     }
 }

@@ -185,7 +185,11 @@ pub fn config_label(config: &ReplayConfig) -> String {
                 "exact growth".to_string()
             });
         }
-        if let Some(scale) = config.tuning.multi_gpu_score_scale_gpus {
+        if config.tuning.multi_gpu_score_scale_gpus != defaults.multi_gpu_score_scale_gpus {
+            let scale = config
+                .tuning
+                .multi_gpu_score_scale_gpus
+                .unwrap_or(config.tuning.score_scale_gpus);
             notes.push(format!("multi-GPU pods at scale {scale} GPU"));
         }
         if config.tuning.weighting != defaults.weighting {
