@@ -25,8 +25,9 @@
 //! - **Demand-weighted workload.** A shape's weight is its frequency × √(the GPUs it takes)
 //!   ([`DEFAULT_WEIGHTING`], [`TaskShape::gpu_demand`]), not its frequency alone: the cluster's
 //!   goal is allocated GPU, so a slice that strands whole-GPU tasks costs more than one that
-//!   strands a 5 % task. The square root keeps the frequent small shapes in view; full demand
-//!   weighting and FGD's count weighting both did worse on the Alibaba trace's variants.
+//!   strands a 5 % task. The square root keeps the frequent small shapes in view: full demand
+//!   weighting did worse on most of the Alibaba trace's variants, and FGD's count weighting worse
+//!   on its default trace (`bench/FGD-GAP.md`, `bench/QUALITY.md`'s ablations).
 //! - **Coarser comparison.** [`score`] uses a 4-GPU scale where FGD uses 1 GPU, so growths closer
 //!   than ~0.16 GPU tie and fall to a fixed node order instead of being chased. A pod taking
 //!   several GPUs keeps FGD's scale ([`MULTI_GPU_SCORE_SCALE_GPUS`]): it moves fragmentation in
@@ -68,9 +69,9 @@ pub use workload::{
 pub const SCORE_SCALE_GPUS: f64 = 4.0;
 
 /// The score scale for a pod that takes more than one GPU: FGD's 1 GPU. Such a pod moves
-/// fragmentation in whole-GPU steps, which the 4-GPU scale rounds into ties; on the Alibaba
-/// trace's multi-GPU variants the finer scale closes most of the gap to FGD (`bench/QUALITY.md`
-/// measures it alone).
+/// fragmentation in whole-GPU steps, which the 4-GPU scale rounds into ties. Together with
+/// [`DEFAULT_WEIGHTING`] it narrowed the gap to FGD on the Alibaba trace's multi-GPU variants
+/// (`bench/FGD-GAP.md`); `bench/QUALITY.md` measures it alone on the default trace.
 pub const MULTI_GPU_SCORE_SCALE_GPUS: f64 = 1.0;
 
 /// The node score of the `fragmentation` policy for a growth `g` (GPUs) of expected fragmentation:
