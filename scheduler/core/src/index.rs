@@ -278,11 +278,8 @@ impl PlacementIndex {
             }
             return;
         };
-        let usages: Vec<DeviceUsage> = node
-            .devices
-            .iter()
-            .map(|d| usage.device_usage(name, &d.id))
-            .collect();
+        let mut usages: Vec<DeviceUsage> = Vec::with_capacity(node.devices.len());
+        usage.node_usage(name, &node.devices, &mut usages);
         let devices: Box<[Dev]> = node
             .devices
             .iter()

@@ -12,7 +12,7 @@
 
 use crate::annotations::{DEVICES_ALLOCATED, VGPU_NODE};
 use crate::codec::pod_devices::{self, PodDevicesError};
-use crate::model::{DeviceUsage, PodAllocation};
+use crate::model::{DeviceInfo, DeviceUsage, PodAllocation};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +21,12 @@ use std::sync::Arc;
 pub trait UsageSource {
     /// What is in use on device `uuid` of node `node`.
     fn device_usage(&self, node: &str, uuid: &str) -> DeviceUsage;
+
+    /// What is in use on each of `devices` of node `node`, appended to `out` in the same order:
+    /// one [`Self::device_usage`] per device unless the source can read a node at once.
+    fn node_usage(&self, node: &str, devices: &[DeviceInfo], out: &mut Vec<DeviceUsage>) {
+        out.extend(devices.iter().map(|d| self.device_usage(node, &d.id)));
+    }
 }
 
 /// One pod's recorded contribution. Its node name and device ids are the ledger's own copies,
@@ -277,6 +283,19 @@ impl UsageSource for Ledger {
             })
             .unwrap_or_default()
     }
+
+    /// One lookup of the node, then each device among its (few, id-sorted) sums.
+    fn node_usage(&self, node: &str, devices: &[DeviceInfo], out: &mut Vec<DeviceUsage>) {
+        let Some(sums) = self.nodes.get(node) else {
+            out.extend(devices.iter().map(|_| DeviceUsage::default()));
+            return;
+        };
+        out.extend(devices.iter().map(|d| {
+            sums.binary_search_by(|(id, _)| (**id).cmp(d.id.as_str()))
+                .map(|at| sums[at].1)
+                .unwrap_or_default()
+        }));
+    }
 }
 
 #[cfg(test)]
@@ -509,6 +528,60 @@ mod tests {
         }
         assert_eq!(l.node_devices("n1").count(), 0);
         assert!(l.nodes.is_empty() && l.pods.is_empty());
+    }
+
+    /// A node read at once gives what reading each device gives, in the registered order (which
+    /// need not be the ledger's id order), idle for devices or nodes it holds nothing on.
+    #[test]
+    fn a_node_read_at_once_matches_its_devices_read_one_by_one() {
+        let mut l = Ledger::new();
+        let allocation = |uuid: &str, mem: u32, cores: u32| PodAllocation {
+            init: vec![],
+            app: vec![vec![crate::model::ContainerDevice {
+                uuid: uuid.into(),
+                backend: "NVIDIA".into(),
+                usedmem: mem,
+                usedcores: cores,
+            }]],
+        };
+        l.upsert("ns/a", "n1", &allocation("GPU-b", 1000, 10));
+        l.upsert("ns/b", "n1", &allocation("GPU-d", 3000, 30));
+        l.upsert("ns/c", "n1", &allocation("GPU-b", 500, 5));
+        l.upsert("ns/d", "n2", &allocation("GPU-a", 700, 7));
+        let device = |id: &str| DeviceInfo {
+            id: id.into(),
+            index: 0,
+            count: 10,
+            devmem: 16000,
+            devcore: 100,
+            device_type: "NVIDIA-T4".into(),
+            numa: 0,
+            mode: "hami-core".into(),
+            health: true,
+        };
+        let devices: Vec<DeviceInfo> = ["GPU-d", "GPU-a", "GPU-b", "GPU-c"]
+            .into_iter()
+            .map(device)
+            .collect();
+        for node in ["n1", "n2", "unknown"] {
+            let mut at_once = vec![usage(9, 9, 9)];
+            l.node_usage(node, &devices, &mut at_once);
+            let one_by_one: Vec<DeviceUsage> = std::iter::once(usage(9, 9, 9))
+                .chain(devices.iter().map(|d| l.device_usage(node, &d.id)))
+                .collect();
+            assert_eq!(at_once, one_by_one, "{node}: appended after what was there");
+        }
+        let mut n1 = Vec::new();
+        l.node_usage("n1", &devices, &mut n1);
+        assert_eq!(
+            n1,
+            [
+                usage(1, 3000, 30),
+                DeviceUsage::default(),
+                usage(2, 1500, 15),
+                DeviceUsage::default()
+            ]
+        );
     }
 
     #[test]

@@ -31,11 +31,21 @@ pub struct DeviceInfo {
     pub health: bool,
 }
 
+/// `text.to_lowercase().contains("nvidia")` without allocating (the fit asks it of every device of
+/// every node it evaluates). ASCII case folding gives the same answer: the only characters outside
+/// ASCII whose lower case holds an ASCII letter are the Kelvin sign (`k`) and `İ` (`i` followed by a
+/// combining dot, which breaks the word, since `i` is never the word's last letter).
+fn contains_nvidia(text: &str) -> bool {
+    text.as_bytes()
+        .windows(6)
+        .any(|window| window.eq_ignore_ascii_case(b"nvidia"))
+}
+
 impl DeviceInfo {
     /// True for an NVIDIA device: the only kind the fit considers (HAMi's NVIDIA device filter
     /// matches `nvidia` in the type, case-insensitively).
     pub fn is_nvidia(&self) -> bool {
-        self.device_type.to_lowercase().contains("nvidia")
+        contains_nvidia(&self.device_type)
     }
 
     /// True for a device in MIG mode (sliceguard does not place MIG profiles yet).
@@ -196,6 +206,45 @@ impl PodAllocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn nvidia_is_found_in_any_case_and_nowhere_else() {
+        for (text, expected) in [
+            ("NVIDIA-H100-80GB-HBM3", true),
+            ("nvidia", true),
+            ("Tesla nVidia T4", true),
+            ("NVIDI", false),
+            ("NV-IDIA", false),
+            ("AMD-MI300", false),
+            ("", false),
+            ("NV\u{130}DIA", false),
+            ("NVID\u{130}A", false),
+            ("\u{212A}NVIDIA", true),
+        ] {
+            assert_eq!(contains_nvidia(text), expected, "{text:?}");
+            assert_eq!(text.to_lowercase().contains("nvidia"), expected, "{text:?}");
+        }
+    }
+
+    proptest! {
+        /// The allocation-free test agrees with lower-casing, on text joined from pieces of the word
+        /// in mixed case, whole words, and the characters whose lower case is special (about half
+        /// the cases hold the word).
+        #[test]
+        fn nvidia_test_agrees_with_lowercasing(
+            pieces in proptest::collection::vec(
+                prop::sample::select(vec![
+                    "nvidia", "NVIDIA", "nViDiA", "nv", "NV", "idia", "IDIA", "i", "I", "\u{130}",
+                    "\u{131}", "\u{212A}", "-", "\u{e9}", "nv\u{130}dia",
+                ]),
+                0..8,
+            ),
+        ) {
+            let text: String = pieces.concat();
+            prop_assert_eq!(contains_nvidia(&text), text.to_lowercase().contains("nvidia"));
+        }
+    }
 
     fn dev(uuid: &str, mem: u32, cores: u32) -> ContainerDevice {
         ContainerDevice {

@@ -53,7 +53,7 @@ pub fn decide(
             continue;
         };
         usage_buffer.clear();
-        usage_buffer.extend(node.devices.iter().map(|d| usage.device_usage(name, &d.id)));
+        usage.node_usage(name, &node.devices, &mut usage_buffer);
         let view = NodeView {
             devices: &node.devices,
             usage: &usage_buffer,

@@ -48,7 +48,7 @@ pub fn choose_node_for_cpu_pod(
             None => (0.0, 0.0, cpu_free.unwrap_or(0)),
             Some(node) => {
                 buffer.clear();
-                buffer.extend(node.devices.iter().map(|d| usage.device_usage(name, &d.id)));
+                usage.node_usage(name, &node.devices, &mut buffer);
                 let view = NodeView {
                     devices: &node.devices,
                     usage: &buffer,
