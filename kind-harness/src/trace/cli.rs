@@ -472,7 +472,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
     match args.output {
         Format::Table => print!("{}", table(&summaries)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&summaries)?),
-        Format::Csv => print!("{}", csv(&summaries)),
+        Format::Csv => std::io::Write::write_all(&mut std::io::stdout(), &csv(&summaries)?)?,
     }
     Ok(())
 }

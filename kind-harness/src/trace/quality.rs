@@ -396,7 +396,7 @@ pub fn write_report(args: &TraceArgs, report: &Path) -> anyhow::Result<()> {
         render(&curve_chart(&default, &entries, &summaries, seeds.len())),
     )
     .with_context(|| format!("cannot write {}", dir.join(svg_name).display()))?;
-    std::fs::write(dir.join(csv_name), runs_csv(&summaries))
+    std::fs::write(dir.join(csv_name), runs_csv(&summaries)?)
         .with_context(|| format!("cannot write {}", dir.join(csv_name).display()))?;
     let context = Report {
         args,
@@ -528,33 +528,46 @@ fn curve_chart(
     }
 }
 
-fn runs_csv(summaries: &[PolicySummary]) -> String {
-    let mut out = String::from(
-        "trace,policy,cpu_pods,profile,seed,unallocated_at_100,frag_amount_at_100,frag_rate_at_100,failed_pods,wall_seconds,decisions,decision_seconds,grants_beyond_split_10\n",
-    );
+/// One row per run at 100 % arrived. Labels hold commas ("default, held-out seeds"), so fields are
+/// quoted as CSV requires.
+fn runs_csv(summaries: &[PolicySummary]) -> anyhow::Result<Vec<u8>> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "trace",
+        "policy",
+        "cpu_pods",
+        "profile",
+        "seed",
+        "unallocated_at_100",
+        "frag_amount_at_100",
+        "frag_rate_at_100",
+        "failed_pods",
+        "wall_seconds",
+        "decisions",
+        "decision_seconds",
+        "grants_beyond_split_10",
+    ])?;
     let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
     for s in summaries {
         for r in &s.runs {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{:.3},{},{:.3},{}",
-                s.trace,
-                s.policy,
-                s.config.cpu_pods,
-                s.config.profile,
-                r.seed,
+            out.write_record([
+                s.trace.clone(),
+                s.policy.clone(),
+                s.config.cpu_pods.to_string(),
+                s.config.profile.to_string(),
+                r.seed.to_string(),
                 cell(r.unallocated[SATURATION_X]),
                 cell(r.frag_amount[SATURATION_X]),
                 cell(r.frag_rate[SATURATION_X]),
-                r.failed_gpu + r.failed_cpu,
-                r.wall_seconds,
-                r.decisions,
-                r.decision_seconds,
-                r.grants_beyond_default_split
-            );
+                (r.failed_gpu + r.failed_cpu).to_string(),
+                format!("{:.3}", r.wall_seconds),
+                r.decisions.to_string(),
+                format!("{:.3}", r.decision_seconds),
+                r.grants_beyond_default_split.to_string(),
+            ])?;
         }
     }
-    out
+    out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn seed_range(seeds: &[u64]) -> String {
@@ -849,10 +862,13 @@ Across seeds: mean ± sample sd and median; curves are medians with the 25–75 
         "**The floor** (`kind-harness/src/trace/floor.rs`): for each seed, the tasks arrived when the curve's 100 % point is \
 taken (every task up to the last event that point averages) are given to a linear program that places them fractionally into pools \
 of identical nodes (model, GPU count, CPU, memory), maximising the GPU placed under each pool's GPU, CPU and memory and each \
-task's allowed models and GPU count. Everything a scheduler must respect is kept and everything it relaxes (splitting a task, \
-the arrival order, placing CPU-only tasks at all) only widens the choice, so no scheduler allocates more on that arrival \
-sequence: capacity minus the optimum is a floor on unallocated GPU. It is a bound, not a schedule: the gap to it bounds \
-what a better policy could still gain.\n"
+task's allowed models and GPU count, and under packing cuts: for six of Fekete and Schepers' dual-feasible functions `u` of a \
+task's share of one GPU, the tasks in a pool weigh at most its GPU count, since tasks that share a GPU weigh at most 1 \
+(without the cuts the program fills GPUs with slices no GPU can hold together, e.g. three 0.6-GPU tasks on two GPUs, and the \
+floor was 0 % on 14 of the 15 traces). Everything a scheduler must respect is kept and everything it relaxes (splitting a \
+task beyond what the cuts forbid, the arrival order, placing CPU-only tasks at all) only widens the choice, so no scheduler \
+allocates more on that arrival sequence: capacity minus the optimum is a floor on unallocated GPU. It is a bound, not a \
+schedule: the gap to it bounds what a better policy could still gain.\n"
     );
     let _ = writeln!(
         m,

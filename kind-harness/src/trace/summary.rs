@@ -178,19 +178,31 @@ pub fn config_label(config: &ReplayConfig) -> String {
         if config.profile != super::placer::ProfileSource::Learned {
             notes.push(format!("profile {}", config.profile));
         }
-        if config.tuning.score_scale_gpus != defaults.score_scale_gpus {
-            notes.push(if config.tuning.score_scale_gpus > 0.0 {
-                format!("scale {} GPU", config.tuning.score_scale_gpus)
+        let scale_words = |scale: f64| {
+            if scale > 0.0 {
+                format!("scale {scale} GPU")
             } else {
                 "exact growth".to_string()
-            });
-        }
-        if config.tuning.multi_gpu_score_scale_gpus != defaults.multi_gpu_score_scale_gpus {
-            let scale = config
-                .tuning
-                .multi_gpu_score_scale_gpus
-                .unwrap_or(config.tuning.score_scale_gpus);
-            notes.push(format!("multi-GPU pods at scale {scale} GPU"));
+            }
+        };
+        let single = config.tuning.score_scale_gpus;
+        let multi = config.tuning.multi_gpu_score_scale_gpus.unwrap_or(single);
+        let single_changed = single != defaults.score_scale_gpus;
+        let multi_changed =
+            config.tuning.multi_gpu_score_scale_gpus != defaults.multi_gpu_score_scale_gpus;
+        if single_changed && multi_changed && multi == single {
+            notes.push(format!("{} for every pod", scale_words(single)));
+        } else {
+            if single_changed {
+                notes.push(scale_words(single));
+            }
+            if multi_changed {
+                notes.push(if multi > 0.0 {
+                    format!("multi-GPU pods at scale {multi} GPU")
+                } else {
+                    "multi-GPU pods by exact growth".to_string()
+                });
+            }
         }
         if config.tuning.weighting != defaults.weighting {
             notes.push(format!(
@@ -276,35 +288,88 @@ pub fn table(summaries: &[PolicySummary]) -> String {
     out
 }
 
-/// Long CSV: one row per (trace, policy, seed, arrived %).
-pub fn csv(summaries: &[PolicySummary]) -> String {
-    let mut out = String::from(
-        "trace,policy,cpu_pods,seed,arrived_percent,unallocated_percent,frag_amount_percent,frag_rate_percent\n",
-    );
+/// Long CSV: one row per (trace, policy, seed, arrived %); a label holding a comma is quoted.
+pub fn csv(summaries: &[PolicySummary]) -> anyhow::Result<Vec<u8>> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "trace",
+        "policy",
+        "cpu_pods",
+        "seed",
+        "arrived_percent",
+        "unallocated_percent",
+        "frag_amount_percent",
+        "frag_rate_percent",
+    ])?;
     let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
     for s in summaries {
         for r in &s.runs {
             for x in 0..=MAX_X {
-                let _ = writeln!(
-                    out,
-                    "{},{},{},{},{x},{},{},{}",
-                    s.trace,
-                    s.policy,
-                    s.config.cpu_pods,
-                    r.seed,
+                out.write_record([
+                    s.trace.clone(),
+                    s.policy.clone(),
+                    s.config.cpu_pods.to_string(),
+                    r.seed.to_string(),
+                    x.to_string(),
                     cell(r.unallocated[x]),
                     cell(r.frag_amount[x]),
                     cell(r.frag_rate[x]),
-                );
+                ])?;
             }
         }
     }
-    out
+    out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::placer::{FragmentationTuning, PolicySpec};
+
+    /// A tuning ablation is named by what it changes, and a scale both kinds of pod share is named
+    /// once ("exact growth for every pod", not "multi-GPU pods at scale 0 GPU").
+    #[test]
+    fn ablation_labels_name_what_changed() {
+        let with = |tuning: FragmentationTuning| {
+            config_label(&ReplayConfig {
+                tuning,
+                ..ReplayConfig::recipe(PolicySpec::fragmentation())
+            })
+        };
+        let defaults = FragmentationTuning::default();
+        assert_eq!(with(defaults), "fragmentation");
+        let exact_for_all = FragmentationTuning {
+            score_scale_gpus: 0.0,
+            multi_gpu_score_scale_gpus: None,
+            ..defaults
+        };
+        assert_eq!(
+            with(exact_for_all),
+            "fragmentation (exact growth for every pod)"
+        );
+        let one_gpu_for_all = FragmentationTuning {
+            score_scale_gpus: 1.0,
+            multi_gpu_score_scale_gpus: None,
+            ..defaults
+        };
+        assert_eq!(
+            with(one_gpu_for_all),
+            "fragmentation (scale 1 GPU for every pod)"
+        );
+        let single_only = FragmentationTuning {
+            score_scale_gpus: 5.0,
+            ..defaults
+        };
+        assert_eq!(with(single_only), "fragmentation (scale 5 GPU)");
+        let multi_only = FragmentationTuning {
+            multi_gpu_score_scale_gpus: Some(0.0),
+            ..defaults
+        };
+        assert_eq!(
+            with(multi_only),
+            "fragmentation (multi-GPU pods by exact growth)"
+        );
+    }
 
     #[test]
     fn quantiles_interpolate_like_numpy() {
