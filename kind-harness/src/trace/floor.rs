@@ -11,10 +11,10 @@
 //! two GPUs) and the floor was 0 % on 14 of the trace's 15 variants; with them it is 2.7 % on the
 //! default trace. Everything a real scheduler must also respect is kept; what the relaxation drops
 //! (a task split across nodes, GPUs and failures, beyond what the cuts forbid; the arrival order;
-//! CPU-only tasks, which it may leave out) only widens what it may do. So no scheduler, on that arrival sequence, allocates more than
-//! the LP's optimum, and `capacity − optimum` is a floor on what is left unallocated. It is not
-//! claimed to be reachable: the gap between a policy and the floor is an upper bound on what a
-//! better policy could still gain.
+//! CPU-only tasks, which it may leave out) only widens what it may do. So no scheduler, on that
+//! arrival sequence, allocates more than the LP's optimum, and `capacity − optimum` is a floor on
+//! what is left unallocated. It is not claimed to be reachable: the gap between a policy and the
+//! floor is an upper bound on what a better policy could still gain.
 //!
 //! Which tasks have arrived at `x` % follows the metric: the discretised value at `x` averages the
 //! events whose arrived % rounds to `x` (or, when there is none, to `x ± 1`), so the floor takes
@@ -262,7 +262,7 @@ mod tests {
 
     proptest! {
         /// What makes the cuts valid: shares that fit one GPU (Σ ≤ 1000 milli, multiples of 10
-        /// as in the trace, most of them above a quarter so that the rounding matters) never
+        /// as in the trace, half of them drawn above a quarter so that the rounding matters) never
         /// weigh more than 1 under any of the functions.
         #[test]
         fn shares_that_fit_one_gpu_weigh_at_most_one(

@@ -567,7 +567,7 @@ fn runs_csv(summaries: &[PolicySummary]) -> anyhow::Result<Vec<u8>> {
             ])?;
         }
     }
-    out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(out.into_inner()?)
 }
 
 fn seed_range(seeds: &[u64]) -> String {

@@ -318,7 +318,7 @@ pub fn csv(summaries: &[PolicySummary]) -> anyhow::Result<Vec<u8>> {
             }
         }
     }
-    out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(out.into_inner()?)
 }
 
 #[cfg(test)]
