@@ -555,6 +555,9 @@ impl ClusterView {
         for key in self.unconfirmed.keys().cloned().collect::<Vec<_>>() {
             self.clear_unconfirmed(&key);
         }
+        // The typical workload of a restarted scheduler is that of the pods listed, whatever
+        // their order (the profile derives it again only on drift; see `ProfileRefresh`).
+        self.learned.derive_now();
         self.pods_synced = true;
     }
 

@@ -87,6 +87,12 @@ impl LearnedWorkload {
         true
     }
 
+    /// Derives the profile's typical workload from its counts now (after a re-list; see
+    /// [`WorkloadProfile::derive_now`]).
+    pub fn derive_now(&mut self) {
+        self.profile.derive_now();
+    }
+
     /// The pod under `key` is gone: a pod created again under that name counts again.
     pub fn forget(&mut self, key: &str) {
         self.counted.remove(&remembered(key));

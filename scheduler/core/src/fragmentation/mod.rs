@@ -60,8 +60,8 @@ pub use crate::host_cpu::{HostResources, HostSource, pod_cpu_request_milli};
 pub use cpu_pods::{choose_node_for_cpu_pod, place_cpu_pod};
 pub use node::{NodeFragmentation, NodeScorer, free_share, node_fragmentation};
 pub use workload::{
-    DEFAULT_COVERAGE, DEFAULT_WEIGHTING, MAX_SHAPES, TaskShape, TypicalWorkload, Weighting,
-    WorkloadProfile,
+    DEFAULT_COVERAGE, DEFAULT_PROFILE_REFRESH, DEFAULT_WEIGHTING, MAX_SHAPES, ProfileRefresh,
+    TaskShape, TypicalWorkload, Weighting, WorkloadProfile,
 };
 
 /// The GPUs over which a growth of expected fragmentation moves the score by about 25 points

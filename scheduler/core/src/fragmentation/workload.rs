@@ -6,6 +6,7 @@ use crate::policy::PodPreferences;
 use crate::request::{ContainerRequest, PodRequest};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Share of observed containers the typical shapes cover (the paper's 95 %).
 pub const DEFAULT_COVERAGE: f64 = 0.95;
@@ -240,6 +241,34 @@ impl Weighting {
     }
 }
 
+/// When a [`WorkloadProfile`] derives its typical workload again from its counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProfileRefresh {
+    /// After every observation: the typical workload always matches the counts.
+    EveryObservation,
+    /// When the observations since the last refresh reach 1/`n` of those counted at it (after
+    /// every observation while fewer than `n` were counted; `n` is at least 1). The counts the
+    /// typical workload was derived from then differ from the current ones by less than 1/(`n` + 1)
+    /// in total variation, and over `N`
+    /// observations it changes about `n` · ln `N` times instead of `N`: what lets a node's
+    /// fragmentation score be remembered across decisions ([`WorkloadProfile::typical_id`]).
+    Drift(u32),
+}
+
+/// sliceguard's rule: [`ProfileRefresh::Drift`] by 1/32, so the typical workload is derived from
+/// counts within 3 % (total variation) of the current ones, and a node's verdict stays valid across
+/// the decisions in between ([`crate::score_memo`]).
+pub const DEFAULT_PROFILE_REFRESH: ProfileRefresh = ProfileRefresh::Drift(32);
+
+impl Default for ProfileRefresh {
+    fn default() -> Self {
+        DEFAULT_PROFILE_REFRESH
+    }
+}
+
+/// Source of [`WorkloadProfile::typical_id`]: unique in the process, never 0.
+static NEXT_TYPICAL_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The typical workload learned from the GPU pods the scheduler has seen, or configured.
 #[derive(Debug, Clone)]
 pub struct WorkloadProfile {
@@ -248,6 +277,11 @@ pub struct WorkloadProfile {
     coverage: f64,
     weighting: Weighting,
     typical: TypicalWorkload,
+    refresh: ProfileRefresh,
+    /// `observed` when `typical` was last derived.
+    refreshed_at: u64,
+    /// Identifies `typical` (see [`WorkloadProfile::typical_id`]).
+    typical_id: u64,
 }
 
 impl Default for WorkloadProfile {
@@ -270,7 +304,17 @@ impl WorkloadProfile {
             coverage,
             weighting: Weighting::default(),
             typical: TypicalWorkload::default(),
+            refresh: ProfileRefresh::default(),
+            refreshed_at: 0,
+            typical_id: NEXT_TYPICAL_ID.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// The same profile, deriving its typical workload when `rule` says (refreshed now).
+    pub fn refreshing(mut self, rule: ProfileRefresh) -> Self {
+        self.refresh = rule;
+        self.refresh();
+        self
     }
 
     /// The same profile with shapes weighted by `weighting`.
@@ -303,9 +347,20 @@ impl WorkloadProfile {
         }
         if self.counts.len() > MAX_SHAPES {
             self.drop_rarest();
-        }
-        if self.observed != before {
             self.refresh();
+        } else if self.observed != before && self.refresh_due() {
+            self.refresh();
+        }
+    }
+
+    /// True when the rule asks for a new typical workload after the counts changed.
+    fn refresh_due(&self) -> bool {
+        match self.refresh {
+            ProfileRefresh::EveryObservation => true,
+            ProfileRefresh::Drift(n) => {
+                let since = self.observed.saturating_sub(self.refreshed_at);
+                since.saturating_mul(u64::from(n.max(1))) >= self.refreshed_at
+            }
         }
     }
 
@@ -335,6 +390,27 @@ impl WorkloadProfile {
         &self.typical
     }
 
+    /// Identifies the current typical workload: a new value, unique in the process and never 0,
+    /// each time it is derived; clones share it, as they share the workload. A node score computed
+    /// under one id holds for as long as the id and the node stay the same.
+    pub fn typical_id(&self) -> u64 {
+        self.typical_id
+    }
+
+    /// When the typical workload is derived again.
+    pub fn refresh_rule(&self) -> ProfileRefresh {
+        self.refresh
+    }
+
+    /// Derives the typical workload from the current counts now, whatever the rule, if they
+    /// changed since it was last derived (after a re-list, so that the workload a restarted
+    /// scheduler scores with depends only on the pods it listed, not on their order).
+    pub fn derive_now(&mut self) {
+        if self.observed != self.refreshed_at {
+            self.refresh();
+        }
+    }
+
     /// Recomputes the typical shapes: most frequent first (ties by shape, for determinism), until
     /// they cover `coverage` of the observations.
     fn refresh(&mut self) {
@@ -351,6 +427,8 @@ impl WorkloadProfile {
             chosen.push((shape.clone(), self.weighting.weight(shape, n)));
         }
         self.typical = TypicalWorkload::from_weights(chosen);
+        self.refreshed_at = self.observed;
+        self.typical_id = NEXT_TYPICAL_ID.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -546,7 +624,82 @@ mod tests {
         );
     }
 
-    /// Every observation that adds a GPU container refreshes the typical workload at once.
+    /// Under `Drift(n)` the typical workload is derived again once the observations since the last
+    /// derivation reach 1/n of those counted then (every time while fewer than n), with a new id;
+    /// `derive_now` catches up, and the workload it gives depends on the counts, not their order.
+    #[test]
+    fn drift_derives_the_typical_workload_again_on_drift_only() {
+        let p = prefs();
+        let mut profile = WorkloadProfile::default().refreshing(ProfileRefresh::Drift(4));
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            profile.observe(&one_container(50), &p, 0);
+            ids.push(profile.typical_id());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 4, "below 4 observations every one derives it");
+        // Derived at 4: the next derivation is due at 5 (1 ≥ 4/4).
+        let at_four = profile.typical_id();
+        profile.observe(&one_container(100), &p, 0);
+        assert_ne!(profile.typical_id(), at_four);
+        assert_eq!(profile.typical().shapes().len(), 2);
+        // Derived at 5: due again once 2 more are counted (2 · 4 ≥ 5).
+        let at_five = profile.typical_id();
+        profile.observe(&one_container(30), &p, 0);
+        assert_eq!(profile.typical_id(), at_five, "1 · 4 < 5: not yet");
+        assert_eq!(
+            profile.typical().shapes().len(),
+            2,
+            "the 30 % shape is not in yet"
+        );
+        profile.observe(&one_container(30), &p, 0);
+        assert_ne!(profile.typical_id(), at_five);
+        assert_eq!(profile.typical().shapes().len(), 3);
+        // Counted but not derived: derive_now catches up, and does nothing when nothing changed.
+        let at_seven = profile.typical_id();
+        profile.observe(&one_container(10), &p, 0);
+        assert_eq!(profile.typical_id(), at_seven);
+        profile.derive_now();
+        let caught_up = profile.typical_id();
+        assert_ne!(caught_up, at_seven);
+        assert_eq!(profile.typical().shapes().len(), 4);
+        profile.derive_now();
+        assert_eq!(profile.typical_id(), caught_up);
+
+        // The same pods in another order: after derive_now, the same typical workload.
+        let mut reversed = WorkloadProfile::default().refreshing(ProfileRefresh::Drift(4));
+        for percent in [10, 30, 30, 100, 50, 50, 50, 50] {
+            reversed.observe(&one_container(percent), &p, 0);
+        }
+        reversed.derive_now();
+        assert_eq!(reversed.typical(), profile.typical());
+        assert_eq!(ProfileRefresh::default(), DEFAULT_PROFILE_REFRESH);
+        assert_eq!(
+            WorkloadProfile::default().refresh_rule(),
+            DEFAULT_PROFILE_REFRESH
+        );
+    }
+
+    /// `EveryObservation` derives the typical workload after every observation; ids are unique
+    /// across profiles.
+    #[test]
+    fn every_observation_derives_it_each_time() {
+        let p = prefs();
+        let mut profile = WorkloadProfile::default().refreshing(ProfileRefresh::EveryObservation);
+        let other = WorkloadProfile::default();
+        let mut ids = vec![other.typical_id()];
+        for _ in 0..40 {
+            profile.observe(&one_container(50), &p, 0);
+            ids.push(profile.typical_id());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 41);
+        assert!(!ids.contains(&0), "0 stands for a pod's own containers");
+    }
+
+    /// Every observation that adds a GPU container refreshes the typical workload at once (the
+    /// default rule does so while fewer than 32 were counted).
     #[test]
     fn an_observation_refreshes_the_typical_workload() {
         let mut profile = WorkloadProfile::default();
