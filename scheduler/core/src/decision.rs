@@ -11,9 +11,11 @@
 //! Two siblings answer: the plain scan ([`crate::scan`]) and the placement index
 //! ([`crate::index`]). Which one is written here, once: the index when the caller passes one, the
 //! pod is one the index decides ([`crate::index::applies`]) and at least [`INDEX_MIN_OFFERED`] nodes
-//! are offered; the scan otherwise. Both choose the same node and devices; the index's
-//! `FilteringSucceed` message counts the nodes it examined instead of listing every fitting node
-//! (see [`crate::index`]). A caller that passes the same fleet, pod and offered nodes gets the same
+//! are offered; for a `fragmentation` pod under the same conditions, the scan with the index's memo
+//! of its verdicts, answering briefly ([`crate::scan::decide_briefly`]); the full scan otherwise
+//! (with the memo whenever there is an index). All choose the same node and devices; the brief
+//! answers return the chosen node's verdict only, and their `FilteringSucceed` message counts nodes
+//! instead of listing every fitting node (see [`crate::index`]). A caller that passes the same fleet, pod and offered nodes gets the same
 //! decision and the same event texts, whichever caller it is.
 
 use crate::fragmentation::FragmentationInputs;
@@ -77,17 +79,30 @@ pub fn decide<U: UsageSource>(
     // disagrees with; the scan answers those.
     if let Some(index) = fleet.index
         && offered.len() >= INDEX_MIN_OFFERED
-        && let Some(decision) = index.decide(fleet.registry, pod, offered, now)
     {
-        return decision;
+        if let Some(decision) = index.decide(fleet.registry, pod, offered, now) {
+            return decision;
+        }
+        if let Some(decision) = scan::decide_briefly(
+            fleet.registry,
+            fleet.usage,
+            pod,
+            offered,
+            now,
+            fragmentation,
+            index.score_memo(),
+        ) {
+            return decision;
+        }
     }
-    scan::decide(
+    scan::decide_remembering(
         fleet.registry,
         fleet.usage,
         pod,
         offered,
         now,
         fragmentation,
+        fleet.index.map(PlacementIndex::score_memo),
     )
 }
 

@@ -15,6 +15,7 @@
 
 use crate::annotations::VGPU_NODE;
 use crate::quantity::parse_integer;
+use foldhash::fast::FixedState;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -181,8 +182,8 @@ impl PodCpu {
 /// events (see the module documentation for the rule).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostCpuBook {
-    nodes: HashMap<Arc<str>, NodeCpu>,
-    pods: HashMap<Box<str>, PodCpu>,
+    nodes: HashMap<Arc<str>, NodeCpu, FixedState>,
+    pods: HashMap<Box<str>, PodCpu, FixedState>,
 }
 
 impl HostCpuBook {

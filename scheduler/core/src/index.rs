@@ -22,7 +22,8 @@
 //! The index is kept current by its owner: [`PlacementIndex::refresh`] after every registry or
 //! ledger change of a node (see [`crate::cluster_view::ClusterView`]). Pods under sliceguard's
 //! `fragmentation` policy, whose node score depends on the pod, are decided by the scan
-//! ([`applies`] is false for them).
+//! ([`applies`] is false for them), which takes the verdicts the index remembers for them
+//! ([`PlacementIndex::score_memo`], [`crate::score_memo`]).
 //!
 //! Deliberate difference from HAMi, only on the indexed path: the `FilteringSucceed` message lists
 //! the chosen node and counts the nodes examined, since listing every fitting node would need every
@@ -40,6 +41,7 @@ use crate::registry::{RegisteredNode, Registry};
 use crate::request::{ContainerRequest, PERCENTAGE_UNSET};
 use crate::rules::{self, Demand, DeviceState, FitReason, ReasonCounts, Selection};
 use crate::score::node_score;
+use crate::score_memo::ScoreMemo;
 use foldhash::fast::FixedState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -216,6 +218,8 @@ pub struct PlacementIndex {
     entries: HashMap<Arc<str>, Entry, FixedState>,
     order: BTreeSet<(u32, Arc<str>)>,
     empty: Arc<str>,
+    /// `fragmentation` verdicts, forgotten per node on every refresh.
+    memo: ScoreMemo,
 }
 
 impl Default for PlacementIndex {
@@ -224,6 +228,7 @@ impl Default for PlacementIndex {
             entries: HashMap::default(),
             order: BTreeSet::new(),
             empty: Arc::from(""),
+            memo: ScoreMemo::default(),
         }
     }
 }
@@ -259,6 +264,12 @@ impl PlacementIndex {
         index
     }
 
+    /// The `fragmentation` verdicts remembered over this index's nodes ([`crate::score_memo`]):
+    /// a node's are forgotten on each [`PlacementIndex::refresh`] of it.
+    pub fn score_memo(&self) -> &ScoreMemo {
+        &self.memo
+    }
+
     /// Number of indexed nodes.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -272,6 +283,7 @@ impl PlacementIndex {
     /// Re-reads one node from the registry and its usage; removes it when it is not registered.
     /// Call after every change of the node's registration or of usage on it.
     pub fn refresh(&mut self, name: &str, registry: &Registry, usage: &impl UsageSource) {
+        self.memo.forget_node(name);
         let Some(node) = registry.get(name) else {
             if let Some((name, entry)) = self.entries.remove_entry(name) {
                 self.order.remove(&(entry.key, name));

@@ -39,6 +39,7 @@
 //! | [`index`] | the placement index: nodes ordered by score with device summaries, same decision as the scan |
 //! | [`outcome`] | what a decision is made of: prepared pod, verdicts, outcome, annotations, events (a leaf) |
 //! | [`scan`] | the plain scan of every offered node (HAMi's approach), the index's reference |
+//! | [`score_memo`] | `fragmentation` node verdicts remembered across decisions, forgotten when a node changes |
 //! | [`decision`] | the one entry point: scan or index, chosen in one place, for `serve`, `place` and the replay |
 //! | [`cluster_view`] | the cluster as the watches show it: registry, ledger, index, GPU pods, locks, assumptions |
 //! | [`filter`] | the extender filter's write-and-assume protocol as a sans-IO state machine |
@@ -75,4 +76,5 @@ pub mod request;
 pub mod rules;
 pub mod scan;
 pub mod score;
+pub mod score_memo;
 pub mod wire;
