@@ -5,11 +5,13 @@
 //! fixture).
 
 use kind_harness::trace::latency::LatencyFixture;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-fn fixture() -> &'static LatencyFixture {
-    static FIXTURE: OnceLock<LatencyFixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| LatencyFixture::new(5_000, 8))
+/// One fleet for every policy: each decision learns its pod and assumes its placement, as `serve`'s
+/// filter does, so the fleet and the profile move on between decisions.
+fn fixture() -> &'static Mutex<LatencyFixture> {
+    static FIXTURE: OnceLock<Mutex<LatencyFixture>> = OnceLock::new();
+    FIXTURE.get_or_init(|| Mutex::new(LatencyFixture::new(5_000, 8)))
 }
 
 fn main() {
@@ -18,7 +20,9 @@ fn main() {
 
 #[divan::bench(args = [("binpack", "binpack"), ("binpack", "spread"), ("binpack", "fragmentation")], sample_count = 30)]
 fn decision(bencher: divan::Bencher, (node, gpu): (&str, &str)) {
-    let fixture = fixture();
+    let mut fixture = fixture()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Ok(pods) = fixture.prepared(node, gpu) else {
         return;
     };

@@ -132,6 +132,11 @@ pub struct TraceArgs {
     /// task), instead of replaying policies.
     #[arg(long)]
     pub floor: bool,
+    /// Measure only the decision latency of the quality report (5,000 nodes × 8 GPUs, each policy;
+    /// `serve`'s per-pod filter work on a steady fleet, see `trace/latency.rs`), instead of
+    /// replaying the trace: a minute, where `make quality` takes most of an hour.
+    #[arg(long, conflicts_with_all = ["floor", "quality_report"])]
+    pub latency: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -411,6 +416,19 @@ pub fn config_for(args: &TraceArgs, policy: PolicySpec) -> ReplayConfig {
 pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
     if let Some(report) = &args.quality_report {
         return quality::write_report(args, report);
+    }
+    if args.latency {
+        let report = super::latency::measure(
+            super::latency::REPORT_NODES,
+            super::latency::REPORT_GPUS,
+            super::latency::REPORT_DECISIONS,
+        )
+        .map_err(anyhow::Error::msg)?;
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            Format::Table | Format::Csv => print!("{}", report.table()),
+        }
+        return Ok(());
     }
     let nodes = args
         .nodes

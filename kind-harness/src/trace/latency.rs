@@ -2,8 +2,17 @@
 //! half used in a fixed pseudo-random pattern, and a mix of GPU pods decided over **all** nodes with
 //! each policy, through [`decision::decide`] with the placement index, exactly as the extender calls
 //! it (verdicts, annotations and events included; HAMi's policies go through the index, sliceguard's
-//! `fragmentation` through the scan). Used by `benches/decision_latency.rs` (divan) and by the quality
-//! report, so both measure the same thing.
+//! `fragmentation` through the scan with the index's memo of its verdicts). Used by
+//! `benches/decision_latency.rs` (divan) and by the quality report, so both measure the same thing.
+//!
+//! Each timed decision is what `serve`'s filter does for one pod on a steady cluster
+//! ([`LatencyFixture::decide`]): the pod is learned into the workload profile (which has already seen
+//! one observation per task in the fleet, so it is derived again only on drift, as `serve`'s is once
+//! the cluster's pods are listed), the decision is taken, and the placement is assumed (the ledger
+//! takes the allocation and the index is refreshed for the node), so the next decision sees one node
+//! changed. What differs from `serve`: no HTTP, no JSON, no annotation write, no lock, and a fixed
+//! mix of 8 pod shapes (a cluster with more distinct shapes, or CPU requests that vary per pod, finds
+//! fewer remembered verdicts; the report prints the memo's hit rate).
 
 use super::metrics::Stats;
 use super::rng::Rng;
@@ -21,9 +30,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Instant;
 
-/// Every node's CPU, fixed.
+/// The fleet the quality report measures: nodes.
+pub const REPORT_NODES: usize = 5_000;
+/// GPUs per node of that fleet.
+pub const REPORT_GPUS: usize = 8;
+/// Decisions per policy the report times.
+pub const REPORT_DECISIONS: usize = 90;
+
+/// Every node's CPU, fixed (hashed as `serve`'s host CPU book hashes node names).
 #[derive(Debug, Default)]
-pub struct FixedHosts(HashMap<String, HostResources>);
+pub struct FixedHosts(HashMap<String, HostResources, foldhash::fast::FixedState>);
 
 impl HostSource for FixedHosts {
     fn host(&self, node: &str) -> Option<HostResources> {
@@ -53,6 +69,8 @@ pub struct LatencyFixture {
     names: Vec<String>,
     profile: WorkloadProfile,
     pods: Vec<(k8s_openapi::api::core::v1::Pod, u64)>,
+    /// Placements assumed so far (their ledger keys).
+    assumed: usize,
 }
 
 impl LatencyFixture {
@@ -134,13 +152,19 @@ impl LatencyFixture {
                 (gpu_pod(&format!("latency-{i}"), &[], &[ask]), cpu)
             })
             .collect();
+        // The profile has seen one pod of the mix per task in the fleet, as `serve`'s has once it
+        // listed the cluster's pods.
+        let tasks = ledger.entries().count();
         let mut profile = WorkloadProfile::default();
         let settings = SchedulerSettings::default();
-        for (pod, cpu) in &pods {
-            if let Ok(p) = decision::prepare(pod, &settings) {
-                profile.observe(&p.request, &p.preferences, *cpu);
-            }
+        let prepared: Vec<_> = pods
+            .iter()
+            .filter_map(|(pod, cpu)| decision::prepare(pod, &settings).ok().map(|p| (p, *cpu)))
+            .collect();
+        for (p, cpu) in prepared.iter().cycle().take(tasks.max(prepared.len())) {
+            profile.observe(&p.request, &p.preferences, *cpu);
         }
+        profile.derive_now();
         LatencyFixture {
             index: PlacementIndex::build(&registry, &ledger),
             registry,
@@ -149,6 +173,7 @@ impl LatencyFixture {
             names,
             profile,
             pods,
+            assumed: 0,
         }
     }
 
@@ -171,9 +196,12 @@ impl LatencyFixture {
             .collect()
     }
 
-    /// One decision over every node.
-    pub fn decide(&self, pod: &PreparedPod, cpu: u64) -> Decision {
-        decision::decide(
+    /// What `serve`'s filter does for one pod over every node: learns the pod into the workload
+    /// profile, decides, and assumes the placement (the ledger takes it and the index is refreshed
+    /// for the node).
+    pub fn decide(&mut self, pod: &PreparedPod, cpu: u64) -> Decision {
+        self.profile.observe(&pod.request, &pod.preferences, cpu);
+        let decision = decision::decide(
             Fleet::indexed(&self.registry, &self.ledger, &self.index),
             pod,
             &self.names,
@@ -184,7 +212,22 @@ impl LatencyFixture {
                 pod_cpu_milli: cpu,
                 ..FragmentationInputs::default()
             },
-        )
+        );
+        if let decision::Outcome::Scheduled {
+            node, allocation, ..
+        } = &decision.outcome
+        {
+            self.assumed += 1;
+            let key = format!("default/assumed-{}", self.assumed);
+            self.ledger.upsert(&key, node, allocation);
+            self.index.refresh(node, &self.registry, &self.ledger);
+        }
+        decision
+    }
+
+    /// The `fragmentation` verdicts found remembered so far, and those evaluated.
+    pub fn memo_hits_and_misses(&self) -> (u64, u64) {
+        self.index.score_memo().hits_and_misses()
     }
 
     /// Nodes in the fleet.
@@ -202,9 +245,57 @@ pub struct LatencyReport {
     pub gpus: usize,
     /// (policy label, statistics of µs per decision).
     pub policies: Vec<(String, Stats)>,
+    /// `fragmentation` verdicts found remembered and evaluated over the measured decisions.
+    pub memo_hits: u64,
+    /// See [`LatencyReport::memo_hits`].
+    pub memo_misses: u64,
 }
 
 impl LatencyReport {
+    /// The Markdown table of the report, with the memo's hit rate and the ratio to binpack.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut m = String::new();
+        let _ = writeln!(
+            m,
+            "| policy | median µs per decision | mean ± sd µs | decisions |"
+        );
+        let _ = writeln!(m, "|---|---|---|---|");
+        for (p, s) in &self.policies {
+            let _ = writeln!(
+                m,
+                "| {p} | {:.0} | {:.0} ± {:.0} | {} |",
+                s.median, s.mean, s.sd, s.n
+            );
+        }
+        let lookups = self.memo_hits + self.memo_misses;
+        if lookups > 0 {
+            let _ = writeln!(
+                m,
+                "
+`fragmentation` node verdicts found remembered: {} of {lookups} ({:.1} %).",
+                self.memo_hits,
+                100.0 * self.memo_hits as f64 / lookups as f64
+            );
+        }
+        if let Some(r) = self.ratio() {
+            let _ = writeln!(
+                m,
+                "
+`fragmentation` / `binpack/binpack` median latency: **{r:.2}×** (target ≤ 3×)."
+            );
+        }
+        m
+    }
+
+    /// `fragmentation`'s median over `binpack/binpack`'s, when both were measured.
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.median("fragmentation"), self.median("binpack/binpack")) {
+            (Some(f), Some(b)) if b > 0.0 => Some(f / b),
+            _ => None,
+        }
+    }
+
     /// The median of one policy, if measured.
     pub fn median(&self, policy: &str) -> Option<f64> {
         self.policies
@@ -217,7 +308,7 @@ impl LatencyReport {
 /// Measures `decisions` decisions per policy (binpack/binpack, binpack/spread, fragmentation),
 /// interleaving the policies so that machine noise hits them alike.
 pub fn measure(nodes: usize, gpus: usize, decisions: usize) -> Result<LatencyReport, String> {
-    let fixture = LatencyFixture::new(nodes, gpus);
+    let mut fixture = LatencyFixture::new(nodes, gpus);
     let policies = [
         ("binpack/binpack", "binpack", "binpack"),
         ("binpack/spread", "binpack", "spread"),
@@ -237,9 +328,12 @@ pub fn measure(nodes: usize, gpus: usize, decisions: usize) -> Result<LatencyRep
             std::hint::black_box(decision);
         }
     }
+    let (memo_hits, memo_misses) = fixture.memo_hits_and_misses();
     Ok(LatencyReport {
         nodes,
         gpus,
+        memo_hits,
+        memo_misses,
         policies: policies
             .iter()
             .zip(&samples)
@@ -254,8 +348,9 @@ mod tests {
 
     #[test]
     fn fixture_decides_with_every_policy() {
-        let fixture = LatencyFixture::new(20, 4);
-        assert_eq!(fixture.nodes(), 20);
+        // Each decision assumes its placement: the fleet is large enough for all three policies.
+        let mut fixture = LatencyFixture::new(100, 8);
+        assert_eq!(fixture.nodes(), 100);
         for (node, gpu) in [
             ("binpack", "binpack"),
             ("spread", "spread"),
@@ -264,10 +359,33 @@ mod tests {
             let pods = fixture.prepared(node, gpu).unwrap();
             let placed = pods
                 .iter()
+                .take(POD_MIX.len())
                 .filter(|(p, cpu)| fixture.decide(p, *cpu).node().is_some())
                 .count();
             assert!(placed > 0, "{node}/{gpu} placed nothing");
         }
+        // The fragmentation pods of the mix were decided once each: every node evaluated once per
+        // shape (a pod that fits nowhere is judged again for every node's reason, from the memo).
+        let (hits, misses) = fixture.memo_hits_and_misses();
+        assert_eq!(misses, 8 * 100, "{hits} hits");
+        // The same pod twice in a row, under the same typical workload: the second decision
+        // evaluates only the node the first one placed on.
+        let pods = fixture.prepared("binpack", "fragmentation").unwrap();
+        let mut checked = 0;
+        for (p, cpu) in pods.iter().take(POD_MIX.len()) {
+            fixture.decide(p, *cpu);
+            let typical = fixture.profile.typical_id();
+            let before = fixture.memo_hits_and_misses();
+            let placed = fixture.decide(p, *cpu).node().is_some();
+            let after = fixture.memo_hits_and_misses();
+            if placed && fixture.profile.typical_id() == typical {
+                assert!(after.1 - before.1 <= 1, "{before:?} → {after:?}");
+                assert!(after.0 - before.0 >= 99, "{before:?} → {after:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "the typical workload changed at every check");
+        assert!(hits + misses > 0);
         assert!(fixture.prepared("nope", "binpack").is_err());
         let report = measure(10, 2, 3).unwrap();
         assert_eq!(report.policies.len(), 3);
