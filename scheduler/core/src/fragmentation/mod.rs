@@ -40,13 +40,16 @@
 //!   free CPU cannot be hosted (FGD's Q4); without one, CPU is ignored.
 //! - **A workload the scheduler can know.** The typical workload is a [`WorkloadProfile`]: learned
 //!   online from the GPU pods the scheduler has been asked to place (shapes by frequency, the most
-//!   frequent covering [`DEFAULT_COVERAGE`] of them), or configured. FGD reads it from the whole
-//!   trace, including pods that have not arrived yet. Without a profile (e.g. `sliceguard place`), the
+//!   frequent covering [`DEFAULT_COVERAGE`] of them, derived again on drift), or configured. FGD
+//!   reads it from the whole trace, including pods that have not arrived yet. Without a profile (e.g. `sliceguard place`), the
 //!   pod's own containers are the typical workload.
 //!
 //! Cost per node: O(kinds × devices) to build the per-kind sums once (shapes that differ only in CPU
 //! share a GPU kind; devices in identical states are evaluated once), then O(shapes) per candidate
-//! device and for the score.
+//! device and for the score. Across decisions a node is evaluated again only when it changed, its
+//! free CPU changed, the pod shape is new to it or the typical workload was derived again: the
+//! placement index remembers each verdict ([`crate::score_memo`]), and the learned profile derives
+//! its typical workload again only when its counts drift by 1/32 ([`ProfileRefresh`]).
 
 use crate::gpu_policy::NodeRanking;
 use crate::policy::PodPreferences;
