@@ -558,6 +558,18 @@ mod tests {
             Cli::try_parse_from(["t", "--count-weighted", "--weighting-exponent", "0.5"]).is_err(),
             "the two weightings conflict"
         );
+        assert!(
+            Cli::try_parse_from(["t", "--latency"])
+                .unwrap()
+                .trace
+                .latency
+        );
+        for other in ["--floor", "--quality-report=r.md"] {
+            assert!(
+                Cli::try_parse_from(["t", "--latency", other]).is_err(),
+                "--latency measures alone, not with {other}"
+            );
+        }
         let defaults = Cli::try_parse_from(["t"]).unwrap().trace;
         let config = config_for(&defaults, PolicySpec::fragmentation());
         assert_eq!(config.tuning, FragmentationTuning::default());
