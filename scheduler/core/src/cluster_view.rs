@@ -289,6 +289,22 @@ impl ClusterView {
         }
     }
 
+    /// The `fragmentation` verdicts the index remembers that the fit would no longer give on this
+    /// view (see [`crate::scan::stale_verdicts`]): empty unless a change of a node reached the view
+    /// without refreshing the index. For checkers; it evaluates every remembered verdict again.
+    pub fn stale_memo_verdicts(&self) -> Vec<crate::scan::StaleVerdict> {
+        crate::scan::stale_verdicts(self.fleet(), Some(self.learned.profile()))
+    }
+
+    /// The nodes the placement index holds otherwise than this view's registry and ledger (see
+    /// [`PlacementIndex::lagging_nodes`]): empty unless a change of a node reached the view
+    /// without refreshing the index. For checkers; it builds the index again.
+    pub fn lagging_index_nodes(&self) -> Vec<String> {
+        self.usage
+            .index
+            .lagging_nodes(&self.registry, &self.usage.ledger)
+    }
+
     /// The placement index over the registry and the ledger.
     pub fn index(&self) -> &PlacementIndex {
         &self.usage.index

@@ -35,7 +35,7 @@ pub use crate::outcome::{
 pub const INDEX_MIN_OFFERED: usize = 64;
 
 /// What a decision reads of the cluster.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Fleet<'a, U> {
     /// Every registered node and its devices.
     pub registry: &'a Registry,
@@ -44,6 +44,15 @@ pub struct Fleet<'a, U> {
     /// The placement index over `registry` and `usage`, when the caller keeps one current.
     pub index: Option<&'a PlacementIndex>,
 }
+
+// By hand: derived, they would ask `U` to be `Copy` too.
+impl<U> Clone for Fleet<'_, U> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<U> Copy for Fleet<'_, U> {}
 
 impl<'a, U: UsageSource> Fleet<'a, U> {
     /// A fleet without a placement index: every decision scans.
@@ -83,27 +92,11 @@ pub fn decide<U: UsageSource>(
         if let Some(decision) = index.decide(fleet.registry, pod, offered, now) {
             return decision;
         }
-        if let Some(decision) = scan::decide_briefly(
-            fleet.registry,
-            fleet.usage,
-            pod,
-            offered,
-            now,
-            fragmentation,
-            index.score_memo(),
-        ) {
+        if let Some(decision) = scan::decide_briefly(fleet, pod, offered, now, fragmentation) {
             return decision;
         }
     }
-    scan::decide_remembering(
-        fleet.registry,
-        fleet.usage,
-        pod,
-        offered,
-        now,
-        fragmentation,
-        fleet.index.map(PlacementIndex::score_memo),
-    )
+    scan::decide_remembering(fleet, pod, offered, now, fragmentation)
 }
 
 /// [`decide`] for a pod object, with no fragmentation inputs: reads its requests and preferences

@@ -169,7 +169,7 @@ impl Summary {
 }
 
 /// One registered node in the index.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     key: u32,
     devices: Box<[Dev]>,
@@ -262,6 +262,37 @@ impl PlacementIndex {
             index.refresh(&node.name, registry, usage);
         }
         index
+    }
+
+    /// The nodes this index holds otherwise than an index built afresh over `registry` and `usage`
+    /// would (missing, left over after their deregistration, or with other devices, usage or
+    /// score), by name: empty while every change of a node has been followed by its
+    /// [`PlacementIndex::refresh`]. For checkers: it builds the index again.
+    pub fn lagging_nodes(&self, registry: &Registry, usage: &impl UsageSource) -> Vec<String> {
+        let fresh = Self::build(registry, usage);
+        let names: BTreeSet<&str> = self
+            .entries
+            .keys()
+            .chain(fresh.entries.keys())
+            .map(|name| &**name)
+            .collect();
+        names
+            .into_iter()
+            .filter(|name| {
+                let entry = self.entries.get(*name);
+                // The ranking must hold the node under its entry's own key.
+                let ranked = entry.is_none_or(|e| self.order.contains(&(e.key, Arc::from(*name))));
+                entry != fresh.entries.get(*name) || !ranked
+            })
+            .map(str::to_string)
+            .chain((self.order.len() != self.entries.len()).then(|| {
+                format!(
+                    "(the ranking holds {} nodes, the index {})",
+                    self.order.len(),
+                    self.entries.len()
+                )
+            }))
+            .collect()
     }
 
     /// The `fragmentation` verdicts remembered over this index's nodes ([`crate::score_memo`]):
@@ -580,6 +611,55 @@ fn quick_rejection(devices: &[Dev], r: &ContainerRequest, mutex: bool) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Ledger;
+    use crate::model::{ContainerDevice, PodAllocation};
+    use crate::objects::{FleetSpec, fleet, fleet_node_name};
+
+    /// The checker names exactly the nodes whose change the index was not told of: new usage, a
+    /// node gone, a node registered; none once each is refreshed.
+    #[test]
+    fn lagging_nodes_are_those_changed_without_refresh() {
+        let spec = FleetSpec {
+            nodes: 3,
+            gpus_per_node: 2,
+            name_prefix: "n".into(),
+            ..FleetSpec::default()
+        };
+        let nodes = fleet(&spec, jiff::Timestamp::UNIX_EPOCH);
+        let mut registry = Registry::new();
+        for node in &nodes[..2] {
+            registry.upsert_node(node).unwrap();
+        }
+        let names: Vec<String> = (0..3).map(|i| fleet_node_name("n", i)).collect();
+        let mut ledger = Ledger::new();
+        let mut index = PlacementIndex::build(&registry, &ledger);
+        assert_eq!(
+            index.lagging_nodes(&registry, &ledger),
+            Vec::<String>::new()
+        );
+
+        let device = ContainerDevice {
+            uuid: format!("GPU-{}-0", names[0]),
+            backend: "NVIDIA".into(),
+            usedmem: 1000,
+            usedcores: 10,
+        };
+        let allocation = PodAllocation {
+            init: vec![],
+            app: vec![vec![device]],
+        };
+        ledger.upsert("default/p", &names[0], &allocation);
+        registry.remove(&names[1]);
+        registry.upsert_node(&nodes[2]).unwrap();
+        assert_eq!(index.lagging_nodes(&registry, &ledger), names);
+        for name in &names {
+            index.refresh(name, &registry, &ledger);
+        }
+        assert_eq!(
+            index.lagging_nodes(&registry, &ledger),
+            Vec::<String>::new()
+        );
+    }
 
     #[test]
     fn score_keys_order_as_total_cmp() {

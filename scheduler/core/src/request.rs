@@ -58,6 +58,27 @@ impl ContainerRequest {
     }
 }
 
+/// `2 GPUs of 4000 MiB and 30 % cores each` (memory as the request states it: MiB, a percentage,
+/// or `all memory` when neither is set).
+impl std::fmt::Display for ContainerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gpus = if self.nums == 1 { "GPU" } else { "GPUs" };
+        write!(f, "{} {gpus} of ", self.nums)?;
+        if self.memreq > 0 {
+            write!(f, "{} MiB", self.memreq)?;
+        } else if self.mem_percentage != PERCENTAGE_UNSET {
+            write!(f, "{} % memory", self.mem_percentage)?;
+        } else {
+            write!(f, "all memory")?;
+        }
+        write!(f, " and {} % cores", self.coresreq)?;
+        if self.nums != 1 {
+            write!(f, " each")?;
+        }
+        Ok(())
+    }
+}
+
 /// One container's place in the pod's annotation index space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ContainerSlot {
@@ -220,6 +241,28 @@ pub fn container_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_request_reads_as_asked() {
+        let ask = |nums, memreq, mem_percentage, coresreq| ContainerRequest {
+            nums,
+            memreq,
+            mem_percentage,
+            coresreq,
+        };
+        assert_eq!(
+            ask(1, 0, 60, 0).to_string(),
+            "1 GPU of 60 % memory and 0 % cores"
+        );
+        assert_eq!(
+            ask(2, 4000, PERCENTAGE_UNSET, 30).to_string(),
+            "2 GPUs of 4000 MiB and 30 % cores each"
+        );
+        assert_eq!(
+            ask(1, 0, PERCENTAGE_UNSET, 100).to_string(),
+            "1 GPU of all memory and 100 % cores"
+        );
+    }
     use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
 
     fn container(name: &str, limits: &[(&str, &str)], requests: &[(&str, &str)]) -> Container {

@@ -15,18 +15,24 @@
 //! the `FilteringSucceed` message counts the fitting nodes instead of listing them, as the index does
 //! for HAMi's policies (the same node, devices and score; see [`crate::index`]).
 
+use crate::decision::Fleet;
 use crate::fit::{evaluate_node_with, node_preference};
+use crate::fragmentation::WorkloadProfile;
 use crate::fragmentation::{self, FragmentationInputs, NodeInputs, TypicalWorkload};
+use crate::index::PlacementIndex;
 use crate::ledger::UsageSource;
 use crate::model::{DeviceUsage, NodeView, PodAllocation};
 use crate::outcome::{
     Decision, NodeRejection, Outcome, PreparedPod, Verdict, placed, unschedulable,
 };
 use crate::policy::NodePolicy;
+use crate::policy::PodPreferences;
 use crate::registry::Registry;
+use crate::request::PodRequest;
 use crate::score_memo::{MemoSession, ScoreMemo};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 /// Decides where `pod` goes among `node_names` by evaluating every offered node.
 pub fn decide(
@@ -37,7 +43,13 @@ pub fn decide(
     now: jiff::Timestamp,
     fragmentation: FragmentationInputs<'_>,
 ) -> Decision {
-    decide_remembering(registry, usage, pod, node_names, now, fragmentation, None)
+    decide_remembering(
+        Fleet::scanned(registry, usage),
+        pod,
+        node_names,
+        now,
+        fragmentation,
+    )
 }
 
 /// Judges one pod's offered nodes: by the fit, or, for a `fragmentation` pod with a memo, by the
@@ -144,25 +156,20 @@ impl<'a, U: UsageSource> Judge<'a, U> {
         name: &str,
         cpu_free: Option<u64>,
     ) -> Result<(f32, PodAllocation), NodeRejection> {
-        let Some(node) = self.registry.get(name) else {
-            return Err(NodeRejection::Unregistered);
-        };
-        self.usage_buffer.clear();
-        self.usage
-            .node_usage(name, &node.devices, &mut self.usage_buffer);
-        let view = NodeView {
-            devices: &node.devices,
-            usage: &self.usage_buffer,
-            cordoned: &node.cordoned,
-        };
         let inputs = self.typical.as_deref().map(|typical| NodeInputs {
             typical,
             cpu_free,
             pod_cpu_milli: self.fragmentation.pod_cpu_milli,
             score_scale_gpus: self.score_scale_gpus,
         });
-        evaluate_node_with(view, &self.pod.request, &self.pod.preferences, inputs)
-            .map(|fit| (fit.score, fit.allocation))
+        evaluate_named(
+            self.registry,
+            self.usage,
+            name,
+            (&self.pod.request, &self.pod.preferences),
+            inputs,
+            &mut self.usage_buffer,
+        )
     }
 
     /// The devices of the chosen node, whose score `score` came from the memo: the fit evaluates
@@ -182,22 +189,47 @@ impl<'a, U: UsageSource> Judge<'a, U> {
     }
 }
 
-/// [`decide`], taking a `fragmentation` pod's verdict on a node from `memo` where it holds one and
-/// remembering the others there ([`crate::score_memo`]): the same decision, with fewer nodes
-/// evaluated. `memo` must be forgotten for a node whenever the node changes (the placement index
-/// that owns it does this on refresh).
-pub fn decide_remembering(
+/// The fit's verdict on the registered node `name` for a pod asking `request` with `preferences`
+/// (`inputs`: the `fragmentation` policy's, for a pod under it), its usage read into `buffer`.
+fn evaluate_named(
     registry: &Registry,
     usage: &impl UsageSource,
+    name: &str,
+    (request, preferences): (&PodRequest, &PodPreferences),
+    inputs: Option<NodeInputs<'_>>,
+    buffer: &mut Vec<DeviceUsage>,
+) -> Result<(f32, PodAllocation), NodeRejection> {
+    let Some(node) = registry.get(name) else {
+        return Err(NodeRejection::Unregistered);
+    };
+    buffer.clear();
+    usage.node_usage(name, &node.devices, buffer);
+    let view = NodeView {
+        devices: &node.devices,
+        usage: buffer,
+        cordoned: &node.cordoned,
+    };
+    evaluate_node_with(view, request, preferences, inputs).map(|fit| (fit.score, fit.allocation))
+}
+
+/// [`decide`], taking a `fragmentation` pod's verdict on a node from `memo` where it holds one and
+/// remembering the others there ([`crate::score_memo`]): the same decision, with fewer nodes
+/// evaluated. The memo is the fleet's index's (none without an index), which forgets a node's
+/// verdicts whenever the node changes.
+pub fn decide_remembering<U: UsageSource>(
+    fleet: Fleet<'_, U>,
     pod: &PreparedPod,
     node_names: &[String],
     now: jiff::Timestamp,
     fragmentation: FragmentationInputs<'_>,
-    memo: Option<&ScoreMemo>,
 ) -> Decision {
+    let Fleet {
+        registry, usage, ..
+    } = fleet;
     if !pod.request.has_gpu_request() {
         return Decision::empty(Outcome::NoGpuRequest);
     }
+    let memo = fleet.index.map(PlacementIndex::score_memo);
     let mut judge = Judge::new(registry, usage, pod, fragmentation, memo);
     let offered: BTreeSet<&str> = node_names.iter().map(String::as_str).collect();
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
@@ -241,16 +273,19 @@ pub fn decide_remembering(
 /// chosen node's verdict returned and a `FilteringSucceed` message that counts the fitting nodes
 /// instead of listing them (`find fit node(<n>), <k> nodes not fit, <f> nodes fit(<n>:<score>),
 /// <f - 1> fitting nodes not listed`).
-/// `None` for any other pod, and when no node fits (the caller then scans, for every node's reason).
-pub fn decide_briefly(
-    registry: &Registry,
-    usage: &impl UsageSource,
+/// `None` for any other pod, for a fleet without an index (whose memo it judges with), and when no
+/// node fits (the caller then scans, for every node's reason).
+pub fn decide_briefly<U: UsageSource>(
+    fleet: Fleet<'_, U>,
     pod: &PreparedPod,
     node_names: &[String],
     now: jiff::Timestamp,
     fragmentation: FragmentationInputs<'_>,
-    memo: &ScoreMemo,
 ) -> Option<Decision> {
+    let Fleet {
+        registry, usage, ..
+    } = fleet;
+    let memo = fleet.index?.score_memo();
     if !pod.request.has_gpu_request() || !fragmentation::applies(&pod.preferences) {
         return None;
     }
@@ -292,4 +327,259 @@ pub fn decide_briefly(
         now,
         message,
     ))
+}
+
+/// A verdict the memo would give that the fit no longer gives on the same view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleVerdict {
+    /// The node.
+    pub node: String,
+    /// What the memo remembers (a score, or why the pod cannot go there).
+    pub remembered: Result<f32, NodeRejection>,
+    /// What the fit says now.
+    pub now: Result<f32, NodeRejection>,
+    /// The pod it was remembered for: its request, CPU, and typical workload's id.
+    pub pod: String,
+}
+
+impl fmt::Display for StaleVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Result<f32, NodeRejection>| match v {
+            Ok(score) => format!("score {score}"),
+            Err(rejection) => format!("rejected ({rejection})"),
+        };
+        write!(
+            f,
+            "node {}: the memo remembers {} for {}, the fit now says {}",
+            self.node,
+            show(&self.remembered),
+            self.pod,
+            show(&self.now)
+        )
+    }
+}
+
+/// `request` in words: each container that asks for GPUs, by name.
+fn describe(request: &PodRequest) -> String {
+    let asks: Vec<String> = request
+        .containers
+        .iter()
+        .filter_map(|c| c.request.as_ref().map(|r| format!("{}: {r}", c.name)))
+        .collect();
+    asks.join("; ")
+}
+
+/// Every verdict of the fleet's index's memo that a decision could still find (one for a pod
+/// shape still remembered, under the typical workload of `profile` or the pod's own containers)
+/// but that the fit no longer gives on `fleet`: the memo's contract ([`crate::score_memo`]) broken,
+/// a change of a node that did not refresh the index. Empty when it holds. For checkers: it
+/// evaluates every remembered verdict again.
+pub fn stale_verdicts<U: UsageSource>(
+    fleet: Fleet<'_, U>,
+    profile: Option<&WorkloadProfile>,
+) -> Vec<StaleVerdict> {
+    let Some(index) = fleet.index else {
+        return Vec::new();
+    };
+    let current = profile.filter(|p| !p.typical().is_empty());
+    let mut buffer = Vec::new();
+    let mut stale = Vec::new();
+    for row in index.score_memo().reachable() {
+        // The typical workload the verdict was judged against, if a decision can still use it.
+        let typical = match current {
+            _ if row.typical == 0 => Cow::Owned(TypicalWorkload::of_pod(
+                &row.request,
+                &row.preferences,
+                row.cpu_milli,
+            )),
+            Some(profile) if profile.typical_id() == row.typical => {
+                Cow::Borrowed(profile.typical())
+            }
+            _ => continue,
+        };
+        let inputs = NodeInputs {
+            typical: &typical,
+            cpu_free: row.cpu_free,
+            pod_cpu_milli: row.cpu_milli,
+            score_scale_gpus: row.score_scale_gpus,
+        };
+        let now = evaluate_named(
+            fleet.registry,
+            fleet.usage,
+            &row.node,
+            (&row.request, &row.preferences),
+            Some(inputs),
+            &mut buffer,
+        )
+        .map(|(score, _)| score);
+        let same = match (&now, &row.verdict) {
+            (Ok(a), Ok(b)) => a.to_bits() == b.to_bits(),
+            (a, b) => a == b,
+        };
+        if !same {
+            stale.push(StaleVerdict {
+                node: row.node.clone(),
+                remembered: row.verdict.clone(),
+                now,
+                pod: format!(
+                    "a pod asking {} with {} mCPU (typical workload {})",
+                    describe(&row.request),
+                    row.cpu_milli,
+                    row.typical
+                ),
+            });
+        }
+    }
+    stale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::GPU_SCHEDULER_POLICY;
+    use crate::decision::{self, SchedulerSettings};
+    use crate::ledger::Ledger;
+    use crate::model::{ContainerDevice, PodAllocation};
+    use crate::objects::{FleetSpec, GpuAsk, fleet, fleet_node_name, gpu_pod, with_annotations};
+
+    /// A `fragmentation` pod asking half a GPU.
+    fn half_gpu_pod() -> PreparedPod {
+        let ask = GpuAsk {
+            gpus: Some(1),
+            memory_mib: None,
+            memory_percent: Some(50),
+            cores: Some(50),
+        };
+        let pod = with_annotations(
+            gpu_pod("p", &[], &[ask]),
+            &[(GPU_SCHEDULER_POLICY, "fragmentation")],
+        );
+        decision::prepare(&pod, &SchedulerSettings::default()).unwrap()
+    }
+
+    /// Both GPUs of `node`, whole.
+    fn whole_of(node: &str) -> PodAllocation {
+        let whole = |gpu: usize| ContainerDevice {
+            uuid: format!("GPU-{node}-{gpu}"),
+            backend: "NVIDIA".into(),
+            usedmem: 10000,
+            usedcores: 100,
+        };
+        PodAllocation {
+            init: vec![],
+            app: vec![vec![whole(0), whole(1)]],
+        }
+    }
+
+    /// The checker finds exactly the verdicts a change without a refresh left behind: usage that
+    /// changed, a node that went; and none once the index is refreshed.
+    #[test]
+    fn stale_verdicts_are_those_a_change_without_refresh_left_behind() {
+        let spec = FleetSpec {
+            nodes: 3,
+            gpus_per_node: 2,
+            memory_mib: 10000,
+            split: 20,
+            name_prefix: "n".into(),
+            ..FleetSpec::default()
+        };
+        let mut registry = Registry::new();
+        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
+            registry.upsert_node(&node).unwrap();
+        }
+        let names: Vec<String> = (0..3).map(|i| fleet_node_name("n", i)).collect();
+        let mut ledger = Ledger::new();
+        let mut index = PlacementIndex::build(&registry, &ledger);
+        let pod = half_gpu_pod();
+        let decide = |registry: &Registry, ledger: &Ledger, index: &PlacementIndex| {
+            decision::decide(
+                Fleet::indexed(registry, ledger, index),
+                &pod,
+                &names,
+                jiff::Timestamp::UNIX_EPOCH,
+                FragmentationInputs::default(),
+            )
+        };
+        decide(&registry, &ledger, &index);
+        assert_eq!(index.score_memo().len(), 3, "one verdict per node");
+        let check = |registry: &Registry, ledger: &Ledger, index: &PlacementIndex| {
+            stale_verdicts(Fleet::indexed(registry, ledger, index), None)
+        };
+        assert_eq!(check(&registry, &ledger, &index), vec![]);
+        assert_eq!(
+            stale_verdicts(Fleet::scanned(&registry, &ledger), None),
+            vec![],
+            "no index, no memo"
+        );
+
+        // The second node filled, the index not told.
+        let second = &names[1];
+        ledger.upsert("default/other", second, &whole_of(second));
+        let stale = check(&registry, &ledger, &index);
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert_eq!(&stale[0].node, second);
+        assert!(
+            stale[0].remembered.is_ok() && stale[0].now.is_err(),
+            "{stale:?}"
+        );
+        assert!(
+            stale[0]
+                .to_string()
+                .starts_with(&format!("node {second}: the memo remembers score"))
+        );
+        index.refresh(second, &registry, &ledger);
+        assert_eq!(check(&registry, &ledger, &index), vec![]);
+
+        // Decided again, then the third node goes away unseen by the index.
+        decide(&registry, &ledger, &index);
+        let third = &names[2];
+        registry.remove(third);
+        let stale = check(&registry, &ledger, &index);
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert_eq!(stale[0].now, Err(NodeRejection::Unregistered));
+        index.refresh(third, &registry, &ledger);
+        assert_eq!(check(&registry, &ledger, &index), vec![]);
+    }
+
+    /// Verdicts judged against a typical workload that is no longer the profile's cannot be found
+    /// by any decision, so the checker leaves them alone; those of the current one it checks.
+    #[test]
+    fn stale_verdicts_skip_an_old_typical_workload() {
+        let spec = FleetSpec {
+            nodes: 2,
+            gpus_per_node: 2,
+            memory_mib: 10000,
+            split: 20,
+            name_prefix: "n".into(),
+            ..FleetSpec::default()
+        };
+        let mut registry = Registry::new();
+        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
+            registry.upsert_node(&node).unwrap();
+        }
+        let names: Vec<String> = (0..2).map(|i| fleet_node_name("n", i)).collect();
+        let mut ledger = Ledger::new();
+        let index = PlacementIndex::build(&registry, &ledger);
+        let pod = half_gpu_pod();
+        let mut profile = WorkloadProfile::default();
+        profile.observe(&pod.request, &pod.preferences, 0);
+        let inputs = FragmentationInputs {
+            profile: Some(&profile),
+            ..FragmentationInputs::default()
+        };
+        decision::decide(
+            Fleet::indexed(&registry, &ledger, &index),
+            &pod,
+            &names,
+            jiff::Timestamp::UNIX_EPOCH,
+            inputs,
+        );
+        ledger.upsert("default/other", &names[0], &whole_of(&names[0]));
+        let fleet = Fleet::indexed(&registry, &ledger, &index);
+        assert_eq!(stale_verdicts(fleet, Some(&profile)).len(), 1);
+        let mut newer = profile.clone();
+        newer.observe(&pod.request, &pod.preferences, 0);
+        assert_ne!(newer.typical_id(), profile.typical_id());
+        assert_eq!(stale_verdicts(fleet, Some(&newer)), vec![]);
+    }
 }

@@ -40,6 +40,20 @@ struct PodKey {
     score_scale_bits: u64,
 }
 
+/// A remembered verdict with its whole key, as [`ScoreMemo::reachable`] lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct Remembered {
+    pub node: String,
+    pub request: crate::request::PodRequest,
+    pub preferences: crate::policy::PodPreferences,
+    pub cpu_milli: u64,
+    pub score_scale_gpus: f64,
+    /// The typical workload's id (0: the pod's own containers).
+    pub typical: u64,
+    pub cpu_free: Option<u64>,
+    pub verdict: Result<f32, NodeRejection>,
+}
+
 /// One remembered verdict.
 #[derive(Debug, Clone)]
 struct Row {
@@ -99,6 +113,34 @@ impl ScoreMemo {
     /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every verdict a later decision can still find (those of pods no longer interned cannot be),
+    /// by node name; for the checker that re-judges them ([`crate::scan::stale_verdicts`]).
+    pub(crate) fn reachable(&self) -> Vec<Remembered> {
+        let table = self.lock();
+        let mut found: Vec<Remembered> = table
+            .nodes
+            .iter()
+            .flat_map(|(node, rows)| {
+                let pods = &table.pods;
+                rows.iter().filter_map(move |row| {
+                    let (key, _) = pods.iter().find(|(_, id)| *id == row.pod)?;
+                    Some(Remembered {
+                        node: node.to_string(),
+                        request: key.request.clone(),
+                        preferences: key.preferences.clone(),
+                        cpu_milli: key.cpu_milli,
+                        score_scale_gpus: f64::from_bits(key.score_scale_bits),
+                        typical: row.typical,
+                        cpu_free: row.cpu_free,
+                        verdict: row.verdict.clone(),
+                    })
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.node.cmp(&b.node));
+        found
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
