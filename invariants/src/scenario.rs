@@ -24,7 +24,7 @@ use sliceguard_core::annotations::{
     DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, RESOURCE_GPU, VGPU_NODE,
 };
 use sliceguard_core::decision::{Decision, Outcome, SchedulerSettings, filter};
-use sliceguard_core::ledger::{Ledger, Observed};
+use sliceguard_core::ledger::{Ledger, Observed, UsageSource as _};
 use sliceguard_core::registry::Registry;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -388,6 +388,39 @@ impl World {
             return None;
         }
         self.pods.keys().nth(index % self.pods.len()).cloned()
+    }
+
+    /// Usage of every registered device, by node.
+    pub fn usage_by_node(&self) -> BTreeMap<String, Vec<sliceguard_core::model::DeviceUsage>> {
+        self.registry
+            .nodes()
+            .map(|n| {
+                let usage = n
+                    .devices
+                    .iter()
+                    .map(|d| self.ledger.device_usage(&n.name, &d.id))
+                    .collect();
+                (n.name.clone(), usage)
+            })
+            .collect()
+    }
+
+    /// [`World::apply`], then refreshes `index` for every node whose usage the step changed, as
+    /// the service keeps its index after each change of its view.
+    pub fn apply_refreshing(
+        &mut self,
+        step: &Step,
+        now: jiff::Timestamp,
+        index: &mut sliceguard_core::index::PlacementIndex,
+    ) -> Result<StepEffect, String> {
+        let before = self.usage_by_node();
+        let effect = self.apply(step, now)?;
+        for (node, usage) in &self.usage_by_node() {
+            if before.get(node) != Some(usage) {
+                index.refresh(node, &self.registry, &self.ledger);
+            }
+        }
+        Ok(effect)
     }
 
     /// Applies one step, then shrinks the tolerated over-commit to what is left of it.

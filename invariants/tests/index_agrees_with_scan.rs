@@ -14,29 +14,11 @@
 use proptest::test_runner::{TestCaseError, TestRunner};
 use sliceguard_core::decision::{Decision, Outcome, Verdict, prepare};
 use sliceguard_core::index::{PlacementIndex, applies};
-use sliceguard_core::ledger::UsageSource;
-use sliceguard_core::model::DeviceUsage;
 use sliceguard_invariants::scenario::strategies::scenario;
 use sliceguard_invariants::scenario::{Step, World, start_time};
 use sliceguard_invariants::{proptest_config, regression_file};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-
-/// Usage of every registered device, to find the nodes a step changed.
-fn usage_map(world: &World) -> BTreeMap<String, Vec<DeviceUsage>> {
-    world
-        .registry
-        .nodes()
-        .map(|n| {
-            let usage = n
-                .devices
-                .iter()
-                .map(|d| world.ledger.device_usage(&n.name, &d.id))
-                .collect();
-            (n.name.clone(), usage)
-        })
-        .collect()
-}
 
 fn compare(scan: &Decision, indexed: &Decision, what: &str) -> Result<(), TestCaseError> {
     let fail = |detail: String| Err(TestCaseError::fail(format!("{what}: {detail}")));
@@ -128,16 +110,9 @@ fn index_decides_as_the_plain_scan() {
                     }
                 }
             }
-            let before = usage_map(&world);
             world
-                .apply(step, now)
+                .apply_refreshing(step, now, &mut kept)
                 .map_err(|e| TestCaseError::fail(format!("step {step:?}: {e}")))?;
-            let after = usage_map(&world);
-            for (node, usage) in &after {
-                if before.get(node) != Some(usage) {
-                    kept.refresh(node, &world.registry, &world.ledger);
-                }
-            }
             now = now
                 .checked_add(jiff::SignedDuration::from_secs(1))
                 .unwrap_or(now);

@@ -21,8 +21,6 @@ use sliceguard_core::fragmentation::{
     FragmentationInputs, HostResources, HostSource, ProfileRefresh, WorkloadProfile,
 };
 use sliceguard_core::index::PlacementIndex;
-use sliceguard_core::ledger::UsageSource;
-use sliceguard_core::model::DeviceUsage;
 use sliceguard_core::objects::with_annotations;
 use sliceguard_core::scan;
 use sliceguard_invariants::scenario::strategies::scenario;
@@ -30,22 +28,6 @@ use sliceguard_invariants::scenario::{Step, World, start_time};
 use sliceguard_invariants::{proptest_config, regression_file};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-
-/// Usage of every registered device, to find the nodes a step changed.
-fn usage_map(world: &World) -> BTreeMap<String, Vec<DeviceUsage>> {
-    world
-        .registry
-        .nodes()
-        .map(|n| {
-            let usage = n
-                .devices
-                .iter()
-                .map(|d| world.ledger.device_usage(&n.name, &d.id))
-                .collect();
-            (n.name.clone(), usage)
-        })
-        .collect()
-}
 
 /// Every node's CPU: 64 cores, of which a share that changes every fourth step is requested.
 #[derive(Debug)]
@@ -151,13 +133,11 @@ fn remembered_verdicts_change_no_decision() {
                         )));
                     }
                     let brief = scan::decide_briefly(
-                        &world.registry,
-                        &world.ledger,
+                        Fleet::indexed(&world.registry, &world.ledger, &kept),
                         prepared,
                         &world.offered,
                         now,
                         inputs,
-                        kept.score_memo(),
                     );
                     check_brief(&plain, brief.as_ref()).map_err(|e| {
                         TestCaseError::fail(format!("step {at}, pod {}: {e}", prepared.name))
@@ -165,15 +145,19 @@ fn remembered_verdicts_change_no_decision() {
                     compared.set(compared.get() + 1);
                 }
             }
-            let before = usage_map(&world);
             world
-                .apply(step, now)
+                .apply_refreshing(step, now, &mut kept)
                 .map_err(|e| TestCaseError::fail(format!("step {step:?}: {e}")))?;
-            let after = usage_map(&world);
-            for (node, usage) in &after {
-                if before.get(node) != Some(usage) {
-                    kept.refresh(node, &world.registry, &world.ledger);
-                }
+            // The checkers the simulated world runs find nothing when every change refreshes.
+            let fleet = Fleet::indexed(&world.registry, &world.ledger, &kept);
+            if let Some(stale) = scan::stale_verdicts(fleet, Some(&profile)).first() {
+                return Err(TestCaseError::fail(format!("after step {at}: {stale}")));
+            }
+            let lagging = kept.lagging_nodes(&world.registry, &world.ledger);
+            if !lagging.is_empty() {
+                return Err(TestCaseError::fail(format!(
+                    "after step {at}: the index lags on {lagging:?}"
+                )));
             }
             now = now
                 .checked_add(jiff::SignedDuration::from_secs(1))
