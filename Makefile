@@ -4,6 +4,7 @@ CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 SIM_SEEDS ?= 20
 SIM_STEPS ?= 300
+SIM_LARGE_SEEDS ?= 8
 FUZZ_TARGET ?= annotation_parser
 FUZZ_SECONDS ?= 60
 # Every fuzz target (fuzz/fuzz_targets/); .ci/run and ci/nightly-fuzz.yml read this list.
@@ -93,9 +94,10 @@ build: ## Build the sliceguard binary (release)
 	$(CARGO) build --release -p sliceguard-scheduler
 
 .PHONY: sim
-sim: ## Simulation campaigns with every fault: SIM_SEEDS (20) seeds x SIM_STEPS (300) operations, in both lock modes
+sim: ## Simulation campaigns with every fault: SIM_SEEDS (20) seeds x SIM_STEPS (300) operations, in both lock modes; then SIM_LARGE_SEEDS (8) on 100 nodes, where the placement index and the brief fragmentation answer decide
 	$(CARGO) run -q -p sliceguard-kind-harness -- sim --seeds $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all
 	$(CARGO) run -q -p sliceguard-kind-harness -- sim --seeds $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --device-plugin hami --lock-release device-plugin
+	$(CARGO) run -q -p sliceguard-kind-harness -- sim --seeds $(SIM_LARGE_SEEDS) --steps $(SIM_STEPS) --faults all --nodes 100
 
 .PHONY: conformance
 conformance: ## Conformance scenarios on the embedded simulated cluster (CLUSTER=kind or KUBECONFIG=... for others); prints the table, writes evidence/

@@ -250,6 +250,8 @@ pub fn run(args: &SimArgs) -> Result<u8> {
                     for (what, n) in campaign::coverage(&report.trace) {
                         *sums.entry(what).or_insert(0) += n;
                     }
+                    *sums.entry(campaign::MEMO_COVERAGE.to_string()).or_insert(0) +=
+                        report.memo_verdicts_checked;
                 }
                 bar.set_message(format!("{steps} steps"));
                 bar.inc(1);

@@ -9,6 +9,8 @@
 
 use crate::world::{Fault, Rng, SimConfig, World, WorldViolation};
 use jiff::SignedDuration;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::{Deserialize, Serialize};
 use sliceguard::annotations::{GPU_SCHEDULER_POLICY, NODE_SCHEDULER_POLICY};
 use sliceguard::objects::{GpuAsk, gpu_pod, with_annotations};
@@ -40,6 +42,10 @@ pub enum Op {
         node_policy: Option<String>,
         /// `hami.io/gpu-scheduler-policy`.
         gpu_policy: Option<String>,
+        /// The first container's CPU request in millicores (what the `fragmentation` policy's
+        /// host CPU book counts; `None`: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_milli: Option<u32>,
     },
     /// Delete the `index`-th live pod (modulo the count).
     DeletePod {
@@ -83,6 +89,7 @@ impl Op {
                 init,
                 node_policy,
                 gpu_policy,
+                cpu_milli,
             } => {
                 let mut out = Vec::new();
                 let base = |f: &dyn Fn(&mut Op)| {
@@ -121,6 +128,13 @@ impl Op {
                         {
                             *node_policy = None;
                             *gpu_policy = None;
+                        }
+                    }));
+                }
+                if cpu_milli.is_some() {
+                    out.push(base(&|o| {
+                        if let Op::CreatePod { cpu_milli, .. } = o {
+                            *cpu_milli = None
                         }
                     }));
                 }
@@ -165,6 +179,8 @@ pub fn generate(seed: u64, count: usize) -> Vec<Op> {
     let mut rng = Rng::new(seed ^ 0xc0ff_ee00);
     // Names come from their own stream, so the operations themselves stay those of the seed.
     let mut names = Rng::new(seed ^ 0x5eed_0a3e);
+    // So do the `fragmentation` policy and CPU requests (added later: a seed's other choices stay).
+    let mut placement = Rng::new(seed ^ 0xf7a6_0c90);
     let mut ops = Vec::with_capacity(count);
     let mut pods = 0usize;
     let mut identities: Vec<(Option<String>, String)> = Vec::new();
@@ -203,7 +219,13 @@ pub fn generate(seed: u64, count: usize) -> Vec<Op> {
                     containers: if rng.below(8) == 0 { 2 } else { 1 },
                     init: rng.below(8) == 0,
                     node_policy: pick(&mut rng, &["binpack", "spread"]),
-                    gpu_policy: pick(&mut rng, &["binpack", "spread", "mutex"]),
+                    // HAMi's policies, or none (then half the pods ask for sliceguard's
+                    // `fragmentation`, whose verdicts the index remembers across decisions).
+                    gpu_policy: pick(&mut rng, &["binpack", "spread", "mutex"])
+                        .or_else(|| (placement.below(2) == 0).then(|| "fragmentation".to_string())),
+                    // A third ask for CPU, which the `fragmentation` policy scores with.
+                    cpu_milli: (placement.below(3) == 0)
+                        .then(|| 250 * (1 + placement.below(24) as u32)),
                 }
             }
             45..=64 => Op::DeletePod {
@@ -230,6 +252,10 @@ pub fn generate(seed: u64, count: usize) -> Vec<Op> {
     ops
 }
 
+/// The coverage line that counts the remembered `fragmentation` verdicts the memo coherence check
+/// judged again ([`RunReport::memo_verdicts_checked`]; not read from the trace).
+pub const MEMO_COVERAGE: &str = "remembered fragmentation verdicts re-judged";
+
 /// The result of one run.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -239,6 +265,8 @@ pub struct RunReport {
     pub trace: Vec<String>,
     /// Steps executed.
     pub steps: u64,
+    /// Remembered `fragmentation` verdicts the memo coherence check judged again (its coverage).
+    pub memo_verdicts_checked: u64,
 }
 
 /// What a trace line did to a node's lock ([`LockTrail::observe`]).
@@ -349,6 +377,19 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
                 }
                 _ => "bind failed otherwise".into(),
             });
+        } else if let Some(rest) = text.strip_prefix("event ")
+            && rest.contains(" FilteringSucceed: ")
+        {
+            count(
+                if rest.ends_with(" nodes not examined") {
+                    "decided by the placement index"
+                } else if rest.ends_with(" fitting nodes not listed") {
+                    "decided briefly from the memo (fragmentation policy)"
+                } else {
+                    "decided by the full scan"
+                }
+                .into(),
+            );
         } else if text.starts_with("filter ") {
             count(if text.contains(": unschedulable: ") {
                 "filter: unschedulable or error".into()
@@ -399,6 +440,19 @@ pub fn confusable(key: &str, live: &std::collections::BTreeSet<String>) -> Vec<&
     out
 }
 
+/// Adds a CPU request of `milli` millicores to `pod`'s first container.
+fn request_cpu(pod: &mut Pod, milli: u32) {
+    let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) else {
+        return;
+    };
+    container
+        .resources
+        .get_or_insert_with(Default::default)
+        .requests
+        .get_or_insert_with(Default::default)
+        .insert("cpu".into(), Quantity(format!("{milli}m")));
+}
+
 /// Applies one operation to the world.
 pub fn apply(world: &mut World, op: &Op) -> u32 {
     match op {
@@ -413,6 +467,7 @@ pub fn apply(world: &mut World, op: &Op) -> u32 {
             init,
             node_policy,
             gpu_policy,
+            cpu_milli,
         } => {
             let ask = GpuAsk {
                 gpus: Some(*gpus),
@@ -432,6 +487,9 @@ pub fn apply(world: &mut World, op: &Op) -> u32 {
             let mut pod = with_annotations(gpu_pod(name, &init_asks, &app), &annotations);
             if let Some(namespace) = namespace {
                 pod.metadata.namespace = Some(namespace.clone());
+            }
+            if let Some(milli) = cpu_milli {
+                request_cpu(&mut pod, *milli);
             }
             let _ = world.create_pod(&pod);
             1
@@ -496,6 +554,7 @@ pub fn run(config: &SimConfig, ops: &[Op], liveness: bool) -> RunReport {
         violations,
         trace: world.trace(),
         steps,
+        memo_verdicts_checked: world.memo_verdicts_checked(),
     }
 }
 

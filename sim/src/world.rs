@@ -893,6 +893,10 @@ pub struct World {
     shrunk_at: BTreeMap<String, u64>,
     /// The oldest view (delivered resourceVersion) a filter decided on since the last check.
     oldest_decision_view: Option<u64>,
+    /// Remembered `fragmentation` verdicts the memo check has judged again, summed over checks.
+    memo_verdicts_checked: u64,
+    /// Index differences already reported.
+    index_reported: BTreeSet<String>,
 }
 
 impl fmt::Debug for World {
@@ -972,6 +976,8 @@ impl World {
             overcommit: Default::default(),
             shrunk_at: BTreeMap::new(),
             oldest_decision_view: None,
+            memo_verdicts_checked: 0,
+            index_reported: BTreeSet::new(),
         }
     }
 
@@ -2296,6 +2302,45 @@ impl World {
                 self.violation("stale-view", v);
             }
         }
+        self.check_index_coherence();
+    }
+
+    /// Index coherence: each replica's placement index holds what an index built afresh over that
+    /// replica's own view would ([`sliceguard::cluster_view::ClusterView::lagging_index_nodes`]),
+    /// and every `fragmentation` verdict its memo remembers is what the fit says on that view now
+    /// ([`sliceguard::cluster_view::ClusterView::stale_memo_verdicts`]). A change of a node that
+    /// reached the view without refreshing the index (a re-list, a reconnect, an assumption, a
+    /// rollback, a deletion) breaks it; a decision would then judge that node by its past.
+    /// Checked whatever the watches' state, on both replicas.
+    fn check_index_coherence(&mut self) {
+        let instances = [self.scheduler.as_ref(), self.replicas.other_instance()];
+        let mut found = Vec::new();
+        for instance in instances.into_iter().flatten() {
+            let (lagging, stale, remembered) = instance.service.with_view(|view| {
+                (
+                    view.lagging_index_nodes(),
+                    view.stale_memo_verdicts(),
+                    view.index().score_memo().len() as u64,
+                )
+            });
+            self.memo_verdicts_checked += remembered;
+            found.extend(lagging.into_iter().map(|node| {
+                format!("node {node}: the placement index holds other devices, usage or score than the view")
+            }));
+            found.extend(stale.into_iter().map(|v| v.to_string()));
+        }
+        for v in found {
+            // Reported once: the same difference stays until its node changes.
+            if self.index_reported.insert(v.clone()) {
+                self.violation("index", v);
+            }
+        }
+    }
+
+    /// Remembered `fragmentation` verdicts checked so far (summed over checks): the memo
+    /// coherence check's coverage.
+    pub fn memo_verdicts_checked(&self) -> u64 {
+        self.memo_verdicts_checked
     }
 
     /// Turns faults off and runs until the world is quiet (past the lock timeout and every backoff),

@@ -210,7 +210,9 @@ fn a_small_fault_campaign_finds_no_violation() {
 /// The campaign's pods include names that a careless check confuses (an extension, a prefixed copy,
 /// one name in two namespaces), and pods so named are bound while their namesakes live; kube-scheduler
 /// acts on stale views (a deleted pod filtered or bound, a gone node offered) and binds two pods to
-/// one node at once; in both lock modes, with no violation: the coverage line counts each case.
+/// one node at once; `fragmentation` pods leave verdicts in the index's memo, which the world
+/// judges again after every step; in both lock modes, with no violation: the coverage line counts
+/// each case.
 #[test]
 fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
     let ops = campaign::generate(3, 300);
@@ -255,6 +257,9 @@ fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
             for (k, v) in campaign::coverage(&report.trace) {
                 *totals.entry(k).or_default() += v;
             }
+            *totals
+                .entry(campaign::MEMO_COVERAGE.to_string())
+                .or_default() += report.memo_verdicts_checked;
         }
         for class in [
             "bind succeeded: pod outside the default namespace",
@@ -265,6 +270,7 @@ fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
             "stale view: a gone node offered",
             "fault concurrent-bind",
             "fault node-shrink",
+            campaign::MEMO_COVERAGE,
         ] {
             assert!(
                 totals.get(class).copied().unwrap_or(0) > 0,
@@ -272,6 +278,35 @@ fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
             );
         }
     }
+}
+
+/// On a fleet of 100 nodes kube-scheduler mostly offers 64 or more, so the placement index decides HAMi's
+/// policies and `fragmentation` pods get the brief answer from the index's memo: under every
+/// fault, with no violation (the index coherence check included), and each path taken.
+#[test]
+fn a_large_fleet_campaign_decides_through_the_index_and_the_memo() {
+    let config = SimConfig {
+        seed: 4,
+        fleet: sliceguard::objects::FleetSpec {
+            nodes: 100,
+            ..SimConfig::default().fleet
+        },
+        faults: Fault::ALL.into_iter().collect(),
+        ..SimConfig::default()
+    };
+    let report = campaign::run(&config, &campaign::generate(4, 300), true);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    let coverage = campaign::coverage(&report.trace);
+    for path in [
+        "decided by the placement index",
+        "decided briefly from the memo (fragmentation policy)",
+    ] {
+        assert!(
+            coverage.get(path).copied().unwrap_or(0) > 0,
+            "{path:?} never happened: {coverage:?}"
+        );
+    }
+    assert!(report.memo_verdicts_checked > 0);
 }
 
 #[test]
@@ -293,6 +328,16 @@ fn operations_reach_the_interesting_cases() {
         }
     )));
     assert!(ops.iter().any(|o| matches!(o, Op::CrashScheduler)));
+    let fragmentation =
+        |o: &&Op| matches!(o, Op::CreatePod { gpu_policy: Some(p), .. } if p == "fragmentation");
+    assert!(ops.iter().filter(fragmentation).count() >= 20);
+    assert!(ops.iter().filter(fragmentation).any(|o| matches!(
+        o,
+        Op::CreatePod {
+            cpu_milli: Some(_),
+            ..
+        }
+    )));
     let _ = SignedDuration::ZERO;
 }
 

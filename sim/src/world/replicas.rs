@@ -307,6 +307,11 @@ pub(super) struct Replicas {
 }
 
 impl Replicas {
+    /// The running replica outside the world's scheduler slot, if any.
+    pub(super) fn other_instance(&self) -> Option<&Instance> {
+        self.other.instance.as_ref()
+    }
+
     /// Two elected replicas when a replica fault is enabled, else none beside the slot's.
     pub(super) fn new(faults: &BTreeSet<Fault>) -> Replicas {
         Replicas {
