@@ -19,9 +19,8 @@
 //! decision and the same event texts, whichever caller it is.
 
 use crate::fragmentation::FragmentationInputs;
-use crate::index::PlacementIndex;
+pub use crate::index::Fleet;
 use crate::ledger::UsageSource;
-use crate::registry::Registry;
 use crate::scan;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -33,46 +32,6 @@ pub use crate::outcome::{
 /// From this many offered nodes up a decision goes through the placement index when the caller
 /// passes one (below, the scan answers, with HAMi's full `FilteringSucceed` message).
 pub const INDEX_MIN_OFFERED: usize = 64;
-
-/// What a decision reads of the cluster.
-#[derive(Debug)]
-pub struct Fleet<'a, U> {
-    /// Every registered node and its devices.
-    pub registry: &'a Registry,
-    /// What is in use on every device.
-    pub usage: &'a U,
-    /// The placement index over `registry` and `usage`, when the caller keeps one current.
-    pub index: Option<&'a PlacementIndex>,
-}
-
-// By hand: derived, they would ask `U` to be `Copy` too.
-impl<U> Clone for Fleet<'_, U> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<U> Copy for Fleet<'_, U> {}
-
-impl<'a, U: UsageSource> Fleet<'a, U> {
-    /// A fleet without a placement index: every decision scans.
-    pub fn scanned(registry: &'a Registry, usage: &'a U) -> Self {
-        Fleet {
-            registry,
-            usage,
-            index: None,
-        }
-    }
-
-    /// A fleet with its placement index.
-    pub fn indexed(registry: &'a Registry, usage: &'a U, index: &'a PlacementIndex) -> Self {
-        Fleet {
-            registry,
-            usage,
-            index: Some(index),
-        }
-    }
-}
 
 /// Decides where `pod` goes among `offered` at `now` (see the module documentation for which
 /// sibling answers). `fragmentation` is what sliceguard's `fragmentation` policy scores against;

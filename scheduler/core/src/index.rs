@@ -212,6 +212,47 @@ fn score_key(score: f32) -> u32 {
     }
 }
 
+/// What a decision reads of the cluster (re-exported as `decision::Fleet`): the registry, the
+/// usage, and this index when the caller keeps one.
+#[derive(Debug)]
+pub struct Fleet<'a, U> {
+    /// Every registered node and its devices.
+    pub registry: &'a Registry,
+    /// What is in use on every device.
+    pub usage: &'a U,
+    /// The placement index over `registry` and `usage`, when the caller keeps one current.
+    pub index: Option<&'a PlacementIndex>,
+}
+
+// By hand: derived, they would ask `U` to be `Copy` too.
+impl<U> Clone for Fleet<'_, U> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<U> Copy for Fleet<'_, U> {}
+
+impl<'a, U: UsageSource> Fleet<'a, U> {
+    /// A fleet without a placement index: every decision scans.
+    pub fn scanned(registry: &'a Registry, usage: &'a U) -> Self {
+        Fleet {
+            registry,
+            usage,
+            index: None,
+        }
+    }
+
+    /// A fleet with its placement index.
+    pub fn indexed(registry: &'a Registry, usage: &'a U, index: &'a PlacementIndex) -> Self {
+        Fleet {
+            registry,
+            usage,
+            index: Some(index),
+        }
+    }
+}
+
 /// Every registered node ordered by its node score, with per-node device summaries.
 #[derive(Debug, Clone)]
 pub struct PlacementIndex {

@@ -15,10 +15,10 @@
 //! the `FilteringSucceed` message counts the fitting nodes instead of listing them, as the index does
 //! for HAMi's policies (the same node, devices and score; see [`crate::index`]).
 
-use crate::decision::Fleet;
 use crate::fit::{evaluate_node_with, node_preference};
 use crate::fragmentation::WorkloadProfile;
 use crate::fragmentation::{self, FragmentationInputs, NodeInputs, TypicalWorkload};
+use crate::index::Fleet;
 use crate::index::PlacementIndex;
 use crate::ledger::UsageSource;
 use crate::model::{DeviceUsage, NodeView, PodAllocation};
