@@ -924,6 +924,48 @@ mod tests {
         assert!(!pods_first.is_synced());
     }
 
+    /// The coherence checkers read this view's own registry, ledger and index: nothing while every
+    /// change goes through the view; the node whose usage changed behind the index's back (which
+    /// only code inside the view can do) once it does, in both.
+    #[test]
+    fn the_coherence_checkers_read_this_view() {
+        use crate::annotations::GPU_SCHEDULER_POLICY;
+        use crate::model::ContainerDevice;
+        let now = t("2025-01-01T00:00:00Z");
+        let mut v = ClusterView::new();
+        v.apply_node(&node("n1", "1", None), now).unwrap();
+        v.apply_node(&node("n2", "1", None), now).unwrap();
+        let request = decision::prepare(
+            &pod("p", &[(GPU_SCHEDULER_POLICY, "fragmentation")]),
+            &SchedulerSettings::default(),
+        )
+        .unwrap();
+        let offered = vec!["n1".to_string(), "n2".to_string()];
+        assert!(matches!(
+            v.decide(&request, &offered, now).outcome,
+            crate::outcome::Outcome::Scheduled { .. }
+        ));
+        assert_eq!(v.index().score_memo().len(), 2);
+        assert!(v.stale_memo_verdicts().is_empty());
+        assert!(v.lagging_index_nodes().is_empty());
+
+        let all_of_gpu_0 = PodAllocation {
+            init: vec![],
+            app: vec![vec![ContainerDevice {
+                uuid: "GPU-0".into(),
+                backend: "NVIDIA".into(),
+                usedmem: 1000,
+                usedcores: 100,
+            }]],
+        };
+        v.usage.ledger.upsert("ns/other", "n1", &all_of_gpu_0);
+        assert_eq!(v.lagging_index_nodes(), vec!["n1".to_string()]);
+        let stale = v.stale_memo_verdicts();
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert_eq!(stale[0].node, "n1");
+        assert!(stale[0].remembered.is_ok() && stale[0].now.is_err());
+    }
+
     #[test]
     fn the_index_follows_applied_and_deleted_nodes() {
         let now = t("2025-01-01T00:00:00Z");

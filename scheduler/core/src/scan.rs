@@ -582,4 +582,272 @@ mod tests {
         assert_ne!(newer.typical_id(), profile.typical_id());
         assert_eq!(stale_verdicts(fleet, Some(&newer)), vec![]);
     }
+
+    /// `count` registered nodes `n`, `n2`, … of 2 GPUs of 10,000 MiB (split 20), and their names.
+    fn registered(count: usize) -> (Registry, Vec<String>) {
+        let spec = FleetSpec {
+            nodes: count,
+            gpus_per_node: 2,
+            memory_mib: 10000,
+            split: 20,
+            name_prefix: "n".into(),
+            ..FleetSpec::default()
+        };
+        let mut registry = Registry::new();
+        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
+            registry.upsert_node(&node).unwrap();
+        }
+        let names = (0..count).map(|i| fleet_node_name("n", i)).collect();
+        (registry, names)
+    }
+
+    /// `percent` of GPU 0 of `node` (memory and cores).
+    fn share_of(node: &str, percent: u32) -> PodAllocation {
+        PodAllocation {
+            init: vec![],
+            app: vec![vec![ContainerDevice {
+                uuid: format!("GPU-{node}-0"),
+                backend: "NVIDIA".into(),
+                usedmem: 100 * percent,
+                usedcores: percent,
+            }]],
+        }
+    }
+
+    /// A profile that has seen one whole-GPU `fragmentation` pod: the typical workload is whole
+    /// GPUs, so a partly used GPU is a fragment and usage moves the score.
+    fn whole_gpu_profile() -> WorkloadProfile {
+        let ask = GpuAsk {
+            gpus: Some(1),
+            memory_mib: None,
+            memory_percent: Some(100),
+            cores: Some(100),
+        };
+        let pod = with_annotations(
+            gpu_pod("w", &[], &[ask]),
+            &[(GPU_SCHEDULER_POLICY, "fragmentation")],
+        );
+        let pod = decision::prepare(&pod, &SchedulerSettings::default()).unwrap();
+        let mut profile = WorkloadProfile::default();
+        profile.observe(&pod.request, &pod.preferences, 0);
+        profile
+    }
+
+    const T0: jiff::Timestamp = jiff::Timestamp::UNIX_EPOCH;
+
+    /// A decision from remembered verdicts is the plain one; when the remembered winner changed
+    /// without the index being told, the fit's second look at it catches the difference, the memo
+    /// is forgotten and the decision is made again without it (the fresh score, not the stale one).
+    #[test]
+    fn a_remembered_winner_that_changed_unseen_is_decided_again_without_the_memo() {
+        let (registry, names) = registered(3);
+        let profile = whole_gpu_profile();
+        let inputs = FragmentationInputs {
+            profile: Some(&profile),
+            ..FragmentationInputs::default()
+        };
+        let pod = half_gpu_pod();
+        let mut ledger = Ledger::new();
+        let index = PlacementIndex::build(&registry, &ledger);
+        let with_memo = |ledger: &Ledger| {
+            decision::decide(
+                Fleet::indexed(&registry, ledger, &index),
+                &pod,
+                &names,
+                T0,
+                inputs,
+            )
+        };
+        let plain = |ledger: &Ledger| decide(&registry, ledger, &pod, &names, T0, inputs);
+        assert_eq!(with_memo(&ledger), plain(&ledger));
+        let first_hits = index.score_memo().hits_and_misses().0;
+        assert_eq!(with_memo(&ledger), plain(&ledger));
+        assert_eq!(
+            index.score_memo().hits_and_misses().0,
+            first_hits + 3,
+            "the second decision read every node from the memo"
+        );
+
+        // A quarter of the winner's first GPU taken, the index not told: the memo still ranks it
+        // first at 46, the fit now says 53.
+        ledger.upsert("default/other", &names[0], &share_of(&names[0], 25));
+        let stale = stale_verdicts(Fleet::indexed(&registry, &ledger, &index), Some(&profile));
+        assert_eq!(
+            stale
+                .iter()
+                .map(|s| (s.node.as_str(), s.remembered.clone(), s.now.clone()))
+                .collect::<Vec<_>>(),
+            vec![(names[0].as_str(), Ok(46.0), Ok(53.0))]
+        );
+        assert_eq!(
+            stale[0].to_string(),
+            format!(
+                "node {}: the memo remembers score 46 for a pod asking c-0: 1 GPU of 50 % memory \
+                 and 50 % cores with 0 mCPU (typical workload {}), the fit now says score 53",
+                names[0],
+                profile.typical_id()
+            )
+        );
+        let decided = with_memo(&ledger);
+        assert_eq!(decided, plain(&ledger));
+        assert!(
+            matches!(decided.outcome, Outcome::Scheduled { score, .. } if score == 53.0),
+            "{:?}",
+            decided.outcome
+        );
+        assert!(index.score_memo().is_empty(), "the memo was forgotten");
+    }
+
+    /// Free CPU per node moves the `fragmentation` score: a node without free CPU for the typical
+    /// task ranks otherwise than when CPU is unknown, or the same on every node.
+    #[test]
+    fn each_node_is_judged_with_its_own_free_cpu() {
+        use crate::fragmentation::{HostResources, HostSource};
+        /// `free` millicores free on every node but `starved`, which has none.
+        #[derive(Debug)]
+        struct Hosts {
+            starved: Option<String>,
+            free: u64,
+        }
+        impl HostSource for Hosts {
+            fn host(&self, node: &str) -> Option<HostResources> {
+                let free = match &self.starved {
+                    Some(starved) if starved == node => 0,
+                    _ => self.free,
+                };
+                Some(HostResources {
+                    cpu_capacity_milli: 64_000,
+                    cpu_requested_milli: 64_000 - free,
+                })
+            }
+        }
+        let (registry, names) = registered(3);
+        let ledger = Ledger::new();
+        let index = PlacementIndex::build(&registry, &ledger);
+        let mut pod = half_gpu_pod();
+        pod.cpu_milli = 8_000;
+        let decide_with = |hosts: Option<&dyn HostSource>| {
+            let inputs = FragmentationInputs {
+                hosts,
+                pod_cpu_milli: pod.cpu_milli,
+                ..FragmentationInputs::default()
+            };
+            let remembered = decision::decide(
+                Fleet::indexed(&registry, &ledger, &index),
+                &pod,
+                &names,
+                T0,
+                inputs,
+            );
+            assert_eq!(
+                remembered,
+                decide(&registry, &ledger, &pod, &names, T0, inputs)
+            );
+            remembered.verdicts
+        };
+        let per_node = Hosts {
+            starved: Some(names[0].clone()),
+            free: 64_000,
+        };
+        let judged = decide_with(Some(&per_node));
+        let unknown = decide_with(None);
+        let none_free = decide_with(Some(&Hosts {
+            starved: None,
+            free: 0,
+        }));
+        let one_free = decide_with(Some(&Hosts {
+            starved: None,
+            free: 1,
+        }));
+        assert_ne!(judged[&names[0]], judged[&names[1]], "{judged:?}");
+        for other in [&unknown, &none_free, &one_free] {
+            assert_ne!(&judged, other);
+        }
+        // And again, now from the memo: the same verdicts.
+        assert_eq!(decide_with(Some(&per_node)), judged);
+    }
+
+    /// From 64 offered nodes up a `fragmentation` pod gets the brief answer: the plain decision's
+    /// node, devices and score, only the winner's verdict, and a message that counts the rest;
+    /// again from the memo. Other pods, a fleet without an index and a pod that fits nowhere get
+    /// none.
+    #[test]
+    fn the_brief_answer_names_only_the_winner_and_counts_the_rest() {
+        let (registry, names) = registered(70);
+        let mut ledger = Ledger::new();
+        // Five nodes full.
+        for name in &names[..5] {
+            ledger.upsert(&format!("default/full-{name}"), name, &whole_of(name));
+        }
+        let index = PlacementIndex::build(&registry, &ledger);
+        let pod = half_gpu_pod();
+        let inputs = FragmentationInputs::default();
+        let plain = decide(&registry, &ledger, &pod, &names, T0, inputs);
+        let Outcome::Scheduled { node, score, .. } = &plain.outcome else {
+            panic!("{plain:?}")
+        };
+        let message = format!(
+            "find fit node({node}), 5 nodes not fit, 65 nodes fit({node}:{score:.2}), 64 fitting nodes not listed"
+        );
+        for round in ["judged", "remembered"] {
+            let brief = decision::decide(
+                Fleet::indexed(&registry, &ledger, &index),
+                &pod,
+                &names,
+                T0,
+                inputs,
+            );
+            assert_eq!(brief.outcome, plain.outcome, "{round}");
+            assert_eq!(brief.annotations, plain.annotations, "{round}");
+            assert_eq!(
+                brief.verdicts,
+                BTreeMap::from([(node.clone(), Verdict::Score(*score))]),
+                "{round}"
+            );
+            assert!(
+                brief.events.iter().any(|e| e.message == message),
+                "{round}: {:?}",
+                brief.events
+            );
+        }
+        let (hits, _) = index.score_memo().hits_and_misses();
+        assert!(
+            hits >= 70,
+            "the second answer came from the memo: {hits} hits"
+        );
+
+        let brief = |pod: &PreparedPod, fleet: Fleet<'_, Ledger>| {
+            decide_briefly(fleet, pod, &names, T0, inputs)
+        };
+        let indexed = Fleet::indexed(&registry, &ledger, &index);
+        assert!(brief(&pod, indexed).is_some());
+        assert!(
+            brief(&pod, Fleet::scanned(&registry, &ledger)).is_none(),
+            "no index"
+        );
+        let ask = GpuAsk {
+            gpus: Some(1),
+            memory_mib: None,
+            memory_percent: Some(50),
+            cores: Some(50),
+        };
+        let binpack =
+            decision::prepare(&gpu_pod("b", &[], &[ask]), &SchedulerSettings::default()).unwrap();
+        assert!(brief(&binpack, indexed).is_none(), "HAMi's policy");
+        let no_gpu = PreparedPod {
+            preferences: pod.preferences.clone(),
+            ..decision::prepare(&gpu_pod("cpu", &[], &[]), &SchedulerSettings::default()).unwrap()
+        };
+        assert!(!no_gpu.request.has_gpu_request());
+        assert!(brief(&no_gpu, indexed).is_none(), "no GPU asked");
+        let mut full = Ledger::new();
+        for name in &names {
+            full.upsert(&format!("default/full-{name}"), name, &whole_of(name));
+        }
+        let full_index = PlacementIndex::build(&registry, &full);
+        assert!(
+            brief(&pod, Fleet::indexed(&registry, &full, &full_index)).is_none(),
+            "nothing fits: the full scan gives every node's reason"
+        );
+    }
 }

@@ -299,6 +299,7 @@ mod tests {
         }
         assert_eq!(memo.hits_and_misses(), (3, 6));
         assert_eq!(memo.len(), 2);
+        assert!(!memo.is_empty());
         memo.forget_node("n1");
         assert_eq!(memo.session(&a, 1000, 4.0, 7).get("n1", Some(8000)), None);
         assert_eq!(memo.len(), 1);
@@ -337,7 +338,15 @@ mod tests {
             memo.session(&first, 0, 4.0, 99).get("n", None),
             Some(Ok(98.0))
         );
-        // MEMO_PODS other pods later, the first pod is a new pod: its verdicts are not found.
+        // Up to MEMO_PODS - 1 other pods later, the first pod is still known ...
+        for cpu in 1..MEMO_PODS as u64 {
+            memo.session(&first, cpu, 4.0, 99);
+        }
+        assert_eq!(
+            memo.session(&first, 0, 4.0, 99).get("n", None),
+            Some(Ok(98.0))
+        );
+        // ... MEMO_PODS other pods later, it is a new pod: its verdicts are not found.
         for cpu in 1..=MEMO_PODS as u64 {
             memo.session(&first, cpu, 4.0, 99);
         }
