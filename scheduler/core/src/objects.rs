@@ -67,6 +67,31 @@ pub fn fleet_node_name(prefix: &str, i: usize) -> String {
     }
 }
 
+/// For the core's tests: `nodes` registered nodes `n`, `n2`, … of `gpus` GPUs of 10,000 MiB (split
+/// count 20), and their names.
+#[cfg(test)]
+pub(crate) fn registered_fleet(
+    nodes: usize,
+    gpus: usize,
+) -> (crate::registry::Registry, Vec<String>) {
+    let spec = FleetSpec {
+        nodes,
+        gpus_per_node: gpus,
+        memory_mib: 10000,
+        split: 20,
+        name_prefix: "n".into(),
+        ..FleetSpec::default()
+    };
+    let mut registry = crate::registry::Registry::new();
+    for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
+        registry
+            .upsert_node(&node)
+            .expect("a generated node registers");
+    }
+    let names = (0..nodes).map(|i| fleet_node_name("n", i)).collect();
+    (registry, names)
+}
+
 /// The devices of one fleet node, as `register-hami.sh` writes them (`GPU-<node>-<i>`, no index).
 pub fn fleet_devices(node: &str, spec: &FleetSpec) -> Vec<DeviceInfo> {
     (0..spec.gpus_per_node)

@@ -440,7 +440,7 @@ mod tests {
     use crate::decision::{self, SchedulerSettings};
     use crate::ledger::Ledger;
     use crate::model::{ContainerDevice, PodAllocation};
-    use crate::objects::{FleetSpec, GpuAsk, fleet, fleet_node_name, gpu_pod, with_annotations};
+    use crate::objects::{GpuAsk, gpu_pod, registered_fleet, with_annotations};
 
     /// A `fragmentation` pod asking half a GPU.
     fn half_gpu_pod() -> PreparedPod {
@@ -475,19 +475,7 @@ mod tests {
     /// changed, a node that went; and none once the index is refreshed.
     #[test]
     fn stale_verdicts_are_those_a_change_without_refresh_left_behind() {
-        let spec = FleetSpec {
-            nodes: 3,
-            gpus_per_node: 2,
-            memory_mib: 10000,
-            split: 20,
-            name_prefix: "n".into(),
-            ..FleetSpec::default()
-        };
-        let mut registry = Registry::new();
-        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
-            registry.upsert_node(&node).unwrap();
-        }
-        let names: Vec<String> = (0..3).map(|i| fleet_node_name("n", i)).collect();
+        let (mut registry, names) = registered_fleet(3, 2);
         let mut ledger = Ledger::new();
         let mut index = PlacementIndex::build(&registry, &ledger);
         let pod = half_gpu_pod();
@@ -545,19 +533,7 @@ mod tests {
     /// by any decision, so the checker leaves them alone; those of the current one it checks.
     #[test]
     fn stale_verdicts_skip_an_old_typical_workload() {
-        let spec = FleetSpec {
-            nodes: 2,
-            gpus_per_node: 2,
-            memory_mib: 10000,
-            split: 20,
-            name_prefix: "n".into(),
-            ..FleetSpec::default()
-        };
-        let mut registry = Registry::new();
-        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
-            registry.upsert_node(&node).unwrap();
-        }
-        let names: Vec<String> = (0..2).map(|i| fleet_node_name("n", i)).collect();
+        let (registry, names) = registered_fleet(2, 2);
         let mut ledger = Ledger::new();
         let index = PlacementIndex::build(&registry, &ledger);
         let pod = half_gpu_pod();
@@ -581,24 +557,6 @@ mod tests {
         newer.observe(&pod.request, &pod.preferences, 0);
         assert_ne!(newer.typical_id(), profile.typical_id());
         assert_eq!(stale_verdicts(fleet, Some(&newer)), vec![]);
-    }
-
-    /// `count` registered nodes `n`, `n2`, … of 2 GPUs of 10,000 MiB (split 20), and their names.
-    fn registered(count: usize) -> (Registry, Vec<String>) {
-        let spec = FleetSpec {
-            nodes: count,
-            gpus_per_node: 2,
-            memory_mib: 10000,
-            split: 20,
-            name_prefix: "n".into(),
-            ..FleetSpec::default()
-        };
-        let mut registry = Registry::new();
-        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
-            registry.upsert_node(&node).unwrap();
-        }
-        let names = (0..count).map(|i| fleet_node_name("n", i)).collect();
-        (registry, names)
     }
 
     /// `percent` of GPU 0 of `node` (memory and cores).
@@ -640,7 +598,7 @@ mod tests {
     /// is forgotten and the decision is made again without it (the fresh score, not the stale one).
     #[test]
     fn a_remembered_winner_that_changed_unseen_is_decided_again_without_the_memo() {
-        let (registry, names) = registered(3);
+        let (registry, names) = registered_fleet(3, 2);
         let profile = whole_gpu_profile();
         let inputs = FragmentationInputs {
             profile: Some(&profile),
@@ -721,7 +679,7 @@ mod tests {
                 })
             }
         }
-        let (registry, names) = registered(3);
+        let (registry, names) = registered_fleet(3, 2);
         let ledger = Ledger::new();
         let index = PlacementIndex::build(&registry, &ledger);
         let mut pod = half_gpu_pod();
@@ -773,7 +731,7 @@ mod tests {
     /// none.
     #[test]
     fn the_brief_answer_names_only_the_winner_and_counts_the_rest() {
-        let (registry, names) = registered(70);
+        let (registry, names) = registered_fleet(70, 2);
         let mut ledger = Ledger::new();
         // Five nodes full.
         for name in &names[..5] {

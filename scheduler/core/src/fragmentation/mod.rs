@@ -171,6 +171,7 @@ mod tests {
 
     use super::*;
     use crate::model::DeviceInfo;
+    use crate::objects::registered_fleet;
     use crate::registry::Registry;
     use crate::request::PERCENTAGE_UNSET;
 
@@ -198,26 +199,6 @@ mod tests {
             use_types: vec![],
             nouse_types: vec![],
         }
-    }
-
-    /// `nodes` registered nodes `n`, `n2`, … of `gpus` 10,000 MiB GPUs (split count 20), and their
-    /// names.
-    fn registered_fleet(nodes: usize, gpus: usize) -> (Registry, Vec<String>) {
-        use crate::objects::{FleetSpec, fleet, fleet_node_name};
-        let spec = FleetSpec {
-            nodes,
-            gpus_per_node: gpus,
-            memory_mib: 10000,
-            split: 20,
-            name_prefix: "n".into(),
-            ..FleetSpec::default()
-        };
-        let mut registry = Registry::new();
-        for node in fleet(&spec, jiff::Timestamp::UNIX_EPOCH) {
-            registry.upsert_node(&node).unwrap();
-        }
-        let names = (0..nodes).map(|i| fleet_node_name("n", i)).collect();
-        (registry, names)
     }
 
     /// The decision for a one-container pod asking `ask` under the `fragmentation` policy.
