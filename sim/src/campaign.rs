@@ -252,9 +252,10 @@ pub fn generate(seed: u64, count: usize) -> Vec<Op> {
     ops
 }
 
-/// The coverage line that counts the remembered `fragmentation` verdicts the memo coherence check
-/// judged again ([`RunReport::memo_verdicts_checked`]; not read from the trace).
-pub const MEMO_COVERAGE: &str = "remembered fragmentation verdicts re-judged";
+/// The coverage line that counts the `fragmentation` verdicts the replicas' memos held at each
+/// check, summed ([`RunReport::memo_verdicts_checked`]; not read from the trace): 0 means the memo
+/// half of the index coherence check never had anything to judge.
+pub const MEMO_COVERAGE: &str = "fragmentation verdicts in memos at checks";
 
 /// The result of one run.
 #[derive(Debug, Clone)]
@@ -265,7 +266,7 @@ pub struct RunReport {
     pub trace: Vec<String>,
     /// Steps executed.
     pub steps: u64,
-    /// Remembered `fragmentation` verdicts the memo coherence check judged again (its coverage).
+    /// `fragmentation` verdicts the memos held at each check, summed (the memo check's coverage).
     pub memo_verdicts_checked: u64,
 }
 

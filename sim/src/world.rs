@@ -893,7 +893,8 @@ pub struct World {
     shrunk_at: BTreeMap<String, u64>,
     /// The oldest view (delivered resourceVersion) a filter decided on since the last check.
     oldest_decision_view: Option<u64>,
-    /// Remembered `fragmentation` verdicts the memo check has judged again, summed over checks.
+    /// `fragmentation` verdicts the memos held at each check, summed over checks (the check judges
+    /// again each one a decision could still find).
     memo_verdicts_checked: u64,
     /// Index differences already reported.
     index_reported: BTreeSet<String>,
@@ -2337,8 +2338,8 @@ impl World {
         }
     }
 
-    /// Remembered `fragmentation` verdicts checked so far (summed over checks): the memo
-    /// coherence check's coverage.
+    /// `fragmentation` verdicts the replicas' memos held at each check, summed over the checks so
+    /// far: the coverage of the memo half of the index coherence check.
     pub fn memo_verdicts_checked(&self) -> u64 {
         self.memo_verdicts_checked
     }
