@@ -79,6 +79,23 @@ impl std::fmt::Display for ContainerRequest {
     }
 }
 
+/// Each container that asks for GPUs, by name: `c-0: 1 GPU of 60 % memory and 0 % cores; c-1: …`.
+impl std::fmt::Display for PodRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut asks = self
+            .containers
+            .iter()
+            .filter_map(|c| c.request.as_ref().map(|r| (&c.name, r)));
+        if let Some((name, request)) = asks.next() {
+            write!(f, "{name}: {request}")?;
+        }
+        for (name, request) in asks {
+            write!(f, "; {name}: {request}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One container's place in the pod's annotation index space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ContainerSlot {
@@ -241,6 +258,29 @@ pub fn container_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_request_names_each_container_that_asks() {
+        let slot = |name: &str, request: Option<ContainerRequest>| ContainerSlot {
+            name: name.into(),
+            init: false,
+            request,
+        };
+        let ask = ContainerRequest {
+            nums: 1,
+            memreq: 0,
+            mem_percentage: 60,
+            coresreq: 0,
+        };
+        let request = PodRequest {
+            containers: vec![slot("a", Some(ask)), slot("b", None), slot("c", Some(ask))],
+        };
+        assert_eq!(
+            request.to_string(),
+            "a: 1 GPU of 60 % memory and 0 % cores; c: 1 GPU of 60 % memory and 0 % cores"
+        );
+        assert_eq!(PodRequest::default().to_string(), "");
+    }
 
     #[test]
     fn a_container_request_reads_as_asked() {

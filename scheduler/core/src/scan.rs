@@ -359,16 +359,6 @@ impl fmt::Display for StaleVerdict {
     }
 }
 
-/// `request` in words: each container that asks for GPUs, by name.
-fn describe(request: &PodRequest) -> String {
-    let asks: Vec<String> = request
-        .containers
-        .iter()
-        .filter_map(|c| c.request.as_ref().map(|r| format!("{}: {r}", c.name)))
-        .collect();
-    asks.join("; ")
-}
-
 /// Every verdict of the fleet's index's memo that a decision could still find (one for a pod
 /// shape still remembered, under the typical workload of `profile` or the pod's own containers)
 /// but that the fit no longer gives on `fleet`: the memo's contract ([`crate::score_memo`]) broken,
@@ -423,9 +413,7 @@ pub fn stale_verdicts<U: UsageSource>(
                 now,
                 pod: format!(
                     "a pod asking {} with {} mCPU (typical workload {})",
-                    describe(&row.request),
-                    row.cpu_milli,
-                    row.typical
+                    row.request, row.cpu_milli, row.typical
                 ),
             });
         }
