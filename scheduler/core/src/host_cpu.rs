@@ -156,12 +156,13 @@ pub fn pod_placement(pod: &Pod) -> Option<(&str, u64)> {
     (cpu > 0).then_some((node, cpu))
 }
 
+/// One node's CPU as a [`HostCpuBook`] holds it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct NodeCpu {
-    /// `status.allocatable.cpu`, while the node exists and reports it.
-    allocatable: Option<u64>,
-    /// The CPU of the pods that count on the node.
-    requested: u64,
+pub struct NodeCpu {
+    /// `status.allocatable.cpu` (millicores), while the node exists and reports it.
+    pub allocatable: Option<u64>,
+    /// The CPU (millicores) of the pods that count on the node.
+    pub requested: u64,
 }
 
 /// Where one pod's CPU counts: as the watch shows it, and as a filter chose it (which wins until
@@ -299,6 +300,35 @@ impl HostCpuBook {
     /// Pods with an entry (for tests and memory accounting).
     pub fn pod_count(&self) -> usize {
         self.pods.len()
+    }
+
+    /// A node's allocatable CPU and the requests counted on it; `None` when the book holds nothing
+    /// for the node (no allocatable and no pod counted there).
+    pub fn node(&self, name: &str) -> Option<NodeCpu> {
+        self.nodes.get(name).copied()
+    }
+
+    /// The nodes the book holds something for, in no particular order.
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(|name| &**name)
+    }
+
+    /// The book as the watches alone show the cluster: every filter's choice not yet seen by the
+    /// watch ([`HostCpuBook::assume`]) dropped. What a checker compares with a book built from the
+    /// API's objects, since a choice whose write was lost is counted on purpose until it is
+    /// settled.
+    pub fn without_assumptions(&self) -> HostCpuBook {
+        let mut book = self.clone();
+        let assumed: Vec<Box<str>> = book
+            .pods
+            .iter()
+            .filter(|(_, entry)| entry.assumed.is_some())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in assumed {
+            book.unassume(&key);
+        }
+        book
     }
 }
 
@@ -510,5 +540,46 @@ mod tests {
             },
             "nothing left behind"
         );
+    }
+
+    /// A pod resized in place (KEP-1287: the same pod, another CPU request) moves its node's sum by
+    /// the difference; the book without assumptions is the book the watches alone would build.
+    #[test]
+    fn a_resize_moves_the_sum_and_assumptions_can_be_set_aside() {
+        let mut book = HostCpuBook::new();
+        book.apply_node(&node("a", Some("16")));
+        book.apply_pod("ns/p", &cpu_pod("2", Some("a"), None, "Running"));
+        book.apply_pod("ns/q", &cpu_pod("1", Some("a"), None, "Running"));
+        book.apply_pod("ns/p", &cpu_pod("3500m", Some("a"), None, "Running"));
+        assert_eq!(
+            book.node("a"),
+            Some(NodeCpu {
+                allocatable: Some(16_000),
+                requested: 4500
+            })
+        );
+        book.apply_pod("ns/p", &cpu_pod("500m", Some("a"), None, "Running"));
+        assert_eq!(book.node("a").map(|n| n.requested), Some(1500));
+        assert_eq!(book.node("b"), None);
+
+        let watched = book.clone();
+        // A choice the watch has not shown, and one that moves a watched pod elsewhere.
+        book.assume("ns/new", "b", 2000);
+        book.assume("ns/q", "b", 1000);
+        assert_eq!(book.node("a").map(|n| n.requested), Some(500));
+        assert_eq!(
+            book.node("b"),
+            Some(NodeCpu {
+                allocatable: None,
+                requested: 3000
+            })
+        );
+        let mut names: Vec<&str> = book.node_names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b"]);
+        let set_aside = book.without_assumptions();
+        assert_eq!(set_aside, watched);
+        assert_eq!(set_aside.node_names().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(book.node("b").map(|n| n.requested), Some(3000), "unchanged");
     }
 }
