@@ -15,14 +15,18 @@
 //!   gives exactly HAMi's reason list; the chosen node is the best by the node policy (ties: the
 //!   smallest name); the annotations and labels name it and carry exactly the allocation, which the
 //!   oracle validates device by device; nothing is written when nothing is placed.
+//! - [`check_host_cpu`]: a scheduler's host CPU book, its filters' unconfirmed choices set aside,
+//!   holds for every node the allocatable CPU and the requests a book built afresh from the API's
+//!   nodes and pods holds.
 
 use crate::oracle::{self, NodeState};
 use crate::pods::PodPlan;
 use crate::recount::{self, DeviceLoad, Entry, Recount, Sums};
 use crate::violation::{Invariant, Violation};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use sliceguard_core::annotations::{DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, VGPU_NODE, VGPU_TIME};
 use sliceguard_core::decision::{Decision, NODE_UNREGISTERED, Outcome, Verdict};
+use sliceguard_core::host_cpu::{HostCpuBook, NodeCpu};
 use sliceguard_core::ledger::{Ledger, UsageSource};
 use sliceguard_core::model::DeviceUsage;
 use sliceguard_core::policy::NodePolicy;
@@ -737,6 +741,148 @@ fn check_scheduled(
             )
             .on_node(node)
             .with_pods([pod]),
+        );
+    }
+}
+
+/// Host CPU agreement: `book` (a scheduler's, as its watches have shown the cluster) without the
+/// filters' choices not yet seen by the watch ([`HostCpuBook::without_assumptions`]) against a book
+/// built afresh from `nodes` and `pods`, node by node. Meaningful once the book's watches have
+/// delivered everything the objects show.
+pub fn check_host_cpu(book: &HostCpuBook, nodes: &[&Node], pods: &[&Pod]) -> Vec<Violation> {
+    let mut truth = HostCpuBook::new();
+    for node in nodes {
+        truth.apply_node(node);
+    }
+    for pod in pods {
+        truth.apply_pod(&sliceguard_core::ledger::pod_key(pod), pod);
+    }
+    let seen = book.without_assumptions();
+    let names: BTreeSet<&str> = seen.node_names().chain(truth.node_names()).collect();
+    let text = |cpu: Option<NodeCpu>| -> String {
+        let cpu = cpu.unwrap_or_default();
+        let allocatable = cpu.allocatable.map_or_else(
+            || "no allocatable CPU".to_string(),
+            |m| format!("{m}m allocatable"),
+        );
+        format!("{allocatable} and {}m requested", cpu.requested)
+    };
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (held, expected) = (seen.node(name), truth.node(name));
+            (held.unwrap_or_default() != expected.unwrap_or_default()).then(|| {
+                let on_node: Vec<String> = pods
+                    .iter()
+                    .filter(|pod| {
+                        sliceguard_core::host_cpu::pod_placement(pod)
+                            .is_some_and(|(n, _)| n == name)
+                    })
+                    .map(|pod| sliceguard_core::ledger::pod_key(pod))
+                    .collect();
+                Violation::new(
+                    Invariant::HostCpu,
+                    format!(
+                        "the scheduler's host CPU book has {}; the API's node and pods give {}",
+                        text(held),
+                        text(expected)
+                    ),
+                )
+                .on_node(name)
+                .with_pods(on_node)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Container, NodeStatus, PodSpec, PodStatus, ResourceRequirements,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn node(name: &str, cpu: &str) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                allocatable: Some(BTreeMap::from([("cpu".to_string(), Quantity(cpu.into()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn bound(name: &str, node: &str, cpu: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(node.into()),
+                containers: vec![Container {
+                    resources: Some(ResourceRequirements {
+                        requests: Some(BTreeMap::from([("cpu".to_string(), Quantity(cpu.into()))])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// A book that missed a resize is reported with the node, both sums and the pods counted there;
+    /// a filter's unconfirmed choice is not a difference.
+    #[test]
+    fn host_cpu_differences_name_the_node_and_the_sums() {
+        let (a, b) = (node("a", "16"), node("b", "8"));
+        let before = bound("p", "a", "2");
+        let after = bound("p", "a", "3500m");
+        let other = bound("q", "b", "1");
+        let mut book = HostCpuBook::new();
+        book.apply_node(&a);
+        book.apply_node(&b);
+        book.apply_pod("ns/p", &before);
+        book.apply_pod("ns/q", &other);
+        book.assume("ns/unconfirmed", "b", 4000);
+        assert_eq!(check_host_cpu(&book, &[&a, &b], &[&before, &other]), []);
+
+        let found = check_host_cpu(&book, &[&a, &b], &[&after, &other]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].invariant, Invariant::HostCpu);
+        assert_eq!(found[0].node.as_deref(), Some("a"));
+        assert_eq!(found[0].pods, ["ns/p"]);
+        assert_eq!(
+            found[0].detail,
+            "the scheduler's host CPU book has 16000m allocatable and 2000m requested; the API's node and pods give 16000m allocatable and 3500m requested"
+        );
+
+        // A node the book never saw, and one the API no longer has.
+        let found = check_host_cpu(&HostCpuBook::new(), &[&a], &[]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].detail.starts_with(
+                "the scheduler's host CPU book has no allocatable CPU and 0m requested;"
+            ),
+            "{}",
+            found[0].detail
+        );
+        assert_eq!(
+            check_host_cpu(&book, &[&a], &[&before, &other]).len(),
+            1,
+            "b is gone"
         );
     }
 }

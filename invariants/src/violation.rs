@@ -24,6 +24,9 @@ pub enum Invariant {
     /// re-registered with less, or an allocation written by someone else): the scheduler made it
     /// worse, unlike a pre-existing over-commit, which is the audit's finding, not a decision's.
     OverfullDecision,
+    /// A scheduler's host CPU book (what the `fragmentation` policy reads as each node's free CPU)
+    /// differs from the one the API's nodes and pods give.
+    HostCpu,
 }
 
 impl fmt::Display for Invariant {
@@ -37,6 +40,7 @@ impl fmt::Display for Invariant {
             Invariant::Codec => "codec",
             Invariant::Determinism => "determinism",
             Invariant::OverfullDecision => "overfull-decision",
+            Invariant::HostCpu => "host-cpu",
         })
     }
 }
