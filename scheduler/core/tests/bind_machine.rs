@@ -7,8 +7,8 @@ use bind_support::{FakeCluster, FaultAction, settings, t};
 use jiff::SignedDuration;
 use sliceguard_core::annotations::{BIND_PHASE, BIND_TIME};
 use sliceguard_core::bind::{
-    BindError, BindMachine, BindOutcome, BindSettings, Effect, LockFate, LockRule, PodDecision,
-    ReleaseMode, ReleaseResult, Step,
+    BINDING_UNVERIFIED, BindError, BindMachine, BindOutcome, BindSettings, Effect, LockFate,
+    LockRule, PodDecision, ReleaseMode, ReleaseResult, Step,
 };
 
 const NS: &str = "default";
@@ -595,6 +595,84 @@ fn a_lost_binding_answer_is_resolved_by_reading_the_pod() {
     assert_eq!(c.count("create-binding"), 2);
     assert_eq!(c.pod("default/p").node_name.as_deref(), Some("n1"));
     assert_eq!(c.lock("n1"), None);
+}
+
+/// A failed read after a lost `Binding` answer (a 429 once the client's retries are spent) says
+/// nothing about the Binding: it is read again and resolves.
+#[test]
+fn a_failed_read_after_a_lost_binding_answer_is_read_again() {
+    let mut c = cluster_with_pod();
+    c.fault("create-binding", 0, FaultAction::LostAfterApply);
+    c.fault("get-pod", 1, FaultAction::Rejected);
+    let request = c.request(NS, "p", "n1");
+    let outcome = c.bind(request, &device_plugin());
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(c.count("get-pod"), 3);
+    assert!(matches!(outcome.lock, LockFate::HeldForDevicePlugin { .. }));
+}
+
+/// When no read can tell whether a `Binding` whose answer was lost landed, the bind fails saying
+/// so; in `device-plugin` mode the lock stays for the device plugin (the pod may be bound and
+/// about to allocate: releasing it would let a second pod go mid-allocation, HAMi #781), in
+/// `after-bind` mode it is released.
+#[test]
+fn an_unverifiable_binding_keeps_the_lock_only_for_the_device_plugin() {
+    for (mode, applied) in [
+        (ReleaseMode::DevicePlugin, true),
+        (ReleaseMode::DevicePlugin, false),
+        (ReleaseMode::AfterBind, true),
+    ] {
+        let mut c = cluster_with_pod();
+        let lost = if applied {
+            FaultAction::LostAfterApply
+        } else {
+            FaultAction::Unavailable
+        };
+        c.fault("create-binding", 0, lost);
+        for nth in 1..=20 {
+            c.fault("get-pod", nth, FaultAction::Rejected);
+        }
+        let request = c.request(NS, "p", "n1");
+        let settings = settings(mode);
+        let outcome = c.bind(request, &settings);
+        let err = error_text(&outcome);
+        let lost_text = if applied {
+            "no definite answer: injected lost response"
+        } else {
+            "no definite answer: injected 503 Service Unavailable"
+        };
+        assert_eq!(
+            err,
+            format!(
+                "failed to bind pod default/p to node n1: {lost_text}; {BINDING_UNVERIFIED}: rejected (400): injected 400"
+            ),
+            "{mode:?}"
+        );
+        assert_eq!(c.event_texts(), [format!("BindingFailed: {err}")]);
+        assert_eq!(
+            c.count("get-pod"),
+            2 + settings.max_retries as usize,
+            "the check, then every read retries allow"
+        );
+        assert_eq!(c.count("create-binding"), 1);
+        assert_eq!(
+            c.pod("default/p").node_name.as_deref(),
+            applied.then_some("n1")
+        );
+        match mode {
+            ReleaseMode::DevicePlugin => {
+                let LockFate::HeldForDevicePlugin { value, .. } = &outcome.lock else {
+                    panic!("{:?}", outcome.lock)
+                };
+                assert_eq!(c.lock("n1").as_deref(), Some(value.as_str()));
+                assert!(value.ends_with(",default,p"), "{value}");
+            }
+            ReleaseMode::AfterBind => {
+                assert_eq!(outcome.lock, LockFate::Released);
+                assert_eq!(c.lock("n1"), None);
+            }
+        }
+    }
 }
 
 #[test]
@@ -1239,7 +1317,8 @@ fn the_patch_and_the_binding_are_retried_within_the_budget() {
 }
 
 /// A `Binding` whose answer was lost is verified by reading the pod; that read is itself retried
-/// within the budget, and a verification that keeps failing gives up with the binding's failure.
+/// within the budget, and a verification that keeps failing gives up saying it could not tell
+/// (`after-bind` mode: the lock is released).
 #[test]
 fn the_binding_verification_read_is_retried_within_the_budget() {
     let budget = after_bind().max_retries as usize;
@@ -1260,7 +1339,7 @@ fn the_binding_verification_read_is_retried_within_the_budget() {
     let request = c.request(NS, "p", "n1");
     let outcome = c.bind(request, &after_bind());
     assert!(
-        matches!(outcome.result, Err(BindError::BindingFailed { .. })),
+        matches!(outcome.result, Err(BindError::BindingUnverified { .. })),
         "{:?}",
         outcome.result
     );

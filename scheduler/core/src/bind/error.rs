@@ -6,6 +6,10 @@ use crate::codec::Quoted;
 use crate::codec::lock::LockError;
 use jiff::Timestamp;
 
+/// What a [`BindError::BindingUnverified`] message says after the `Binding`'s failure.
+pub const BINDING_UNVERIFIED: &str =
+    "the pod could not be read back to tell whether the Binding landed";
+
 /// Why a bind failed. The text is the extender's `Error` and the `BindingFailed` message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BindError {
@@ -150,6 +154,20 @@ pub enum BindError {
         /// The API failure.
         failure: ApiFailure,
     },
+    /// The `Binding` got no definite answer (or a conflict), and every read of the pod since
+    /// failed too: it may be bound. Not HAMi's: HAMi never reads back (see
+    /// [`super::machine`]'s `device-plugin` mode for what happens to the lock).
+    #[error("failed to bind pod {pod} to node {node}: {failure}; {what}: {read}", what = BINDING_UNVERIFIED)]
+    BindingUnverified {
+        /// `namespace/name`.
+        pod: String,
+        /// Node.
+        node: String,
+        /// The `Binding`'s failure.
+        failure: ApiFailure,
+        /// The last read's failure.
+        read: ApiFailure,
+    },
 }
 
 impl BindError {
@@ -168,7 +186,9 @@ impl BindError {
             BindError::HolderUnreadable { .. }
             | BindError::LockNotSet { .. }
             | BindError::Unlockable { .. } => "lock_error",
-            BindError::BindingFailed { .. } => "binding_error",
+            BindError::BindingFailed { .. } | BindError::BindingUnverified { .. } => {
+                "binding_error"
+            }
         }
     }
 

@@ -15,7 +15,9 @@
 //! `CheckPod` → `ReadNode` ⇄ `CheckHolder` → `Acquire` (⇄ `ReadNode` on conflict) → `MarkAllocating`
 //! → `CreateBinding` (→ `VerifyBinding` on conflict or a lost answer) → `MarkSuccess` (after-bind
 //! mode) → `Release` (⇄ `ReleaseRead`) → `Announce` → finished. A failure at any step after the lock
-//! was taken goes through `Release` and `Announce` with the error.
+//! was taken goes through `Release` and `Announce` with the error, except a `Binding` that may have
+//! landed (its answer lost, every read of the pod since failed) in `device-plugin` mode, which keeps
+//! the lock for the device plugin as a success does ([`BindError::BindingUnverified`]).
 
 use super::effect::unexpected;
 use super::lock_rules::expiry_of;
@@ -859,20 +861,50 @@ impl BindMachine {
                 }
             }
             Observation::Failed(ApiFailure::NotFound) => self.fail(BindError::PodGone { pod }),
-            Observation::Failed(ApiFailure::Indeterminate(_)) if self.retry_allowed() => {
+            // A failed read (a lost answer, a 429 once the client's retries are spent) says
+            // nothing about the Binding: read again while retries last.
+            Observation::Failed(_) if self.retry_allowed() => {
                 self.state = State::VerifyBinding { last };
                 Step::Do(Effect::GetPod {
                     namespace: self.request.namespace.clone(),
                     name: self.request.name.clone(),
                 })
             }
-            Observation::Failed(_) | Observation::Node(_) | Observation::Written { .. } => self
-                .fail(BindError::BindingFailed {
+            Observation::Failed(read) => self.fail_unverified(BindError::BindingUnverified {
+                pod,
+                node,
+                failure: last,
+                read,
+            }),
+            Observation::Node(_) | Observation::Written { .. } => {
+                self.fail(BindError::BindingFailed {
                     pod,
                     node,
                     failure: last,
-                }),
+                })
+            }
         }
+    }
+
+    /// The bind fails with the pod perhaps bound (the `Binding`'s answer was lost and no read could
+    /// tell). In `device-plugin` mode the lock stays, as after a success: if the pod is bound, HAMi's
+    /// device plugin is about to allocate it by reading that lock, and releasing it would let a
+    /// second pod go mid-allocation on the node (HAMi #781's hand-over); the reaper frees it when
+    /// the pod's `bind-phase` settles, the pod ends or goes, or at expiry, and the pod's own retry
+    /// takes it over. In `after-bind` mode, where no device plugin reads the lock, it is released as
+    /// after any failure.
+    fn fail_unverified(&mut self, error: BindError) -> Step {
+        if self.settings.release_mode == ReleaseMode::DevicePlugin
+            && let Some(held) = self.held.take()
+        {
+            self.result = Some(Err(error));
+            self.fate = LockFate::HeldForDevicePlugin {
+                expires_at: expiry_of(held.taken_at, self.settings.lock_timeout),
+                value: held.value,
+            };
+            return self.announce();
+        }
+        self.fail(error)
     }
 
     /// The `Binding` exists.

@@ -59,7 +59,7 @@ mod release;
 
 pub use decision_check::PodDecision;
 pub use effect::{ApiFailure, BindRequest, Effect, NodeLockView, Observation, PodRef, PodView};
-pub use error::BindError;
+pub use error::{BINDING_UNVERIFIED, BindError};
 pub use lock_rules::{
     HolderState, LockJudgement, LockRule, MalformedSighting, ObservedLock, judge_lock,
     stalled_holder_effects,
