@@ -299,7 +299,7 @@ impl ClusterView {
     /// The nodes the placement index holds otherwise than this view's registry and ledger (see
     /// [`PlacementIndex::lagging_nodes`]): empty unless a change of a node reached the view
     /// without refreshing the index. For checkers; it builds the index again.
-    pub fn lagging_index_nodes(&self) -> Vec<String> {
+    pub fn lagging_index_nodes(&self) -> Vec<crate::index::LaggingNode> {
         self.usage
             .index
             .lagging_nodes(&self.registry, &self.usage.ledger)
@@ -959,7 +959,16 @@ mod tests {
             }]],
         };
         v.usage.ledger.upsert("ns/other", "n1", &all_of_gpu_0);
-        assert_eq!(v.lagging_index_nodes(), vec!["n1".to_string()]);
+        let lagging = v.lagging_index_nodes();
+        assert_eq!(lagging.len(), 1, "{lagging:?}");
+        assert_eq!(lagging[0].node, "n1");
+        assert!(
+            lagging[0]
+                .difference
+                .starts_with("device 0 indexed as 0 tasks"),
+            "{}",
+            lagging[0]
+        );
         let stale = v.stale_memo_verdicts();
         assert_eq!(stale.len(), 1, "{stale:?}");
         assert_eq!(stale[0].node, "n1");

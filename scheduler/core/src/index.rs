@@ -190,6 +190,84 @@ impl Entry {
     }
 }
 
+/// A node the index holds otherwise than a fresh one would ([`PlacementIndex::lagging_nodes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaggingNode {
+    /// The node (empty for a difference of the ranking as a whole).
+    pub node: String,
+    /// What differs, held first, fresh second.
+    pub difference: String,
+}
+
+impl std::fmt::Display for LaggingNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.node.is_empty() {
+            f.write_str(&self.difference)
+        } else {
+            write!(f, "node {}: {}", self.node, self.difference)
+        }
+    }
+}
+
+/// What differs between a node's entry as held and as built afresh (`None`: nothing).
+fn entry_difference(held: Option<&Entry>, fresh: Option<&Entry>) -> Option<String> {
+    let (held, fresh) = match (held, fresh) {
+        (None, None) => return None,
+        (None, Some(_)) => return Some("registered, but not in the index".into()),
+        (Some(_), None) => return Some("in the index, but no longer registered".into()),
+        (Some(held), Some(fresh)) => (held, fresh),
+    };
+    if held.devices.len() != fresh.devices.len() {
+        return Some(format!(
+            "{} devices indexed, {} registered",
+            held.devices.len(),
+            fresh.devices.len()
+        ));
+    }
+    let describe = |d: &Dev| {
+        let flags: Vec<&str> = [
+            (CANDIDATE, "candidate"),
+            (HEALTHY, "healthy"),
+            (CORDONED, "cordoned"),
+            (MIG, "MIG"),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| d.flags & bit != 0)
+        .map(|(_, word)| word)
+        .collect();
+        format!(
+            "{} tasks of {}, {} of {} MiB, {} of {} cores ({})",
+            d.used,
+            d.count,
+            d.usedmem,
+            d.devmem,
+            d.usedcores,
+            d.devcore,
+            flags.join(", ")
+        )
+    };
+    if let Some((i, (h, f))) = held
+        .devices
+        .iter()
+        .zip(fresh.devices.iter())
+        .enumerate()
+        .find(|(_, (h, f))| h != f)
+    {
+        return Some(format!(
+            "device {i} indexed as {}, now {}",
+            describe(h),
+            describe(f)
+        ));
+    }
+    // The score key and the summary follow from the devices; compared all the same.
+    (held != fresh).then(|| {
+        format!(
+            "score key {} and {:?} indexed, {} and {:?} now",
+            held.key, held.summary, fresh.key, fresh.summary
+        )
+    })
+}
+
 /// The work one decision through the index did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WalkWork {
@@ -307,9 +385,9 @@ impl PlacementIndex {
 
     /// The nodes this index holds otherwise than an index built afresh over `registry` and `usage`
     /// would (missing, left over after their deregistration, or with other devices, usage or
-    /// score), by name: empty while every change of a node has been followed by its
-    /// [`PlacementIndex::refresh`]. For checkers: it builds the index again.
-    pub fn lagging_nodes(&self, registry: &Registry, usage: &impl UsageSource) -> Vec<String> {
+    /// score), by name, each with what differs: empty while every change of a node has been
+    /// followed by its [`PlacementIndex::refresh`]. For checkers: it builds the index again.
+    pub fn lagging_nodes(&self, registry: &Registry, usage: &impl UsageSource) -> Vec<LaggingNode> {
         let fresh = Self::build(registry, usage);
         let names: BTreeSet<&str> = self
             .entries
@@ -317,23 +395,34 @@ impl PlacementIndex {
             .chain(fresh.entries.keys())
             .map(|name| &**name)
             .collect();
-        names
+        let mut lagging: Vec<LaggingNode> = names
             .into_iter()
-            .filter(|name| {
-                let entry = self.entries.get(*name);
-                // The ranking must hold the node under its entry's own key.
-                let ranked = entry.is_none_or(|e| self.order.contains(&(e.key, Arc::from(*name))));
-                entry != fresh.entries.get(*name) || !ranked
+            .filter_map(|name| {
+                let entry = self.entries.get(name);
+                let difference =
+                    entry_difference(entry, fresh.entries.get(name)).or_else(|| {
+                        // The ranking must hold the node under its entry's own key.
+                        entry
+                            .filter(|e| !self.order.contains(&(e.key, Arc::from(name))))
+                            .map(|e| format!("not ranked under its score key {}", e.key))
+                    })?;
+                Some(LaggingNode {
+                    node: name.to_string(),
+                    difference,
+                })
             })
-            .map(str::to_string)
-            .chain((self.order.len() != self.entries.len()).then(|| {
-                format!(
-                    "(the ranking holds {} nodes, the index {})",
+            .collect();
+        if self.order.len() != self.entries.len() {
+            lagging.push(LaggingNode {
+                node: String::new(),
+                difference: format!(
+                    "the ranking holds {} nodes, the index {}",
                     self.order.len(),
                     self.entries.len()
-                )
-            }))
-            .collect()
+                ),
+            });
+        }
+        lagging
     }
 
     /// The `fragmentation` verdicts remembered over this index's nodes ([`crate::score_memo`]):
@@ -674,10 +763,7 @@ mod tests {
         let names: Vec<String> = (0..3).map(|i| fleet_node_name("n", i)).collect();
         let mut ledger = Ledger::new();
         let mut index = PlacementIndex::build(&registry, &ledger);
-        assert_eq!(
-            index.lagging_nodes(&registry, &ledger),
-            Vec::<String>::new()
-        );
+        assert_eq!(index.lagging_nodes(&registry, &ledger), []);
 
         let device = ContainerDevice {
             uuid: format!("GPU-{}-0", names[0]),
@@ -692,13 +778,41 @@ mod tests {
         ledger.upsert("default/p", &names[0], &allocation);
         registry.remove(&names[1]);
         registry.upsert_node(&nodes[2]).unwrap();
-        assert_eq!(index.lagging_nodes(&registry, &ledger), names);
+        let lagging: Vec<String> = index
+            .lagging_nodes(&registry, &ledger)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lagging,
+            [
+                format!(
+                    "node {}: device 0 indexed as 0 tasks of 10, 0 of 81920 MiB, 0 of 100 cores (candidate, healthy), now 1 tasks of 10, 1000 of 81920 MiB, 10 of 100 cores (candidate, healthy)",
+                    names[0]
+                ),
+                format!("node {}: in the index, but no longer registered", names[1]),
+                format!("node {}: registered, but not in the index", names[2]),
+            ]
+        );
         for name in &names {
             index.refresh(name, &registry, &ledger);
         }
+        assert_eq!(index.lagging_nodes(&registry, &ledger), []);
+
+        // A ranking that lost a node (the entries are right).
+        let key = index.entries[names[2].as_str()].key;
+        assert!(index.order.remove(&(key, Arc::from(names[2].as_str()))));
+        let lagging: Vec<String> = index
+            .lagging_nodes(&registry, &ledger)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
-            index.lagging_nodes(&registry, &ledger),
-            Vec::<String>::new()
+            lagging,
+            [
+                format!("node {}: not ranked under its score key {key}", names[2]),
+                "the ranking holds 1 nodes, the index 2".to_string(),
+            ]
         );
     }
 
