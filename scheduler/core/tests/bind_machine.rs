@@ -113,16 +113,25 @@ fn device_plugin_mode_holds_the_lock_until_the_phase_settles() {
 
 #[test]
 fn device_plugin_lock_is_released_when_the_pod_fails_is_deleted_or_times_out() {
-    for ending in ["failed", "deleted", "terminal", "timeout"] {
+    for ending in ["failed", "deleted", "terminal", "timeout", "marked failed, not admitted"] {
         let mut c = cluster_with_pod();
         let request = c.request(NS, "p", "n1");
         let outcome = c.bind(request, &device_plugin());
         assert!(matches!(outcome.lock, LockFate::HeldForDevicePlugin { .. }));
+        if ending == "marked failed, not admitted" {
+            // What a reaper that stopped between its stall mark and its delete leaves: the
+            // kubelet may still admit the pod, so the mark alone frees nothing.
+            c.pod_mut("default/p")
+                .annotations
+                .insert(BIND_PHASE.into(), "failed".into());
+        }
         match ending {
             "failed" => {
-                c.pod_mut("default/p")
-                    .annotations
-                    .insert(BIND_PHASE.into(), "failed".into());
+                // Settled `failed` by the device plugin once the kubelet is past the pod's
+                // admission: no Allocate can come for it any more.
+                let pod = c.pod_mut("default/p");
+                pod.annotations.insert(BIND_PHASE.into(), "failed".into());
+                pod.phase = Some("Running".into());
             }
             "deleted" => {
                 c.pods.remove("default/p");
@@ -133,7 +142,8 @@ fn device_plugin_lock_is_released_when_the_pod_fails_is_deleted_or_times_out() {
                     c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),
                     None
                 );
-                // Bound here and allocating: only the stall deadline frees it (and deletes p).
+                // Bound here, allocating or marked failed, not admitted: only the stall deadline
+                // frees it (and deletes p).
                 c.now += FIVE_MIN + SignedDuration::from_secs(1);
                 assert_eq!(
                     c.reap("n1", ReleaseMode::DevicePlugin, FIVE_MIN, None),

@@ -108,12 +108,18 @@ impl PodView {
         self.deleting || matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
     }
 
-    /// Bound, still `Pending` (the kubelet has not admitted it) and in `bind-phase: allocating`:
-    /// HAMi's device plugin may still be asked to Allocate for it (see `lock_rules`).
-    pub fn is_mid_allocation(&self) -> bool {
+    /// Bound, not finished and still `Pending`: the kubelet has not admitted it, so HAMi's device
+    /// plugin may still be asked to Allocate for one of its containers (see `lock_rules`).
+    pub fn awaits_admission(&self) -> bool {
         self.node_name.is_some()
             && !self.is_finished()
             && self.phase.as_deref().is_none_or(|p| p == "Pending")
+    }
+
+    /// [`PodView::awaits_admission`] in `bind-phase: allocating`: what HAMi's device plugin takes
+    /// for the pod to serve on its node.
+    pub fn is_mid_allocation(&self) -> bool {
+        self.awaits_admission()
             && self.bind_phase.as_deref() == Some(crate::annotations::bind_phase::ALLOCATING)
     }
 }

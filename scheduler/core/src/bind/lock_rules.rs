@@ -25,15 +25,20 @@
 //! being deleted, phase `allocating`: the kubelet has not admitted it yet, so an Allocate for it may
 //! still come) is not free by expiry alone. A holder the kubelet already runs is past its Allocate,
 //! so expiry frees its lock as in HAMi. What frees a mid-allocation holder's lock:
-//! - the device plugin settling the holder's phase (`success` / `failed`), the holder finishing,
-//!   being deleted, going away, or being bound elsewhere (the rules above);
+//! - the device plugin settling the holder's phase (`success`, or `failed` once the kubelet can no
+//!   longer admit it), the holder finishing, being deleted, going away, or being bound elsewhere
+//!   (the rules above);
 //! - **stalled**: [`BindSettings::allocation_stall_timeout`] after the lock was taken (15m by
 //!   default, three lock timeouts), the holder's device plugin has not answered for so long that it
 //!   is taken to be silent: [`judge_lock`] answers [`LockJudgement::Stalled`], and the reaper marks
-//!   the holder `bind-phase: failed` (so an Allocate that still comes fails instead of serving
-//!   devices) and deletes it with its uid as precondition (its controller re-creates it), after
-//!   which the lock is free as dangling. A silent plugin thus cannot stop a node for good, and a
-//!   late kubelet never admits the stalled pod beside another one mid-allocation.
+//!   the holder `bind-phase: failed` (so an Allocate that still comes while no other pod is
+//!   allocating on the node fails instead of serving devices) and deletes it with its uid as
+//!   precondition (its controller re-creates it), after which the lock is free as dangling. The
+//!   mark alone frees nothing: a holder in `failed` that the kubelet may still admit keeps the lock
+//!   as a mid-allocation one does (a reaper that stopped between the mark and the delete judges it
+//!   stalled again and deletes it), since HAMi's device plugin serves an Allocate with the devices
+//!   of whichever pod is allocating on the node. A silent plugin thus cannot stop a node for good,
+//!   and a late kubelet never admits the stalled pod beside another one mid-allocation.
 //!
 //! The lock of the pod being bound is **re-entrant**: a retry (after a lost response, a crash, or a
 //! `BindingFailed` the scheduler retried) finds its own lock and continues. A 409 on the lock write
@@ -183,15 +188,25 @@ pub fn judge_lock(
                     LockJudgement::Free(LockRule::HolderBound)
                 }
                 _ if mode == ReleaseMode::DevicePlugin
-                    && matches!(
-                        pod.bind_phase.as_deref(),
-                        Some(bind_phase::SUCCESS | bind_phase::FAILED)
-                    ) =>
+                    && match pod.bind_phase.as_deref() {
+                        Some(bind_phase::SUCCESS) => true,
+                        // Marked failed while the kubelet may still admit it (the stall mark of a
+                        // reaper that stopped before its delete): not settled, since the device
+                        // plugin would serve its Allocate the devices of whichever pod is
+                        // allocating on the node by then.
+                        Some(bind_phase::FAILED) => !pod.awaits_admission(),
+                        _ => false,
+                    } =>
                 {
                     LockJudgement::Free(LockRule::PhaseSettled)
                 }
-                // Device-plugin mode, past the expiry: free unless the holder is mid-allocation.
-                Some(_) if expired && pod.is_mid_allocation() => {
+                // Device-plugin mode, past the expiry: free unless the holder is mid-allocation or
+                // marked failed and not yet admitted.
+                Some(_)
+                    if expired
+                        && (pod.is_mid_allocation()
+                            || pod.bind_phase.as_deref() == Some(bind_phase::FAILED)) =>
+                {
                     let stalled_at = expiry_of(value.taken_at, settings.allocation_stall_timeout);
                     if now >= stalled_at {
                         LockJudgement::Stalled(owner)
@@ -328,12 +343,34 @@ mod tests {
         ));
         let settled = present(|p| {
             p.node_name = Some("n1".into());
-            p.bind_phase = Some("failed".into());
+            p.bind_phase = Some("success".into());
         });
         assert_eq!(
             judge(fresh, &settled, DevicePlugin),
             LockJudgement::Free(LockRule::PhaseSettled)
         );
+        // `failed` settles once the kubelet can no longer admit the pod: not bound, or admitted.
+        for admitted_or_unbound in [
+            present(|p| p.bind_phase = Some("failed".into())),
+            present(|p| {
+                p.node_name = Some("n1".into());
+                p.phase = Some("Running".into());
+                p.bind_phase = Some("failed".into());
+            }),
+        ] {
+            assert_eq!(
+                judge(fresh, &admitted_or_unbound, DevicePlugin),
+                LockJudgement::Free(LockRule::PhaseSettled)
+            );
+        }
+        let marked_not_admitted = present(|p| {
+            p.node_name = Some("n1".into());
+            p.bind_phase = Some("failed".into());
+        });
+        assert!(matches!(
+            judge(fresh, &marked_not_admitted, DevicePlugin),
+            LockJudgement::Stands { .. }
+        ));
         let pending = present(|p| p.bind_phase = Some("allocating".into()));
         assert_eq!(
             judge(fresh, &pending, AfterBind),
@@ -403,6 +440,18 @@ mod tests {
         assert!(matches!(
             judge_lock(&lock, &allocating, &settings, t("2025-01-01T00:15:01Z")),
             LockJudgement::Stalled(h) if h.name == "holder" && h.namespace == "ns"
+        ));
+        // Marked failed by a reaper that stopped before its delete, not yet admitted: the same.
+        let marked = holder(Some("n1"), Some("failed"));
+        assert_eq!(
+            judge_lock(&lock, &marked, &settings, expired),
+            LockJudgement::Stands {
+                until: t("2025-01-01T00:15:01Z")
+            }
+        );
+        assert!(matches!(
+            judge_lock(&lock, &marked, &settings, t("2025-01-01T00:15:01Z")),
+            LockJudgement::Stalled(_)
         ));
         // Not mid-allocation (not marked, not bound, already admitted): expiry frees it as in HAMi.
         let running = HolderState::Present(PodView {
