@@ -38,7 +38,7 @@ pub struct SimArgs {
     /// Faults to inject: `all`, `none`, or a comma list of conflict, server-error, lost-response,
     /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump, throttle,
     /// filter-timeout, bind-timeout, tenant, rolling-update, lease-expiry, replica-pause,
-    /// replica-partition, stale-bind, node-shrink, concurrent-bind, stale-view.
+    /// replica-partition, stale-bind, node-shrink, concurrent-bind, stale-view, cpu-resize.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: std::collections::BTreeSet<Fault>,
     /// Replays spent shrinking a failing seed's operations (0: save and print it unshrunk). The
@@ -252,6 +252,9 @@ pub fn run(args: &SimArgs) -> Result<u8> {
                     }
                     *sums.entry(campaign::MEMO_COVERAGE.to_string()).or_insert(0) +=
                         report.memo_verdicts_checked;
+                    *sums
+                        .entry(campaign::HOST_CPU_COVERAGE.to_string())
+                        .or_insert(0) += report.host_cpu_comparisons;
                 }
                 bar.set_message(format!("{steps} steps"));
                 bar.inc(1);

@@ -257,6 +257,10 @@ pub fn generate(seed: u64, count: usize) -> Vec<Op> {
 /// half of the index coherence check never had anything to judge.
 pub const MEMO_COVERAGE: &str = "fragmentation verdicts in memos at checks";
 
+/// The coverage line that counts the leader's host CPU comparisons with the API
+/// ([`RunReport::host_cpu_comparisons`]): 0 means the `host-cpu` check never ran.
+pub const HOST_CPU_COVERAGE: &str = "host CPU books compared with the API";
+
 /// The result of one run.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -268,6 +272,8 @@ pub struct RunReport {
     pub steps: u64,
     /// `fragmentation` verdicts the memos held at each check, summed (the memo check's coverage).
     pub memo_verdicts_checked: u64,
+    /// Host CPU comparisons with the API (the `host-cpu` check's coverage).
+    pub host_cpu_comparisons: u64,
 }
 
 /// What a trace line did to a node's lock ([`LockTrail::observe`]).
@@ -375,6 +381,9 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
                 a if a.contains("cannot be bound to node") => "bind refused: decision".into(),
                 a if a.contains("is a standby") || a.contains("takes no work") => {
                     "bind refused: standby".into()
+                }
+                a if a.contains(sliceguard::bind::BINDING_UNVERIFIED) => {
+                    "bind failed: no read could tell whether the Binding landed".into()
                 }
                 _ => "bind failed otherwise".into(),
             });
@@ -556,6 +565,7 @@ pub fn run(config: &SimConfig, ops: &[Op], liveness: bool) -> RunReport {
         trace: world.trace(),
         steps,
         memo_verdicts_checked: world.memo_verdicts_checked(),
+        host_cpu_comparisons: world.host_cpu_comparisons(),
     }
 }
 
@@ -568,7 +578,8 @@ pub fn run(config: &SimConfig, ops: &[Op], liveness: bool) -> RunReport {
 /// excuses the step, because a release that exhausted its retries is allowed to strand the lock;
 /// so does a replica pausing in the middle of a call (`replica-pause`): once its lease may have
 /// passed, a deposed leader writes nothing, its release included, and the leader's reaper frees the
-/// lock by rule.
+/// lock by rule. In `device-plugin` mode a bind that failed because no read could tell whether its
+/// `Binding` landed ([`sliceguard::bind::BINDING_UNVERIFIED`]) keeps the lock by design.
 #[derive(Debug, Default, Clone)]
 pub struct BinderRelease {
     seen: usize,
@@ -603,8 +614,12 @@ impl BinderRelease {
             let Some((pod, node)) = call.split_once(" -> ") else {
                 continue;
             };
-            if answer == "ok" && !after_bind {
-                continue; // device-plugin mode: the lock stays with the pod for the plugin
+            if !after_bind
+                && (answer == "ok" || answer.contains(sliceguard::bind::BINDING_UNVERIFIED))
+            {
+                // device-plugin mode: the lock stays with the pod for the plugin, after a success
+                // and after a Binding that may have landed (no read could tell).
+                continue;
             }
             let locks = world.locks();
             let Some(value) = locks.get(node) else {

@@ -50,6 +50,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod books;
+mod host_cpu;
 mod replicas;
 mod unbound;
 
@@ -154,11 +155,14 @@ pub enum Fault {
     /// node already gone. Once the scheduler's watches have caught up, its ledger must hold nothing
     /// for such a pod.
     StaleView,
+    /// A pod's CPU request is resized in place (`pods/resize`), past admission: the host CPU the
+    /// `fragmentation` policy reads must follow it (see [`host_cpu`]).
+    CpuResize,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 21] = [
+    pub const ALL: [Fault; 22] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -180,6 +184,7 @@ impl Fault {
         Fault::NodeShrink,
         Fault::ConcurrentBind,
         Fault::StaleView,
+        Fault::CpuResize,
     ];
 
     /// The fault's name on the command line.
@@ -206,6 +211,7 @@ impl Fault {
             Fault::NodeShrink => "node-shrink",
             Fault::ConcurrentBind => "concurrent-bind",
             Fault::StaleView => "stale-view",
+            Fault::CpuResize => "cpu-resize",
         }
     }
 
@@ -872,6 +878,10 @@ pub struct World {
     /// The leader's view (its service and [`World::view_rebuilds`]) when agreement was last
     /// checked: a different one is compared whole.
     agreement_view: Option<(usize, u64)>,
+    /// What the leader's host CPU was last compared on (see [`host_cpu`]).
+    host_cpu_compared: std::cell::RefCell<Option<host_cpu::Compared>>,
+    /// Host CPU comparisons made (the `host-cpu` check's coverage).
+    host_cpu_comparisons: std::cell::Cell<u64>,
     /// Checks run so far.
     checks: u64,
     /// The stored pods no node holds yet.
@@ -956,6 +966,8 @@ impl World {
             recount_every: config.recount_every,
             view_rebuilds: std::cell::Cell::new(0),
             agreement_view: None,
+            host_cpu_compared: std::cell::RefCell::new(None),
+            host_cpu_comparisons: std::cell::Cell::new(0),
             checks: 0,
             unbound: unbound::UnboundPods::default(),
             dequeued: Vec::new(),
@@ -2074,6 +2086,9 @@ impl World {
         if self.roll(Fault::NodeShrink) {
             self.shrink_a_node();
         }
+        if self.roll(Fault::CpuResize) {
+            self.resize_a_pod_cpu();
+        }
         if self.roll(Fault::NodeDeletion) {
             let names = self.node_names();
             if names.len() > 1 {
@@ -2296,8 +2311,12 @@ impl World {
                 }
             }
             self.stale_victims.clear();
+            let host_cpu = self.host_cpu_differences(&instance.service, view, whole);
             for v in found {
                 self.violation("agreement", v);
+            }
+            for v in host_cpu {
+                self.violation("host-cpu", v);
             }
             for v in leaked {
                 self.violation("stale-view", v);
@@ -2325,9 +2344,11 @@ impl World {
                 )
             });
             self.memo_verdicts_checked += remembered;
-            found.extend(lagging.into_iter().map(|node| {
-                format!("node {node}: the placement index holds other devices, usage or score than the view")
-            }));
+            found.extend(
+                lagging
+                    .into_iter()
+                    .map(|lagging| format!("the placement index lags its view: {lagging}")),
+            );
             found.extend(stale.into_iter().map(|v| v.to_string()));
         }
         for v in found {
@@ -2342,6 +2363,12 @@ impl World {
     /// far: the coverage of the memo half of the index coherence check.
     pub fn memo_verdicts_checked(&self) -> u64 {
         self.memo_verdicts_checked
+    }
+
+    /// Times the leader's host CPU book was compared with the store's nodes and pods (the
+    /// `host-cpu` check's coverage: it runs only once the watches have caught up).
+    pub fn host_cpu_comparisons(&self) -> u64 {
+        self.host_cpu_comparisons.get()
     }
 
     /// Turns faults off and runs until the world is quiet (past the lock timeout and every backoff),

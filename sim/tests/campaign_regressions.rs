@@ -5,6 +5,22 @@
 //! - `campaign-seed-149-overcommit.json` (200 seeds × 2000 operations, all faults): a re-filter that
 //!   placed nothing dropped the pod's earlier filter write whose answer had been lost, while the
 //!   watch was down; an exclusive pod was then given the same GPU (capacity and exclusivity broken).
+//! - Two bugs found by one `device-plugin` campaign (24 seeds × 1000 operations, all faults
+//!   including `cpu-resize`): seed 0 broke allocation identity (HAMi #781: the device plugin handed
+//!   one pod's devices to another) at step 1543 through the unverified Binding below, and its
+//!   shrink (304 operations) reached the same violation through the stall mark:
+//!   - `campaign-seed-0-device-plugin-stall-mark-frees-lock.json`: the lock reaper marked a
+//!     stalled holder `bind-phase: failed` and crashed before deleting it; after the restart the
+//!     mark counted as a settled phase and freed the lock while the kubelet could still admit the
+//!     holder, another pod took the node, and the holder's late Allocate was served that pod's
+//!     devices. Fixed in `lock_rules::judge_lock`: `failed` settles only once the kubelet can no
+//!     longer admit the pod; until then the holder is judged stalled again and deleted.
+//!   - `campaign-seed-0-device-plugin-unverified-binding.json` (shrunk to 310 operations on a build
+//!     with only the stall fix): two binds to one node at once; the first pod's `Binding` landed
+//!     but its answer was lost, the read meant to verify it got a 429, and the binder released the
+//!     lock as after a refused Binding; the second pod took the lock and bound. Fixed by
+//!     `BindError::BindingUnverified`: a failed read is read again, and a Binding no read can
+//!     confirm keeps the lock for the device plugin in that mode.
 //!
 //! Some failures are replayed from their seed rather than a shrunk file (shrinking a 500-operation
 //! trace in a debug build took longer than the campaign's budget); the test names the seed and the

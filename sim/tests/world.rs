@@ -211,8 +211,9 @@ fn a_small_fault_campaign_finds_no_violation() {
 /// one name in two namespaces), and pods so named are bound while their namesakes live; kube-scheduler
 /// acts on stale views (a deleted pod filtered or bound, a gone node offered) and binds two pods to
 /// one node at once; `fragmentation` pods leave verdicts in the index's memo, which the world
-/// judges again after every step; in both lock modes, with no violation: the coverage line counts
-/// each case.
+/// judges again after every step; pods' CPU is resized in place and the leader's host CPU book is
+/// compared with the API's; in both lock modes, with no violation: the coverage line counts each
+/// case.
 #[test]
 fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
     let ops = campaign::generate(3, 300);
@@ -260,6 +261,9 @@ fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
             *totals
                 .entry(campaign::MEMO_COVERAGE.to_string())
                 .or_default() += report.memo_verdicts_checked;
+            *totals
+                .entry(campaign::HOST_CPU_COVERAGE.to_string())
+                .or_default() += report.host_cpu_comparisons;
         }
         for class in [
             "bind succeeded: pod outside the default namespace",
@@ -270,7 +274,9 @@ fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
             "stale view: a gone node offered",
             "fault concurrent-bind",
             "fault node-shrink",
+            "fault cpu-resize",
             campaign::MEMO_COVERAGE,
+            campaign::HOST_CPU_COVERAGE,
         ] {
             assert!(
                 totals.get(class).copied().unwrap_or(0) > 0,
