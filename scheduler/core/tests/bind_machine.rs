@@ -113,7 +113,13 @@ fn device_plugin_mode_holds_the_lock_until_the_phase_settles() {
 
 #[test]
 fn device_plugin_lock_is_released_when_the_pod_fails_is_deleted_or_times_out() {
-    for ending in ["failed", "deleted", "terminal", "timeout", "marked failed, not admitted"] {
+    for ending in [
+        "failed",
+        "deleted",
+        "terminal",
+        "timeout",
+        "marked failed, not admitted",
+    ] {
         let mut c = cluster_with_pod();
         let request = c.request(NS, "p", "n1");
         let outcome = c.bind(request, &device_plugin());
