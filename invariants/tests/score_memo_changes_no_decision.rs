@@ -6,7 +6,7 @@
 //! and through `decision::decide` with an index kept as the service keeps it (refreshed for the
 //! nodes whose usage changed). The typical workload is learned as it goes, derived again only on
 //! drift, so it sometimes stays and sometimes changes between decisions; nodes' free CPU changes
-//! every few steps and pods ask for CPU it can refuse. Agreement means the whole decision: outcome, every verdict, annotations, labels
+//! every few steps (the index told, as `serve`'s view tells it) and pods ask for CPU it can refuse. Agreement means the whole decision: outcome, every verdict, annotations, labels
 //! and events. The brief answer the service gives from 64 offered nodes up
 //! (`scan::decide_briefly`) is checked against the same full decision: the same node, devices,
 //! score and annotations, with only the chosen node's verdict.
@@ -88,6 +88,13 @@ fn remembered_verdicts_change_no_decision() {
         let mut recent: Vec<PreparedPod> = Vec::new();
         let mut now = start_time();
         for (at, step) in scenario.steps.iter().enumerate() {
+            if at > 0 && at % 4 == 0 {
+                // Every node's free CPU changes now: the index is told, as its owner tells it.
+                let names: Vec<String> = world.registry.nodes().map(|n| n.name.clone()).collect();
+                for name in &names {
+                    kept.forget_verdicts(name);
+                }
+            }
             if let Step::Place(plan) = step {
                 let pod = with_annotations(
                     plan.to_pod(&world.next_pod_name()),
@@ -150,7 +157,8 @@ fn remembered_verdicts_change_no_decision() {
                 .map_err(|e| TestCaseError::fail(format!("step {step:?}: {e}")))?;
             // The checkers the simulated world runs find nothing when every change refreshes.
             let fleet = Fleet::indexed(&world.registry, &world.ledger, &kept);
-            if let Some(stale) = scan::stale_verdicts(fleet, Some(&profile)).first() {
+            let hosts = Hosts { step: at };
+            if let Some(stale) = scan::stale_verdicts(fleet, Some(&profile), Some(&hosts)).first() {
                 return Err(TestCaseError::fail(format!("after step {at}: {stale}")));
             }
             let lagging = kept.lagging_nodes(&world.registry, &world.ledger);

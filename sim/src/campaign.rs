@@ -393,8 +393,8 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
             count(
                 if rest.ends_with(" nodes not examined") {
                     "decided by the placement index"
-                } else if rest.ends_with(" fitting nodes not listed") {
-                    "decided briefly from the memo (fragmentation policy)"
+                } else if rest.ends_with(" by remembered verdicts") {
+                    "decided by rank from the memo (fragmentation policy)"
                 } else {
                     "decided by the full scan"
                 }

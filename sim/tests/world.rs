@@ -305,7 +305,7 @@ fn a_large_fleet_campaign_decides_through_the_index_and_the_memo() {
     let coverage = campaign::coverage(&report.trace);
     for path in [
         "decided by the placement index",
-        "decided briefly from the memo (fragmentation policy)",
+        "decided by rank from the memo (fragmentation policy)",
     ] {
         assert!(
             coverage.get(path).copied().unwrap_or(0) > 0,

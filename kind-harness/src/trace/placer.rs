@@ -603,6 +603,12 @@ impl Placer for CorePlacer {
         self.profile.is_some()
     }
 
+    /// The node's free CPU changed (the cluster mirror counts the pod there now): the
+    /// `fragmentation` verdicts the index remembers on it go, as `serve`'s view has them go.
+    fn bound(&mut self, cluster: &Cluster, _pod: &PodRow, _name: &str, node: usize) {
+        self.placement.forget_verdicts(&cluster.nodes[node].name);
+    }
+
     fn audit(&self, cluster: &Cluster, node: usize) -> Result<(), String> {
         audit_ledger(&self.ledger, cluster, node)
     }

@@ -210,11 +210,45 @@ impl ClusterView {
         }
     }
 
+    /// Changes the host CPU book through `change`, then has the placement index forget its
+    /// `fragmentation` verdicts on every node whose CPU that changed (the verdicts depend on it;
+    /// see [`crate::score_memo`]): `node`, and the nodes pod `pod` counts on before and after.
+    fn change_hosts<R>(
+        &mut self,
+        pod: Option<&str>,
+        node: Option<&str>,
+        change: impl FnOnce(&mut HostCpuBook) -> R,
+    ) -> R {
+        let mut watched: Vec<(Arc<str>, Option<crate::host_cpu::NodeCpu>)> = node
+            .map(Arc::from)
+            .into_iter()
+            .chain(pod.and_then(|key| self.hosts.pod_node(key)))
+            .map(|name| {
+                let before = self.hosts.node(&name);
+                (name, before)
+            })
+            .collect();
+        let result = change(&mut self.hosts);
+        if let Some(after) = pod.and_then(|key| self.hosts.pod_node(key))
+            && !watched.iter().any(|(name, _)| *name == after)
+        {
+            // The pod counts there now and did not before.
+            watched.push((after, None));
+        }
+        for (name, before) in watched {
+            if self.hosts.node(&name) != before {
+                self.usage.index.forget_verdicts(&name);
+            }
+        }
+        result
+    }
+
     /// Records an assumption, counting the pod's CPU on its node.
     fn put_assumption(&mut self, key: &str, assumption: Assumption) {
         if self.tracks_host_cpu() {
-            self.hosts
-                .assume(key, &assumption.node, assumption.cpu_milli);
+            self.change_hosts(Some(key), None, |hosts| {
+                hosts.assume(key, &assumption.node, assumption.cpu_milli)
+            });
         }
         self.assumed.insert(key.to_string(), assumption);
     }
@@ -223,7 +257,7 @@ impl ClusterView {
     fn drop_assumption(&mut self, key: &str) {
         self.assumed.remove(key);
         // The GPU scope's book is empty: unassuming there changes nothing.
-        self.hosts.unassume(key);
+        self.change_hosts(Some(key), None, |hosts| hosts.unassume(key));
     }
 
     /// The node registry.
@@ -273,7 +307,9 @@ impl ClusterView {
             offered,
         )?;
         if self.tracks_host_cpu() {
-            self.hosts.assume(key, &node, pod.cpu_milli);
+            self.change_hosts(Some(key), None, |hosts| {
+                hosts.assume(key, &node, pod.cpu_milli)
+            });
             self.cpu_assumed.insert(key.to_string());
         }
         Some(node)
@@ -293,7 +329,11 @@ impl ClusterView {
     /// view (see [`crate::scan::stale_verdicts`]): empty unless a change of a node reached the view
     /// without refreshing the index. For checkers; it evaluates every remembered verdict again.
     pub fn stale_memo_verdicts(&self) -> Vec<crate::scan::StaleVerdict> {
-        crate::scan::stale_verdicts(self.fleet(), Some(self.learned.profile()))
+        crate::scan::stale_verdicts(
+            self.fleet(),
+            Some(self.learned.profile()),
+            self.hosts().map(|h| h as &dyn HostSource),
+        )
     }
 
     /// The nodes the placement index holds otherwise than this view's registry and ledger (see
@@ -372,7 +412,7 @@ impl ClusterView {
             }
         }
         if self.tracks_host_cpu() {
-            self.hosts.apply_node(node);
+            self.change_hosts(None, Some(&name), |hosts| hosts.apply_node(node));
         }
         let registered = self.registry.upsert_node(node);
         self.refresh_node(&name);
@@ -383,7 +423,7 @@ impl ClusterView {
     pub fn delete_node(&mut self, name: &str) {
         self.nodes.remove(name);
         self.locks.remove(name);
-        self.hosts.delete_node(name);
+        self.change_hosts(None, Some(name), |hosts| hosts.delete_node(name));
         self.registry.remove(name);
         self.refresh_node(name);
     }
@@ -443,9 +483,9 @@ impl ClusterView {
         if !self.tracks_host_cpu() {
             return self.apply_gpu_pod(key, pod);
         }
-        self.hosts.apply_pod(&key, pod);
+        self.change_hosts(Some(&key), None, |hosts| hosts.apply_pod(&key, pod));
         if crate::host_cpu::pod_placement(pod).is_some() && self.cpu_assumed.remove(&key) {
-            self.hosts.unassume(&key);
+            self.change_hosts(Some(&key), None, |hosts| hosts.unassume(&key));
         }
         if carries_gpu_assignment(pod) {
             self.apply_gpu_pod(key, pod)
@@ -503,7 +543,7 @@ impl ClusterView {
         let key = pod_key(pod);
         self.learned.forget(&key);
         if self.tracks_host_cpu() {
-            self.hosts.delete_pod(&key);
+            self.change_hosts(Some(&key), None, |hosts| hosts.delete_pod(&key));
             self.cpu_assumed.remove(&key);
         }
         self.forget_gpu_pod(&key);
@@ -563,7 +603,13 @@ impl ClusterView {
         }
         if self.tracks_host_cpu() {
             // Every pod was listed: what the list did not show is gone.
+            let before = self.hosts.clone();
             self.hosts.retain_pods(|key| listed.contains(key));
+            for name in before.node_names() {
+                if self.hosts.node(name) != before.node(name) {
+                    self.usage.index.forget_verdicts(name);
+                }
+            }
             self.cpu_assumed.retain(|key| listed.contains(key));
             self.learned
                 .retain_listed(listed.iter().map(String::as_str));
@@ -1230,6 +1276,67 @@ mod tests {
         assert_eq!(inputs.pod_cpu_milli, 1000);
         let g = ClusterView::new();
         assert!(g.fragmentation_inputs(&prepared).hosts.is_none());
+    }
+
+    /// The `fragmentation` verdicts the index remembers depend on nodes' free CPU: every change of
+    /// a node's CPU (a pod counted or no longer counted there, a filter's choice, a re-list)
+    /// forgets the verdicts on that node and no other; an event that changes no CPU forgets none.
+    #[test]
+    fn a_change_of_free_cpu_forgets_the_verdicts_on_that_node_only() {
+        use crate::annotations::GPU_SCHEDULER_POLICY;
+        let now = t("2025-01-01T00:00:00Z");
+        let mut v = all_pods();
+        v.apply_node(&cpu_node("n1", "8"), now).unwrap();
+        v.apply_node(&cpu_node("n2", "8"), now).unwrap();
+        let gpu_pod = decision::prepare(
+            &pod("f", &[(GPU_SCHEDULER_POLICY, "fragmentation")]),
+            &SchedulerSettings::default(),
+        )
+        .unwrap();
+        let offered = vec!["n1".to_string(), "n2".to_string()];
+        let remembered = |v: &mut ClusterView| -> Vec<String> {
+            let mut nodes: Vec<String> = v
+                .index()
+                .score_memo()
+                .reachable()
+                .into_iter()
+                .map(|r| r.node)
+                .collect();
+            nodes.dedup();
+            // Decided again, so that both are remembered for the next change.
+            v.decide(&gpu_pod, &offered, now);
+            assert!(v.stale_memo_verdicts().is_empty());
+            nodes
+        };
+        v.decide(&gpu_pod, &offered, now);
+        assert_eq!(remembered(&mut v), ["n1", "n2"]);
+
+        let c = placed(cpu_only("c"), "2", "uc", Some("n1"));
+        v.apply_pod(&c).unwrap();
+        assert_eq!(remembered(&mut v), ["n2"], "counted on n1");
+        v.apply_pod(&c).unwrap();
+        assert_eq!(
+            remembered(&mut v),
+            ["n1", "n2"],
+            "the same CPU: nothing forgotten"
+        );
+        let moved = placed(cpu_only("c"), "2", "uc", Some("n2"));
+        v.apply_pod(&moved).unwrap();
+        assert_eq!(remembered(&mut v), Vec::<String>::new(), "from n1 to n2");
+        v.delete_pod(&moved);
+        assert_eq!(remembered(&mut v), ["n1"]);
+
+        let d = placed(cpu_only("d"), "1", "ud", None);
+        let prepared = decision::prepare(&d, &SchedulerSettings::default()).unwrap();
+        let chosen = v.place_cpu_pod("ns/d", &prepared, &offered).unwrap();
+        let other = if chosen == "n1" { "n2" } else { "n1" };
+        assert_eq!(remembered(&mut v), [other], "the filter's choice counts");
+        v.begin_pod_relist();
+        v.finish_pod_relist();
+        assert_eq!(remembered(&mut v), [other], "re-listed without it");
+
+        v.apply_node(&cpu_node("n2", "16"), now).unwrap();
+        assert_eq!(remembered(&mut v), ["n1"], "n2's allocatable grew");
     }
 
     #[test]

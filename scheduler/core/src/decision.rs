@@ -11,12 +11,12 @@
 //! Two siblings answer: the plain scan ([`crate::scan`]) and the placement index
 //! ([`crate::index`]). Which one is written here, once: the index when the caller passes one, the
 //! pod is one the index decides ([`crate::index::applies`]) and at least [`INDEX_MIN_OFFERED`] nodes
-//! are offered; for a `fragmentation` pod under the same conditions, the scan with the index's memo
-//! of its verdicts, answering briefly ([`crate::scan::decide_briefly`]); the full scan otherwise
-//! (with the memo whenever there is an index). All choose the same node and devices; the brief
-//! answers return the chosen node's verdict only, and their `FilteringSucceed` message counts nodes
-//! instead of listing every fitting node (see [`crate::index`]). A caller that passes the same fleet, pod and offered nodes gets the same
-//! decision and the same event texts, whichever caller it is.
+//! are offered; for a `fragmentation` pod under the same conditions, the ranking of its verdicts
+//! that the index's memo keeps ([`crate::scan::decide_briefly`]); the full scan otherwise (with the
+//! memo whenever there is an index). All choose the same node and devices; the brief answers return
+//! the chosen node's verdict only, and their `FilteringSucceed` message lists that node alone
+//! instead of every fitting node (see [`crate::index`]). A caller that passes the same fleet, pod
+//! and offered nodes gets the same decision and the same event texts, whichever caller it is.
 
 use crate::fragmentation::FragmentationInputs;
 pub use crate::index::Fleet;

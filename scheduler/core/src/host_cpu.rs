@@ -308,6 +308,12 @@ impl HostCpuBook {
         self.nodes.get(name).copied()
     }
 
+    /// The node pod `key`'s CPU counts on, if any (the filter's choice while it stands).
+    pub fn pod_node(&self, key: &str) -> Option<Arc<str>> {
+        let (node, _) = self.pods.get(key)?.counted()?;
+        Some(node.clone())
+    }
+
     /// The nodes the book holds something for, in no particular order.
     pub fn node_names(&self) -> impl Iterator<Item = &str> {
         self.nodes.keys().map(|name| &**name)

@@ -40,7 +40,7 @@ use crate::policy::NodePolicy;
 use crate::registry::{RegisteredNode, Registry};
 use crate::request::{ContainerRequest, PERCENTAGE_UNSET};
 use crate::rules::{self, Demand, DeviceState, FitReason, ReasonCounts, Selection};
-use crate::score::node_score;
+use crate::score::{node_score, score_key};
 use crate::score_memo::ScoreMemo;
 use foldhash::fast::FixedState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -280,16 +280,6 @@ pub struct WalkWork {
     pub exact_rejections: usize,
 }
 
-/// Maps an `f32` to a `u32` that orders as [`f32::total_cmp`].
-fn score_key(score: f32) -> u32 {
-    let bits = score.to_bits();
-    if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    }
-}
-
 /// What a decision reads of the cluster (re-exported as `decision::Fleet`): the registry, the
 /// usage, and this index when the caller keeps one.
 #[derive(Debug)]
@@ -441,8 +431,27 @@ impl PlacementIndex {
         self.entries.is_empty()
     }
 
+    /// Forgets the `fragmentation` verdicts remembered on `name` ([`crate::score_memo`]): call after
+    /// every change of the node's free CPU (the `fragmentation` policy's host CPU,
+    /// [`crate::fragmentation::FragmentationInputs::hosts`]); [`PlacementIndex::refresh`] forgets
+    /// them too.
+    pub fn forget_verdicts(&mut self, name: &str) {
+        self.memo.forget_node(name);
+    }
+
+    /// The names of the nodes the index holds, in no particular order.
+    pub(crate) fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|name| &**name)
+    }
+
+    /// True when the index holds `name`.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
     /// Re-reads one node from the registry and its usage; removes it when it is not registered.
-    /// Call after every change of the node's registration or of usage on it.
+    /// Call after every change of the node's registration or of usage on it (a change of its free
+    /// CPU alone asks for [`PlacementIndex::forget_verdicts`]).
     pub fn refresh(&mut self, name: &str, registry: &Registry, usage: &impl UsageSource) {
         self.memo.forget_node(name);
         let Some(node) = registry.get(name) else {

@@ -11,9 +11,10 @@
 //! A `fragmentation` pod's verdict on a node can come from the placement index's memo
 //! ([`crate::score_memo`]) instead of the fit: the same verdict. From
 //! [`crate::decision::INDEX_MIN_OFFERED`] offered nodes up, with an index, such a pod is decided
-//! [`decide_briefly`]: every node is still judged, but only the chosen node's verdict is returned and
-//! the `FilteringSucceed` message counts the fitting nodes instead of listing them, as the index does
-//! for HAMi's policies (the same node, devices and score; see [`crate::index`]).
+//! [`decide_briefly`]: by rank, from a table of the memo that holds a verdict for every node and is
+//! kept whole by judging again only the nodes that changed; only the chosen node's verdict is
+//! returned and the `FilteringSucceed` message lists that node alone, as the index does for HAMi's
+//! policies (the same node, devices and score; see [`crate::index`]).
 
 use crate::fit::{evaluate_node_with, node_preference};
 use crate::fragmentation::WorkloadProfile;
@@ -268,13 +269,16 @@ pub fn decide_remembering<U: UsageSource>(
     placed(verdicts, node, score, allocation, now, message)
 }
 
-/// A `fragmentation` pod decided over many offered nodes with the index's memo: every node judged
-/// as [`decide_remembering`] judges it and the same node, devices and score chosen, but only the
-/// chosen node's verdict returned and a `FilteringSucceed` message that counts the fitting nodes
-/// instead of listing them (`find fit node(<n>), <k> nodes not fit, <f> nodes fit(<n>:<score>),
-/// <f - 1> fitting nodes not listed`).
-/// `None` for any other pod, for a fleet without an index (whose memo it judges with), and when no
-/// node fits (the caller then scans, for every node's reason).
+/// A `fragmentation` pod decided over many offered nodes by rank, from the index's memo: the same
+/// node, devices and score as [`decide_remembering`], found without visiting every offered node.
+/// The pod's table in the memo ([`crate::score_memo`]) is made whole once (every node of the
+/// index judged), then only the nodes that changed since its last decision are judged again; the
+/// best-ranked offered node is chosen, its verdict checked by the fit once more, and only its
+/// verdict returned, with a `FilteringSucceed` message that lists it alone (`find fit node(<n>), 1
+/// nodes fit(<n>:<score>), <m> other offered nodes ranked lower or not fitting by remembered
+/// verdicts`).
+/// `None` for any other pod, for a fleet without an index (whose memo it ranks with), and when no
+/// offered node fits (the caller then scans, for every node's reason).
 pub fn decide_briefly<U: UsageSource>(
     fleet: Fleet<'_, U>,
     pod: &PreparedPod,
@@ -285,43 +289,66 @@ pub fn decide_briefly<U: UsageSource>(
     let Fleet {
         registry, usage, ..
     } = fleet;
-    let memo = fleet.index?.score_memo();
+    let index = fleet.index?;
     if !pod.request.has_gpu_request() || !fragmentation::applies(&pod.preferences) {
         return None;
     }
-    let mut judge = Judge::new(registry, usage, pod, fragmentation, Some(memo));
-    let offered = crate::index::offered_set(node_names);
-    let policy = judge.policy();
-    let mut fits = 0usize;
-    let mut best: Option<(&str, f32, Option<PodAllocation>)> = None;
-    for &name in &offered {
-        let Ok((score, allocation)) = judge.judge(name) else {
-            continue;
-        };
-        fits += 1;
-        // The scan's order: preference, then the smallest name.
-        let better = best.as_ref().is_none_or(|(b, b_score, _)| {
-            node_preference(policy, *b_score, score)
-                .then_with(|| name.cmp(b))
-                .is_lt()
-        });
-        if better {
-            best = Some((name, score, allocation));
+    let mut judge = Judge::new(
+        registry,
+        usage,
+        pod,
+        fragmentation,
+        Some(index.score_memo()),
+    );
+    let whole = judge.session.as_ref().is_some_and(MemoSession::is_whole);
+    if whole {
+        let forgotten = judge
+            .session
+            .as_mut()
+            .map(MemoSession::take_forgotten)
+            .unwrap_or_default();
+        let mut judged = 0;
+        for name in forgotten.iter().filter(|name| index.holds(name)) {
+            let _ = judge.judge(name);
+            judged += 1;
+        }
+        if let Some(session) = judge.session.as_mut() {
+            session.count_ranked(judged);
+        }
+    } else {
+        for name in index.node_names() {
+            let _ = judge.judge(name);
+        }
+        if let Some(session) = judge.session.as_mut() {
+            session.mark_whole();
         }
     }
-    let (node, score, allocation) = best?;
-    let Some(allocation) = allocation.or_else(|| judge.devices_of(node, score)) else {
+    let offered = crate::index::offered_set(node_names);
+    let (node, score, cpu_free) = judge
+        .session
+        .as_ref()?
+        .best(|name| offered.contains(name))?;
+    // The winner judged once more, by the fit on its free CPU now: a change the memo was not told
+    // of shows here, and the decision is then taken again without the memo.
+    let checked = if judge.cpu_free(&node) == cpu_free {
+        judge.devices_of(&node, score)
+    } else {
+        if let Some(session) = judge.session.as_mut() {
+            session.clear();
+        }
+        None
+    };
+    let Some(allocation) = checked else {
         drop(judge);
         return Some(decide(registry, usage, pod, node_names, now, fragmentation));
     };
     let message = format!(
-        "find fit node({node}), {} nodes not fit, {fits} nodes fit({node}:{score:.2}), {} fitting nodes not listed",
-        offered.len() - fits,
-        fits - 1
+        "find fit node({node}), 1 nodes fit({node}:{score:.2}), {} other offered nodes ranked lower or not fitting by remembered verdicts",
+        offered.len() - 1
     );
     Some(placed(
         BTreeMap::from([(node.to_string(), Verdict::Score(score))]),
-        node,
+        &node,
         score,
         allocation,
         now,
@@ -362,11 +389,14 @@ impl fmt::Display for StaleVerdict {
 /// Every verdict of the fleet's index's memo that a decision could still find (one for a pod
 /// shape still remembered, under the typical workload of `profile` or the pod's own containers)
 /// but that the fit no longer gives on `fleet`: the memo's contract ([`crate::score_memo`]) broken,
-/// a change of a node that did not refresh the index. Empty when it holds. For checkers: it
-/// evaluates every remembered verdict again.
+/// a change of a node that did not refresh the index or make it forget its verdicts. A verdict of
+/// a whole table (read by rank) is judged with the node's free CPU in `hosts` now, any other with
+/// the free CPU it is remembered under (the only one it is found with). Empty when it holds. For
+/// checkers: it evaluates every remembered verdict again.
 pub fn stale_verdicts<U: UsageSource>(
     fleet: Fleet<'_, U>,
     profile: Option<&WorkloadProfile>,
+    hosts: Option<&dyn crate::fragmentation::HostSource>,
 ) -> Vec<StaleVerdict> {
     let Some(index) = fleet.index else {
         return Vec::new();
@@ -387,9 +417,14 @@ pub fn stale_verdicts<U: UsageSource>(
             }
             _ => continue,
         };
+        let cpu_free = if row.ranked {
+            hosts.and_then(|h| h.host(&row.node)).map(|h| h.cpu_free())
+        } else {
+            row.cpu_free
+        };
         let inputs = NodeInputs {
             typical: &typical,
-            cpu_free: row.cpu_free,
+            cpu_free,
             pod_cpu_milli: row.cpu_milli,
             score_scale_gpus: row.score_scale_gpus,
         };
@@ -479,11 +514,11 @@ mod tests {
         decide(&registry, &ledger, &index);
         assert_eq!(index.score_memo().len(), 3, "one verdict per node");
         let check = |registry: &Registry, ledger: &Ledger, index: &PlacementIndex| {
-            stale_verdicts(Fleet::indexed(registry, ledger, index), None)
+            stale_verdicts(Fleet::indexed(registry, ledger, index), None, None)
         };
         assert_eq!(check(&registry, &ledger, &index), vec![]);
         assert_eq!(
-            stale_verdicts(Fleet::scanned(&registry, &ledger), None),
+            stale_verdicts(Fleet::scanned(&registry, &ledger), None, None),
             vec![],
             "no index, no memo"
         );
@@ -540,11 +575,11 @@ mod tests {
         );
         ledger.upsert("default/other", &names[0], &whole_of(&names[0]));
         let fleet = Fleet::indexed(&registry, &ledger, &index);
-        assert_eq!(stale_verdicts(fleet, Some(&profile)).len(), 1);
+        assert_eq!(stale_verdicts(fleet, Some(&profile), None).len(), 1);
         let mut newer = profile.clone();
         newer.observe(&pod.request, &pod.preferences, 0);
         assert_ne!(newer.typical_id(), profile.typical_id());
-        assert_eq!(stale_verdicts(fleet, Some(&newer)), vec![]);
+        assert_eq!(stale_verdicts(fleet, Some(&newer), None), vec![]);
     }
 
     /// `percent` of GPU 0 of `node` (memory and cores).
@@ -617,7 +652,11 @@ mod tests {
         // A quarter of the winner's first GPU taken, the index not told: the memo still ranks it
         // first at 46, the fit now says 53.
         ledger.upsert("default/other", &names[0], &share_of(&names[0], 25));
-        let stale = stale_verdicts(Fleet::indexed(&registry, &ledger, &index), Some(&profile));
+        let stale = stale_verdicts(
+            Fleet::indexed(&registry, &ledger, &index),
+            Some(&profile),
+            None,
+        );
         assert_eq!(
             stale
                 .iter()
@@ -715,7 +754,7 @@ mod tests {
 
     /// From 64 offered nodes up a `fragmentation` pod gets the brief answer: the plain decision's
     /// node, devices and score, only the winner's verdict, and a message that counts the rest;
-    /// again from the memo. Other pods, a fleet without an index and a pod that fits nowhere get
+    /// again by rank from the memo. Other pods, a fleet without an index and a pod that fits nowhere get
     /// none.
     #[test]
     fn the_brief_answer_names_only_the_winner_and_counts_the_rest() {
@@ -733,7 +772,7 @@ mod tests {
             panic!("{plain:?}")
         };
         let message = format!(
-            "find fit node({node}), 5 nodes not fit, 65 nodes fit({node}:{score:.2}), 64 fitting nodes not listed"
+            "find fit node({node}), 1 nodes fit({node}:{score:.2}), 69 other offered nodes ranked lower or not fitting by remembered verdicts"
         );
         for round in ["judged", "remembered"] {
             let brief = decision::decide(

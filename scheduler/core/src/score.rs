@@ -96,6 +96,17 @@ pub fn device_score(
             + weights.memory as f32 * memory)
 }
 
+/// Maps a score to a `u32` that orders as [`f32::total_cmp`]: what the placement index and the
+/// `fragmentation` memo rank nodes by.
+pub(crate) fn score_key(score: f32) -> u32 {
+    let bits = score.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
