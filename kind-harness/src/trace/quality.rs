@@ -1116,11 +1116,13 @@ core at {} nodes × {} GPUs, about half used, every node offered, pods from a mi
 `cargo bench -p sliceguard-kind-harness --bench decision_latency` the same fixture). Each timed decision is what `serve`'s \
 filter does for one pod on a steady cluster: learn the pod into the workload profile (which has seen one pod per task in the \
 fleet), decide, and assume the placement (ledger and index updated, so the next decision sees one node changed). \
-`fragmentation` remembers its verdict per node and pod shape across decisions and re-evaluates only the nodes that changed \
-(`scheduler/core/src/score_memo.rs`; the profile derives its typical workload again only when the counts drift by 1/32), \
-and from 64 offered nodes up it returns only the chosen node's verdict, as the index does for HAMi's policies. The fixture \
+`fragmentation` remembers every node's verdict per pod shape across decisions, with the nodes that fit ranked, and \
+re-evaluates only the nodes that changed since the shape's last decision (`scheduler/core/src/score_memo.rs`; the profile \
+derives its typical workload again only when the counts drift by 1/32); from 64 offered nodes up it takes the best-ranked \
+offered node without visiting the others and returns only its verdict, as the index does for HAMi's policies. The fixture \
 has 8 pod shapes; a cluster with more shapes, or CPU requests that differ per pod, finds fewer verdicts remembered (the hit \
-rate is printed below). The mean includes the first decision of each shape, which evaluates every node:\n",
+rate is printed below: verdicts a decision relied on without evaluating them). The mean includes the first decision of each \
+shape, which evaluates every node:\n",
         c.latency.nodes, c.latency.gpus
     );
     let _ = writeln!(m, "{}", c.latency.table());
