@@ -795,11 +795,23 @@ mod tests {
                 brief.events
             );
         }
-        let (hits, _) = index.score_memo().hits_and_misses();
-        assert!(
-            hits >= 70,
-            "the second answer came from the memo: {hits} hits"
+        assert_eq!(
+            index.score_memo().hits_and_misses(),
+            (70, 70),
+            "the first answer judged every node, the second relied on every verdict"
         );
+        // One node changed (as far as the index knows): judged again, the others relied on.
+        let mut index = index;
+        index.refresh(&names[10], &registry, &ledger);
+        let again = decision::decide(
+            Fleet::indexed(&registry, &ledger, &index),
+            &pod,
+            &names,
+            T0,
+            inputs,
+        );
+        assert_eq!(again.outcome, plain.outcome);
+        assert_eq!(index.score_memo().hits_and_misses(), (70 + 69, 70 + 1));
 
         let brief = |pod: &PreparedPod, fleet: Fleet<'_, Ledger>| {
             decide_briefly(fleet, pod, &names, T0, inputs)

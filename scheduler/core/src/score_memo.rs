@@ -544,14 +544,16 @@ mod tests {
         }
         assert_eq!(memo.hits_and_misses(), (2, 1), "two remembered, a missed");
         // More nodes waiting than remembered: judging them all again costs no more.
+        memo.session(&p, 0, 4.0, 1).put("a", None, Ok(2.0));
+        memo.forget_node("a");
         memo.forget_node("b");
         assert!(
             memo.session(&p, 0, 4.0, 1).is_whole(),
-            "b waits, c remembered"
+            "a and b wait, as many as c remembered"
         );
         memo.forget_node("c");
         let mut s = memo.session(&p, 0, 4.0, 1);
-        assert!(!s.is_whole(), "b waits, nothing remembered");
+        assert!(!s.is_whole(), "three wait, none remembered");
         assert!(s.take_forgotten().is_empty());
     }
 
