@@ -754,8 +754,8 @@ mod tests {
 
     /// From 64 offered nodes up a `fragmentation` pod gets the brief answer: the plain decision's
     /// node, devices and score, only the winner's verdict, and a message that counts the rest;
-    /// again by rank from the memo. Other pods, a fleet without an index and a pod that fits nowhere get
-    /// none.
+    /// again by rank from the memo. Other pods, a fleet without an index and a pod that fits
+    /// nowhere get none.
     #[test]
     fn the_brief_answer_names_only_the_winner_and_counts_the_rest() {
         let (registry, names) = registered_fleet(70, 2);
@@ -774,14 +774,17 @@ mod tests {
         let message = format!(
             "find fit node({node}), 1 nodes fit({node}:{score:.2}), 69 other offered nodes ranked lower or not fitting by remembered verdicts"
         );
-        for round in ["judged", "remembered"] {
-            let brief = decision::decide(
-                Fleet::indexed(&registry, &ledger, &index),
+        let decide_indexed = |index: &PlacementIndex| {
+            decision::decide(
+                Fleet::indexed(&registry, &ledger, index),
                 &pod,
                 &names,
                 T0,
                 inputs,
-            );
+            )
+        };
+        for round in ["judged", "remembered"] {
+            let brief = decide_indexed(&index);
             assert_eq!(brief.outcome, plain.outcome, "{round}");
             assert_eq!(brief.annotations, plain.annotations, "{round}");
             assert_eq!(
@@ -803,14 +806,7 @@ mod tests {
         // One node changed (as far as the index knows): judged again, the others relied on.
         let mut index = index;
         index.refresh(&names[10], &registry, &ledger);
-        let again = decision::decide(
-            Fleet::indexed(&registry, &ledger, &index),
-            &pod,
-            &names,
-            T0,
-            inputs,
-        );
-        assert_eq!(again.outcome, plain.outcome);
+        assert_eq!(decide_indexed(&index).outcome, plain.outcome);
         assert_eq!(index.score_memo().hits_and_misses(), (70 + 69, 70 + 1));
 
         let brief = |pod: &PreparedPod, fleet: Fleet<'_, Ledger>| {
