@@ -38,7 +38,8 @@ pub struct SimArgs {
     /// Faults to inject: `all`, `none`, or a comma list of conflict, server-error, lost-response,
     /// crash, node-deletion, pod-deletion, plugin-silent, watch-disconnect, clock-jump, throttle,
     /// filter-timeout, bind-timeout, tenant, rolling-update, lease-expiry, replica-pause,
-    /// replica-partition, stale-bind, node-shrink, concurrent-bind, stale-view, cpu-resize.
+    /// replica-partition, stale-bind, node-shrink, concurrent-bind, stale-view, cpu-resize,
+    /// cpu-only-pod.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: std::collections::BTreeSet<Fault>,
     /// Replays spent shrinking a failing seed's operations (0: save and print it unshrunk). The

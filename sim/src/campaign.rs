@@ -360,6 +360,18 @@ pub fn coverage(trace: &[String]) -> std::collections::BTreeMap<String, u64> {
         } else if let Some(rest) = text.strip_prefix("fault ") {
             let name = rest.split([' ', ':']).next().unwrap_or(rest);
             count(format!("fault {name}"));
+            if name == "cpu-only-pod" {
+                count(
+                    if rest.contains("kube-scheduler binds") {
+                        "cpu-only pod: bound by kube-scheduler"
+                    } else if rest.contains("resized in place") {
+                        "cpu-only pod: resized in place"
+                    } else {
+                        "cpu-only pod: ended"
+                    }
+                    .into(),
+                );
+            }
             if name == "stale-view" {
                 count(
                     if rest.contains("a node already gone") {

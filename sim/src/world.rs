@@ -50,6 +50,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod books;
+mod cpu_only;
 mod host_cpu;
 mod replicas;
 mod unbound;
@@ -158,11 +159,14 @@ pub enum Fault {
     /// A pod's CPU request is resized in place (`pods/resize`), past admission: the host CPU the
     /// `fragmentation` policy reads must follow it (see [`host_cpu`]).
     CpuResize,
+    /// kube-scheduler binds CPU-only pods (no GPU, never routed to sliceguard), which are then
+    /// resized in place and end: free CPU changes with no GPU pod event (see [`cpu_only`]).
+    CpuOnlyPod,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 22] = [
+    pub const ALL: [Fault; 23] = [
         Fault::Conflict,
         Fault::ServerError,
         Fault::LostResponse,
@@ -185,6 +189,7 @@ impl Fault {
         Fault::ConcurrentBind,
         Fault::StaleView,
         Fault::CpuResize,
+        Fault::CpuOnlyPod,
     ];
 
     /// The fault's name on the command line.
@@ -212,6 +217,7 @@ impl Fault {
             Fault::ConcurrentBind => "concurrent-bind",
             Fault::StaleView => "stale-view",
             Fault::CpuResize => "cpu-resize",
+            Fault::CpuOnlyPod => "cpu-only-pod",
         }
     }
 
@@ -908,6 +914,8 @@ pub struct World {
     memo_verdicts_checked: u64,
     /// Index differences already reported.
     index_reported: BTreeSet<String>,
+    /// The `cpu-only-pod` fault's random stream and pod names.
+    cpu_only: cpu_only::CpuOnlyWork,
 }
 
 impl fmt::Debug for World {
@@ -941,6 +949,7 @@ impl World {
             }
         }
         let config_faults = config.faults.clone();
+        let config_seed = config.seed;
         let core = ApiCore {
             store,
             rng: Rng::new(config.seed.wrapping_mul(31).wrapping_add(7)),
@@ -991,6 +1000,7 @@ impl World {
             oldest_decision_view: None,
             memo_verdicts_checked: 0,
             index_reported: BTreeSet::new(),
+            cpu_only: cpu_only::CpuOnlyWork::new(config_seed),
         }
     }
 
@@ -1361,7 +1371,9 @@ impl World {
             .collect()
     }
 
-    /// Every pod key, in order.
+    /// Every pod key, in order, but for the CPU-only pods kube-scheduler placed under the
+    /// `cpu-only-pod` fault (kept apart, so that what other faults and operations pick by index
+    /// does not depend on whether that fault is on).
     pub fn pod_keys(&self) -> Vec<String> {
         self.core()
             .store
@@ -1373,6 +1385,7 @@ impl World {
                     p["metadata"]["name"].as_str().unwrap_or_default()
                 )
             })
+            .filter(|key| !cpu_only::is_cpu_only_work(key))
             .collect()
     }
 
@@ -2089,6 +2102,7 @@ impl World {
         if self.roll(Fault::CpuResize) {
             self.resize_a_pod_cpu();
         }
+        self.cpu_only_work();
         if self.roll(Fault::NodeDeletion) {
             let names = self.node_names();
             if names.len() > 1 {

@@ -275,6 +275,9 @@ fn campaigns_reach_confusable_names_stale_views_and_concurrent_binds() {
             "fault concurrent-bind",
             "fault node-shrink",
             "fault cpu-resize",
+            "cpu-only pod: bound by kube-scheduler",
+            "cpu-only pod: resized in place",
+            "cpu-only pod: ended",
             campaign::MEMO_COVERAGE,
             campaign::HOST_CPU_COVERAGE,
         ] {

@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use sliceguard::server::Scheduler;
 use std::sync::Arc;
 
-/// The CPU requests (millicores) a resize picks from; `None` removes the request.
-const RESIZED_CPU_MILLI: [Option<u64>; 6] = [
+/// The CPU requests (millicores) an in-place resize picks from; `None` removes the request.
+pub(super) const RESIZED_CPU_MILLI: [Option<u64>; 6] = [
     None,
     Some(250),
     Some(1000),
@@ -34,6 +34,11 @@ const RESIZED_CPU_MILLI: [Option<u64>; 6] = [
     Some(4000),
     Some(8000),
 ];
+
+/// A CPU request as the trace writes it.
+pub(super) fn milli_text(milli: Option<u64>) -> String {
+    milli.map_or_else(|| "none".to_string(), |m| format!("{m}m"))
+}
 
 impl World {
     /// The `cpu-resize` fault (see the module documentation).
@@ -44,18 +49,22 @@ impl World {
         }
         let key = keys[self.rng.below(keys.len() as u64) as usize].clone();
         let to = RESIZED_CPU_MILLI[self.rng.below(RESIZED_CPU_MILLI.len() as u64) as usize];
-        let Some((ns, name)) = key.split_once('/') else {
-            return;
-        };
-        let Ok(pod) = self.core().store.get(Resource::Pods, Some(ns), name) else {
-            return;
-        };
-        let Some(mut containers) = pod["spec"]["containers"].as_array().cloned() else {
-            return;
-        };
-        let Some(first) = containers.first_mut() else {
-            return;
-        };
+        if let Some(from) = self.resize_cpu_request(&key, to) {
+            self.log(format!(
+                "fault cpu-resize: {key}'s CPU request resized in place from {from} to {}",
+                milli_text(to)
+            ));
+        }
+    }
+
+    /// Resizes the CPU request of `key`'s first container in place to `to` (`None`: no request),
+    /// as the resize subresource writes it, past admission; the request it had (as the trace writes
+    /// it), or `None` when the pod or its container is gone or the write failed.
+    pub(super) fn resize_cpu_request(&mut self, key: &str, to: Option<u64>) -> Option<String> {
+        let (ns, name) = key.split_once('/')?;
+        let pod = self.core().store.get(Resource::Pods, Some(ns), name).ok()?;
+        let mut containers = pod["spec"]["containers"].as_array().cloned()?;
+        let first = containers.first_mut()?;
         let from = first["resources"]["requests"]["cpu"]
             .as_str()
             .unwrap_or("none")
@@ -64,9 +73,7 @@ impl World {
         if !requests.is_object() {
             *requests = json!({});
         }
-        let Some(requests) = requests.as_object_mut() else {
-            return;
-        };
+        let requests = requests.as_object_mut()?;
         match to {
             Some(milli) => {
                 requests.insert("cpu".into(), Value::String(format!("{milli}m")));
@@ -75,20 +82,18 @@ impl World {
                 requests.remove("cpu");
             }
         }
-        let patched = self.core().store.patch(
-            Resource::Pods,
-            Some(ns),
-            name,
-            Part::Main,
-            PatchType::Merge,
-            &json!({"spec": {"containers": containers}}),
-        );
-        if patched.is_ok() {
-            let to = to.map_or_else(|| "none".to_string(), |m| format!("{m}m"));
-            self.log(format!(
-                "fault cpu-resize: {key}'s CPU request resized in place from {from} to {to}"
-            ));
-        }
+        self.core()
+            .store
+            .patch(
+                Resource::Pods,
+                Some(ns),
+                name,
+                Part::Main,
+                PatchType::Merge,
+                &json!({"spec": {"containers": containers}}),
+            )
+            .ok()
+            .map(|_| from)
     }
 
     /// The `host-cpu` check of `service`'s view (`view`: its identity, as agreement names it)
