@@ -28,7 +28,7 @@ use super::host_cpu::{RESIZED_CPU_MILLI, milli_text};
 use super::{Fault, Rng, World};
 use crate::store::{Resource, Store};
 use serde_json::json;
-use sliceguard::host_cpu::HostCpuBook;
+use sliceguard::host_cpu::{HostCpuBook, HostSource as _};
 
 /// The namespace of the fault's pods (no campaign operation creates pods there).
 pub const CPU_ONLY_NAMESPACE: &str = "cpu-only-work";
@@ -84,7 +84,7 @@ impl World {
             return;
         }
         let live = self.cpu_only_pods();
-        let below_cap = live.len() < self.node_names().len() * PODS_PER_NODE;
+        let below_cap = live.len() < self.core().store.count(Resource::Nodes) * PODS_PER_NODE;
         let choice = self.cpu_only.rng.below(4);
         if below_cap && (choice < 2 || live.is_empty()) {
             self.bind_cpu_only_pod();
@@ -181,12 +181,7 @@ fn nodes_with_free_cpu(store: &Store, milli: u64) -> Vec<String> {
         book.apply_pod(&sliceguard::ledger::pod_key(pod), pod);
     }
     book.node_names()
-        .filter(|name| {
-            book.node(name).is_some_and(|cpu| {
-                cpu.allocatable
-                    .is_some_and(|a| a.saturating_sub(cpu.requested) >= milli)
-            })
-        })
+        .filter(|name| book.host(name).is_some_and(|h| h.cpu_free() >= milli))
         .map(str::to_string)
         .collect()
 }
